@@ -1,0 +1,445 @@
+"""Validated generator parameters of an npugen design, read from and written to TOML.
+
+A configuration is a :class:`GemmConfig`. It is immutable and checked when it is made, whether
+from Python (``GemmConfig(rows=8)``, :func:`dataclasses.replace`) or from TOML
+(:func:`parse_toml`, :func:`load_config`): a bad value, a wrong type, an unknown key or an unknown
+section raises :class:`ConfigError`, whose message is one line naming the key, the value and what
+is allowed. The keys are described in ``docs/config.md``.
+
+The embedded default configuration is ``hw/default.toml`` (shipped inside the package);
+``configs/default.toml`` is an identical copy for reading and editing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+import re
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from os import PathLike
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+import tomli_w
+
+__all__ = ["ConfigError", "GemmConfig", "load_config", "parse_toml", "derived_acc_width"]
+
+
+#: Largest magnitude of one int8 x int8 product: (-128) * (-128).
+_MAX_PRODUCT = 128 * 128
+
+#: Upper bounds of the integer parameters.
+_MAX_DIM = 64
+_MAX_K = (1 << 24) - 1        # the command's ``k`` field is 24 bits wide (docs/isa.md)
+_MAX_ACC_WIDTH = 64
+_ACC_DEPTHS = (16, 65536)     # power of two
+_RES_DEPTHS = (4, 4096)
+_MAX_CLOCK_MHZ = 2000.0
+_MAX_NAME = 64
+
+_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+#: Verilog-2005 and SystemVerilog-2017 keywords that match the name pattern. A design name
+#: becomes a module name, so none of these may be used.
+_VERILOG_KEYWORDS = frozenset("""
+    accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+    before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+    checker class clocking cmos config const constraint context continue cover covergroup
+    coverpoint cross deassign default defparam design disable dist do edge else end endcase
+    endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+    endmodule endpackage endprimitive endprogram endproperty endsequence endspecify endtable
+    endtask enum event eventually expect export extends extern final first_match for force
+    foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+    ignore_bins illegal_bins implements implies import incdir include initial inout input inside
+    instance int integer interconnect interface intersect join join_any join_none large let
+    liblist library local localparam logic longint macromodule matches medium modport module
+    nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or output
+    package packed parameter pmos posedge primitive priority program property protected pull0
+    pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+    randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+    rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with scalared
+    sequence shortint shortreal showcancelled signed small soft solve specify specparam static
+    string strong strong0 strong1 struct super supply0 supply1 sync_accept_on sync_reject_on
+    table tagged task this throughout time timeprecision timeunit tran tranif0 tranif1 tri tri0
+    tri1 triand trior trireg type typedef union unique unique0 unsigned until until_with untyped
+    use uwire var vectored virtual void wait wait_order wand weak weak0 weak1 while wildcard wire
+    with within wor xnor xor
+""".split())
+
+#: Sections a configuration may have, by name. None yet: the softmax and attention units will
+#: add ``[softmax]`` and ``[attention]`` here, each with a parser from a table to a frozen
+#: dataclass stored in a field of :class:`GemmConfig`. Until then every table is an unknown
+#: section.
+_SECTIONS: dict[str, Any] = {}
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file that npugen cannot use.
+
+    The message is one line naming the key, the value and what is allowed, for example
+    ``rows: 0 is not allowed (an integer from 1 to 64)``; when the configuration came from a
+    file, the file name comes first (``my.toml: rows: ...``).
+
+    Parameters
+    ----------
+    message : str
+        The one-line message, without the source.
+    key : str or None
+        The key concerned (``"rows"``, ``"[softmax]"``), or None for a file-level error.
+    source : str or None
+        Where the configuration came from (a file name), or None.
+
+    Attributes
+    ----------
+    key : str or None
+        As given.
+    source : str or None
+        As given.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None):
+        self.message = " ".join(str(message).split())   # one line, whatever the cause said
+        self.key = key
+        self.source = source
+        super().__init__(f"{source}: {self.message}" if source else self.message)
+
+    def with_source(self, source: str | None) -> ConfigError:
+        """The same error, attributed to ``source``."""
+        return ConfigError(self.message, key=self.key, source=source)
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in TOML, on one line, for an error message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (numbers.Integral, float)):
+        return repr(value) if isinstance(value, float) else str(int(value))
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def derived_acc_width(k_max: int) -> int:
+    """Accumulator width that holds any sum of ``k_max`` int8 x int8 products.
+
+    Parameters
+    ----------
+    k_max : int
+        Largest reduction length K of one job.
+
+    Returns
+    -------
+    int
+        ``max(32, (16384 * k_max).bit_length() + 1)`` bits: 32 up to ``k_max = 131071``, 33 from
+        131072.
+    """
+    return max(32, (_MAX_PRODUCT * k_max).bit_length() + 1)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Generator parameters of one GEMM engine.
+
+    All parameters are checked when the object is made; :func:`dataclasses.replace` checks again.
+
+    Parameters
+    ----------
+    name : str
+        Name of the design: the Verilog module name and the name of every generated file. A
+        lower-case identifier, ``^[a-z_][a-z0-9_]*$``, at most 64 characters, not a Verilog or
+        SystemVerilog keyword.
+    rows : int
+        Processing-element rows R of the systolic array, 1 to 64.
+    cols : int
+        Processing-element columns C of the systolic array, 1 to 64.
+    dataflow : str
+        ``"ws"`` (weight-stationary) or ``"os"`` (output-stationary).
+    k_max : int
+        Largest reduction length K of one job, 1 to 2**24 - 1 (the command's ``k`` field).
+    acc_width : int or None
+        Accumulator width W, bits. None derives it from ``k_max`` (:func:`derived_acc_width`);
+        an explicit value may be wider than that, up to 64, but not narrower.
+    rounding : str
+        Requantization rounding: ``"single"`` (one rounding step) or ``"double"`` (TFLite's
+        reference double rounding), see ``docs/numerics.md``.
+    acc_depth : int
+        Rows of the accumulator memory, a power of two from 16 to 65536. A job's M is processed
+        in chunks of at most this many rows.
+    res_depth : int
+        Depth of the result FIFO, beats (rows of a C tile), 4 to 4096.
+    clock_mhz : float
+        Target clock frequency of ``aclk`` for the timing constraints, MHz; greater than 0 and at
+        most 2000.
+
+    Raises
+    ------
+    ConfigError
+        For a value of the wrong type or out of range.
+    """
+
+    name: str = "npu"
+    rows: int = 16
+    cols: int = 16
+    dataflow: str = "ws"
+    k_max: int = 4096
+    acc_width: int | None = None
+    rounding: str = "single"
+    acc_depth: int = 512
+    res_depth: int = 64
+    clock_mhz: float = 200.0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = _CHECKS[f.name](self, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+
+    # -- derived values ------------------------------------------------------------------------
+
+    @property
+    def acc_bits(self) -> int:
+        """Resolved accumulator width W, bits: ``acc_width``, or the width derived from ``k_max``."""
+        return derived_acc_width(self.k_max) if self.acc_width is None else self.acc_width
+
+    @property
+    def lane_bits(self) -> int:
+        """Width L of one raw result lane on ``m_axis_res_tdata``, bits: ``8 * ceil(W / 8)``."""
+        return 8 * -(-self.acc_bits // 8)
+
+    # -- conversions ---------------------------------------------------------------------------
+
+    def to_dict(self, *, resolved: bool = False) -> dict[str, Any]:
+        """The parameters as a plain dict, in declaration order.
+
+        Parameters
+        ----------
+        resolved : bool
+            Replace a derived ``acc_width`` (None) by its value, :attr:`acc_bits`.
+
+        Returns
+        -------
+        dict of str to object
+            One entry per parameter; ``acc_width`` is None when derived and not ``resolved``.
+        """
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if resolved:
+            out["acc_width"] = self.acc_bits
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> GemmConfig:
+        """Make a configuration from a parsed TOML table.
+
+        Parameters
+        ----------
+        data : mapping of str to object
+            Keys as in ``docs/config.md``; missing keys take their default.
+        source : str or None
+            Where ``data`` came from, for error messages.
+
+        Returns
+        -------
+        GemmConfig
+
+        Raises
+        ------
+        ConfigError
+            For an unknown key, an unknown section, or a bad value.
+        """
+        known = [f.name for f in dataclasses.fields(cls)]
+        kwargs = {}
+        for key, value in data.items():
+            if key in known:
+                kwargs[key] = value
+            elif isinstance(value, Mapping):
+                raise ConfigError(f"[{key}]: unknown section (this version of npugen has no "
+                                  f"sections)", key=f"[{key}]", source=source)
+            else:
+                raise ConfigError(f"{key}: unknown key (allowed: {', '.join(known)})",
+                                  key=key, source=source)
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise e.with_source(source) from None
+
+    def to_toml(self) -> str:
+        """The configuration as TOML text that :func:`parse_toml` reads back to an equal object.
+
+        The text is deterministic: keys in declaration order, one per line, a fixed header.
+        A derived ``acc_width`` is not written (a comment gives its value).
+
+        Returns
+        -------
+        str
+            TOML, ending with a newline.
+        """
+        lines = ["# npugen configuration (keys: docs/config.md)"]
+        for key, value in self.to_dict().items():
+            if value is None:
+                lines.append(f"# {key} = {self.acc_bits}  (derived from k_max)")
+            else:
+                lines.append(tomli_w.dumps({key: value}).rstrip("\n"))
+        return "\n".join(lines) + "\n"
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical TOML of the resolved configuration, for cache keys.
+
+        Two configurations that differ only in whether ``acc_width`` is derived or given as the
+        same value have the same digest.
+
+        Returns
+        -------
+        str
+            64 lower-case hexadecimal digits.
+        """
+        canonical = dataclasses.replace(self, acc_width=self.acc_bits).to_toml()
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# -- checks, one per field, in declaration order ----------------------------------------------
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{key}: {_show(value)} is not allowed ({allowed})", key=key)
+
+
+def _int_range(key: str, lo: int, hi: int):
+    def check(cfg: GemmConfig, value: Any) -> int:
+        if not _is_int(value) or not lo <= value <= hi:
+            raise _bad(key, value, f"an integer from {lo} to {hi}")
+        return int(value)
+    return check
+
+
+def _choice(key: str, choices: tuple[str, ...]):
+    def check(cfg: GemmConfig, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise _bad(key, value, " or ".join(json.dumps(c) for c in choices))
+        return value
+    return check
+
+
+def _check_name(cfg: GemmConfig, value: Any) -> str:
+    if (not isinstance(value, str) or not _NAME_RE.match(value) or len(value) > _MAX_NAME
+            or value in _VERILOG_KEYWORDS):
+        raise _bad("name", value, f"a lower-case identifier matching {_NAME_RE.pattern}, "
+                                  f"at most {_MAX_NAME} characters, not a Verilog keyword")
+    return value
+
+
+def _check_acc_width(cfg: GemmConfig, value: Any) -> int | None:
+    if value is None:
+        return None
+    lo = derived_acc_width(cfg.k_max)
+    if not _is_int(value) or not lo <= value <= _MAX_ACC_WIDTH:
+        raise _bad("acc_width", value,
+                   f"an integer from {lo} to {_MAX_ACC_WIDTH} for k_max = {cfg.k_max}")
+    return int(value)
+
+
+def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
+    lo, hi = _ACC_DEPTHS
+    if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
+        raise _bad("acc_depth", value, f"a power of two from {lo} to {hi}")
+    return int(value)
+
+
+def _check_clock(cfg: GemmConfig, value: Any) -> float:
+    ok = (isinstance(value, (numbers.Real)) and not isinstance(value, bool)
+          and math.isfinite(value) and 0 < value <= _MAX_CLOCK_MHZ)
+    if not ok:
+        raise _bad("clock_mhz", value, f"a number greater than 0 and at most {_MAX_CLOCK_MHZ:g}")
+    return float(value)
+
+
+_CHECKS = {
+    "name": _check_name,
+    "rows": _int_range("rows", 1, _MAX_DIM),
+    "cols": _int_range("cols", 1, _MAX_DIM),
+    "dataflow": _choice("dataflow", ("ws", "os")),
+    "k_max": _int_range("k_max", 1, _MAX_K),
+    "acc_width": _check_acc_width,
+    "rounding": _choice("rounding", ("single", "double")),
+    "acc_depth": _check_acc_depth,
+    "res_depth": _int_range("res_depth", *_RES_DEPTHS),
+    "clock_mhz": _check_clock,
+}
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def parse_toml(text: str, source: str | None = None) -> GemmConfig:
+    """Read a configuration from TOML text.
+
+    Parameters
+    ----------
+    text : str
+        TOML; keys as in ``docs/config.md``, missing keys take their default.
+    source : str or None
+        Where the text came from (a file name), put at the start of error messages.
+
+    Returns
+    -------
+    GemmConfig
+
+    Raises
+    ------
+    ConfigError
+        For text that is not TOML, an unknown key or section, or a bad value.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"invalid TOML: {e}", source=source) from None
+    return GemmConfig.from_dict(data, source=source)
+
+
+def default_toml() -> str:
+    """The text of the embedded default configuration, ``hw/default.toml``."""
+    return resources.files(__package__).joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | PathLike[str] | None = None) -> GemmConfig:
+    """Read a configuration file.
+
+    Parameters
+    ----------
+    path : path-like or None
+        A TOML file, or None for the embedded default configuration.
+
+    Returns
+    -------
+    GemmConfig
+
+    Raises
+    ------
+    ConfigError
+        For a file that is not valid TOML or not a valid configuration; the message starts with
+        ``path`` as given.
+    OSError
+        For a file that cannot be read (:class:`FileNotFoundError` for a missing one).
+    """
+    if path is None:
+        return parse_toml(default_toml(), source="<embedded default>")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text ({e.reason} at byte {e.start})",
+                          source=str(path)) from None
+    return parse_toml(text, source=str(path))
