@@ -179,6 +179,120 @@ def test_accuracy_metrics_hand_vector():
     assert m["cosine"] == pytest.approx(expected_cos)
 
 
+
+# ------------------------------------------------------------------------------------------
+# Activation quantization against LiteRT's reference QUANTIZE kernel
+# ------------------------------------------------------------------------------------------
+
+def _quantize_model(shape, scale, zp) -> bytes:
+    """A one-operator .tflite model: float32 input -> QUANTIZE -> int8 (scale, zp)."""
+    import flatbuffers
+    import tflite
+    from tflite.BuiltinOperator import BuiltinOperator
+    from tflite.TensorType import TensorType
+
+    b = flatbuffers.Builder(1024)
+
+    def ivec(start, vals):
+        start(b, len(vals))
+        for v in reversed(vals):
+            b.PrependInt32(v)
+        return b.EndVector()
+
+    def tables(start, items):
+        start(b, len(items))
+        for t in reversed(items):
+            b.PrependUOffsetTRelative(t)
+        return b.EndVector()
+
+    tflite.QuantizationParametersStartScaleVector(b, 1)
+    b.PrependFloat32(float(scale))
+    sc = b.EndVector()
+    tflite.QuantizationParametersStartZeroPointVector(b, 1)
+    b.PrependInt64(int(zp))
+    zpv = b.EndVector()
+    tflite.QuantizationParametersStart(b)
+    tflite.QuantizationParametersAddScale(b, sc)
+    tflite.QuantizationParametersAddZeroPoint(b, zpv)
+    quant = tflite.QuantizationParametersEnd(b)
+    tensors = []
+    for name, ttype, q in (("x", TensorType.FLOAT32, None), ("q", TensorType.INT8, quant)):
+        nm = b.CreateString(name)
+        sh = ivec(tflite.TensorStartShapeVector, list(shape))
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, sh)
+        tflite.TensorAddType(b, ttype)
+        tflite.TensorAddBuffer(b, 0)
+        tflite.TensorAddName(b, nm)
+        if q is not None:
+            tflite.TensorAddQuantization(b, q)
+        tensors.append(tflite.TensorEnd(b))
+    tv = tables(tflite.SubGraphStartTensorsVector, tensors)
+    ins = ivec(tflite.OperatorStartInputsVector, [0])
+    outs = ivec(tflite.OperatorStartOutputsVector, [1])
+    tflite.OperatorStart(b)
+    tflite.OperatorAddOpcodeIndex(b, 0)
+    tflite.OperatorAddInputs(b, ins)
+    tflite.OperatorAddOutputs(b, outs)
+    opv = tables(tflite.SubGraphStartOperatorsVector, [tflite.OperatorEnd(b)])
+    gi = ivec(tflite.SubGraphStartInputsVector, [0])
+    go = ivec(tflite.SubGraphStartOutputsVector, [1])
+    tflite.SubGraphStart(b)
+    tflite.SubGraphAddTensors(b, tv)
+    tflite.SubGraphAddInputs(b, gi)
+    tflite.SubGraphAddOutputs(b, go)
+    tflite.SubGraphAddOperators(b, opv)
+    sg = tflite.SubGraphEnd(b)
+    tflite.OperatorCodeStart(b)
+    tflite.OperatorCodeAddDeprecatedBuiltinCode(b, BuiltinOperator.QUANTIZE)
+    tflite.OperatorCodeAddBuiltinCode(b, BuiltinOperator.QUANTIZE)
+    tflite.OperatorCodeAddVersion(b, 1)
+    oc = tflite.OperatorCodeEnd(b)
+    tflite.BufferStart(b)
+    buf = tflite.BufferEnd(b)
+    ocv = tables(tflite.ModelStartOperatorCodesVector, [oc])
+    sgv = tables(tflite.ModelStartSubgraphsVector, [sg])
+    bv = tables(tflite.ModelStartBuffersVector, [buf])
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, 3)
+    tflite.ModelAddOperatorCodes(b, ocv)
+    tflite.ModelAddSubgraphs(b, sgv)
+    tflite.ModelAddBuffers(b, bv)
+    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _litert_quantize(x, scale, zp):
+    interp_mod = pytest.importorskip("ai_edge_litert.interpreter",
+                                     reason="ai_edge_litert (LiteRT) not installed")
+    pytest.importorskip("tflite", reason="tflite (flatbuffer schema) not installed")
+    x = np.asarray(x, dtype=np.float32)
+    it = interp_mod.Interpreter(
+        model_content=_quantize_model(x.shape, scale, zp),
+        experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quantize_activation_matches_litert(seed):
+    rng = np.random.default_rng(seed)
+    scale = np.float32(rng.uniform(1e-3, 0.1))
+    zp = int(rng.integers(-128, 128))
+    # half-step multiples put many values on rounding ties; the tail saturates
+    x = np.concatenate([rng.integers(-600, 600, 2000) * scale / 2,
+                        rng.normal(0, 3, 500)]).astype(np.float32)
+    np.testing.assert_array_equal(rd.quantize_activation(x, scale, zp),
+                                  _litert_quantize(x, scale, zp))
+
+
+def test_fixture_activations_match_litert():
+    fx = rd.load_fixture()
+    np.testing.assert_array_equal(
+        fx["a"], _litert_quantize(fx["x"], fx["scale_a"], int(fx["zp_a"])))
+
 # ------------------------------------------------------------------------------------------
 # Error bound: what quantization may cost, derived from the steps
 # ------------------------------------------------------------------------------------------
