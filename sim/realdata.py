@@ -934,9 +934,9 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
     table = Table(title=f"all-MiniLM-L6-v2 layer 0 on {getattr(cfg, 'name', 'npu')} "
                         f"({getattr(cfg, 'rows', '?')}x{getattr(cfg, 'cols', '?')} "
                         f"{getattr(cfg, 'dataflow', '')}, {sim})")
-    for col in ("projection", "MxKxN", "bit-exact", "cosine vs float", "max abs err",
-                "max err (LSB)", "cycles", "utilization"):
-        table.add_column(col, justify="left" if col == "projection" else "right")
+    for col in ("proj.", "MxKxN", "bit-\nexact", "cosine\nvs float", "max abs\nerr",
+                "max err\n(LSB)", "cycles", "util-\nization"):
+        table.add_column(col, justify="right", no_wrap=True)
     ok = True
     for job, (c, stats) in zip(jobs, results):
         c = np.asarray(c)
@@ -1003,15 +1003,15 @@ def golden_report(sentence: str = DEFAULT_SENTENCE, rounding: str = "single",
         tokens = jobs[0]["tokens"]
         console.print(f"sentence: {sentence}", markup=False, highlight=False)
         console.print(f"tokens:   {len(tokens)}", markup=False, highlight=False)
-        table = Table(title=f"all-MiniLM-L6-v2 layer 0, golden int8 model ({rounding} rounding) "
-                            "vs float")
-        for col in ("projection", "MxKxN", "S_a, zp_a", "S_out, zp_out", "cosine",
-                    "max abs err", "max err (LSB)", "rms err"):
-            table.add_column(col, justify="left" if col == "projection" else "right")
+        console.print(f"input x:  S_a = {rows[0]['scale_a']:.6g}, zp_a = {rows[0]['zp_a']}",
+                      markup=False, highlight=False)
+        table = Table(title=f"golden int8 model ({rounding} rounding) vs float")
+        for col in ("proj.", "MxKxN", "S_out, zp_out", "cosine\nvs float", "max abs\nerr",
+                    "max err\n(LSB)", "rms\nerr"):
+            table.add_column(col, justify="right", no_wrap=True)
         for r in rows:
             table.add_row(r["name"], "x".join(map(str, r["shape"])),
-                          f"{r['scale_a']:.6g}, {r['zp_a']}",
-                          f"{r['scale_out']:.6g}, {r['zp_out']}",
+                          f"{r['scale_out']:.4g}, {r['zp_out']}",
                           f"{r['cosine']:.5f}", f"{r['max_abs_err']:.4f}",
                           f"{r['max_err_lsb']:.2f}", f"{r['rms_err']:.4f}")
         console.print(table)

@@ -454,3 +454,80 @@ def test_fixture_job_through_rtl_bit_exact(tmp_path):
     c, stats = run.gemm(**rd.gemm_args(job), config=cfg, sim="verilator")
     gold = rd.golden_output(job, rounding=cfg.rounding)
     np.testing.assert_array_equal(np.asarray(c), gold)
+
+
+# ------------------------------------------------------------------------------------------
+# demo(): its checking and reporting, with the RTL run replaced by a stand-in
+# ------------------------------------------------------------------------------------------
+
+def _fake_rtl(monkeypatch, corrupt=None):
+    """Replace hw.emit.generate and sim.run by stand-ins returning the golden outputs."""
+    import types
+
+    import sim
+
+    calls = {}
+
+    def generate(cfg, out_dir):
+        calls["generate"] = (cfg, out_dir)
+
+    def gemm_many(jobs, config=None, sim="verilator", **kw):
+        calls["gemm_many"] = (len(jobs), sim)
+        out = []
+        for i, j in enumerate(jobs):
+            from sim import golden
+            m0, sh = golden.effective_scale(j["scale_a"], j["scale_b"], j["scale_out"])
+            c = golden.gemm_int8(j["a"], j["b"], bias=j["bias"], zp_a=j["zp_a"], multiplier=m0,
+                                 shift=sh, zp_out=j["zp_out"])
+            if corrupt == i:
+                c = c.copy()
+                c[0, 0] = c[0, 0] + 1 if c[0, 0] < 127 else 126
+            out.append((c, {"cycles": 1000 + i, "utilization": 0.5}))
+        return out
+
+    monkeypatch.setitem(sys.modules, "hw.emit", types.SimpleNamespace(generate=generate))
+    fake_run = types.SimpleNamespace(gemm_many=gemm_many)
+    monkeypatch.setitem(sys.modules, "sim.run", fake_run)
+    monkeypatch.setattr(sim, "run", fake_run, raising=False)
+    return calls
+
+
+@needs_model
+@pytest.mark.parametrize("corrupt", [None, 2])
+def test_demo_checks_bit_exactness(monkeypatch, corrupt):
+    from rich.console import Console
+
+    from hw.config import load_config
+
+    calls = _fake_rtl(monkeypatch, corrupt)
+    console = Console(record=True, width=100)
+    code = rd.demo(cfg=load_config(), console=console)
+    text = console.export_text()
+    assert calls["generate"][1] == "build"
+    assert calls["gemm_many"] == (3, "verilator")
+    assert rd.DEFAULT_SENTENCE in text and "tokens:   20" in text
+    for name in ("Q", "K", "V"):
+        assert any(line.split("│")[1:2] == [f" {name:>5} "] for line in text.splitlines()), name
+    assert text.count("20x384x384") == 3
+    if corrupt is None:
+        assert code == 0 and text.count(" yes ") == 3 and "NO" not in text
+    else:
+        assert code == 1 and text.count(" yes ") == 2 and " NO " in text
+        assert "differs from the golden model" in text
+
+
+def test_demo_without_model_is_one_line(monkeypatch):
+    from rich.console import Console
+
+    def missing():
+        raise rd.ModelUnavailableError(f"all-MiniLM-L6-v2 weights not found: {rd.INSTALL_HINT}")
+
+    monkeypatch.setattr(rd, "model_dir", missing)
+    rd.load_tokenizer.cache_clear()
+    try:
+        console = Console(record=True, width=200)
+        assert rd.demo(console=console) == 1
+        text = console.export_text().strip()
+        assert text.count("\n") == 0 and rd.INSTALL_HINT in text
+    finally:
+        rd.load_tokenizer.cache_clear()
