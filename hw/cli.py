@@ -1,0 +1,381 @@
+"""The ``npugen`` command: a thin front end over the library.
+
+Subcommands
+-----------
+``generate``  write the design folder (:func:`hw.emit.generate`) and lint its Verilog
+``verify``    run the cocotb regression of a design (:func:`sim.runner.verify`)
+``run gemm``  run one GEMM job through the simulated RTL (:func:`sim.run.gemm`)
+``demo``      run a real transformer layer through the RTL (:func:`sim.realdata.demo`)
+
+Exit codes: 0 success; 1 a check failed (lint, a test, a bit-exactness check) or a part of npugen
+could not be imported; 2 a bad argument, configuration or input file, or a missing tool. Errors
+are one line on standard error, ``npugen: error: ...``; nothing is written after one.
+
+This is the one module that imports both :mod:`hw` and :mod:`sim`; it imports :mod:`sim` lazily,
+inside the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+
+__all__ = ["main", "build_parser"]
+
+_SIMS = ("verilator", "icarus")
+
+
+class CliError(Exception):
+    """An error reported as one line, ``npugen: error: <message>``, with an exit code."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(" ".join(str(message).split()))
+        self.code = code
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _load_config(path: str | None):
+    from .config import load_config
+    return load_config(path)
+
+
+def _check_sim(sim: str) -> None:
+    """Fail early, with the package to install, if the chosen simulator is missing."""
+    from .tools import icarus_bin, verilator_root
+    if sim == "icarus":
+        icarus_bin()
+    else:
+        verilator_root()
+
+
+def _import_sim(name: str):
+    """Import ``sim.<name>``, turning a missing or broken module into one line."""
+    try:
+        return importlib.import_module(f"sim.{name}")
+    except ImportError as e:
+        raise CliError(f"cannot import sim.{name}: {e}", code=1) from None
+
+
+def _exit_code(value: Any) -> int:
+    """A library function's result as an exit code (None means success)."""
+    return 0 if value is None else int(value)
+
+
+def _load_npy(path: str, option: str):
+    import numpy as np
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{option}: {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"{option}: {path}: not a .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise CliError(f"{option}: {path}: not a .npy array (an .npz archive?)")
+    return arr
+
+
+def _float32(text: str, option: str) -> float:
+    """A scale given as text: parsed as float32, then promoted to a Python float (docs/numerics.md)."""
+    import numpy as np
+    try:
+        value = np.float32(text)
+    except (ValueError, OverflowError):
+        raise CliError(f"{option}: {text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise CliError(f"{option}: {text!r} is not a finite float32 number")
+    return float(value)
+
+
+def _scale(text: str, option: str):
+    """A scale: a number, or a .npy file of per-channel values."""
+    if text.endswith(".npy"):
+        return _load_npy(text, option)
+    return _float32(text, option)
+
+
+def _save_npy_atomic(path: Path, array) -> None:
+    """Write ``array`` to ``path`` so that ``path`` is either the old file or the whole new one."""
+    import numpy as np
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(value: Any):
+    import numpy as np
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# -- subcommands ------------------------------------------------------------------------------
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .emit import LINT_WAIVERS, generate, lint
+    from .tools import verilator_version
+
+    cfg = _load_config(args.config)
+    folder = generate(cfg, args.out)
+    print(folder)
+    for path in sorted(folder.iterdir()):
+        print(f"  {path.name}")
+    if args.no_lint:
+        return 0
+    ok, messages = lint(folder / f"{cfg.name}.v")
+    waived = ", ".join(w.removeprefix("-Wno-") for w in LINT_WAIVERS)
+    if ok:
+        print(f"lint: clean (Verilator {verilator_version()} -Wall; waived: {waived}, "
+              f"UNUSEDSIGNAL on internal signals)")
+        return 0
+    print(f"lint: {len(messages)} message{'' if len(messages) == 1 else 's'} "
+          f"(Verilator {verilator_version()} -Wall)")
+    for line in messages:
+        print(f"  {line}")
+    return 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    _check_sim(args.sim)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    print(f"seed: {seed}", flush=True)
+    runner = _import_sim("runner")
+    return _exit_code(runner.verify(cfg, sim=args.sim, seed=seed, waves=args.waves,
+                                    full=args.full))
+
+
+def cmd_run_gemm(args: argparse.Namespace) -> int:
+    scales = {"--scale-a": args.scale_a, "--scale-b": args.scale_b,
+              "--scale-out": args.scale_out}
+    fixed = {"--multiplier": args.multiplier, "--shift": args.shift}
+    given_scales = [k for k, v in scales.items() if v is not None]
+    given_fixed = [k for k, v in fixed.items() if v is not None]
+    if given_scales and given_fixed:
+        raise CliError("give either --scale-a/--scale-b/--scale-out or --multiplier/--shift, "
+                       "not both")
+    if given_scales and len(given_scales) != len(scales):
+        missing = ", ".join(k for k in scales if k not in given_scales)
+        raise CliError(f"{', '.join(given_scales)} also needs {missing}")
+    if given_fixed and len(given_fixed) != len(fixed):
+        missing = ", ".join(k for k in fixed if k not in given_fixed)
+        raise CliError(f"{', '.join(given_fixed)} also needs {missing}")
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"--out: {out.parent}: no such folder")
+    if out.is_dir():
+        raise CliError(f"--out: {out}: is a folder")
+
+    cfg = _load_config(args.config)
+    a = _load_npy(args.a, "--a")
+    b = _load_npy(args.b, "--b")
+    kwargs: dict[str, Any] = {
+        "bias": _load_npy(args.bias, "--bias") if args.bias is not None else None,
+        "zp_a": args.zp_a,
+        "zp_out": args.zp_out,
+        "act_min": args.act_min,
+        "act_max": args.act_max,
+    }
+    if given_scales:
+        kwargs["scale_a"] = _float32(args.scale_a, "--scale-a")
+        kwargs["scale_b"] = _scale(args.scale_b, "--scale-b")
+        kwargs["scale_out"] = _float32(args.scale_out, "--scale-out")
+    if given_fixed:
+        kwargs["multiplier"] = _load_npy(args.multiplier, "--multiplier")
+        kwargs["shift"] = _load_npy(args.shift, "--shift")
+    _check_sim(args.sim)
+
+    run = _import_sim("run")
+    c, stats = run.gemm(a, b, config=cfg, sim=args.sim, waves=args.waves, **kwargs)
+    _save_npy_atomic(out, c)
+    if args.json:
+        record = dict(stats)
+        record["out"] = str(out)
+        print(json.dumps(record, sort_keys=True, default=_json_default))
+    else:
+        print(f"cycles={int(stats['cycles'])} utilization={100 * float(stats['utilization']):.1f}%")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    _check_sim(args.sim)
+    realdata = _import_sim("realdata")
+    return _exit_code(realdata.demo(cfg, sim=args.sim))
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="configuration TOML file (default: the embedded default, "
+                        "configs/default.toml)")
+
+
+def _add_sim(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sim", choices=_SIMS, default="verilator",
+                   help="simulator (default: %(default)s)")
+
+
+def _add_waves(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--waves", action="store_true",
+                   help="write a waveform trace (default: off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``npugen`` command."""
+    parser = argparse.ArgumentParser(
+        prog="npugen",
+        description="Generate, verify and run int8 systolic-array GEMM engines.",
+        epilog="Exit codes: 0 success, 1 a check failed, 2 a bad argument, configuration, "
+               "input file or missing tool.")
+    parser.add_argument("--version", action="version", version=f"npugen {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("generate", help="write the design folder and lint its Verilog",
+                       description="Write <out>/<name>/: Verilog, filelist, FuseSoC core, C "
+                                   "header, SDC, manifest and report (docs/outputs.md); then "
+                                   "lint the Verilog with Verilator.")
+    _add_config(p)
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="folder that receives the design folder (default: %(default)s)")
+    p.add_argument("--no-lint", action="store_true",
+                   help="skip the Verilator lint (default: lint)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("verify", help="run the cocotb regression of a design",
+                       description="Generate the design and run its cocotb testbenches against "
+                                   "the golden models.")
+    _add_config(p)
+    _add_sim(p)
+    p.add_argument("--seed", metavar="N", type=int, default=None,
+                   help="random seed of stimuli and backpressure (default: a fresh random seed, "
+                        "printed first)")
+    _add_waves(p)
+    p.add_argument("--full", action="store_true",
+                   help="also run the slow sweeps (default: off)")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("run", help="run one job through the simulated RTL",
+                       description="Run one job through the simulated RTL.")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    g = kinds.add_parser("gemm", help="C = A.B + bias, raw int32 or requantized int8",
+                         description="Run C = A.B + bias through the simulated RTL and save C. "
+                                     "Without --scale-*/--multiplier the result is the raw "
+                                     "accumulator. Prints cycles=<n> utilization=<p>%.")
+    g.add_argument("--a", metavar="A.npy", required=True, help="int8 A, M x K (required)")
+    g.add_argument("--b", metavar="B.npy", required=True, help="int8 B, K x N (required)")
+    g.add_argument("--bias", metavar="BIAS.npy", default=None,
+                   help="int32 bias, N values (default: none)")
+    g.add_argument("--zp-a", metavar="N", type=int, default=0,
+                   help="zero point of A (default: %(default)s)")
+    g.add_argument("--scale-a", metavar="X", default=None,
+                   help="scale of A, parsed as float32 (default: none)")
+    g.add_argument("--scale-b", metavar="X|B.npy", default=None,
+                   help="scale of B: one float32 number, or a .npy of N per-channel scales "
+                        "(default: none)")
+    g.add_argument("--scale-out", metavar="X", default=None,
+                   help="scale of C, parsed as float32 (default: none)")
+    g.add_argument("--multiplier", metavar="M.npy", default=None,
+                   help="int32 fixed-point multipliers, N values, instead of scales "
+                        "(default: none)")
+    g.add_argument("--shift", metavar="S.npy", default=None,
+                   help="shifts, N values, with --multiplier (default: none)")
+    g.add_argument("--zp-out", metavar="N", type=int, default=0,
+                   help="zero point of C (default: %(default)s)")
+    g.add_argument("--act-min", metavar="N", type=int, default=-128,
+                   help="fused clamp, low bound (default: %(default)s)")
+    g.add_argument("--act-max", metavar="N", type=int, default=127,
+                   help="fused clamp, high bound (default: %(default)s)")
+    _add_config(g)
+    _add_sim(g)
+    _add_waves(g)
+    g.add_argument("--json", action="store_true",
+                   help="print the statistics as one JSON record (default: one summary line)")
+    g.add_argument("--out", metavar="C.npy", required=True,
+                   help="where to save C, written atomically (required)")
+    g.set_defaults(func=cmd_run_gemm)
+
+    p = sub.add_parser("demo", help="run a real transformer layer through the RTL",
+                       description="Generate the design and run layer 0's Q, K and V "
+                                   "projections of all-MiniLM-L6-v2 through it, bit-exact "
+                                   "against the golden model, with accuracy against float.")
+    _add_config(p)
+    _add_sim(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``npugen`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        Arguments without the program name; None for ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 1 a failed check, 2 a bad argument, configuration, input file
+        or missing tool.
+    """
+    from .emit import EmitError
+    from .tools import ToolNotFound
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as e:
+        return _fail(str(e), e.code)
+    except ToolNotFound as e:
+        return _fail(str(e), 2)
+    except EmitError as e:
+        return _fail(f"the design cannot be emitted: {e}", 1)
+    except ValueError as e:             # ConfigError and the library's checks of arguments
+        return _fail(str(e), 2)
+    except OSError as e:
+        if e.filename is not None:
+            return _fail(f"{e.filename}: {e.strerror or e}", 2)
+        return _fail(str(e), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"npugen: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
