@@ -1,0 +1,131 @@
+"""Processing elements: one int8 × int8 multiply-accumulate each, for both dataflows."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["WeightStationaryPE", "OutputStationaryPE"]
+
+
+def _check_width(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not 16 <= value <= 64:
+        raise ValueError(f"{name} must be an integer from 16 to 64, not {value!r}")
+    return value
+
+
+class WeightStationaryPE(wiring.Component):
+    """Weight-stationary PE with two weight registers (double buffering).
+
+    Each cycle: ``psum_out <= psum_in + a * w[sel]``, ``a_out <= a``, ``sel_out <= sel``. The
+    ``sel`` bit travels with the activation, so a whole array switches weight tiles on a
+    diagonal wavefront with no bubble. ``w_we[b]`` loads ``w_data`` into weight register ``b``.
+
+    Parameters
+    ----------
+    psum_width : int
+        Width of the signed partial sum, bits (16 to 64). The array sizes it so that a column
+        of ``rows`` products cannot overflow: ``bit_length(16384 * rows) + 1``.
+    pass_right : bool
+        Register and output the activation for the PE to the right (false for the last column).
+
+    Members
+    -------
+    a : In(signed(8))
+    sel : In(1)
+    psum_in : In(signed(psum_width))
+    w_we : In(2)
+    w_data : In(signed(8))
+    a_out : Out(signed(8)), one cycle after ``a`` (absent when ``pass_right`` is false)
+    sel_out : Out(1), one cycle after ``sel`` (absent when ``pass_right`` is false)
+    psum_out : Out(signed(psum_width)), one cycle after its inputs
+    """
+
+    def __init__(self, *, psum_width: int, pass_right: bool = True):
+        self.psum_width = _check_width("Partial sum width", psum_width)
+        self.pass_right = bool(pass_right)
+        members = {
+            "a": In(signed(8)), "sel": In(1), "psum_in": In(signed(psum_width)),
+            "w_we": In(2), "w_data": In(signed(8)),
+            "psum_out": Out(signed(psum_width)),
+        }
+        if self.pass_right:
+            members.update({"a_out": Out(signed(8)), "sel_out": Out(1)})
+        super().__init__(members)
+
+    #: Cycles from ``a``/``psum_in`` to ``psum_out``.
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        w0 = Signal(signed(8))
+        w1 = Signal(signed(8))
+        with m.If(self.w_we[0]):
+            m.d.sync += w0.eq(self.w_data)
+        with m.If(self.w_we[1]):
+            m.d.sync += w1.eq(self.w_data)
+        m.d.sync += self.psum_out.eq(self.psum_in + self.a * Mux(self.sel, w1, w0))
+        if self.pass_right:
+            m.d.sync += [self.a_out.eq(self.a), self.sel_out.eq(self.sel)]
+        return m
+
+
+class OutputStationaryPE(wiring.Component):
+    """Output-stationary PE: accumulates one output element over K steps.
+
+    Each cycle with ``valid``: ``acc <= acc + a * b``; on the step marked ``last`` the finished
+    sum goes to ``done`` and ``acc`` restarts from zero, so tiles follow each other with no gap.
+    ``a``, ``valid`` and ``last`` pass right and ``b`` passes down, one register each.
+
+    Parameters
+    ----------
+    acc_width : int
+        Width of the signed accumulator, bits (16 to 64).
+    pass_right, pass_down : bool
+        Register and output ``a``/``valid``/``last`` (right) or ``b`` (down).
+
+    Members
+    -------
+    a, b : In(signed(8))
+    valid, last : In(1)
+    a_out : Out(signed(8)); valid_out, last_out : Out(1)  (when ``pass_right``)
+    b_out : Out(signed(8))  (when ``pass_down``)
+    done : Out(signed(acc_width)), the last finished sum, held until the next ``last``
+    """
+
+    def __init__(self, *, acc_width: int, pass_right: bool = True, pass_down: bool = True):
+        self.acc_width = _check_width("Accumulator width", acc_width)
+        self.pass_right = bool(pass_right)
+        self.pass_down = bool(pass_down)
+        members = {
+            "a": In(signed(8)), "b": In(signed(8)), "valid": In(1), "last": In(1),
+            "done": Out(signed(acc_width)),
+        }
+        if self.pass_right:
+            members.update({"a_out": Out(signed(8)), "valid_out": Out(1), "last_out": Out(1)})
+        if self.pass_down:
+            members["b_out"] = Out(signed(8))
+        super().__init__(members)
+
+    #: Cycles from the ``last`` step's inputs to ``done``.
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = Signal(signed(self.acc_width))
+        total = Signal(signed(self.acc_width))
+        m.d.comb += total.eq(acc + self.a * self.b)
+        with m.If(self.valid):
+            with m.If(self.last):
+                m.d.sync += [acc.eq(0), self.done.eq(total)]
+            with m.Else():
+                m.d.sync += acc.eq(total)
+        if self.pass_right:
+            m.d.sync += [self.a_out.eq(self.a), self.valid_out.eq(self.valid),
+                         self.last_out.eq(self.last)]
+        if self.pass_down:
+            m.d.sync += self.b_out.eq(self.b)
+        return m

@@ -1,0 +1,151 @@
+"""Per-channel requantization of accumulators to int8 (``docs/numerics.md``)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Requantizer", "ROUNDING_MODES"]
+
+#: Rounding modes: ``single`` (TFLite single rounding, the LiteRT reference kernels) and
+#: ``double`` (gemmlowp / classic TFLite and CMSIS-NN).
+ROUNDING_MODES = ("single", "double")
+
+
+class Requantizer(wiring.Component):
+    """Requantize ``lanes`` accumulators per cycle to int8, fully pipelined.
+
+    Per lane ``i``, with ``M0 = multiplier[i]`` and ``sh = shift[i]``:
+
+    - ``single`` (TFLite with single rounding, what the LiteRT reference kernels compute):
+      ``y = (acc * M0 + 2**(30 - sh)) >> (31 - sh)``;
+    - ``double`` (gemmlowp ``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``,
+      computed exactly wide, with no saturation);
+
+    then ``out = clamp(y + zp_out, act_min, act_max)``. Every intermediate is exact: the
+    datapath widths grow with ``acc_width`` so no legal input wraps.
+
+    Parameters
+    ----------
+    lanes : int
+        Accumulators per beat (the array's ``cols``).
+    acc_width : int
+        Width of a signed accumulator, bits.
+    rounding : str
+        ``"single"`` or ``"double"``.
+
+    Members
+    -------
+    i_valid : In(1)
+        A beat is presented this cycle. There is no backpressure: the pipeline always advances.
+    i_acc : In(ArrayLayout(signed(acc_width), lanes))
+    i_multiplier : In(ArrayLayout(signed(32), lanes))
+        ``M0`` in [2**30, 2**31) or 0.
+    i_shift : In(ArrayLayout(signed(8), lanes))
+        ``sh`` in [-31, 30]; other values give an unspecified (but X-free) result.
+    i_zp_out, i_act_min, i_act_max : In(signed(8))
+    o_valid : Out(1)
+    o_data : Out(ArrayLayout(signed(8), lanes))
+        Valid :attr:`latency` cycles after the corresponding input.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    def __init__(self, *, lanes: int, acc_width: int, rounding: str = "single"):
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"Lanes must be a positive integer, not {lanes!r}")
+        if not isinstance(acc_width, int) or isinstance(acc_width, bool) or not 17 <= acc_width <= 64:
+            raise ValueError(f"Accumulator width must be an integer from 17 to 64, not {acc_width!r}")
+        if rounding not in ROUNDING_MODES:
+            raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
+        self.lanes = lanes
+        self.acc_width = acc_width
+        self.rounding = rounding
+        super().__init__({
+            "i_valid": In(1),
+            "i_acc": In(data.ArrayLayout(signed(acc_width), lanes)),
+            "i_multiplier": In(data.ArrayLayout(signed(32), lanes)),
+            "i_shift": In(data.ArrayLayout(signed(8), lanes)),
+            "i_zp_out": In(signed(8)),
+            "i_act_min": In(signed(8)),
+            "i_act_max": In(signed(8)),
+            "o_valid": Out(1),
+            "o_data": Out(data.ArrayLayout(signed(8), lanes)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input beat to its output beat."""
+        return 3 if self.rounding == "single" else 4
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self.acc_width
+        n_stages = self.latency
+
+        # Valid and the per-beat clamp parameters travel alongside the lanes.
+        valid = [self.i_valid]
+        zp, lo, hi = [self.i_zp_out], [self.i_act_min], [self.i_act_max]
+        for s in range(1, n_stages + 1):
+            v, z, a, b = (Signal(name=f"valid_s{s}"), Signal(signed(8), name=f"zp_s{s}"),
+                          Signal(signed(8), name=f"act_min_s{s}"),
+                          Signal(signed(8), name=f"act_max_s{s}"))
+            m.d.sync += [v.eq(valid[-1]), z.eq(zp[-1]), a.eq(lo[-1]), b.eq(hi[-1])]
+            valid.append(v), zp.append(z), lo.append(a), hi.append(b)
+        m.d.comb += self.o_valid.eq(valid[-1])
+
+        for i in range(self.lanes):
+            acc, mult, sh = self.i_acc[i], self.i_multiplier[i], self.i_shift[i]
+            # Stage 1: the wide product acc * M0 (W + 32 bits, exact).
+            prod = Signal(signed(W + 32), name=f"prod_{i}")
+            sh1 = Signal(signed(8), name=f"shift_{i}_s1")
+            m.d.sync += [prod.eq(acc * mult), sh1.eq(sh)]
+            if self.rounding == "single":
+                # Stage 2: y = (prod + 2^(30 - sh)) >> (31 - sh); 31 - sh is in [1, 62].
+                rshift = Signal(unsigned(7), name=f"rshift_{i}")
+                m.d.comb += rshift.eq(31 - sh1)
+                rounded = Signal(signed(W + 34), name=f"rounded_{i}")
+                m.d.comb += rounded.eq(prod + (Const(1, 1) << (rshift - 1)[:6]))
+                y = Signal(signed(W + 34), name=f"y_{i}")
+                m.d.sync += y.eq(rounded >> rshift)
+            else:
+                # Stage 2: h = SaturatingRoundingDoublingHighMul(acc << max(sh, 0), M0), exact:
+                # p = prod << lshift, h = trunc_toward_zero((p + nudge) / 2^31).
+                lshift = Signal(unsigned(5), name=f"lshift_{i}")
+                m.d.comb += lshift.eq(Mux(sh1 > 0, sh1, 0))
+                p = Signal(signed(W + 32 + 31), name=f"p_{i}")
+                m.d.comb += p.eq(prod << lshift)
+                nudged = Signal(signed(W + 32 + 32), name=f"nudged_{i}")
+                m.d.comb += nudged.eq(p + Mux(p >= 0, (1 << 30), 1 - (1 << 30)))
+                h = Signal(signed(W + 33), name=f"h_{i}")
+                # Truncating division by 2^31 toward zero.
+                m.d.sync += h.eq(Mux(nudged >= 0, nudged >> 31, (nudged + ((1 << 31) - 1)) >> 31))
+                sh2 = Signal(signed(8), name=f"shift_{i}_s2")
+                m.d.sync += sh2.eq(sh1)
+                # Stage 3: RoundingDivideByPOT(h, max(-sh, 0)), ties away from zero.
+                e = Signal(unsigned(6), name=f"rshift_{i}")
+                m.d.comb += e.eq(Mux(sh2 < 0, -sh2, 0))
+                mask = Signal(unsigned(32), name=f"mask_{i}")
+                m.d.comb += mask.eq((Const(1, 1) << e) - 1)
+                rem = Signal(unsigned(32), name=f"rem_{i}")
+                m.d.comb += rem.eq(h.as_unsigned()[:32] & mask)
+                thr = Signal(unsigned(32), name=f"thr_{i}")
+                m.d.comb += thr.eq((mask >> 1) + (h < 0))
+                y = Signal(signed(W + 34), name=f"y_{i}")
+                m.d.sync += y.eq((h >> e) + (rem > thr))
+            # Last stage: add the output zero point and clamp.
+            s = n_stages - 1
+            biased = Signal(signed(W + 35), name=f"biased_{i}")
+            m.d.comb += biased.eq(y + zp[s])
+            out = self.o_data[i]
+            with m.If(biased < lo[s]):
+                m.d.sync += out.eq(lo[s])
+            with m.Elif(biased > hi[s]):
+                m.d.sync += out.eq(hi[s])
+            with m.Else():
+                m.d.sync += out.eq(biased)
+        return m

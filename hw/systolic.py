@@ -1,0 +1,191 @@
+"""Systolic arrays of :mod:`hw.pe` elements, with input skew and output deskew."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pe import OutputStationaryPE, WeightStationaryPE
+
+__all__ = ["WeightStationaryArray", "OutputStationaryArray", "check_dims"]
+
+
+def check_dims(rows, cols, limit: int = 64) -> None:
+    """Check array dimensions.
+
+    Raises
+    ------
+    TypeError
+        If ``rows`` or ``cols`` is not an integer.
+    ValueError
+        If either is outside 1 .. ``limit``.
+    """
+    for name, v in (("Rows", rows), ("Cols", cols)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an integer, not {v!r}")
+        if not 1 <= v <= limit:
+            raise ValueError(f"{name} must be an integer from 1 to {limit}, not {v!r}")
+
+
+def _delay(m: Module, value, cycles: int, name: str):
+    """Return ``value`` delayed by ``cycles`` registers."""
+    for d in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{d + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class WeightStationaryArray(wiring.Component):
+    """``rows`` × ``cols`` weight-stationary array: ``c[n] = sum_r a[r] * W[sel][r][n]``.
+
+    Row ``r`` of a weight tile (``K`` index) sits in PE row ``r``, column ``n`` (``N`` index) in
+    PE column ``n``. One row of A enters per cycle, unskewed; the array skews it (row ``r`` by
+    ``r`` cycles), partial sums flow down the columns, and the outputs are deskewed (column ``n``
+    delayed by ``cols - 1 - n``) so one full row of C leaves per cycle, :attr:`latency` cycles
+    after its row of A entered. There is no stall: a cycle with no data is a bubble, which the
+    caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size, 1 to 64 each.
+
+    Members
+    -------
+    a : In(ArrayLayout(signed(8), rows))
+        One row of A (``K`` lanes).
+    sel : In(1)
+        Weight tile used for this row of A.
+    w_en : In(1)
+        Load ``w_data`` into row ``w_row`` of weight tile ``w_buf``.
+    w_row : In(range(rows))
+    w_buf : In(1)
+    w_data : In(ArrayLayout(signed(8), cols))
+    c : Out(ArrayLayout(signed(psum_width), cols))
+        One row of C; ``psum_width = bit_length(16384 * rows) + 1`` bits, exact.
+    """
+
+    def __init__(self, *, rows: int, cols: int):
+        check_dims(rows, cols)
+        self.rows, self.cols = rows, cols
+        self.psum_width = (16384 * rows).bit_length() + 1
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(8), rows)),
+            "sel": In(1),
+            "w_en": In(1),
+            "w_row": In(range(rows)),
+            "w_buf": In(1),
+            "w_data": In(data.ArrayLayout(signed(8), cols)),
+            "c": Out(data.ArrayLayout(signed(self.psum_width), cols)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a row of A at :attr:`a` to its row of C at :attr:`c`."""
+        return self.rows + self.cols - 1
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+        psum_above = [0] * C
+        for r in range(R):
+            a = _delay(m, self.a[r], r, f"skew_a{r}")
+            sel = _delay(m, self.sel, r, f"skew_sel{r}")
+            we = Signal(2, name=f"w_we_row{r}")
+            en = self.w_en & (self.w_row == r)
+            m.d.comb += we.eq(Cat(en & ~self.w_buf, en & self.w_buf))
+            for c in range(C):
+                pe = WeightStationaryPE(psum_width=self.psum_width, pass_right=c < C - 1)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [pe.a.eq(a), pe.sel.eq(sel), pe.psum_in.eq(psum_above[c]),
+                             pe.w_we.eq(we), pe.w_data.eq(self.w_data[c])]
+                if c < C - 1:
+                    a, sel = pe.a_out, pe.sel_out
+                psum_above[c] = pe.psum_out
+        for c in range(C):
+            m.d.comb += self.c[c].eq(_delay(m, psum_above[c], C - 1 - c, f"deskew_c{c}"))
+        return m
+
+
+class OutputStationaryArray(wiring.Component):
+    """``rows`` × ``cols`` output-stationary array: PE ``(r, n)`` accumulates one C element.
+
+    Each cycle one K step enters: a column of A (``rows`` lanes, lane ``i`` = row ``m0 + i`` of
+    the tile) and a row of B (``cols`` lanes), with ``valid`` and ``last`` (the tile's final K
+    step). The array skews both, and on ``last`` each PE parks its sum; the column's sums are then
+    shifted out through a drain chain and deskewed, so the tile's rows leave one per cycle, lane
+    ``i`` at :attr:`latency` ``+ i`` cycles after the ``last`` step entered. Consecutive ``last``
+    steps must be at least ``rows`` cycles apart (the drain needs them). Lane ``i`` of A is
+    wired to PE row ``rows - 1 - i`` so that the drain emits lane 0 first.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size, 1 to 64 each.
+    acc_width : int
+        Accumulator width, bits.
+
+    Members
+    -------
+    a : In(ArrayLayout(signed(8), rows))
+    b : In(ArrayLayout(signed(8), cols))
+    valid, last : In(1)
+    c : Out(ArrayLayout(signed(acc_width), cols))
+        One row of C per cycle during the drain (unqualified: the caller knows when).
+    """
+
+    def __init__(self, *, rows: int, cols: int, acc_width: int):
+        check_dims(rows, cols)
+        self.rows, self.cols, self.acc_width = rows, cols, acc_width
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(8), rows)),
+            "b": In(data.ArrayLayout(signed(8), cols)),
+            "valid": In(1),
+            "last": In(1),
+            "c": Out(data.ArrayLayout(signed(acc_width), cols)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the ``last`` K step at the inputs to the first row (lane 0) at :attr:`c`."""
+        return self.rows + self.cols
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, W = self.rows, self.cols, self.acc_width
+        pes = [[None] * C for _ in range(R)]
+        b_above = [_delay(m, self.b[c], c, f"skew_b{c}") for c in range(C)]
+        for r in range(R):
+            lane = R - 1 - r
+            a = _delay(m, self.a[lane], r, f"skew_a{r}")
+            valid = _delay(m, self.valid, r, f"skew_valid{r}")
+            last = _delay(m, self.last, r, f"skew_last{r}")
+            for c in range(C):
+                pe = OutputStationaryPE(acc_width=W, pass_right=(c < C - 1) or (r == R - 1),
+                                        pass_down=r < R - 1)
+                pes[r][c] = pe
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [pe.a.eq(a), pe.b.eq(b_above[c]), pe.valid.eq(valid),
+                             pe.last.eq(last)]
+                if pe.pass_right:
+                    a, valid, last = pe.a_out, pe.valid_out, pe.last_out
+                if pe.pass_down:
+                    b_above[c] = pe.b_out
+        # Drain: when the last step has left PE (R-1, c), load column c's chain from the parked
+        # sums, then shift it down one row per cycle; the bottom of the chain is lane 0 first.
+        for c in range(C):
+            bottom = pes[R - 1][c]
+            load = Signal(name=f"drain_load{c}")
+            m.d.comb += load.eq(bottom.valid_out & bottom.last_out)
+            above = None
+            for r in range(R):
+                link = Signal(signed(W), name=f"drain_{r}_{c}")
+                with m.If(load):
+                    m.d.sync += link.eq(pes[r][c].done)
+                with m.Else():
+                    m.d.sync += link.eq(above if above is not None else 0)
+                above = link
+            m.d.comb += self.c[c].eq(_delay(m, above, C - 1 - c, f"deskew_c{c}"))
+        return m
