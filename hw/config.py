@@ -41,7 +41,7 @@ _MAX_PRODUCT = 128 * 128
 _MAX_DIM = 64
 _MAX_K = (1 << 24) - 1        # the command's ``k`` field is 24 bits wide (docs/isa.md)
 _MAX_ACC_WIDTH = 64
-_ACC_DEPTHS = (16, 65536)     # power of two
+_ACC_DEPTHS = (2, 65536)      # power of two
 _RES_DEPTHS = (4, 4096)
 _MAX_CLOCK_MHZ = 2000.0
 _MAX_NAME = 64
@@ -179,10 +179,11 @@ class GemmConfig:
         Requantization rounding: ``"single"`` (one rounding step) or ``"double"`` (TFLite's
         reference double rounding), see ``docs/numerics.md``.
     acc_depth : int
-        Rows of the accumulator memory, a power of two from 16 to 65536. A job's M is processed
+        Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
     res_depth : int
-        Depth of the result FIFO, beats (rows of a C tile), 4 to 4096.
+        Depth of the result FIFO, beats (rows of a C tile), at least 4 and at least ``rows``
+        (an output-stationary tile delivers ``rows`` result rows at once), at most 4096.
     clock_mhz : float
         Target clock frequency of ``aclk`` for the timing constraints, MHz; greater than 0 and at
         most 2000.
@@ -358,6 +359,14 @@ def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     return int(value)
 
 
+def _check_res_depth(cfg: GemmConfig, value: Any) -> int:
+    # An output-stationary tile delivers `rows` result rows at once: the FIFO must hold them.
+    lo, hi = max(_RES_DEPTHS[0], cfg.rows), _RES_DEPTHS[1]
+    if not _is_int(value) or not lo <= value <= hi:
+        raise _bad("res_depth", value, f"an integer from {lo} (at least rows) to {hi}")
+    return int(value)
+
+
 def _check_clock(cfg: GemmConfig, value: Any) -> float:
     ok = (isinstance(value, (numbers.Real)) and not isinstance(value, bool)
           and math.isfinite(value) and 0 < value <= _MAX_CLOCK_MHZ)
@@ -375,7 +384,7 @@ _CHECKS = {
     "acc_width": _check_acc_width,
     "rounding": _choice("rounding", ("single", "double")),
     "acc_depth": _check_acc_depth,
-    "res_depth": _int_range("res_depth", *_RES_DEPTHS),
+    "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,
 }
 
