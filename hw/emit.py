@@ -59,6 +59,14 @@ LINT_WAIVERS = (
     # Amaranth gives each register its reset value as a declaration initializer
     # (`reg [7:0] x = 8'h00;`) and also assigns it in an always block.
     "-Wno-PROCASSINIT",
+    # Yosys writes operands at their own width and lets Verilog's rules extend or reduce them
+    # (`a[7:0] != 1'h1`, `! a[23:0]`, `$signed(a) + $signed(b)`). Every width is explicit in
+    # Amaranth's netlist, so these warnings carry no information about the design.
+    "-Wno-WIDTHEXPAND",
+    "-Wno-WIDTHTRUNC",
+    # Yosys writes each `case` after an assignment of the default value and without a `default`
+    # item; an uncovered value keeps the default, which is Amaranth's meaning.
+    "-Wno-CASEINCOMPLETE",
 )
 
 #: Files of a design folder besides ``manifest.json``, by suffix, in the order they are listed.
@@ -366,10 +374,16 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
     if top is None:
         from .top import NpuTop as top
     component = top(cfg)
-    ports = _signature_ports(component)
-    latencies = _latencies(component)
-    with _builtin_yosys():
-        text = amaranth_verilog.convert(component, name=cfg.name, emit_src=False)
+    try:
+        ports = _signature_ports(component)
+        latencies = _latencies(component)
+        with _builtin_yosys():
+            text = amaranth_verilog.convert(component, name=cfg.name, emit_src=False)
+    except BaseException:
+        # Not elaborated: keep Amaranth from warning about an unused elaboratable as well.
+        if hasattr(component, "_MustUse__silence"):
+            component._MustUse__silence = True
+        raise
     if not text.endswith("\n"):
         text += "\n"
 
@@ -546,9 +560,8 @@ def lint(verilog_path: str | os.PathLike[str], *,
     top_name, top_ports = _verilog_ports(path.read_text(encoding="utf-8", errors="replace"))
     cmd = [verilator_bin(), "--lint-only", "-Wall", "-Wno-fatal", *waivers, path.name]
     proc = subprocess.run(cmd, cwd=path.parent, env=verilator_env(), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace")
-    lines = proc.stdout.splitlines()
+                          capture_output=True, text=True, errors="replace")
+    lines = proc.stderr.splitlines()            # stdout has only the statistics
     messages = []
     for i, line in enumerate(lines):
         m = _MSG_RE.match(line)
@@ -563,6 +576,7 @@ def lint(verilog_path: str | os.PathLike[str], *,
                 continue
         messages.append(line.strip())
     if proc.returncode != 0 and not messages:
+        lines += proc.stdout.splitlines()
         messages = [line.strip() for line in lines if line.strip()][-5:] or [
             f"verilator exited with {proc.returncode}"]
     return proc.returncode == 0 and not messages, messages
