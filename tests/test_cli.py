@@ -1,0 +1,350 @@
+"""hw.cli: the npugen command, as a user runs it (a subprocess) and in-process with stand-ins
+for the sim modules that it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw import __version__, cli
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def npugen(*args: str, cwd: Path | None = None, env: dict | None = None):
+    """Run ``python -m hw.cli`` as a user would."""
+    base = dict(os.environ, PYTHONPATH=str(ROOT))
+    if env:
+        base.update(env)
+    return subprocess.run([sys.executable, "-m", "hw.cli", *args], cwd=cwd, env=base,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("npugen: error: ")
+    return lines[0]
+
+
+# -- as a subprocess ----------------------------------------------------------------------------
+
+def test_version():
+    proc = npugen("--version")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"npugen {__version__}\n", "")
+
+
+def test_version_matches_pyproject():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == __version__
+
+
+def test_help():
+    proc = npugen("--help")
+    assert proc.returncode == 0
+    for command in ("generate", "verify", "run", "demo"):
+        assert command in proc.stdout
+
+
+def test_no_command_is_a_usage_error():
+    proc = npugen()
+    assert proc.returncode == 2 and "usage: npugen" in proc.stderr
+
+
+def test_importing_the_cli_does_not_import_sim():
+    proc = subprocess.run([sys.executable, "-c", "import sys, hw.cli; print('sim' in sys.modules)"],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout == "False\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("rows = 0\n", "rows: 0 is not allowed (an integer from 1 to 64)"),
+    ('dataflow = "is"\n', 'dataflow: "is" is not allowed ("ws" or "os")'),
+    ("rows = 4.0\n", "rows: 4.0 is not allowed (an integer from 1 to 64)"),
+    ("colums = 4\n", "colums: unknown key (allowed: name, rows, cols, dataflow, k_max, "
+                     "acc_width, rounding, acc_depth, res_depth, clock_mhz)"),
+    ("[softmax]\nF = 8\n", "[softmax]: unknown section (this version of npugen has no sections)"),
+])
+@pytest.mark.parametrize("command", [["generate"], ["verify"], ["demo"]], ids=lambda c: c[0])
+def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, text, message, command):
+    (tmp_path / "bad.toml").write_text(text)
+    proc = npugen(*command, "--config", "bad.toml", *(["--out", "out"] if command == ["generate"]
+                                                    else []), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr) == f"npugen: error: bad.toml: {message}"
+    assert proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_invalid_toml_is_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text("rows = = 4\n")
+    proc = npugen("generate", "--config", "bad.toml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr).startswith("npugen: error: bad.toml: invalid TOML: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_missing_config_file(tmp_path):
+    proc = npugen("generate", "--config", "missing.toml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr) == \
+        "npugen: error: missing.toml: No such file or directory"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_a_real_design_and_lint_it(tmp_path):
+    (tmp_path / "c.toml").write_text('name = "tiny"\nrows = 2\ncols = 2\ndataflow = "os"\n'
+                                     "k_max = 64\nacc_depth = 16\nres_depth = 8\n")
+    proc = npugen("generate", "--config", "c.toml", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == str(Path("out") / "tiny")
+    assert [x.strip() for x in lines[1:8]] == sorted(
+        ["manifest.json", "report.md", "tiny.core", "tiny.f", "tiny.h", "tiny.sdc", "tiny.v"])
+    assert lines[8].startswith("lint: clean (Verilator ")
+    assert proc.stderr == ""
+    assert (tmp_path / "out" / "tiny" / "tiny.v").is_file()
+
+
+def test_generate_without_lint(tmp_path):
+    (tmp_path / "c.toml").write_text('rows = 2\ncols = 2\ndataflow = "os"\nres_depth = 8\n')
+    proc = npugen("generate", "--config", "c.toml", "--no-lint", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not [x for x in proc.stdout.splitlines() if x.startswith("lint:")]
+    assert (tmp_path / "build" / "npu" / "manifest.json").is_file()
+
+
+def test_missing_icarus_names_the_debian_package(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    proc = npugen("verify", "--sim", "icarus", env={"PATH": str(empty)}, cwd=tmp_path)
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr)
+    assert "iverilog" in line and "Debian" in line
+    assert proc.stdout == ""
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:                  # noqa: SLF001 - argparse has no public walk
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_option_help_shows_its_default():
+    for parser in _parsers(cli.build_parser()):
+        for action in parser._actions:              # noqa: SLF001
+            if not action.option_strings or isinstance(action, (argparse._HelpAction,
+                                                                argparse._VersionAction)):
+                continue
+            assert "(default: " in action.help or "(required)" in action.help, \
+                f"{parser.prog} {action.option_strings}"
+            if action.required:
+                assert "(required)" in action.help
+
+
+def test_run_gemm_has_exactly_the_documented_options():
+    gemm = next(p for p in _parsers(cli.build_parser()) if p.prog.endswith("run gemm"))
+    options = {s for a in gemm._actions for s in a.option_strings} - {"-h", "--help"}
+    assert options == {"--a", "--b", "--bias", "--zp-a", "--scale-a", "--scale-b", "--scale-out",
+                       "--multiplier", "--shift", "--zp-out", "--act-min", "--act-max",
+                       "--config", "--sim", "--waves", "--json", "--out"}
+
+
+# -- in-process, with stand-ins for the sim modules ---------------------------------------------
+
+@pytest.fixture
+def fake_sim(monkeypatch):
+    """Stand-ins for sim.runner, sim.run and sim.realdata that record their calls."""
+    calls: dict[str, list] = {"verify": [], "gemm": [], "demo": []}
+    result = {"verify": 0, "demo": 0, "gemm_error": None}
+
+    runner = types.ModuleType("sim.runner")
+
+    def verify(cfg, *, sim, seed, waves, full):
+        calls["verify"].append(dict(cfg=cfg, sim=sim, seed=seed, waves=waves, full=full))
+        return result["verify"]
+    runner.verify = verify
+
+    run = types.ModuleType("sim.run")
+
+    def gemm(a, b, **kwargs):
+        calls["gemm"].append(dict(a=a, b=b, **kwargs))
+        if result["gemm_error"] is not None:
+            raise result["gemm_error"]
+        c = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+        return c, {"cycles": np.int64(1234), "utilization": 0.4567, "macs": a.shape[0] * b.size}
+    run.gemm = gemm
+
+    realdata = types.ModuleType("sim.realdata")
+
+    def demo(cfg, *, sim):
+        calls["demo"].append(dict(cfg=cfg, sim=sim))
+        return result["demo"]
+    realdata.demo = demo
+
+    import sim
+    for name, module in (("runner", runner), ("run", run), ("realdata", realdata)):
+        monkeypatch.setitem(sys.modules, f"sim.{name}", module)
+        monkeypatch.setattr(sim, name, module, raising=False)
+    return calls, result
+
+
+@pytest.fixture
+def arrays(tmp_path):
+    rng = np.random.default_rng(1)
+    a = rng.integers(-128, 128, (3, 5), dtype=np.int8)
+    b = rng.integers(-128, 128, (5, 4), dtype=np.int8)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    return tmp_path, a, b
+
+
+def test_verify_calls_the_runner(fake_sim, capsys):
+    calls, result = fake_sim
+    assert cli.main(["verify", "--seed", "7", "--waves", "--full"]) == 0
+    (call,) = calls["verify"]
+    assert call["sim"] == "verilator" and call["seed"] == 7 and call["waves"] and call["full"]
+    assert call["cfg"].name == "npu" and call["cfg"].rows == 16
+    assert capsys.readouterr().out == "seed: 7\n"
+    result["verify"] = 1
+    assert cli.main(["verify", "--seed", "7"]) == 1
+
+
+def test_verify_without_seed_prints_the_chosen_one(fake_sim, capsys):
+    calls, _ = fake_sim
+    assert cli.main(["verify"]) == 0
+    seed = calls["verify"][0]["seed"]
+    assert isinstance(seed, int) and capsys.readouterr().out == f"seed: {seed}\n"
+
+
+def test_demo_calls_realdata(fake_sim, tmp_path):
+    calls, result = fake_sim
+    (tmp_path / "c.toml").write_text("rows = 4\ncols = 4\n")
+    assert cli.main(["demo", "--config", str(tmp_path / "c.toml")]) == 0
+    assert calls["demo"][0]["cfg"].rows == 4 and calls["demo"][0]["sim"] == "verilator"
+    result["demo"] = 1
+    assert cli.main(["demo"]) == 1
+
+
+def test_missing_sim_module_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sim.realdata", None)     # import raises ImportError
+    assert cli.main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert one_error_line(err).startswith("npugen: error: cannot import sim.realdata: ")
+
+
+def test_run_gemm_raw(fake_sim, arrays, capsys):
+    calls, _ = fake_sim
+    d, a, b = arrays
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "c.npy")]) == 0
+    assert capsys.readouterr().out == "cycles=1234 utilization=45.7%\n"
+    c = np.load(d / "c.npy")
+    np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+    (call,) = calls["gemm"]
+    np.testing.assert_array_equal(call["a"], a)
+    assert call["bias"] is None and call["zp_a"] == 0 and call["zp_out"] == 0
+    assert (call["act_min"], call["act_max"]) == (-128, 127)
+    assert call["sim"] == "verilator" and call["waves"] is False
+    assert call["config"].rows == 16
+    for key in ("scale_a", "scale_b", "scale_out", "multiplier", "shift"):
+        assert key not in call or call[key] is None
+    assert sorted(p.name for p in d.iterdir()) == ["a.npy", "b.npy", "c.npy"]   # no temp file
+
+
+def test_run_gemm_scales_are_float32(fake_sim, arrays, capsys):
+    calls, _ = fake_sim
+    d, a, b = arrays
+    np.save(d / "sb.npy", np.array([0.5, 0.25, 0.125, 1.0], dtype=np.float32))
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--scale-a", "0.1", "--scale-b", str(d / "sb.npy"), "--scale-out", "0.3",
+                     "--zp-a", "-3", "--zp-out", "5", "--act-min", "-100", "--act-max", "100",
+                     "--out", str(d / "c.npy"), "--json"]) == 0
+    (call,) = calls["gemm"]
+    assert call["scale_a"] == float(np.float32(0.1)) != 0.1
+    assert call["scale_out"] == float(np.float32(0.3))
+    np.testing.assert_array_equal(call["scale_b"], [0.5, 0.25, 0.125, 1.0])
+    assert (call["zp_a"], call["zp_out"], call["act_min"], call["act_max"]) == (-3, 5, -100, 100)
+    record = json.loads(capsys.readouterr().out)
+    assert record == {"cycles": 1234, "utilization": 0.4567, "macs": 60,
+                      "out": str(d / "c.npy")}
+
+
+def test_run_gemm_scalar_scale_b_and_multipliers(fake_sim, arrays):
+    calls, _ = fake_sim
+    d, a, b = arrays
+    base = ["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+            "--out", str(d / "c.npy")]
+    assert cli.main(base + ["--scale-a", "1", "--scale-b", "0.02", "--scale-out", "2"]) == 0
+    assert calls["gemm"][-1]["scale_b"] == float(np.float32(0.02))
+    np.save(d / "m.npy", np.full(4, 1 << 30, dtype=np.int32))
+    np.save(d / "s.npy", np.zeros(4, dtype=np.int8))
+    assert cli.main(base + ["--multiplier", str(d / "m.npy"), "--shift", str(d / "s.npy")]) == 0
+    np.testing.assert_array_equal(calls["gemm"][-1]["multiplier"], np.full(4, 1 << 30))
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--scale-a", "0.1"], "--scale-a also needs --scale-b, --scale-out"),
+    (["--shift", "s.npy"], "--shift also needs --multiplier"),
+    (["--scale-a", "1", "--scale-b", "1", "--scale-out", "1", "--multiplier", "m.npy",
+      "--shift", "s.npy"], "give either --scale-a/--scale-b/--scale-out or "
+                           "--multiplier/--shift, not both"),
+    (["--scale-a", "x", "--scale-b", "1", "--scale-out", "1"], "--scale-a: 'x' is not a number"),
+    (["--bias", "missing.npy"], "--bias: missing.npy: no such file"),
+])
+def test_run_gemm_bad_arguments_write_nothing(fake_sim, arrays, capsys, monkeypatch, extra,
+                                              message):
+    calls, _ = fake_sim
+    d, _, _ = arrays
+    monkeypatch.chdir(d)
+    assert cli.main(["run", "gemm", "--a", "a.npy", "--b", "b.npy", "--out", "c.npy",
+                     *extra]) == 2
+    assert one_error_line(capsys.readouterr().err) == f"npugen: error: {message}"
+    assert calls["gemm"] == []
+    assert sorted(p.name for p in d.iterdir()) == ["a.npy", "b.npy"]
+
+
+def test_run_gemm_library_value_error_is_one_line(fake_sim, arrays, capsys):
+    calls, result = fake_sim
+    d, _, _ = arrays
+    result["gemm_error"] = ValueError("k = 5000 exceeds k_max = 4096\n(second line)")
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "c.npy")]) == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        "npugen: error: k = 5000 exceeds k_max = 4096 (second line)"
+    assert not (d / "c.npy").exists()
+
+
+def test_run_gemm_keeps_the_previous_result_on_failure(fake_sim, arrays):
+    _, result = fake_sim
+    d, _, _ = arrays
+    np.save(d / "c.npy", np.arange(3))
+    result["gemm_error"] = ValueError("bad")
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "c.npy")]) == 2
+    np.testing.assert_array_equal(np.load(d / "c.npy"), np.arange(3))
+
+
+def test_run_gemm_out_folder_must_exist(fake_sim, arrays, capsys):
+    d, _, _ = arrays
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "nope" / "c.npy")]) == 2
+    assert "no such folder" in one_error_line(capsys.readouterr().err)
