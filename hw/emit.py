@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -143,18 +144,25 @@ def _verilog_ports(text: str) -> tuple[str, dict[str, tuple[str, int]]]:
 
 # -- rendering --------------------------------------------------------------------------------
 
+_YOSYS_ENV_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _builtin_yosys() -> Iterator[None]:
-    """Make Amaranth use its built-in Yosys, never one on ``PATH``, for a reproducible output."""
-    old = os.environ.get("AMARANTH_USE_YOSYS")
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["AMARANTH_USE_YOSYS"]
-        else:
-            os.environ["AMARANTH_USE_YOSYS"] = old
+    """Make Amaranth use its built-in Yosys, never one on ``PATH``, for a reproducible output.
+
+    The environment is process-wide, so conversions in threads take turns.
+    """
+    with _YOSYS_ENV_LOCK:
+        old = os.environ.get("AMARANTH_USE_YOSYS")
+        os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+        try:
+            yield
+        finally:
+            if old is None:
+                del os.environ["AMARANTH_USE_YOSYS"]
+            else:
+                os.environ["AMARANTH_USE_YOSYS"] = old
 
 
 def _tool_versions(verilog: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -361,6 +362,28 @@ def test_regenerate_replaces_the_whole_folder(tmp_path):
     assert {p.name for p in folder.iterdir()} == FILES
     assert _manifest(folder)["config"]["rows"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["npu"]
+
+
+def test_concurrent_writers_of_the_same_design(tmp_path, design):
+    errors = []
+    env_before = os.environ.get("AMARANTH_USE_YOSYS")
+
+    def work():
+        try:
+            for _ in range(3):
+                emit.generate(CFG, tmp_path, top=StandIn)
+        except BaseException as e:     # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _tree(tmp_path / "npu") == _tree(design)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["npu"]
+    assert os.environ.get("AMARANTH_USE_YOSYS") == env_before
 
 
 def test_destination_that_is_a_file(tmp_path):
