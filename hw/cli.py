@@ -368,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.filename is not None:
             return _fail(f"{e.filename}: {e.strerror or e}", 2)
         return _fail(str(e), 2)
+    except ImportError as e:            # a part of npugen (sim.*) missing or not importable
+        return _fail(f"a part of npugen cannot be imported: {e}", 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 

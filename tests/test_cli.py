@@ -251,6 +251,17 @@ def test_missing_sim_module_is_one_line(monkeypatch, capsys):
     assert one_error_line(err).startswith("npugen: error: cannot import sim.realdata: ")
 
 
+def test_import_error_inside_the_library_is_one_line(fake_sim, monkeypatch, capsys):
+    import sim
+
+    def demo(cfg, *, sim):
+        raise ModuleNotFoundError("No module named 'sim.run'", name="sim.run")
+    monkeypatch.setattr(sim.realdata, "demo", demo)
+    assert cli.main(["demo"]) == 1
+    assert one_error_line(capsys.readouterr().err) == \
+        "npugen: error: a part of npugen cannot be imported: No module named 'sim.run'"
+
+
 def test_run_gemm_raw(fake_sim, arrays, capsys):
     calls, _ = fake_sim
     d, a, b = arrays
