@@ -523,7 +523,8 @@ class GemmEngine(wiring.Component):
                 with m.If(self.act.valid & room):
                     m.d.comb += [array.a[r].eq(Mux(r < kc, act_lanes[r], 0)) for r in range(R)]
                     m.d.comb += [
-                        tag_in.valid.eq(1), tag_in.m.eq(i_row), tag_in.nc.eq(nc),
+                        tag_in.valid.eq(1), tag_in.m.eq(i_row), tag_in.rows.eq(1),
+                        tag_in.nc.eq(nc),
                         tag_in.first.eq(i_k == job["k"]), tag_in.last.eq(last_k),
                         tag_in.pslot.eq(i_slot),
                         tag_in.ntile_end.eq(last_row & last_k & last_m),

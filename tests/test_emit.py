@@ -526,15 +526,4 @@ def test_real_design_generates_and_lints_clean(tmp_path, cfg):
         cfg, tmp_path / "s", top=StandIn))["ports"]}
     assert m["latencies"] and all(isinstance(v, int) for v in m["latencies"].values())
     ok, messages = emit.lint(folder / "npu.v")
-    if not ok and _only_known_tag_in_issue(messages):
-        # Known RTL issue, reported to the owner of hw/gemm.py: the ws sequencer never assigns
-        # the `rows` field of `tag_in`, so Yosys writes its bits as an `always @*` block that
-        # reads nothing; Icarus never runs it and the bits stay x. Any other message fails.
-        pytest.xfail("hw/gemm.py: tag_in.rows is not assigned in ws (ALWNEVER, UNDRIVEN)")
     assert ok, "\n".join(messages)
-
-
-def _only_known_tag_in_issue(messages: list[str]) -> bool:
-    kinds = sorted(line.split(":", 1)[0] for line in messages)
-    return (kinds == ["%Warning-ALWNEVER", "%Warning-UNDRIVEN"]
-            and any("'tag_in'" in line for line in messages))
