@@ -444,6 +444,7 @@ def test_qkv_jobs_full_size_golden_accuracy():
 # Through the RTL
 # ------------------------------------------------------------------------------------------
 
+@pytest.mark.rtl
 @pytest.mark.skipif(_rtl_skip_reason() is not None, reason=str(_rtl_skip_reason()))
 def test_fixture_job_through_rtl_bit_exact(tmp_path):
     from hw.config import load_config
