@@ -1,0 +1,229 @@
+"""Run GEMM jobs through the simulated generated design: the Python API behind ``npugen run``.
+
+:func:`gemm` runs one job, :func:`gemm_many` several in one simulation (the demo's Q, K and V
+projections). Each call generates and compiles the configuration once (cached by
+:func:`sim.runner.build`), encodes the jobs with :mod:`sim.driver` (so invalid jobs fail here,
+before any simulation, with the driver's one-line :class:`ValueError`), runs them through the RTL
+with :mod:`sim.benches.run_jobs` — no backpressure, jobs back to back — and returns the results
+decoded from the result stream together with the hardware's own cycle counts (status beats).
+
+The results are whatever the RTL computed: this module does not compare them with the golden
+model (``npugen verify`` and the tests do).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from sim import golden
+from sim.driver import GemmJob, encode_many
+
+__all__ = ["gemm", "gemm_many", "make_job", "SimulationError"]
+
+
+class SimulationError(RuntimeError):
+    """The simulation of a job failed (error status, crash, timeout); names the log file."""
+
+
+def _config(config):
+    from hw.config import GemmConfig, load_config
+    if config is None:
+        return load_config()
+    if isinstance(config, GemmConfig):
+        return config
+    return load_config(config)
+
+
+def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scale_out=None,
+             multiplier=None, shift=None, zp_out: int = 0, act_min: int = -128,
+             act_max: int = 127, acc_in: bool = False, acc_out: bool = False,
+             tag: int = 0) -> GemmJob:
+    """Build a :class:`sim.driver.GemmJob`, deriving the requantization from scales if given.
+
+    Parameters
+    ----------
+    a : array_like, shape (M, K), int8
+        Activations.
+    b : array_like, shape (K, N), int8
+        Symmetric weights.
+    bias : array_like, shape (N,), int32, or None
+        Bias at scale ``scale_a * scale_b``.
+    zp_a : int
+        Activation zero point, folded into the bias by the driver.
+    scale_a, scale_out : float, or None
+        Activation and output scales (float32 values are promoted exactly).
+    scale_b : float or array_like of float, shape (N,), or None
+        Weight scale, per tensor or per output channel.
+    multiplier, shift : array_like of int, shape (N,) (or scalars), or None
+        Fixed-point requantization ``(M0, sh)``; exclusive with the scales.
+    zp_out, act_min, act_max : int
+        Output zero point and clamp (requant jobs).
+    acc_in, acc_out : bool
+        Accumulate across jobs (``docs/isa.md``).
+    tag : int
+        Status tag, 0 to 255.
+
+    Returns
+    -------
+    GemmJob
+        A requant job when scales or ``(multiplier, shift)`` are given, a raw one otherwise.
+
+    Raises
+    ------
+    ValueError
+        When only some of the three scales are given, when scales and ``(multiplier, shift)``
+        are both given, or for scales that :func:`sim.golden.quantize_multiplier` rejects
+        (:func:`sim.golden.effective_scale`: a shift outside [-31, 30]).
+    TypeError
+        For scales that are not real numbers.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    scales = (scale_a, scale_b, scale_out)
+    given = [s is not None for s in scales]
+    if any(given) and not all(given):
+        raise ValueError("scale_a, scale_b and scale_out must be given together")
+    if all(given):
+        if multiplier is not None or shift is not None:
+            raise ValueError("give either scales or multiplier/shift, not both")
+        multiplier, shift = golden.effective_scale(scale_a, scale_b, scale_out)
+    n = b.shape[1] if b.ndim == 2 else 0
+    if multiplier is not None and shift is not None:
+        multiplier = np.broadcast_to(np.asarray(multiplier, dtype=np.int64), (n,)).copy()
+        shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,)).copy()
+    return GemmJob(a=a, b=b, bias=bias, zp_a=zp_a, multiplier=multiplier, shift=shift,
+                   zp_out=zp_out, act_min=act_min, act_max=act_max, acc_in=acc_in,
+                   acc_out=acc_out, tag=tag)
+
+
+def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
+              sim: str = "verilator", waves: bool = False,
+              build_dir=None) -> list[tuple[np.ndarray | None, dict]]:
+    """Run several jobs back to back in one simulation of the generated design.
+
+    Parameters
+    ----------
+    jobs : sequence of GemmJob or of dict
+        The jobs in order; a dict holds the keyword arguments of :func:`make_job`
+        (``a``, ``b``, ``bias``, scales or ``multiplier``/``shift``, ...).
+    config : hw.config.GemmConfig, path-like or None
+        The design; a TOML path, or None for the embedded default.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    waves : bool
+        Record a waveform; its path is in each job's statistics.
+    build_dir : path-like or None
+        The build root (default ``./build``).
+
+    Returns
+    -------
+    list of (numpy.ndarray or None, dict)
+        Per job: ``C`` of shape (M, N) — int8 for a requant job, int32 (``W`` = 32) or int64
+        raw accumulators otherwise, None for an ``acc_out`` job — and its statistics:
+        ``cycles`` (from the status beat), ``macs`` (M·K·N), ``utilization``
+        (``macs / (cycles * rows * cols)``), ``model`` (None: no analytical estimate here),
+        ``sim``, ``config`` (the design's name) and ``waves`` (path or None).
+
+    Raises
+    ------
+    ValueError
+        For a job the hardware cannot run (the driver's message, prefixed with the job index).
+    sim.runner.SimError
+        If the simulator is missing or the build fails.
+    SimulationError
+        If the simulation fails (an error status, a crash or a timeout).
+    """
+    from sim import runner
+
+    cfg = _config(config)
+    jobs = [j if isinstance(j, GemmJob) else make_job(**j) for j in jobs]
+    if not jobs:
+        return []
+    encode_many(jobs, cfg)                      # validate before building anything
+    runner.build(cfg, sim, build_dir, waves)
+    ddir = runner.design_dir(cfg, build_dir)
+    (ddir / "runs").mkdir(parents=True, exist_ok=True)
+    tdir = Path(tempfile.mkdtemp(prefix=f"{sim}-run-", dir=ddir / "runs"))
+    jobs_file = tdir / "jobs.pkl"
+    out_file = tdir / "out.npz"
+    with open(jobs_file, "wb") as f:
+        pickle.dump(jobs, f)
+    run = runner.test(cfg, "sim.benches.run_jobs", sim=sim, seed=0, waves=waves,
+                      build_dir=build_dir, test_dir=tdir,
+                      extra_env={"NPUGEN_JOBS": str(jobs_file), "NPUGEN_OUT": str(out_file)})
+    if not run.ok or not out_file.is_file():
+        raise SimulationError(f"simulation of {len(jobs)} job(s) on {cfg.name} with {sim} "
+                              f"failed; log: {run.log}")
+    with np.load(out_file) as data:
+        cycles = data["cycles"].tolist()
+        results = [data[f"c{i}"] if f"c{i}" in data.files else None for i in range(len(jobs))]
+    out = []
+    for job, c, cyc in zip(jobs, results, cycles):
+        m, k, n = job.shape
+        if c is not None and not job.requant and cfg.acc_bits <= 32:
+            c = c.astype(np.int32)
+        macs = m * k * n
+        out.append((c, {
+            "cycles": int(cyc),
+            "macs": macs,
+            "utilization": macs / (int(cyc) * cfg.rows * cfg.cols) if cyc else 0.0,
+            "model": None,
+            "sim": sim,
+            "config": cfg.name,
+            "waves": str(run.waves) if run.waves is not None else None,
+        }))
+    if not waves:
+        shutil.rmtree(tdir, ignore_errors=True)
+    return out
+
+
+def gemm(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scale_out=None,
+         multiplier=None, shift=None, zp_out: int = 0, act_min: int = -128, act_max: int = 127,
+         config=None, sim: str = "verilator", waves: bool = False,
+         build_dir=None) -> tuple[np.ndarray, dict]:
+    """Run one GEMM job through the simulated generated design.
+
+    ``C = A·B + bias - zp_a·colsum(B)``, requantized to int8 when scales (``scale_a``,
+    ``scale_b``, ``scale_out``, turned into ``(M0, sh)`` by :func:`sim.golden.effective_scale`,
+    i.e. TFLite's ``QuantizeMultiplier``) or ``multiplier``/``shift`` are given.
+
+    Parameters
+    ----------
+    a : array_like, shape (M, K), int8
+        Activations.
+    b : array_like, shape (K, N), int8
+        Symmetric weights.
+    bias, zp_a, scale_a, scale_b, scale_out, multiplier, shift, zp_out, act_min, act_max
+        As :func:`make_job`.
+    config : hw.config.GemmConfig, path-like or None
+        The design; None for the embedded default.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    waves : bool
+        Record a waveform (path in the statistics).
+    build_dir : path-like or None
+        The build root (default ``./build``).
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        ``C``, shape (M, N): int8 when requantized, else raw accumulators (int32 when the
+        design's ``W`` is 32, int64 when wider); and the statistics of :func:`gemm_many`.
+
+    Raises
+    ------
+    ValueError, TypeError, sim.runner.SimError, SimulationError
+        As :func:`make_job` and :func:`gemm_many`.
+    """
+    job = make_job(a, b, bias=bias, zp_a=zp_a, scale_a=scale_a, scale_b=scale_b,
+                   scale_out=scale_out, multiplier=multiplier, shift=shift, zp_out=zp_out,
+                   act_min=act_min, act_max=act_max)
+    (c, stats), = gemm_many([job], config=config, sim=sim, waves=waves, build_dir=build_dir)
+    return c, stats
