@@ -373,8 +373,11 @@ class GemmEngine(wiring.Component):
         L = self.lane_bits
         fifo_layout = data.StructLayout({"data": unsigned(L * C), "nc": unsigned(C.bit_length()),
                                          "last": 1})
+        # One entry more than the credits: SyncFIFOBuffered is a SyncFIFO of depth - 1 plus an
+        # output register, and an entry in transit between the two would otherwise block a
+        # write that the credits allow.
         m.submodules.res_fifo = fifo = SyncFIFOBuffered(width=fifo_layout.size,
-                                                        depth=self.res_depth)
+                                                        depth=self.res_depth + 1)
         w_entry = Signal(fifo_layout)
         lanes = [Signal(signed(L), name=f"res_lane{c}") for c in range(C)]
         # Result lanes are L bits wide in both modes; an int8 result is sign-extended.
