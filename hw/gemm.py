@@ -415,12 +415,15 @@ class GemmEngine(wiring.Component):
         wbuf_set = Signal(2)
         wbuf_clr = Signal(2)
         m.d.sync += wbuf_full.eq((wbuf_full | wbuf_set) & ~wbuf_clr)
-        # A weight tile stays in use until its last row of A has passed every PE.
-        drain = [Signal(range(R + C + 1), name=f"wbuf_drain{b}") for b in range(2)]
+        # A weight tile stays in use until its last row of A has passed every PE: issued at t, that
+        # row meets PE (r, c) at t + r + c. The loader writes weight row r no earlier than r + 1
+        # cycles after the drain count reaches zero, so a count of C keeps every write behind the
+        # last use (t + r + C - 1) of the same row.
+        drain = [Signal(range(C + 1), name=f"wbuf_drain{b}") for b in range(2)]
         drain_set = Signal(2)
         for b in range(2):
             with m.If(drain_set[b]):
-                m.d.sync += drain[b].eq(R + C)
+                m.d.sync += drain[b].eq(C)
             with m.Elif(drain[b] != 0):
                 m.d.sync += drain[b].eq(drain[b] - 1)
         frame_ld = Signal()
