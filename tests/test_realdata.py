@@ -455,6 +455,24 @@ def test_fixture_job_through_rtl_bit_exact(tmp_path):
     c, stats = run.gemm(**rd.gemm_args(job), config=cfg, sim="verilator")
     gold = rd.golden_output(job, rounding=cfg.rounding)
     np.testing.assert_array_equal(np.asarray(c), gold)
+    m, k = job["a"].shape
+    n = job["b"].shape[1]
+    assert stats["cycles"] > 0
+    assert stats["utilization"] == pytest.approx(m * k * n / (stats["cycles"] * cfg.rows * cfg.cols))
+
+
+@pytest.mark.rtl
+@needs_model
+@pytest.mark.skipif(_rtl_skip_reason() is not None, reason=str(_rtl_skip_reason()))
+def test_demo_through_rtl():
+    """``npugen demo`` end to end: the three full-size projections bit-exact on Verilator."""
+    from rich.console import Console
+
+    console = Console(record=True, width=100)
+    assert rd.demo(console=console) == 0
+    text = console.export_text()
+    assert text.count(" yes ") == 3 and "NO" not in text
+    assert text.count("20x384x384") == 3
 
 
 # ------------------------------------------------------------------------------------------
