@@ -855,7 +855,7 @@ def fixture_job(fx: dict) -> dict:
     Returns
     -------
     dict
-        ``name`` ``"Q[:, :32] (K = 64)"``, the integer operands and scales as stored, and
+        ``name`` ``"Q slice (64x32)"`` (K x N), the integer operands and scales as stored, and
         ``ref``: float64 ``x @ w.T + b_float`` from the stored float values.
     """
     x = fx["x"].astype(np.float64)
