@@ -162,6 +162,23 @@ async def test_weight_tiles_back_to_back(dut):
     else:
         tb.log.info("acc_depth %d <= R: weight-bound, bubble check not applicable",
                     cfg.acc_depth)
+    # Steady state: a third tile, with M large enough for a tile to drain from the array
+    # (2(R + C) rows) and a result FIFO deep enough for full throughput (R + C + 8 beats).
+    big = min(cfg.acc_depth, max(2 * R, 8, 2 * (R + C)))
+    if 3 * R <= cfg.k_max and big >= 2 * (R + C) and cfg.res_depth >= R + C + 8:
+        cyc = []
+        streams = []
+        for kt in (2, 3):
+            ak = tb.rng.integers(-30, 31, (big, kt * R), dtype=np.int8)
+            bk = np.concatenate([eye * (i + 1) for i in range(kt)]).astype(np.int8)
+            cyc.append((await tb.run_job(GemmJob(ak, bk, tag=kt))).status.cycles)
+            streams.append(encode(GemmJob(ak, bk), cfg))
+        extra = max(len(streams[1].act) - len(streams[0].act),
+                    len(streams[1].wgt) - len(streams[0].wgt))
+        tb.log.info("M=%d: cycles two tiles %d, three tiles %d; extra beats %d", big, *cyc,
+                    extra)
+        assert cyc[1] - cyc[0] <= extra, (f"third weight tile cost {cyc[1] - cyc[0]} cycles, "
+                                          f"more than the {extra} beats it adds (M={big})")
     _check_idle(tb)
 
 
