@@ -46,3 +46,29 @@ __all__ = [
     "check_accumulator_bound",
     "gemm_int8",
 ]
+
+from .softmax import (  # noqa: E402  OSI8 softmax (docs/osi8.md)
+    LUT_SIZE,
+    SOFTMAX_F_MAX,
+    SOFTMAX_F_MIN,
+    SOFTMAX_G_MAX,
+    make_lut,
+    round_div,
+    rshift_round,
+    softmax_int8,
+    softmax_state,
+    widths,
+)
+
+__all__ += [
+    "LUT_SIZE",
+    "SOFTMAX_F_MIN",
+    "SOFTMAX_F_MAX",
+    "SOFTMAX_G_MAX",
+    "make_lut",
+    "rshift_round",
+    "round_div",
+    "widths",
+    "softmax_state",
+    "softmax_int8",
+]
