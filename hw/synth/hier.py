@@ -1,0 +1,179 @@
+"""Hierarchical estimates: one synthesis of each distinct module, totals composed by instance count.
+
+Amaranth writes every submodule instance as a module of its own (``npu.engine.array.pe_3_7``), so
+a 16 × 16 array is 256 PE modules, most of them identical but for their names. :func:`dedupe`
+finds the identical ones (the same text once the module's own name, the names of the modules it
+instantiates and the numbers of Amaranth's generated names ``$12`` are normalized) and keeps one
+representative of each, so Yosys synthesizes a PE once per distinct kind (first or later row,
+last column or not) instead of once per instance. :func:`compose` multiplies each module's own
+cells by its number of instances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = ["Module", "split_modules", "dedupe", "instance_counts"]
+
+_MODULE_RE = re.compile(r"^module\s+(\\\S+|[A-Za-z_][\w$]*)\s*\(", re.M)
+_INST_RE = re.compile(r"^(\s+)(\\\S+|[A-Za-z_][\w$]*)(\s+)(\\\S+|[A-Za-z_][\w$]*)(\s*\()\s*$", re.M)
+_NUM_RE = re.compile(r"\$(\d+)")
+
+
+def _bare(name: str) -> str:
+    return name[1:] if name.startswith("\\") else name
+
+
+def _ident(name: str) -> str:
+    """``name`` as a Verilog identifier (escaped when it is not a simple one)."""
+    return name if re.fullmatch(r"[A-Za-z_][\w$]*", name) else f"\\{name} "
+
+
+@dataclass
+class Module:
+    """One module of Yosys-written Verilog: its name, full text and the modules it instantiates."""
+
+    name: str
+    text: str
+    children: list[tuple[str, str]] = field(default_factory=list)   # (module, instance)
+
+
+def split_modules(verilog: str) -> dict[str, Module]:
+    """The modules of a Yosys-written Verilog file, by bare name, in file order.
+
+    A module's text runs from the end of the previous module (attributes and comments before
+    ``module`` belong to it) to its ``endmodule``.
+    """
+    modules: dict[str, Module] = {}
+    pos = 0
+    while True:
+        m = _MODULE_RE.search(verilog, pos)
+        if m is None:
+            break
+        end = verilog.find("endmodule", m.end())
+        if end < 0:
+            raise ValueError(f"module {m.group(1)} has no endmodule")
+        end += len("endmodule")
+        start = verilog.rfind("endmodule", 0, m.start())
+        start = 0 if start < 0 else start + len("endmodule")
+        name = _bare(m.group(1))
+        modules[name] = Module(name, verilog[start:end].lstrip("\n") + "\n")
+        pos = end
+    names = set(modules)
+    for mod in modules.values():
+        for im in _INST_RE.finditer(mod.text):
+            child = _bare(im.group(2))
+            if child in names:
+                mod.children.append((child, _bare(im.group(4))))
+    return modules
+
+
+def instance_counts(modules: dict[str, Module], top: str) -> Counter:
+    """How many times each module occurs in the design under ``top`` (``top`` once)."""
+    counts: Counter = Counter()
+
+    def walk(name: str, n: int) -> None:
+        counts[name] += n
+        per_child = Counter(child for child, _ in modules[name].children)
+        for child, k in per_child.items():
+            walk(child, n * k)
+
+    walk(top, 1)
+    return counts
+
+
+def _rename(text: str, old: str, new: str, renames: dict[str, str]) -> str:
+    """Module text with its own name ``old`` -> ``new`` and instantiated modules renamed."""
+    text = _MODULE_RE.sub(lambda m: f"module {_ident(new)}(" if _bare(m.group(1)) == old
+                          else m.group(0), text, count=1)
+
+    def inst(m):
+        child = _bare(m.group(2))
+        if child in renames:
+            return f"{m.group(1)}{_ident(renames[child])}{m.group(3)}{m.group(4)}{m.group(5)}"
+        return m.group(0)
+    return _INST_RE.sub(inst, text)
+
+
+_DECL_RE = re.compile(r"^\s+(?:wire|reg|input|output|inout)\b[^;]*;\s*$")
+
+
+def _normalized(text: str, name: str, renames: dict[str, str]) -> str:
+    """The module's text with its name, its children's names and generated numbers normalized.
+
+    Generated names (``\\$12``, ``\\port$396$0``) are renumbered in the order they first occur
+    in the statements, and declarations, which Yosys writes sorted by name, are sorted after
+    renumbering, so two instances that differ only in those numbers normalize alike.
+    """
+    lines = _rename(text, name, "__self__", renames).splitlines()
+    decls = [ln for ln in lines if _DECL_RE.match(ln)]
+    stmts = [ln for ln in lines if not _DECL_RE.match(ln)]
+    order: dict[str, int] = {}
+    for ln in stmts + decls:
+        for num in _NUM_RE.findall(ln):
+            order.setdefault(num, len(order))
+
+    def sub(ln: str) -> str:
+        return _NUM_RE.sub(lambda m: f"${order[m.group(1)]}", ln)
+    return "\n".join([sub(ln) for ln in stmts] + sorted(sub(ln) for ln in decls))
+
+
+def dedupe(verilog: str, top: str, variant: dict[str, str] | None = None
+           ) -> tuple[str, dict[str, str], Counter]:
+    """Keep one module of each distinct kind.
+
+    Parameters
+    ----------
+    verilog : str
+        Yosys-written Verilog of the whole design (Amaranth's output).
+    top : str
+        The top module's name.
+    variant : dict of str to str, optional
+        A tag per module name; modules with different tags are never merged (the DSP budget uses
+        it to keep PEs whose multiplier goes to a DSP apart from those that go to LUTs).
+
+    Returns
+    -------
+    text : str
+        Verilog with one module per kind, children first, instantiations renamed.
+    representative : dict of str to str
+        Every original module name to the name of the module that stands for it.
+    counts : collections.Counter
+        Instances of each representative in the design.
+    """
+    modules = split_modules(verilog)
+    if top not in modules:
+        raise ValueError(f"the Verilog has no module {top}")
+    variant = variant or {}
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def post(name: str) -> None:          # children before parents
+        if name in seen:
+            return
+        seen.add(name)
+        for child, _ in modules[name].children:
+            post(child)
+        order.append(name)
+
+    post(top)
+    rep: dict[str, str] = {}
+    by_key: dict[str, str] = {}
+    out: list[str] = []
+    for name in order:
+        mod = modules[name]
+        key = hashlib.sha256((variant.get(name, "") + "\0" +
+                              _normalized(mod.text, name, rep)).encode()).hexdigest()
+        if key in by_key and name != top:
+            rep[name] = by_key[key]
+            continue
+        by_key[key] = name
+        rep[name] = name
+        out.append(_rename(mod.text, name, name, rep))
+    counts = Counter()
+    for name, n in instance_counts(modules, top).items():
+        counts[rep[name]] += n
+    return "\n".join(out), rep, counts
