@@ -6,6 +6,8 @@ Subcommands
 ``verify``    run the cocotb regression of a design (:func:`sim.runner.verify`)
 ``run gemm``  run one GEMM job through the simulated RTL (:func:`sim.run.gemm`)
 ``demo``      run a real transformer layer through the RTL (:func:`sim.realdata.demo`)
+``area``      area and timing with open tools (:func:`hw.synth.area`)
+``sweep``     area over a grid of configurations (:func:`hw.synth.sweep.sweep`)
 
 Exit codes: 0 success; 1 a check failed (lint, a test, a bit-exactness check) or a part of npugen
 could not be imported; 2 a bad argument, configuration or input file, or a missing tool. Errors
@@ -233,6 +235,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _exit_code(realdata.demo(cfg, sim=args.sim))
 
 
+def cmd_area(args: argparse.Namespace) -> int:
+    from .synth import area, check_target
+    from .synth.report import markdown
+
+    cfg = _load_config(args.config)
+    check_target(args.target, pnr=not args.estimate, sta=not args.estimate)
+    command = "npugen " + " ".join(args.argv)
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"npugen area: {msg}", file=sys.stderr, flush=True)
+
+    report = area(cfg, args.target, out=args.out, device=args.device, dsp=args.dsp,
+                  estimate_only=args.estimate, command=command, progress=progress)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print(markdown(report), end="")
+        print(f"reports: {Path(args.out) / cfg.name / 'qor' / (args.target + '.json')} and .md")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .synth import check_target
+    from .synth import sweep as sw
+
+    if args.grid is not None:
+        grid = sw.load_grid(args.grid)
+    else:
+        grid = sw.Grid()
+    grid = grid.override(rows=args.rows, cols=args.cols, dataflow=args.dataflow,
+                         k_max=args.k_max, target=args.target)
+    check_target(grid.target, pnr=False, sta=False)
+    result = sw.sweep(grid, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
+                      progress=not args.quiet)
+    print(f"{len(result.rows)} points ({result.cached} from the cache)")
+    print(f"csv: {result.csv}")
+    print(f"plot: {result.png}")
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
+    if not values:
+        raise argparse.ArgumentTypeError("empty list")
+    return values
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _dsp_budget(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of DSP blocks")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -333,6 +400,58 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_sim(p)
     p.set_defaults(func=cmd_demo)
+
+    from .synth.flow import TARGETS
+    p = sub.add_parser("area", help="area and timing with open tools",
+                       description="Synthesize the design with Yosys for a target, place and "
+                                   "route it (ecp5, ice40: nextpnr) or time it (asic: OpenSTA), "
+                                   "and write <out>/<name>/qor/<target>.json and .md "
+                                   "(docs/area.md).")
+    _add_config(p)
+    p.add_argument("--target", default="generic", metavar="|".join(TARGETS),
+                   help="synthesis target (default: %(default)s)")
+    p.add_argument("--device", metavar="NAME", default=None,
+                   help="ecp5/ice40 device, e.g. LFE5U-45F (default: the smallest that fits)")
+    p.add_argument("--dsp", metavar="N", type=_dsp_budget, default=None,
+                   help="at most N DSP blocks; the other multipliers go to LUTs (default: as "
+                        "many as the device has)")
+    p.add_argument("--estimate", action="store_true",
+                   help="only the fast hierarchical estimate: no flat run, no place-and-route, "
+                        "no timing (default: off)")
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="folder of design folders (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as one JSON record (default: Markdown)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
+    p.set_defaults(func=cmd_area)
+
+    p = sub.add_parser("sweep", help="area over a grid of configurations",
+                       description="Run the hierarchical area estimate over a grid of rows, "
+                                   "cols, dataflow and k_max (a TOML file or flags), in "
+                                   "parallel, cached by design; write a CSV and a Pareto plot "
+                                   "of area against peak throughput (docs/area.md).")
+    p.add_argument("--grid", metavar="FILE", default=None,
+                   help="grid TOML file (default: flags, else a small built-in grid)")
+    p.add_argument("--rows", metavar="N,N", type=_int_list, default=None,
+                   help="rows to sweep (default: the grid's)")
+    p.add_argument("--cols", metavar="N,N", type=_int_list, default=None,
+                   help="cols to sweep (default: the grid's)")
+    p.add_argument("--dataflow", metavar="ws,os", type=_str_list, default=None,
+                   help="dataflows to sweep (default: the grid's)")
+    p.add_argument("--k-max", metavar="N,N", type=_int_list, default=None,
+                   help="k_max values to sweep (default: the grid's)")
+    p.add_argument("--target", default=None, metavar="|".join(TARGETS),
+                   help="synthesis target (default: the grid's, else generic)")
+    p.add_argument("--jobs", metavar="N", type=int, default=None,
+                   help="parallel syntheses on this machine (default: the number of cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on a Dask cluster at ADDRESS (needs dask[distributed]; "
+                        "default: local processes)")
+    p.add_argument("--out", metavar="DIR", default="build/sweep",
+                   help="folder of the sweep's designs, cache, CSV and plot "
+                        "(default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 
@@ -353,7 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .emit import EmitError
     from .tools import ToolNotFound
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except CliError as e:
@@ -362,7 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e), 2)
     except EmitError as e:
         return _fail(f"the design cannot be emitted: {e}", 1)
-    except ValueError as e:             # ConfigError and the library's checks of arguments
+    except RuntimeError as e:           # hw.synth.SynthError: a synthesis tool failed
+        if type(e).__name__ == "SynthError":
+            return _fail(str(e), 1)
+        raise
+    except ValueError as e:             # ConfigError, NoDeviceFits and the library's checks
         return _fail(str(e), 2)
     except OSError as e:
         if e.filename is not None:
