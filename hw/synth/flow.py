@@ -158,8 +158,12 @@ def _synth_cmd(target: str, top: str, flat: bool, dsp: bool) -> list[str]:
                 "dfflegalize -cell $_DFF_P_ 01", "abc -g cmos2", "opt_clean"]
     if target == "asic":
         lib = tools.LIBERTY_NAME
-        return [f"synth{' -flatten' if flat else ''} -top {top}",
-                f"dfflibmap -liberty {lib}", f"abc -liberty {lib}", "opt_clean"]
+        # Memories become flip-flops (the library has no SRAM); enables and resets become
+        # logic, so that one ABC run maps all of it and dfflibmap finds plain flip-flops.
+        return [f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
+                "opt -fast", "memory_map", "opt -fast", "techmap", "opt -fast",
+                "dfflegalize -cell $_DFF_P_ 01", f"abc -liberty {lib}",
+                f"dfflibmap -liberty {lib}", "opt_clean"]
     if target == "ecp5":
         return [f"synth_ecp5 -top {top}{nf}{'' if dsp else ' -nodsp'}"]
     if target == "ice40":
