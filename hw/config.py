@@ -31,7 +31,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 import tomli_w
 
-__all__ = ["ConfigError", "GemmConfig", "load_config", "parse_toml", "derived_acc_width"]
+__all__ = ["ConfigError", "GemmConfig", "SoftmaxConfig", "load_config", "parse_toml", "derived_acc_width"]
 
 
 #: Largest magnitude of one int8 x int8 product: (-128) * (-128).
@@ -79,7 +79,7 @@ _VERILOG_KEYWORDS = frozenset("""
 #: add ``[softmax]`` and ``[attention]`` here, each with a parser from a table to a frozen
 #: dataclass stored in a field of :class:`GemmConfig`. Until then every table is an unknown
 #: section.
-_SECTIONS: dict[str, Any] = {}
+_SECTIONS: dict[str, Any] = {}   # filled in below the section classes
 
 
 class ConfigError(ValueError):
@@ -153,6 +153,80 @@ def derived_acc_width(k_max: int) -> int:
 
 
 @dataclass(frozen=True)
+class SoftmaxConfig:
+    """Generator parameters of the OSI8 softmax unit, the ``[softmax]`` section
+    (``../shared/docs/osi8.md``).
+
+    Parameters
+    ----------
+    F : int
+        LUT fraction bits, 8 to 30 (default 24: within 0.76 LSB of float softmax up to 32768 keys).
+    B : int
+        Key tile width of the online max, 1 to 4096, a multiple of ``lanes`` (default 16).
+    N_max : int
+        Longest row, keys, 1 to 2**24 (default 32768); sets the denominator width.
+    G : int
+        Quotient fraction bits of the attention output divider, 1 to 30 (default 16; used by the
+        attention unit).
+    lanes : int
+        Scores per beat and cycle, 1 to 64 (default 1).
+    lut_rom_scale : float or None
+        Bake the LUT as a ROM for this score scale ``c`` (> 0); None (the default) loads the LUT at
+        run time through ``s_axis_lut``.
+
+    Raises
+    ------
+    ConfigError
+        For a value of the wrong type or out of range.
+    """
+
+    F: int = 24
+    B: int = 16
+    N_max: int = 32768
+    G: int = 16
+    lanes: int = 1
+    lut_rom_scale: float | None = None
+
+    def __post_init__(self):
+        for key, lo, hi in (("F", 8, 30), ("B", 1, 4096), ("N_max", 1, 1 << 24), ("G", 1, 30),
+                            ("lanes", 1, 64)):
+            value = getattr(self, key)
+            if not _is_int(value) or not lo <= value <= hi:
+                raise _bad(f"softmax.{key}", value, f"an integer from {lo} to {hi}")
+            object.__setattr__(self, key, int(value))
+        if self.B % self.lanes:
+            raise _bad("softmax.B", self.B, f"a multiple of softmax.lanes = {self.lanes}")
+        c = self.lut_rom_scale
+        if c is not None:
+            ok = (isinstance(c, numbers.Real) and not isinstance(c, bool) and math.isfinite(c)
+                  and c > 0)
+            if not ok:
+                raise _bad("softmax.lut_rom_scale", c, "a number greater than 0, or absent")
+            object.__setattr__(self, "lut_rom_scale", float(c))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SoftmaxConfig":
+        """Make the section from its parsed TOML table.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown key or a bad value.
+        """
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"softmax.{key}: unknown key (allowed: {', '.join(known)})",
+                                  key=f"softmax.{key}")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (``lut_rom_scale`` left out when None)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
 class GemmConfig:
     """Generator parameters of one GEMM engine.
 
@@ -187,6 +261,8 @@ class GemmConfig:
     clock_mhz : float
         Target clock frequency of ``aclk`` for the timing constraints, MHz; greater than 0 and at
         most 2000.
+    softmax : SoftmaxConfig or None
+        The ``[softmax]`` section: when present, the design also holds an OSI8 softmax unit.
 
     Raises
     ------
@@ -204,6 +280,7 @@ class GemmConfig:
     acc_depth: int = 512
     res_depth: int = 64
     clock_mhz: float = 200.0
+    softmax: SoftmaxConfig | None = None
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -235,9 +312,13 @@ class GemmConfig:
         Returns
         -------
         dict of str to object
-            One entry per parameter; ``acc_width`` is None when derived and not ``resolved``.
+            One entry per parameter; ``acc_width`` is None when derived and not ``resolved``; a
+            section (``softmax``) is a nested dict, or None when absent.
         """
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in _SECTIONS:
+            if out.get(key) is not None:
+                out[key] = out[key].to_dict()      # a section as a nested dict
         if resolved:
             out["acc_width"] = self.acc_bits
         return out
@@ -265,11 +346,20 @@ class GemmConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         kwargs = {}
         for key, value in data.items():
-            if key in known:
+            if key in _SECTIONS and isinstance(value, Mapping):
+                try:
+                    kwargs[key] = _SECTIONS[key].from_dict(value)
+                except ConfigError as e:
+                    raise e.with_source(source) from None
+            elif key in _SECTIONS:
+                raise ConfigError(f"[{key}]: must be a table, not {_show(value)}", key=f"[{key}]",
+                                  source=source)
+            elif key in known:
                 kwargs[key] = value
             elif isinstance(value, Mapping):
-                raise ConfigError(f"[{key}]: unknown section (this version of npugen has no "
-                                  f"sections)", key=f"[{key}]", source=source)
+                raise ConfigError(f"[{key}]: unknown section (allowed: "
+                                  f"{', '.join(f'[{k}]' for k in _SECTIONS)})", key=f"[{key}]",
+                                  source=source)
             else:
                 raise ConfigError(f"{key}: unknown key (allowed: {', '.join(known)})",
                                   key=key, source=source)
@@ -290,12 +380,16 @@ class GemmConfig:
             TOML, ending with a newline.
         """
         lines = ["# npugen configuration (keys: docs/config.md)"]
+        sections = []
         for key, value in self.to_dict().items():
-            if value is None:
+            if key in _SECTIONS:
+                if value is not None:
+                    sections.append(tomli_w.dumps({key: value}).rstrip("\n"))
+            elif value is None:
                 lines.append(f"# {key} = {self.acc_bits}  (derived from k_max)")
             else:
                 lines.append(tomli_w.dumps({key: value}).rstrip("\n"))
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + [""] * bool(sections) + sections) + "\n"
 
     def digest(self) -> str:
         """SHA-256 of the canonical TOML of the resolved configuration, for cache keys.
@@ -367,6 +461,12 @@ def _check_res_depth(cfg: GemmConfig, value: Any) -> int:
     return int(value)
 
 
+def _check_softmax(cfg: GemmConfig, value: Any) -> SoftmaxConfig | None:
+    if value is None or isinstance(value, SoftmaxConfig):
+        return value
+    raise ConfigError(f"softmax: {_show(value)} is not allowed (a [softmax] table)", key="softmax")
+
+
 def _check_clock(cfg: GemmConfig, value: Any) -> float:
     ok = (isinstance(value, (numbers.Real)) and not isinstance(value, bool)
           and math.isfinite(value) and 0 < value <= _MAX_CLOCK_MHZ)
@@ -386,6 +486,7 @@ _CHECKS = {
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,
+    "softmax": _check_softmax,
 }
 
 
@@ -452,3 +553,5 @@ def load_config(path: str | PathLike[str] | None = None) -> GemmConfig:
         raise ConfigError(f"not UTF-8 text ({e.reason} at byte {e.start})",
                           source=str(path)) from None
     return parse_toml(text, source=str(path))
+
+_SECTIONS["softmax"] = SoftmaxConfig

@@ -76,8 +76,8 @@ def test_importing_the_cli_does_not_import_sim():
     ('dataflow = "is"\n', 'dataflow: "is" is not allowed ("ws" or "os")'),
     ("rows = 4.0\n", "rows: 4.0 is not allowed (an integer from 1 to 64)"),
     ("colums = 4\n", "colums: unknown key (allowed: name, rows, cols, dataflow, k_max, "
-                     "acc_width, rounding, acc_depth, res_depth, clock_mhz)"),
-    ("[softmax]\nF = 8\n", "[softmax]: unknown section (this version of npugen has no sections)"),
+                     "acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax)"),
+    ("[softmax]\nF = 7\n", "softmax.F: 7 is not allowed (an integer from 8 to 30)"),
 ])
 @pytest.mark.parametrize("command", [["generate"], ["verify"], ["demo"]], ids=lambda c: c[0])
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, text, message, command):

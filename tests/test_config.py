@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.config import (ConfigError, GemmConfig, default_toml, derived_acc_width, load_config,
+from hw.config import (ConfigError, GemmConfig, SoftmaxConfig, default_toml, derived_acc_width,
+                       load_config,
                        parse_toml)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,7 +226,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, acc_depth, res_depth, clock_mhz)")
+                               "k_max, acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax)")
     assert info.value.key == "row"
 
 
@@ -234,13 +235,38 @@ def test_unknown_key_from_python():
         GemmConfig(row=4)           # dataclass keyword check; TOML users get ConfigError
 
 
-@pytest.mark.parametrize("section", ["softmax", "attention", "foo"])
+@pytest.mark.parametrize("section", ["attention", "foo"])
 def test_unknown_section(section):
     with pytest.raises(ConfigError) as info:
         parse_toml(f"rows = 4\n[{section}]\nF = 8\n")
-    assert str(info.value) == \
-        f"[{section}]: unknown section (this version of npugen has no sections)"
+    assert str(info.value) == f"[{section}]: unknown section (allowed: [softmax])"
     assert info.value.key == f"[{section}]"
+
+
+def test_softmax_section_defaults_round_trip_and_digest():
+    cfg = parse_toml("rows = 4\n[softmax]\nlanes = 2\nB = 8\n")
+    assert cfg.softmax == SoftmaxConfig(lanes=2, B=8)
+    assert (cfg.softmax.F, cfg.softmax.N_max, cfg.softmax.G) == (24, 32768, 16)   # osi8.md
+    assert parse_toml(cfg.to_toml()) == cfg
+    assert cfg.digest() != dataclasses.replace(cfg, softmax=None).digest()
+    assert cfg.to_dict()["softmax"] == {"F": 24, "B": 8, "N_max": 32768, "G": 16, "lanes": 2}
+    assert load_config().softmax is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[softmax]\nF = 7\n", "softmax.F: 7 is not allowed (an integer from 8 to 30)"),
+    ("[softmax]\nlanes = 3\n", "softmax.B: 16 is not allowed (a multiple of softmax.lanes = 3)"),
+    ("[softmax]\nN_max = 0\n", "softmax.N_max: 0 is not allowed (an integer from 1 to 16777216)"),
+    ("[softmax]\nlut_rom_scale = -1.0\n",
+     "softmax.lut_rom_scale: -1.0 is not allowed (a number greater than 0, or absent)"),
+    ("[softmax]\nf = 24\n",
+     "softmax.f: unknown key (allowed: F, B, N_max, G, lanes, lut_rom_scale)"),
+    ("softmax = 3\n", "[softmax]: must be a table, not 3"),
+])
+def test_softmax_section_errors(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_toml(text, source="s.toml")
+    assert str(info.value) == f"s.toml: {message}"
 
 
 def test_invalid_toml_is_one_line():
