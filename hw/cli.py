@@ -141,12 +141,25 @@ def _json_default(value: Any):
 
 # -- subcommands ------------------------------------------------------------------------------
 
+def top_builder(cfg):
+    """The top of ``cfg`` for :func:`hw.emit.generate`: :class:`hw.top.NpuTop`, with the softmax
+    LUT computed by the golden side when ``softmax.lut_rom_scale`` bakes it as a ROM (the CLI is
+    where hardware and golden models meet; DESIGN.md)."""
+    from .top import NpuTop
+    sm = cfg.softmax
+    if sm is None or sm.lut_rom_scale is None:
+        return None
+    from sim.golden import make_lut
+    lut = make_lut(sm.lut_rom_scale, sm.F)
+    return lambda c: NpuTop(c, softmax_lut=lut)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from .emit import LINT_WAIVERS, generate, lint
     from .tools import verilator_version
 
     cfg = _load_config(args.config)
-    folder = generate(cfg, args.out)
+    folder = generate(cfg, args.out, top=top_builder(cfg))
     print(folder)
     for path in sorted(folder.iterdir()):
         print(f"  {path.name}")

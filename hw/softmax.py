@@ -49,9 +49,11 @@ class SoftmaxUnit(wiring.Component):
 
     Members
     -------
-    lut : In(stream.Signature(unsigned(F + 1)))
+    lut : In(stream.Signature(unsigned(32)))
         Run-time LUT load (only without a baked ``lut``): 256 beats ``E[0]`` … ``E[255]``; the
-        index wraps after 256 beats and restarts at reset. Load between rows only.
+        index wraps after 256 beats and restarts at reset. Load between rows only. An entry
+        above ``2^F`` (not a valid OSI8 table) is stored as ``2^F``, so no table can overflow
+        the denominator.
     i : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), lanes),
         "keep": lanes, "mask": lanes, "last": 1})))
         Scores. ``keep`` marks the lanes that hold keys (a row may end mid-beat), ``mask`` the
@@ -95,7 +97,7 @@ class SoftmaxUnit(wiring.Component):
                 "last": unsigned(1)}))),
         }
         if lut is None:
-            members["lut"] = In(stream.Signature(unsigned(F + 1)))
+            members["lut"] = In(stream.Signature(unsigned(32)))
         super().__init__(members)
 
     #: Stages of the exact divider (quotient bits: the quotient is at most 256).
@@ -118,7 +120,9 @@ class SoftmaxUnit(wiring.Component):
         if self.rom is None:
             wr = lut.write_port()
             lut_idx = Signal(8)
-            m.d.comb += [self.lut.ready.eq(1), wr.addr.eq(lut_idx), wr.data.eq(self.lut.payload),
+            entry = self.lut.payload
+            m.d.comb += [self.lut.ready.eq(1), wr.addr.eq(lut_idx),
+                         wr.data.eq(Mux(entry > (1 << F), 1 << F, entry)),
                          wr.en.eq(self.lut.valid)]
             with m.If(self.lut.valid):
                 m.d.sync += lut_idx.eq(lut_idx + 1)

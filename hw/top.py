@@ -8,8 +8,112 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .gemm import GemmEngine
+from .softmax import SoftmaxUnit
 
-__all__ = ["NpuTop"]
+__all__ = ["NpuTop", "SoftmaxTop", "softmax_unit"]
+
+#: Width of ``s_axis_lut_tdata``: one LUT entry (F + 1 <= 31 bits), zero-extended to 32 bits.
+LUT_TDATA_WIDTH = 32   # the unit clamps an entry to 2^F
+
+
+def softmax_unit(cfg, lut=None) -> SoftmaxUnit:
+    """The OSI8 softmax unit of a configuration's ``[softmax]`` section.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+    lut : list of int or None
+        The 256 LUT entries to bake as a ROM when ``softmax.lut_rom_scale`` is set. Shared
+        constants come from the golden side (``sim.golden.make_lut(lut_rom_scale, F)``; the
+        ``npugen`` CLI passes them in), never from the generator.
+
+    Raises
+    ------
+    ValueError
+        If the configuration has no ``[softmax]`` section, or ``lut_rom_scale`` is set and no
+        ``lut`` is given (or the other way round).
+    """
+    sm = cfg.softmax
+    if sm is None:
+        raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
+    if (sm.lut_rom_scale is None) != (lut is None):
+        raise ValueError("softmax.lut_rom_scale and a baked LUT go together: pass "
+                         "lut=sim.golden.make_lut(lut_rom_scale, F) (the npugen CLI does)")
+    return SoftmaxUnit(lanes=sm.lanes, F=sm.F, B=sm.B, n_max=sm.N_max, lut=lut)
+
+
+def _axis(members, prefix, direction, width, keep=None, user=None, last=False):
+    """Add the AXI4-Stream ports ``<prefix>_tdata/tkeep/tuser/tlast/tvalid/tready``."""
+    flip = Out if direction is In else In
+    members[f"{prefix}_tdata"] = direction(width)
+    if keep:
+        members[f"{prefix}_tkeep"] = direction(keep)
+    if user:
+        members[f"{prefix}_tuser"] = direction(user)
+    if last:
+        members[f"{prefix}_tlast"] = direction(1)
+    members[f"{prefix}_tvalid"] = direction(1)
+    members[f"{prefix}_tready"] = flip(1)
+
+
+def _softmax_ports(members, unit):
+    P = unit.lanes
+    if unit.rom is None:
+        _axis(members, "s_axis_lut", In, LUT_TDATA_WIDTH)
+    _axis(members, "s_axis_score", In, 8 * P, keep=P, user=P, last=True)
+    _axis(members, "m_axis_prob", Out, 8 * P, keep=P, last=True)
+
+
+def _connect_softmax(m, top, unit):
+    if unit.rom is None:
+        m.d.comb += [unit.lut.payload.eq(top.s_axis_lut_tdata), unit.lut.valid.eq(top.s_axis_lut_tvalid),
+                     top.s_axis_lut_tready.eq(unit.lut.ready)]
+    m.d.comb += [
+        unit.i.payload.data.eq(top.s_axis_score_tdata), unit.i.payload.keep.eq(top.s_axis_score_tkeep),
+        unit.i.payload.mask.eq(top.s_axis_score_tuser), unit.i.payload.last.eq(top.s_axis_score_tlast),
+        unit.i.valid.eq(top.s_axis_score_tvalid), top.s_axis_score_tready.eq(unit.i.ready),
+        top.m_axis_prob_tdata.eq(unit.o.payload.data), top.m_axis_prob_tkeep.eq(unit.o.payload.keep),
+        top.m_axis_prob_tlast.eq(unit.o.payload.last), top.m_axis_prob_tvalid.eq(unit.o.valid),
+        unit.o.ready.eq(top.m_axis_prob_tready),
+    ]
+
+
+class SoftmaxTop(wiring.Component):
+    """Exported top of the OSI8 softmax unit alone (``docs/softmax.md``).
+
+    Ports, with ``P`` = ``softmax.lanes``: ``aclk``, ``aresetn`` (synchronous, active low);
+    ``s_axis_lut_tdata[31:0]``, ``_tvalid``, ``_tready`` (run-time LUT, absent with a baked ROM);
+    ``s_axis_score_tdata[8P-1:0]``, ``_tkeep[P-1:0]``, ``_tuser[P-1:0]`` (mask, 1 = attend),
+    ``_tlast``, ``_tvalid``, ``_tready``; ``m_axis_prob_tdata[8P-1:0]``, ``_tkeep``, ``_tlast``,
+    ``_tvalid``, ``_tready``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        A configuration with a ``[softmax]`` section.
+    lut : list of int or None
+        The baked LUT when ``softmax.lut_rom_scale`` is set (see :func:`softmax_unit`).
+    """
+
+    def __init__(self, cfg, *, lut=None):
+        self.cfg = cfg
+        self.unit = softmax_unit(cfg, lut)
+        members = {"aclk": In(1), "aresetn": In(1)}
+        _softmax_ports(members, self.unit)
+        super().__init__(members)
+
+    @property
+    def latencies(self) -> dict[str, int]:
+        """Cycles from a pass-2 score beat to its probability entering the output FIFO."""
+        return {"softmax_pass2": self.unit.latency}
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync")
+        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        m.submodules.softmax = self.unit
+        _connect_softmax(m, self, self.unit)
+        return m
 
 
 class NpuTop(wiring.Component):
@@ -25,15 +129,21 @@ class NpuTop(wiring.Component):
     - ``s_axis_wgt_tdata[8C-1:0]``, ``_tkeep[C-1:0]``, ``_tlast``, ``_tvalid``, ``_tready``;
     - ``m_axis_res_tdata[LC-1:0]``, ``_tkeep[LC/8-1:0]``, ``_tlast``, ``_tvalid``, ``_tready``.
 
+    With a ``[softmax]`` section, the softmax unit's ports (see :class:`SoftmaxTop`) are added
+    beside the engine's.
+
     Parameters
     ----------
     cfg : hw.config.GemmConfig
         The design's configuration.
+    softmax_lut : list of int or None
+        The baked softmax LUT when ``softmax.lut_rom_scale`` is set (see :func:`softmax_unit`).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, softmax_lut=None):
         self.cfg = cfg
         self.engine = GemmEngine.from_config(cfg)
+        self.softmax = softmax_unit(cfg, softmax_lut) if cfg.softmax is not None else None
         R, C, L = cfg.rows, cfg.cols, self.engine.lane_bits
         members = {"aclk": In(1), "aresetn": In(1)}
 
@@ -52,12 +162,17 @@ class NpuTop(wiring.Component):
         axis("s_axis_act", In, 8 * R, keep=R, last=True)
         axis("s_axis_wgt", In, 8 * C, keep=C, last=True)
         axis("m_axis_res", Out, L * C, keep=L * C // 8, last=True)
+        if self.softmax is not None:
+            _softmax_ports(members, self.softmax)
         super().__init__(members)
 
     @property
     def latencies(self) -> dict[str, int]:
-        """Pipeline latencies of the engine, cycles (see :attr:`GemmEngine.latencies`)."""
-        return self.engine.latencies
+        """Pipeline latencies, cycles (see :attr:`GemmEngine.latencies`)."""
+        lat = dict(self.engine.latencies)
+        if self.softmax is not None:
+            lat["softmax_pass2"] = self.softmax.latency
+        return lat
 
     def elaborate(self, platform):
         m = Module()
@@ -86,4 +201,7 @@ class NpuTop(wiring.Component):
             self.m_axis_res_tvalid.eq(e.res.valid),
             e.res.ready.eq(self.m_axis_res_tready),
         ]
+        if self.softmax is not None:
+            m.submodules.softmax = self.softmax
+            _connect_softmax(m, self, self.softmax)
         return m

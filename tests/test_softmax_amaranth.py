@@ -125,3 +125,39 @@ def test_softmax_parameter_errors():
         SoftmaxUnit(F=40)
     with pytest.raises(TypeError, match="Lanes must be an integer, not 1.5"):
         SoftmaxUnit(lanes=1.5)
+
+
+@pytest.mark.parametrize("rom", [False, True], ids=["lut-stream", "lut-rom"])
+def test_softmax_tops_generate_and_lint_clean(tmp_path, rom):
+    """The standalone softmax top and the accelerator top with a [softmax] section convert, carry
+    the AXI4-Stream ports, and pass verilator --lint-only -Wall with the documented waivers."""
+    import dataclasses
+    import json
+
+    from hw import emit
+    from hw.config import GemmConfig, SoftmaxConfig
+    from hw.top import NpuTop, SoftmaxTop
+
+    sm = SoftmaxConfig(lanes=2, B=4, lut_rom_scale=0.05 if rom else None)
+    cfg = GemmConfig(name="acc", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8, softmax=sm)
+    lut = make_lut(0.05, 24) if rom else None
+    for name, top in (("acc", lambda c: NpuTop(c, softmax_lut=lut)),
+                      ("acc_softmax", lambda c: SoftmaxTop(c, lut=lut))):
+        folder = emit.generate(dataclasses.replace(cfg, name=name), tmp_path, top=top)
+        ports = {p["name"]: p["width"] for p in json.loads((folder / "manifest.json").read_text())["ports"]}
+        assert ports["s_axis_score_tdata"] == 16 and ports["s_axis_score_tuser"] == 2
+        assert ports["m_axis_prob_tkeep"] == 2
+        assert ("s_axis_lut_tdata" in ports) == (not rom)
+        ok, messages = emit.lint(folder / f"{name}.v")
+        assert ok, "\n".join(messages)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_softmax_rom_needs_the_golden_lut():
+    from hw.config import GemmConfig, SoftmaxConfig
+    from hw.top import SoftmaxTop
+    cfg = GemmConfig(rows=2, cols=2, softmax=SoftmaxConfig(lut_rom_scale=0.05))
+    with pytest.raises(ValueError, match="softmax.lut_rom_scale and a baked LUT go together"):
+        SoftmaxTop(cfg)
+    with pytest.raises(ValueError, match="has no \\[softmax\\] section"):
+        SoftmaxTop(GemmConfig(rows=2, cols=2))
