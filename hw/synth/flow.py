@@ -676,7 +676,8 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     candidates = [dev_fixed] if dev_fixed else list(family_devices or [None])
     report: dict[str, Any] = {
         "qor_version": QOR_VERSION, "name": cfg.name, "target": target,
-        "config": cfg.to_dict(resolved=True), "config_digest": cfg.digest(),
+        "config": json.loads(json.dumps(cfg.to_dict(resolved=True), default=str)),
+        "config_digest": cfg.digest(),
         "macs": cfg.rows * cfg.cols,
         "peak_gmacs": round(cfg.rows * cfg.cols * cfg.clock_mhz / 1000, 3),
         "command": command or "", "tools": tool_versions(target),

@@ -38,7 +38,7 @@ if sys.version_info >= (3, 11):
 else:                                   # pragma: no cover
     import tomli as tomllib
 
-from ..config import ConfigError, GemmConfig
+from ..config import ConfigError, GemmConfig, parse_toml
 from .flow import QOR_VERSION, TARGETS, area, tool_versions
 
 __all__ = ["Grid", "load_grid", "sweep", "SweepResult", "AREA_KEY"]
@@ -134,10 +134,10 @@ def _cache_key(cfg: GemmConfig, target: str, versions: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_point(config: dict[str, Any], target: str, out: str) -> dict[str, Any]:
-    """One point: the hierarchical estimate of ``config`` (a plain dict, so it pickles for
+def run_point(config: str, target: str, out: str) -> dict[str, Any]:
+    """One point: the hierarchical estimate of ``config`` (its TOML text, so it pickles for
     process pools and Dask workers)."""
-    cfg = GemmConfig.from_dict(config)
+    cfg = parse_toml(config, source="sweep point")
     return area(cfg, target, out=out, estimate_only=True,
                 command=f"npugen sweep (point {cfg.name})")
 
@@ -264,7 +264,7 @@ def sweep(grid: Grid, *, out: str | os.PathLike[str] = "build/sweep", jobs: int 
         os.replace(tmp, cached_path)
         results[cfg.name] = (report, False)
 
-    args = [(cfg.to_dict(resolved=True), grid.target, str(designs)) for cfg, _ in todo]
+    args = [(cfg.to_toml(), grid.target, str(designs)) for cfg, _ in todo]
     if bar:
         bar.start()
         task = bar.add_task("sweep", total=len(configs), completed=len(configs) - len(todo))
