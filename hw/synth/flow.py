@@ -16,6 +16,7 @@ scripts, logs and netlists to ``<out>/<name>/qor/<target>/``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -128,9 +129,25 @@ def _lutrams(target: str, cells: Counter) -> dict[str, int]:
 CMOS_TRANSISTORS = {"$_NOT_": 2, "$_BUF_": 4, "$_NAND_": 4, "$_NOR_": 4, "$_DFF_P_": 16}
 
 
+@functools.lru_cache(maxsize=None)
+def _liberty_areas() -> dict[str, float]:
+    """Area of each cell of the liberty file, µm²."""
+    text = tools.liberty_path().read_text(encoding="utf-8", errors="replace")
+    out = {}
+    for m in re.finditer(r"^\s*cell\s*\(\s*\"?(\w+)\"?\s*\)", text, re.M):
+        a = re.search(r"^\s*area\s*:\s*([\d.]+)", text[m.end():], re.M)
+        if a:
+            out[m.group(1)] = float(a.group(1))
+    return out
+
+
 def _summary(target: str, cells: Counter, *, area_um2: float | None = None,
              transistors: float | None = None, mem_bits: int = 0) -> dict[str, Any]:
     """The headline figures of a set of cells."""
+    if target == "asic":
+        # From the cells themselves: Yosys' per-module area may include submodules.
+        areas = _liberty_areas()
+        area_um2 = sum(areas.get(t, 0.0) * n for t, n in cells.items())
     if target == "generic":
         transistors = sum(CMOS_TRANSISTORS.get(t, 0) * n for t, n in cells.items())
     out: dict[str, Any] = {"cells": sum(n for t, n in cells.items() if t != "$scopeinfo"),
@@ -150,8 +167,11 @@ def _summary(target: str, cells: Counter, *, area_um2: float | None = None,
 
 # -- Yosys scripts ----------------------------------------------------------------------------
 
-def _synth_cmd(target: str, top: str, flat: bool, dsp: bool) -> list[str]:
+def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 200.0,
+               between: list[str] | None = None) -> list[str]:
     nf = "" if flat else " -noflatten"
+    # ABC maps for this delay target (ps) and buffers and sizes high-fanout nets for it.
+    period_ps = int(round(1e6 / clock_mhz))
     if target == "generic":
         return [f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
                 "opt -fast", "techmap", "opt -fast",
@@ -162,16 +182,22 @@ def _synth_cmd(target: str, top: str, flat: bool, dsp: bool) -> list[str]:
         # logic, so that one ABC run maps all of it and dfflibmap finds plain flip-flops.
         return [f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
                 "opt -fast", "memory_map", "opt -fast", "techmap", "opt -fast",
-                "dfflegalize -cell $_DFF_P_ 01", f"abc -liberty {lib}",
+                "dfflegalize -cell $_DFF_P_ 01", f"abc -D {period_ps} -liberty {lib}",
                 f"dfflibmap -liberty {lib}", "opt_clean"]
     if target == "ecp5":
-        return [f"synth_ecp5 -top {top}{nf}{'' if dsp else ' -nodsp'}"]
-    if target == "ice40":
-        return [f"synth_ice40 -top {top}{nf}{' -dsp' if dsp else ''}"]
-    if target == "xilinx":
-        return [f"synth_xilinx -top {top} -family xc7{' -flatten' if flat else ''}"
-                f"{'' if dsp else ' -nodsp'}"]
-    raise ValueError(target)
+        cmd = f"synth_ecp5 -top {top}{nf}{'' if dsp else ' -nodsp'}"
+    elif target == "ice40":
+        cmd = f"synth_ice40 -top {top}{nf}{' -dsp' if dsp else ''}"
+    elif target == "xilinx":
+        cmd = (f"synth_xilinx -top {top} -family xc7{' -flatten' if flat else ''}"
+               f"{'' if dsp else ' -nodsp'}")
+    else:
+        raise ValueError(target)
+    if not between:
+        return [cmd]
+    # The budget's commands go after the cell libraries are read and before flattening.
+    label = {"ecp5": "coarse", "ice40": "flatten", "xilinx": "prepare"}[target]
+    return [f"{cmd} -run begin:{label}", *between, f"{cmd} -run {label}:"]
 
 
 def _stat_cmd(target: str) -> str:
@@ -281,12 +307,11 @@ def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         script += [f"read_verilog {wrapper}"]
     synth_top = "npugen_ooc" if wrapper else top
     script += [f"hierarchy -top {synth_top}", "proc"]
-    script += _lutmul_cmds(lut_modules)
     if wrapper:
         # The wrapper only feeds the pins; the design inside stays one module for its counts.
-        script += [f"flatten {top}", f"setattr -mod -set keep_hierarchy 1 {top}",
-                   "rename -hide w:*"]
-    script += _synth_cmd(target, synth_top, True, dsp_on)
+        script += [f"setattr -mod -set keep_hierarchy 1 {top}", "rename -hide w:*"]
+    script += _synth_cmd(target, synth_top, True, dsp_on, cfg.clock_mhz,
+                         _lutmul_cmds(lut_modules))
     script += [_stat_cmd(target), f"write_json {target}_flat.json"]
     if target == "asic":
         script += [f"write_verilog -noattr -noexpr {top}_asic.v"]
@@ -328,11 +353,15 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
     (work / f"{top}_hier.v").write_text(text, encoding="utf-8")
     reps_lut = sorted({rep[m] for m in lut_modules})
     script = [f"read_verilog {top}_hier.v", f"hierarchy -top {top}", "proc"]
-    script += _lutmul_cmds(set(reps_lut))
-    # Memories into modules of their own (reported on their own), every module kept apart.
-    script += ["opt_clean", "memory -nomap", "setattr -set submod \"mem\" t:$mem_v2",
-               "submod", "setattr -mod -set keep_hierarchy 1 *", "rename -hide w:*"]
-    script += _synth_cmd(target, top, False, dsp_on)
+    if target in ("generic", "asic"):
+        # Memories into modules of their own, reported on their own. FPGA targets keep them
+        # in place, so that the RAM inference sees them as the flat run does, and report the
+        # RAM primitives as the memories.
+        script += ["opt_clean", "memory -nomap", "setattr -set submod \"mem\" t:$mem_v2",
+                   "submod"]
+    script += ["setattr -mod -set keep_hierarchy 1 *", "rename -hide w:*"]
+    script += _synth_cmd(target, top, False, dsp_on, cfg.clock_mhz,
+                         _lutmul_cmds(set(reps_lut)))
     script += [_stat_cmd(target)]
     if target == "generic":             # the bits of the unmapped memories
         script += [f"write_json {target}_hier.json"]
@@ -363,8 +392,16 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         tr = _num(mods[name].get("estimated_num_transistors")) * n
         mb = mem_bits.get("\\" + name, mem_bits.get(name, 0)) * n
         b = _block_of(name, top)
+        ram = Counter({t: k for t, k in scaled.items()
+                       if t in _brams(target, scaled) or t in _lutrams(target, scaled)})
+        if ram:
+            c, a_, t_, m_ = block_acc.get("memories", (Counter(), 0.0, 0.0, 0))
+            block_acc["memories"] = (c + ram, a_, t_, m_)
+            scaled_own = scaled - ram
+        else:
+            scaled_own = scaled
         c, a_, t_, m_ = block_acc.get(b, (Counter(), 0.0, 0.0, 0))
-        block_acc[b] = (c + scaled, a_ + area, t_ + tr, m_ + mb)
+        block_acc[b] = (c + scaled_own, a_ + area, t_ + tr, m_ + mb)
         total_cells += scaled
         total_area += area
         total_tr += tr
