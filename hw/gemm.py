@@ -415,17 +415,8 @@ class GemmEngine(wiring.Component):
         wbuf_set = Signal(2)
         wbuf_clr = Signal(2)
         m.d.sync += wbuf_full.eq((wbuf_full | wbuf_set) & ~wbuf_clr)
-        # A weight tile stays in use until its last row of A has passed every PE: issued at t, that
-        # row meets PE (r, c) at t + r + c. The loader writes weight row r no earlier than r + 1
-        # cycles after the drain count reaches zero, so a count of C keeps every write behind the
-        # last use (t + r + C - 1) of the same row.
-        drain = [Signal(range(C + 1), name=f"wbuf_drain{b}") for b in range(2)]
-        drain_set = Signal(2)
-        for b in range(2):
-            with m.If(drain_set[b]):
-                m.d.sync += drain[b].eq(C)
-            with m.Elif(drain[b] != 0):
-                m.d.sync += drain[b].eq(drain[b] - 1)
+        # Weight loads are skewed like the rows of A (hw/systolic.py), so a weight tile can be
+        # reloaded from the cycle after its last row of A entered the array.
         frame_ld = Signal()
         frame_is = Signal()
         m.d.comb += frame_set.eq(frame_ld | frame_is)
@@ -458,8 +449,7 @@ class GemmEngine(wiring.Component):
                         m.d.comb += pslot_set.eq(Mux(l_slot, 0b10, 0b01))
                         m.next = "BUF_WAIT"
             with m.State("BUF_WAIT"):
-                with m.If(~wbuf_full.bit_select(l_buf, 1)
-                          & (Mux(l_buf, drain[1], drain[0]) == 0)):
+                with m.If(~wbuf_full.bit_select(l_buf, 1)):
                     m.d.sync += l_beat.eq(0)
                     m.next = "LOAD"
             with m.State("LOAD"):
@@ -540,8 +530,7 @@ class GemmEngine(wiring.Component):
                     ]
                     m.d.sync += i_row.eq(i_row + 1)
                     with m.If(last_row):
-                        m.d.comb += [wbuf_clr.eq(Mux(i_buf, 0b10, 0b01)),
-                                     drain_set.eq(Mux(i_buf, 0b10, 0b01))]
+                        m.d.comb += wbuf_clr.eq(Mux(i_buf, 0b10, 0b01))
                         m.d.sync += [i_buf.eq(~i_buf), i_row.eq(0)]
                         # Go straight on when the next weight tile is already loaded: no bubble.
                         next_ready = wbuf_full.bit_select(~i_buf, 1)

@@ -47,6 +47,11 @@ class WeightStationaryArray(wiring.Component):
     after its row of A entered. There is no stall: a cycle with no data is a bubble, which the
     caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A.
 
+    Weight loads are skewed too: a load presented at cycle ``t`` reaches column ``n`` at
+    ``t + n``. A row of A entering at ``t`` meets column ``n`` of array row ``r`` at ``t + r + n``,
+    so a weight tile may be reloaded from the cycle after its last row of A entered, and used by a
+    row of A entering the cycle after its last load.
+
     Parameters
     ----------
     rows, cols : int
@@ -89,18 +94,29 @@ class WeightStationaryArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
+        # Weight loads are skewed like the activations: column c takes its weight c cycles after
+        # column 0, so a weight register is rewritten on the same diagonal wavefront on which the
+        # last row of A using it has passed, and a tile can be reloaded right after its last use.
+        load = []
+        en, row, buf = self.w_en, self.w_row, self.w_buf
+        for c in range(C):
+            if c:
+                en, row, buf = (_delay(m, v, 1, f"w_{n}_col{c}")
+                                for v, n in ((en, "en"), (row, "row"), (buf, "buf")))
+            load.append((en, row, buf, _delay(m, self.w_data[c], c, f"w_data_col{c}")))
         psum_above = [0] * C
         for r in range(R):
             a = _delay(m, self.a[r], r, f"skew_a{r}")
             sel = _delay(m, self.sel, r, f"skew_sel{r}")
-            we = Signal(2, name=f"w_we_row{r}")
-            en = self.w_en & (self.w_row == r)
-            m.d.comb += we.eq(Cat(en & ~self.w_buf, en & self.w_buf))
             for c in range(C):
+                en_c, row_c, buf_c, data_c = load[c]
+                we = Signal(2, name=f"w_we_{r}_{c}")
+                hit = en_c & (row_c == r)
+                m.d.comb += we.eq(Cat(hit & ~buf_c, hit & buf_c))
                 pe = WeightStationaryPE(psum_width=self.psum_width, pass_right=c < C - 1)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [pe.a.eq(a), pe.sel.eq(sel), pe.psum_in.eq(psum_above[c]),
-                             pe.w_we.eq(we), pe.w_data.eq(self.w_data[c])]
+                             pe.w_we.eq(we), pe.w_data.eq(data_c)]
                 if c < C - 1:
                     a, sel = pe.a_out, pe.sel_out
                 psum_above[c] = pe.psum_out
