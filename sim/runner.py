@@ -230,8 +230,10 @@ endmodule
 #: configured with empty compiler settings, among them the option that reads the precompiled
 #: header (GCC: ``-include``); without it every object fails with "Vtop__pch.h.slow: linker input
 #: file not found". Passed through ``MAKEFLAGS``, which cocotb's ``make`` call inherits.
+#: ``OPT_FAST=-O0``: the benches are short and bound by Python, so compiling the model without
+#: optimisation (about half the build time of Verilator's ``-Os`` on 16x16) is the better trade.
 VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include", "CFG_LDLIBS_THREADS=-pthread",
-                       "CFG_CXXFLAGS_NO_UNUSED=-Wno-unused")
+                       "CFG_CXXFLAGS_NO_UNUSED=-Wno-unused", "OPT_FAST=-O0")
 
 
 def _sim_env(sim: str) -> dict[str, str]:
@@ -312,8 +314,11 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
         cfg_file = ddir / "config.toml"
         src_stamp = ddir / "rtl.stamp"
         if not (rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == stamp):
-            from hw.emit import generate
-            generate(cfg, ddir / "rtl")
+            from hw.emit import EmitError, generate
+            try:
+                generate(cfg, ddir / "rtl")
+            except EmitError as e:
+                raise SimError(f"generating {cfg.name} failed: {e}") from None
             cfg_file.write_text(cfg.to_toml())
             src_stamp.write_text(stamp)
         built = sdir / ".built"
@@ -345,6 +350,8 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
                              build_args=build_args, log_file=log_file)
             except (RuntimeError, SystemExit) as e:
                 raise SimError(f"{sim} build of {cfg.name} failed ({e}); see {log_file}") from None
+        for pch in sdir.glob("*.gch"):      # Verilator's precompiled headers: ~80 MB each
+            pch.unlink()
         _log.info("built %s for %s in %.1f s", cfg.name, sim, time.monotonic() - t0)
         built.write_text(vhash)
     return sdir
