@@ -1,0 +1,315 @@
+"""Cycle-exact performance model of the GEMM engine (``hw/gemm.py``).
+
+:func:`gemm_cycles` returns the ``cycles`` field of a GEMM job's status beat (``docs/isa.md``:
+from the cycle the command beat is accepted to the cycle the status beat is offered) when the
+input streams always hold a valid beat and the result consumer is always ready. It is derived
+from the sequencers of ``hw/gemm.py``, not fitted: every term below names the RTL it comes from,
+and ``tests/test_perfmodel.py`` checks it against the Amaranth simulation of the engine and
+against the Verilator build of the emitted Verilog. ``docs/perf.md`` has the derivation and the
+closed forms of the common cases.
+
+Time is counted in cycles from the command's acceptance (cycle 0). The model is a recurrence
+over *passes* (ws: one K tile of one row chunk of one column tile, i.e. ``mc`` rows of A through
+one weight set) or *row tiles* (os), with ``max()`` terms where the double-buffered weight sets,
+the two parameter slots, the os drain spacing and the result credits make one side wait for the
+other. Only when the result FIFO is shallower than the result pipeline (``res_depth`` at most
+``rows + cols + 2`` plus the requantizer latency) do rows wait for credits; the model then
+follows the credit rule row by row.
+
+The job itself must be one the engine accepts (``docs/isa.md``); a rejected command's status has
+``cycles == 1`` (:data:`REJECT_CYCLES`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from math import ceil
+
+__all__ = ["gemm_cycles", "ideal_cycles", "utilization", "latencies", "REQUANT_LATENCY",
+           "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES"]
+
+#: ``Requantizer.latency`` (hw/requant.py): 3 stages for single rounding, 4 for double.
+REQUANT_LATENCY = {"single": 3, "double": 4}
+#: Beats of a column tile's parameter block on ``s_axis_wgt`` (hw/isa.py ``PARAM_BEATS``).
+PARAM_BEATS = 9
+#: ``SyncFIFOBuffered`` (amaranth.lib.fifo): an entry written at cycle ``w`` into the empty
+#: FIFO is offered (``r_rdy``) at ``w + 2`` (inner FIFO level at ``w + 1``, output register
+#: loaded from its synchronous read port at ``w + 2``).
+FIFO_LATENCY = 2
+#: Status ``cycles`` of a rejected command (the job FSM's IDLE -> STATUS, hw/gemm.py).
+REJECT_CYCLES = 1
+
+_NEG = -(1 << 62)   # "long ago"
+
+
+def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
+    """Pipeline latencies of the engine that the model uses, cycles.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig or namespace
+        The design (``rows``, ``cols``, ``dataflow``, ``rounding``).
+    requant : bool
+        Requantized (int8) results, or raw accumulators.
+
+    Returns
+    -------
+    dict
+        ``array`` (``WeightStationaryArray.latency = R + C - 1``, ``OutputStationaryArray.latency
+        = R + C``), ``t1``: a ws row injected at ``t`` (or an os tile's last K step) to its
+        back-end stage s1 (``t1``, the cycle its sum is written back or sent on: ws ``R + C``, os
+        ``R + C + 1`` for the tile's first row); ``requant`` (0 for raw results); ``fifo``
+        (:data:`FIFO_LATENCY`); ``result``: injection (ws) / last step (os, first row) to the
+        result beat on ``m_axis_res`` with a consumer that is always ready.
+    """
+    R, C = cfg.rows, cfg.cols
+    rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
+    if cfg.dataflow == "ws":
+        array = R + C - 1
+        t1 = array + 1          # tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0
+    else:
+        array = R + C
+        t1 = array + 1          # tile tag expanded at tags[latency - 1]; then t0, t1
+    return {"array": array, "t1": t1, "requant": rq, "fifo": FIFO_LATENCY,
+            "result": t1 + rq + FIFO_LATENCY}
+
+
+def _check(cfg, m, k, n, requant, acc_in, acc_out):
+    if cfg.dataflow not in ("ws", "os"):
+        raise ValueError(f"dataflow must be 'ws' or 'os', not {cfg.dataflow!r}")
+    for name, v in (("m", m), ("k", k), ("n", n)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    k_max = getattr(cfg, "k_max", None)
+    if k_max is not None and k > k_max:
+        raise ValueError(f"k = {k} exceeds k_max = {k_max} (the engine rejects it: BAD_SHAPE)")
+    if (acc_in or acc_out) and (m > cfg.acc_depth or n > cfg.cols):
+        raise ValueError(f"an acc_in/acc_out job needs m <= acc_depth ({cfg.acc_depth}) and "
+                         f"n <= cols ({cfg.cols}), not m = {m}, n = {n} (BAD_ACC)")
+    if acc_out and requant:
+        raise ValueError("an acc_out job cannot be a requant job (BAD_ACC)")
+
+
+def gemm_cycles(cfg, m: int, k: int, n: int, *, requant: bool = True, acc_in: bool = False,
+                acc_out: bool = False) -> int:
+    """Status ``cycles`` of one GEMM job, exactly as the RTL counts them.
+
+    Assumes ``s_axis_act`` and ``s_axis_wgt`` offer a beat in every cycle the engine is ready
+    for one, and ``m_axis_res`` is always ready (``tready`` high). The job's status ``cycles``
+    does not depend on the jobs before it.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig or namespace
+        The design: ``rows``, ``cols``, ``dataflow``, ``rounding``, ``acc_depth``,
+        ``res_depth`` (and ``k_max`` when present, to reject ``k > k_max``).
+    m, k, n : int
+        The job's shape: ``C[m, n] = A[m, k] · B[k, n]``.
+    requant : bool
+        Requantized int8 results (the requantizer adds its latency) or raw accumulators.
+    acc_in : bool
+        Start from the held accumulator: no timing effect (same back end, same stages).
+    acc_out : bool
+        Keep the result in the accumulator memory: no result beats, no credits; the status
+        follows the last row's write-back.
+
+    Returns
+    -------
+    int
+        The status beat's ``cycles`` field (saturating at 2**32 - 1 like the RTL's counter).
+
+    Raises
+    ------
+    ValueError
+        For a shape or flag combination the engine rejects (its status would have
+        ``cycles == 1`` and an error code), or an unknown dataflow.
+    """
+    _check(cfg, m, k, n, requant, acc_in, acc_out)
+    if cfg.dataflow == "ws":
+        t = _ws(cfg, m, k, n, requant and not acc_out, acc_out)
+    else:
+        t = _os(cfg, m, k, n, requant and not acc_out, acc_out)
+    return min(t, (1 << 32) - 1)
+
+
+def ideal_cycles(cfg, m: int, k: int, n: int) -> float:
+    """Cycles of a job at one MAC per PE per cycle: ``m·k·n / (rows·cols)`` (a float)."""
+    return m * k * n / (cfg.rows * cfg.cols)
+
+
+def utilization(cfg, m: int, k: int, n: int, cycles: int | None = None, **flags) -> float:
+    """Useful-MAC utilization of the array: ``m·k·n / (cycles · rows · cols)``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig or namespace
+        The design.
+    m, k, n : int
+        The job's shape.
+    cycles : int or None
+        Cycles of the job (for example measured); None uses :func:`gemm_cycles` with ``flags``
+        (``requant``, ``acc_in``, ``acc_out``).
+
+    Returns
+    -------
+    float
+        A fraction in (0, 1].
+    """
+    if cycles is None:
+        cycles = gemm_cycles(cfg, m, k, n, **flags)
+    return ideal_cycles(cfg, m, k, n) / cycles
+
+
+# -- weight-stationary ----------------------------------------------------------------------------
+
+def _ws(cfg, m, k, n, requant, acc_out):
+    """Weight-stationary job: recurrence over passes (hw/gemm.py ``_ws_sequencer``).
+
+    Pass ``p`` runs the ``mc`` rows of one row chunk through one K tile (``kc`` rows of B) of one
+    column tile, in stream order (column tile, row chunk, K tile). For each pass:
+
+    - ``B[p]``: the cycle the loader enters ``BUF_WAIT`` for it. Inside a column tile the loader
+      goes there the cycle after the previous tile's last ``LOAD`` beat: ``L[p-1] + 1``. The first
+      pass of column tile ``j`` follows ``PARAM_WAIT`` (entered at ``L[p-1] + 1``, or cycle 1 after
+      ``start``), which waits until parameter slot ``j % 2`` is free: ``pslot_busy`` clears the
+      cycle after ``pslot_clr``, i.e. after s1 (``t1``) of the last row of column tile ``j - 2``,
+      at ``T1end[j-2] + 1``; then ``PARAM`` takes 9 beats and ``BUF_WAIT`` follows:
+      ``B = max(P, T1end[j-2] + 1) + 10``.
+    - ``L[p]``: the cycle of the last ``LOAD`` beat (``wbuf_set``). ``BUF_WAIT`` waits for the
+      weight set ``p % 2`` to be free; the issuer's ``wbuf_clr`` at the last row ``E[p-2]`` of the
+      pass that used it frees it at ``E[p-2] + 1``: ``L = max(B, E[p-2] + 1) + kc``.
+    - ``F[p]``: the issuer's first row. At its last row ``E[p-1]`` the issuer goes straight on
+      (``ROWS``) if ``wbuf_full`` of the next set is already set (``L[p] + 1 <= E[p-1]``), else
+      through ``WAIT`` (sees ``wbuf_full`` from ``L[p] + 1``, ``ROWS`` the cycle after):
+      ``F = max(E[p-1] + 1, L[p] + 2)``; the first pass ``F = L + 2``.
+    - ``E[p] = F[p] + mc - 1``, one row per cycle, unless result credits run out (producing
+      passes only, see :func:`_credit_rows`).
+
+    The status is offered one cycle after ``done``: the last result beat's read (``E + R + C``
+    to s1, the requantizer, the FIFO's 2 cycles), or for ``acc_out`` the last row's s1.
+    """
+    R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    lat = latencies(cfg, requant=requant)
+    t1_lat, res_lat = lat["t1"], lat["result"]
+    credits = None
+    if not acc_out and cfg.res_depth <= res_lat:
+        # outstanding(t) counts the rows injected in [t - res_lat, t - 1]; with res_depth >
+        # res_lat a row never waits (room = outstanding < res_depth).
+        credits = deque(maxlen=cfg.res_depth)
+    kt = ceil(k / R)
+    chunks = [min(D, m - m0) for m0 in range(0, m, D)]
+    nt = ceil(n / C)
+    L_prev = None            # L[p-1]
+    E_hist = [_NEG, _NEG]    # E[p-2], E[p-1]
+    T1end = [_NEG, _NEG]     # s1 of the last row of column tiles j-2, j-1
+    for j in range(nt):
+        # loader: PARAM_WAIT at cycle 1 (job start) or the cycle after the previous LOAD
+        P = 1 if L_prev is None else L_prev + 1
+        B = max(P, T1end[0] + 1) + 1 + PARAM_BEATS
+        for mc in chunks:
+            for t in range(kt):
+                kc = min(R, k - t * R)
+                L = max(B, E_hist[0] + 1) + kc
+                F = max(E_hist[1] + 1, L + 2)
+                producing = t == kt - 1 and not acc_out
+                if producing and credits is not None:
+                    E = _credit_rows(credits, F, mc, res_lat, cfg.res_depth)
+                else:
+                    E = F + mc - 1
+                E_hist = [E_hist[1], E]
+                L_prev = L
+                B = L + 1
+        T1end = [T1end[1], E_hist[1] + t1_lat]
+    E = E_hist[1]
+    done = E + t1_lat if acc_out else E + res_lat
+    return done + 1
+
+
+def _credit_rows(credits, F, rows, res_lat, res_depth):
+    """Inject ``rows`` producing rows from cycle ``F`` under the result credits; return the last.
+
+    ``room = outstanding < res_depth`` (hw/gemm.py ``_ws_sequencer``): a row injected at ``t'``
+    holds its credit from ``t' + 1`` (``outstanding`` is a register) until its result beat is
+    read at ``t' + res_lat`` (``credit_give``; released at ``t' + res_lat + 1``). A row may go at
+    ``t`` only when the ``res_depth``-th previous producing row went before ``t - res_lat``.
+    ``credits`` holds the injection cycles of the last ``res_depth`` producing rows.
+    """
+    t = F - 1
+    for _ in range(rows):
+        t += 1
+        if len(credits) == res_depth:
+            t = max(t, credits[0] + res_lat + 1)
+        credits.append(t)
+    return t
+
+
+# -- output-stationary ----------------------------------------------------------------------------
+
+def _os(cfg, m, k, n, requant, acc_out):
+    """Output-stationary job: recurrence over row tiles (hw/gemm.py ``_os_sequencer``).
+
+    Row tile ``i`` (``mr`` rows of one column tile) takes ``k`` K steps, one per cycle, the first
+    ``k - 1`` unconditionally. Its last step ``X[i]`` (``issued_last``) waits for ``room``:
+
+    - ``since == R``: at least ``R`` cycles after the previous tile's last step (the drain);
+    - result credits: ``outstanding + mr <= res_depth`` (producing jobs only).
+
+    Inside a column tile the next tile's steps follow at once: ``X = max(X[i-1] + k, X[i-1] + R,
+    credit)``. A new column tile ``j`` first goes through ``PARAM_WAIT`` (the cycle after
+    ``X[i-1]``, or cycle 1), which waits for parameter slot ``j % 2`` (freed after s1 of the
+    last row of column tile ``j - 2``), and 9 ``PARAM`` beats: ``TILE`` starts at
+    ``S = max(P, T1end[j-2] + 1) + 10`` and ``X = max(S + k - 1, X[i-1] + R, credit)``.
+
+    Row ``r`` of a tile reaches s1 at ``X + R + C + 1 + r`` (tag delay line of ``R + C - 1``,
+    then one row per cycle out of the expander, then t0, t1); its result beat is read at
+    ``X + result + r``. The status follows the last row's read (or s1, for ``acc_out``).
+    """
+    R, C = cfg.rows, cfg.cols
+    lat = latencies(cfg, requant=requant)
+    t1_lat, res_lat = lat["t1"], lat["result"]
+    reads = deque()          # (first read cycle, rows) of recent producing tiles
+    tiles = [min(R, m - m0) for m0 in range(0, m, R)]
+    nt = ceil(n / C)
+    X = None
+    T1end = [_NEG, _NEG]
+    for j in range(nt):
+        P = 1 if X is None else X + 1
+        S = max(P, T1end[0] + 1) + 1 + PARAM_BEATS
+        for i, mr in enumerate(tiles):
+            if i == 0:
+                x = S + k - 1
+            else:
+                x = X + k
+            if X is not None:
+                x = max(x, X + R)             # since == R
+            if not acc_out:
+                x = _credit_tile(reads, x, mr, cfg.res_depth)
+            if not acc_out:
+                reads.append((x + res_lat, mr))
+            X = x
+        T1end = [T1end[1], X + t1_lat + tiles[-1] - 1]
+    last_row = X + tiles[-1] - 1
+    done = last_row + t1_lat if acc_out else last_row + res_lat
+    return done + 1
+
+
+def _credit_tile(reads, x, mr, res_depth):
+    """Earliest last-step cycle ``>= x`` with ``outstanding + mr <= res_depth``.
+
+    ``outstanding`` at cycle ``t`` counts the rows of earlier tiles whose result beat is read at
+    ``t`` or later (``credit_give`` lowers the register the cycle after the read). ``reads``
+    holds ``(first read cycle, rows)`` of earlier producing tiles; rows are read one per cycle.
+    """
+    def outstanding(t):
+        return sum(max(0, min(rows, r0 + rows - t)) for r0, rows in reads)
+
+    while reads and reads[0][0] + reads[0][1] <= x:
+        reads.popleft()                  # all read before x: no longer outstanding
+    if outstanding(x) + mr <= res_depth:
+        return x
+    # outstanding() only falls at read cycles + 1: try those in order
+    cands = sorted({r0 + r + 1 for r0, rows in reads for r in range(rows) if r0 + r + 1 > x})
+    for t in cands:
+        if outstanding(t) + mr <= res_depth:
+            return t
+    return cands[-1] if cands else x

@@ -1,0 +1,242 @@
+"""The cycle model (``sim/perfmodel.py``) against the RTL's own cycle counts.
+
+The expectation is the hardware: every job runs through the GEMM engine in the Amaranth
+simulator (a few also through the emitted Verilog on Verilator, marked ``rtl``) with both input
+streams always valid and the result and status consumers always ready, and the model must equal
+the status beat's ``cycles`` exactly. The bench also times each command and status handshake
+itself and checks ``cycles == offered - accepted`` (``docs/isa.md``), so the model is held to the
+interface definition, not only to the engine's counter.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from amaranth.hdl import Value
+from amaranth.sim import Simulator
+
+from hw import isa
+from hw.config import GemmConfig
+from hw.gemm import GemmEngine, acc_width_for
+from sim import driver
+from sim import perfmodel
+from sim.perfmodel import gemm_cycles, ideal_cycles, utilization
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+def _pack(stream, i):
+    """Beat ``i`` of a driver BeatStream as the integer of StructLayout(data, keep, last)."""
+    lanes = stream.lanes
+    data = int.from_bytes(stream.data[i].tobytes(), "little")
+    keep = int(sum(1 << j for j in range(lanes) if stream.keep[i, j]))
+    return data | (keep << (8 * lanes)) | (int(stream.last[i]) << (9 * lanes))
+
+
+def measure(cfg, jobs, max_cycles=200_000):
+    """Run ``jobs`` back to back on a fresh engine; streams always valid, consumers always ready.
+
+    One testbench drives every port cycle by cycle: the command of job ``i`` is offered from the
+    cycle after job ``i - 1``'s status was accepted; ``s_axis_act`` and ``s_axis_wgt`` offer
+    their next beat (of whichever job) in every cycle; ``m_axis_res`` and ``m_axis_status`` are
+    always ready.
+
+    Returns
+    -------
+    list of (driver.Status, int, int)
+        Per job: the decoded status, and the cycles between the command's acceptance and the
+        status beat's first offer, as seen by the bench (the RTL's counter must equal it), and
+        the number of result beats received.
+    """
+    dut = GemmEngine(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, k_max=cfg.k_max,
+                     acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
+                     res_depth=cfg.res_depth)
+    streams = driver.encode_many(jobs, cfg)
+    cmds = [s.cmd for s in streams]
+    act = [_pack(s.act, i) for s in streams for i in range(len(s.act))]
+    wgt = [_pack(s.wgt, i) for s in streams for i in range(len(s.wgt))]
+    out = []
+    cmd_p, act_p, wgt_p = (Value.cast(p.payload) for p in (dut.cmd, dut.act, dut.wgt))
+
+    async def tb(ctx):
+        ctx.set(dut.res.ready, 1)
+        ctx.set(dut.status.ready, 1)
+        ci = ai = wi = 0
+        running = False
+        accepted = None
+        beats = 0
+        cycle = 0
+        while len(out) < len(jobs):
+            cv = not running and ci < len(cmds)
+            ctx.set(dut.cmd.valid, cv)
+            if cv:
+                ctx.set(cmd_p, cmds[ci])
+            av, wv = ai < len(act), wi < len(wgt)
+            ctx.set(dut.act.valid, av)
+            if av:
+                ctx.set(act_p, act[ai])
+            ctx.set(dut.wgt.valid, wv)
+            if wv:
+                ctx.set(wgt_p, wgt[wi])
+            _, _, c_rdy, a_rdy, w_rdy, rv, sv, sdata = await ctx.tick().sample(
+                dut.cmd.ready, dut.act.ready, dut.wgt.ready, dut.res.valid, dut.status.valid,
+                dut.status.payload)
+            if cv and c_rdy:
+                ci += 1
+                running, accepted, beats = True, cycle, 0
+            ai += bool(av and a_rdy)
+            wi += bool(wv and w_rdy)
+            beats += bool(rv)
+            if sv:
+                out.append((driver.decode_status(sdata), cycle - accepted, beats))
+                running = False
+            cycle += 1
+            assert cycle < max_cycles, "timeout"
+        assert ai == len(act) and wi == len(wgt), "data beats left unconsumed"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def _job(rng, m, k, n, *, requant, acc_in=False, acc_out=False):
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    kw = {}
+    if requant:
+        kw = dict(multiplier=rng.integers(1 << 30, 1 << 31, n), shift=rng.integers(-12, 2, n))
+    return driver.GemmJob(a, b, bias=rng.integers(-500, 500, n).astype(np.int32),
+                          acc_in=acc_in, acc_out=acc_out, **kw)
+
+
+def _cfg(rows, cols, dataflow, *, rounding="single", acc_depth=4, res_depth=None, k_max=64):
+    """A design; ``res_depth`` None is the smallest the engine allows (``rows``), which
+    GemmConfig does not (it asks for at least 4), so that one is a namespace."""
+    if res_depth is not None and res_depth >= max(4, rows):
+        return GemmConfig(rows=rows, cols=cols, dataflow=dataflow, k_max=k_max,
+                          rounding=rounding, acc_depth=acc_depth, res_depth=res_depth)
+    w = acc_width_for(k_max)
+    return SimpleNamespace(rows=rows, cols=cols, dataflow=dataflow, k_max=k_max, acc_width=w,
+                           acc_bits=w, lane_bits=8 * -(-w // 8), rounding=rounding,
+                           acc_depth=acc_depth, res_depth=rows if res_depth is None else res_depth)
+
+
+def _shapes(cfg):
+    """The regression's shapes for one design: corners, K at multiples of rows +-1, N at cols
+    +-1, M around acc_depth (row chunks), short passes (M = 1, 2, 3) and long ones."""
+    R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    long_m = 2 * (R + C) + 3
+    s = [(1, 1, 1), (5, 1, 2), (5, 6, 7),
+         (3, max(R - 1, 1), C), (4, R, C + 1), (2, R + 1, max(C - 1, 1)),
+         (1, 2 * R + 1, 2 * C + 1), (3, 3 * R - 1, C), (2, 2 * R, 3 * C),
+         (max(D - 1, 1), R + 1, C), (D, 2 * R, C + 1), (D + 1, 2, 2 * C),
+         (2 * D + 1, R + 2, C - 1 if C > 1 else 2),
+         (long_m, 2 * R + 1, 2 * C), (long_m, 1, C + 1)]
+    return [(m, k, n) for m, k, n in s if k <= cfg.k_max]
+
+
+def _check(cfg, jobs, out):
+    for job, (status, seen, beats) in zip(jobs, out):
+        m, k, n = job.shape
+        flags = dict(requant=job.requant, acc_in=bool(job.acc_in), acc_out=bool(job.acc_out))
+        assert status.error == isa.Error.OK, (job.shape, status)
+        assert status.cycles == seen, (job.shape, status.cycles, seen)
+        want = gemm_cycles(cfg, m, k, n, **flags)
+        assert status.cycles == want, (job.shape, flags, "rtl", status.cycles, "model", want)
+        assert beats == (0 if job.acc_out else len(driver.result_plan(m, n, cfg).ncols))
+
+
+CONFIGS = [
+    # (rows, cols, dataflow, rounding, acc_depth, res_depth): res_depth None = rows, the
+    # smallest the engine takes (result credits bind); large = never binds.
+    (1, 1, "ws", "single", 2, None),
+    (1, 1, "os", "double", 2, 8),
+    (2, 2, "ws", "double", 4, 4),
+    (2, 2, "os", "single", 4, None),
+    (2, 3, "ws", "single", 4, 16),
+    (2, 3, "os", "double", 8, 4),
+    (3, 2, "ws", "double", 8, 5),
+    (3, 2, "os", "single", 4, 16),
+    (4, 4, "ws", "single", 8, 32),
+    (4, 4, "os", "double", 4, 4),
+    (4, 8, "ws", "double", 4, 8),
+    (4, 8, "os", "single", 8, 32),
+    (8, 4, "ws", "single", 4, 32),
+    (8, 4, "os", "double", 8, 8),
+]
+
+
+def _cid(c):
+    return f"{c[0]}x{c[1]}{c[2]}-{c[3][0]}-D{c[4]}-F{c[5] or c[0]}"
+
+
+@pytest.mark.parametrize("spec", CONFIGS, ids=_cid)
+def test_model_equals_rtl_cycles(spec):
+    """Every shape of the regression, alternately raw and requant, plus an acc_out -> acc_in
+    chain: model == status cycles == measured handshake distance."""
+    R, C, df, rounding, D, F = spec
+    cfg = _cfg(R, C, df, rounding=rounding, acc_depth=D, res_depth=F)
+    rng = np.random.default_rng(CONFIGS.index(spec))
+    jobs = [_job(rng, *s, requant=i % 2 == 1) for i, s in enumerate(_shapes(cfg))]
+    m, n = min(D, 3 * R + 1), min(C, 3)
+    jobs += [_job(rng, m, 2 * R + 1, n, requant=False, acc_out=True),
+             _job(rng, m, 3, n, requant=True, acc_in=True),
+             _job(rng, D, 1, C, requant=False, acc_out=True),
+             _job(rng, D, R + 1, C, requant=False, acc_in=True)]
+    _check(cfg, jobs, measure(cfg, jobs))
+
+
+def test_model_equals_rtl_credit_bound_long_passes():
+    """A design whose result FIFO is far shallower than the pipeline (credits bind in every
+    producing pass), with short and long passes and several column tiles, both dataflows."""
+    for df in ("ws", "os"):
+        cfg = _cfg(3, 5, df, acc_depth=16, res_depth=None, rounding="double")
+        rng = np.random.default_rng(7)
+        shapes = [(16, 7, 11), (9, 3, 6), (17, 1, 5), (40, 4, 10), (2, 9, 16)]
+        jobs = [_job(rng, *s, requant=i % 2 == 0) for i, s in enumerate(shapes)]
+        _check(cfg, jobs, measure(cfg, jobs))
+
+
+# -- properties of the model itself (no simulation) --------------------------------------------
+
+
+def test_model_rejects_what_the_engine_rejects():
+    cfg = GemmConfig(rows=4, cols=4, k_max=32, acc_depth=8)
+    with pytest.raises(ValueError, match="k_max"):
+        gemm_cycles(cfg, 1, 33, 1)
+    with pytest.raises(ValueError, match="positive integer"):
+        gemm_cycles(cfg, 0, 1, 1)
+    with pytest.raises(ValueError, match="acc_depth"):
+        gemm_cycles(cfg, 9, 1, 1, requant=False, acc_out=True)
+    with pytest.raises(ValueError, match="requant"):
+        gemm_cycles(cfg, 2, 1, 1, requant=True, acc_out=True)
+
+
+def test_latencies_match_the_engine():
+    """The model's pipeline constants are the engine's own (``GemmEngine.latencies``)."""
+    for df in ("ws", "os"):
+        for rounding in ("single", "double"):
+            cfg = GemmConfig(rows=3, cols=5, dataflow=df, rounding=rounding)
+            eng = GemmEngine.from_config(cfg)
+            lat = perfmodel.latencies(cfg)
+            assert lat["array"] == eng.latencies["array"]
+            assert lat["requant"] == eng.latencies["requant"]
+            # The engine's back end counts to the FIFO entry stored (the edge after the write
+            # cycle t1); the beat is offered FIFO_LATENCY cycles after the write cycle.
+            for rq, key in ((True, "back_end_requant"), (False, "back_end_raw")):
+                lat = perfmodel.latencies(cfg, requant=rq)
+                assert lat["t1"] + lat["requant"] + 1 == lat["array"] + eng.latencies[key]
+                assert lat["result"] == lat["array"] + eng.latencies[key] + 1
+
+
+def test_utilization_and_ideal():
+    cfg = GemmConfig(rows=8, cols=8)
+    assert ideal_cycles(cfg, 64, 64, 64) == 4096
+    cyc = gemm_cycles(cfg, 64, 64, 64)
+    assert utilization(cfg, 64, 64, 64) == pytest.approx(4096 / cyc)
+    assert utilization(cfg, 64, 64, 64, cycles=8192) == 0.5
+    assert 0 < utilization(cfg, 64, 64, 64) < 1
