@@ -237,7 +237,8 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
         record["out"] = str(out)
         print(json.dumps(record, sort_keys=True, default=_json_default))
     else:
-        print(f"cycles={int(stats['cycles'])} utilization={100 * float(stats['utilization']):.1f}%")
+        print(f"cycles={int(stats['cycles'])} model_cycles={int(stats['model_cycles'])} "
+              f"utilization={100 * float(stats['utilization']):.1f}%")
     return 0
 
 
@@ -372,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = kinds.add_parser("gemm", help="C = A.B + bias, raw int32 or requantized int8",
                          description="Run C = A.B + bias through the simulated RTL and save C. "
                                      "Without --scale-*/--multiplier the result is the raw "
-                                     "accumulator. Prints cycles=<n> utilization=<p>%.")
+                                     "accumulator. Prints cycles=<n> model_cycles=<n> "
+                                     "utilization=<p>%.")
     g.add_argument("--a", metavar="A.npy", required=True, help="int8 A, M x K (required)")
     g.add_argument("--b", metavar="B.npy", required=True, help="int8 B, K x N (required)")
     g.add_argument("--bias", metavar="BIAS.npy", default=None,

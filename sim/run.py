@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sim import golden
+from sim import golden, perfmodel
 from sim.driver import GemmJob, encode_many
 
 __all__ = ["gemm", "gemm_many", "make_job", "SimulationError"]
@@ -127,8 +127,9 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
     list of (numpy.ndarray or None, dict)
         Per job: ``C`` of shape (M, N) — int8 for a requant job, int32 (``W`` = 32) or int64
         raw accumulators otherwise, None for an ``acc_out`` job — and its statistics:
-        ``cycles`` (from the status beat), ``macs`` (M·K·N), ``utilization``
-        (``macs / (cycles * rows * cols)``), ``model`` (None: no analytical estimate here),
+        ``cycles`` (from the status beat), ``model_cycles`` (:func:`sim.perfmodel.gemm_cycles`,
+        the cycle-exact model; ``model`` is the same number), ``macs`` (M·K·N), ``utilization``
+        (``macs / (cycles * rows * cols)``),
         ``sim``, ``config`` (the design's name) and ``waves`` (path or None).
 
     Raises
@@ -170,11 +171,14 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
         if c is not None and not job.requant and cfg.acc_bits <= 32:
             c = c.astype(np.int32)
         macs = m * k * n
+        model_cycles = perfmodel.gemm_cycles(cfg, m, k, n, requant=job.requant,
+                                             acc_in=bool(job.acc_in), acc_out=bool(job.acc_out))
         out.append((c, {
             "cycles": int(cyc),
+            "model_cycles": model_cycles,
             "macs": macs,
             "utilization": macs / (int(cyc) * cfg.rows * cfg.cols) if cyc else 0.0,
-            "model": None,
+            "model": model_cycles,
             "sim": sim,
             "config": cfg.name,
             "waves": str(run.waves) if run.waves is not None else None,

@@ -190,7 +190,8 @@ def fake_sim(monkeypatch):
         if result["gemm_error"] is not None:
             raise result["gemm_error"]
         c = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
-        return c, {"cycles": np.int64(1234), "utilization": 0.4567, "macs": a.shape[0] * b.size}
+        return c, {"cycles": np.int64(1234), "model_cycles": 1230, "utilization": 0.4567,
+                   "macs": a.shape[0] * b.size}
     run.gemm = gemm
 
     realdata = types.ModuleType("sim.realdata")
@@ -267,7 +268,7 @@ def test_run_gemm_raw(fake_sim, arrays, capsys):
     d, a, b = arrays
     assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
                      "--out", str(d / "c.npy")]) == 0
-    assert capsys.readouterr().out == "cycles=1234 utilization=45.7%\n"
+    assert capsys.readouterr().out == "cycles=1234 model_cycles=1230 utilization=45.7%\n"
     c = np.load(d / "c.npy")
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
     (call,) = calls["gemm"]
@@ -295,8 +296,8 @@ def test_run_gemm_scales_are_float32(fake_sim, arrays, capsys):
     np.testing.assert_array_equal(call["scale_b"], [0.5, 0.25, 0.125, 1.0])
     assert (call["zp_a"], call["zp_out"], call["act_min"], call["act_max"]) == (-3, 5, -100, 100)
     record = json.loads(capsys.readouterr().out)
-    assert record == {"cycles": 1234, "utilization": 0.4567, "macs": 60,
-                      "out": str(d / "c.npy")}
+    assert record == {"cycles": 1234, "model_cycles": 1230, "utilization": 0.4567,
+                      "macs": 60, "out": str(d / "c.npy")}
 
 
 def test_run_gemm_scalar_scale_b_and_multipliers(fake_sim, arrays):

@@ -137,7 +137,8 @@ def test_run_api_matches_golden():
     np.testing.assert_array_equal(c, golden.gemm_int8(a, b, bias=bias, zp_a=-7))
     assert c.dtype == np.int32
     assert stats["macs"] == 9 * 13 * 6 and stats["config"] == cfg.name
-    assert stats["sim"] == "verilator" and stats["model"] is None and stats["waves"] is None
+    assert stats["sim"] == "verilator" and stats["waves"] is None
+    assert stats["model_cycles"] == stats["model"] == stats["cycles"]     # sim/perfmodel.py
     assert stats["cycles"] >= 9 * 4                       # 4 K tiles of 9 activation rows
     assert stats["utilization"] == pytest.approx(9 * 13 * 6 / (stats["cycles"] * 16))
 
@@ -155,6 +156,7 @@ def test_run_api_matches_golden():
                              act_min=0, act_max=100, rounding=cfg.rounding)
     np.testing.assert_array_equal(c2, want2)
     assert c1.dtype == np.int8 and s1["cycles"] > 0 and s2["cycles"] > 0
+    assert (s1["model_cycles"], s2["model_cycles"]) == (s1["cycles"], s2["cycles"])
 
 
 def test_run_api_rejects_invalid_jobs_before_simulating():
