@@ -10,6 +10,7 @@ interface definition, not only to the engine's counter.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -199,6 +200,46 @@ def test_model_equals_rtl_credit_bound_long_passes():
         shapes = [(16, 7, 11), (9, 3, 6), (17, 1, 5), (40, 4, 10), (2, 9, 16)]
         jobs = [_job(rng, *s, requant=i % 2 == 0) for i, s in enumerate(shapes)]
         _check(cfg, jobs, measure(cfg, jobs))
+
+
+# -- through the emitted Verilog on Verilator ----------------------------------------------------
+
+BUILD = Path(__file__).resolve().parents[1] / "build"
+
+#: Two designs of the cocotb regression (tests/test_gemm_rtl.py; same names and parameters, so
+#: the same cached builds): 2x2 ws whose result FIFO binds (res_depth 4) with row chunks
+#: (acc_depth 4), and 4x4 os.
+RTL_WS = GemmConfig(name="g2x2ws", rows=2, cols=2, dataflow="ws", k_max=64, acc_depth=4,
+                    res_depth=4, rounding="double")
+RTL_OS = GemmConfig(name="g4x4os", rows=4, cols=4, dataflow="os", k_max=128, acc_depth=16,
+                    res_depth=16, rounding="double")
+
+
+def _rtl_jobs(cfg, shapes, seed):
+    rng = np.random.default_rng(seed)
+    return [_job(rng, *s, requant=i % 2 == 0) for i, s in enumerate(shapes)]
+
+
+@pytest.mark.rtl
+def test_model_equals_verilator_cycles():
+    """sim.run.gemm_many / gemm on Verilator: status cycles == model (and the stats carry it)."""
+    from sim import run
+
+    shapes = [(1, 1, 1), (5, 1, 2), (5, 6, 7), (4, 3, 3), (9, 4, 1), (2, 5, 5), (19, 7, 4)]
+    jobs = _rtl_jobs(RTL_WS, shapes, 31)
+    rng = np.random.default_rng(32)
+    jobs += [_job(rng, 3, 5, 2, requant=False, acc_out=True),
+             _job(rng, 3, 2, 2, requant=True, acc_in=True)]
+    for job, (_, stats) in zip(jobs, run.gemm_many(jobs, config=RTL_WS, build_dir=BUILD)):
+        m, k, n = job.shape
+        want = gemm_cycles(RTL_WS, m, k, n, requant=job.requant, acc_in=job.acc_in,
+                           acc_out=job.acc_out)
+        assert stats["cycles"] == want == stats["model_cycles"], (job.shape, stats, want)
+
+    (job,) = _rtl_jobs(RTL_OS, [(9, 3, 6)], 33)
+    _, stats = run.gemm(job.a, job.b, bias=job.bias, multiplier=job.multiplier,
+                        shift=job.shift, config=RTL_OS, build_dir=BUILD)
+    assert stats["cycles"] == gemm_cycles(RTL_OS, 9, 3, 6) == stats["model_cycles"], stats
 
 
 # -- properties of the model itself (no simulation) --------------------------------------------
