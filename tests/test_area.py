@@ -108,6 +108,7 @@ def test_xilinx(out):
     assert r["flat"]["luts"] > 0 and r["flat"]["ffs"] > 0
 
 
+@pytest.mark.full
 def test_xilinx_dsp_budget(out):
     """A budget of 0 keeps every multiplier in LUTs; 2 maps two PE multipliers."""
     none = area(CFG, "xilinx", out=out, dsp=0, estimate_only=True, write=False)
@@ -153,6 +154,7 @@ def test_ecp5_pnr(out):
     assert p["critical_path"]["delay_ns"] > 0
 
 
+@pytest.mark.full
 def test_ice40_synthesis(out):
     try:
         r = report_for(out, "ice40", pnr=False)

@@ -734,7 +734,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             lut_modules, need = _dsp_plan(target, cfg, modules, budget)
             dsp_on = target in DSP_CELLS and budget != 0 and (target != "ice40" or (
                 dev is not None and dev.dsps > 0) or (dev is None and budget))
-            if target == "ice40" and not dsp_on:
+            if not dsp_on:              # -nodsp: every multiplier goes to LUTs anyway
                 lut_modules = set()
             say(f"synthesizing the hierarchical estimate ({target})")
             e = _hier_run(work, cfg, target, lut_modules, dsp_on)
