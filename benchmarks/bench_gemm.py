@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
     shapes = args.shape or [(256, 256, 256), (64, 64, 64)]
     console = Console()
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory(dir=".") as build:
+    Path("build").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir="build") as build:
         t0 = time.perf_counter()
         runner.build(cfg, args.sim, build, False)
         console.print(f"{args.sim} build of {cfg.name} ({cfg.rows}x{cfg.cols} {cfg.dataflow}): "
