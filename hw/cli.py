@@ -8,6 +8,9 @@ Subcommands
 ``demo``      run a real transformer layer through the RTL (:func:`sim.realdata.demo`)
 ``area``      area and timing with open tools (:func:`hw.synth.area`)
 ``sweep``     area over a grid of configurations (:func:`hw.synth.sweep.sweep`)
+``perf``      modelled cycles of a GEMM job (:mod:`sim.perfmodel`); SCALE-Sim inputs with
+              ``--scalesim``
+``report``    one page per design: parameters, ports, QoR, modelled cycles (:mod:`sim.report`)
 
 Exit codes: 0 success; 1 a check failed (lint, a test, a bit-exactness check) or a part of npugen
 could not be imported; 2 a bad argument, configuration or input file, or a missing tool. Errors
@@ -290,6 +293,48 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    pm = _import_sim("perfmodel")
+    m, k, n = args.m, args.k, args.n
+    requant = not args.raw
+    cycles = pm.gemm_cycles(cfg, m, k, n, requant=requant)
+    util = pm.utilization(cfg, m, k, n, cycles=cycles)
+    print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, job {m}x{k}x{n} (M x K x N), "
+          f"{'requant' if requant else 'raw'}")
+    print(f"model_cycles={cycles} ideal_cycles={pm.ideal_cycles(cfg, m, k, n):g} "
+          f"utilization={100 * util:.1f}%")
+    if args.scalesim:
+        ss = pm.scalesim_formula(cfg, m, k, n)
+        print(f"scalesim_formula_cycles={ss} "
+              f"utilization={100 * pm.ideal_cycles(cfg, m, k, n) / ss:.1f}%")
+        folder = Path(args.out) / cfg.name / "perf"
+        files = pm.write_scalesim(cfg, m, k, n, folder)
+        for key in ("config", "topology", "layout"):
+            print(f"{key}: {files[key]}")
+        print(f"run SCALE-Sim: cd {folder} && {files['command']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    rep = _import_sim("report")
+    paths = rep.write_report(cfg, args.out)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -467,6 +512,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("perf", help="modelled cycles of a GEMM job; SCALE-Sim inputs",
+                       description="Print the cycle-exact model's cycles and utilization of a "
+                                   "GEMM job on the design (sim/perfmodel.py, docs/perf.md); "
+                                   "with --scalesim also SCALE-Sim's formula and its inputs "
+                                   "(configuration and GEMM topology) in <out>/<name>/perf/.")
+    _add_config(p)
+    for dim, what in (("m", "rows of A and C"), ("k", "columns of A, rows of B"),
+                      ("n", "columns of B and C")):
+        p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, required=True,
+                       help=f"{what} (required)")
+    p.add_argument("--raw", action="store_true",
+                   help="a raw-accumulator job instead of a requantized one (default: off)")
+    p.add_argument("--scalesim", action="store_true",
+                   help="also write SCALE-Sim's .cfg and GEMM topology and print its formula "
+                        "(default: off)")
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="folder of design folders (default: %(default)s)")
+    p.set_defaults(func=cmd_perf)
+
+    p = sub.add_parser("report", help="one page per design: parameters, ports, QoR, cycles",
+                       description="Write <out>/<name>/report/report.md and report.html: the "
+                                   "design's parameters, ports (manifest), QoR where "
+                                   "<out>/<name>/qor/*.json exists, and modelled cycles and "
+                                   "utilization over a grid of M, K, N with a plot.")
+    _add_config(p)
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="folder of design folders (default: %(default)s)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -26,6 +26,7 @@ from collections import deque
 from math import ceil
 
 __all__ = ["gemm_cycles", "ideal_cycles", "utilization", "latencies", "REQUANT_LATENCY",
+           "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
            "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES"]
 
 #: ``Requantizer.latency`` (hw/requant.py): 3 stages for single rounding, 4 for double.
@@ -313,3 +314,147 @@ def _credit_tile(reads, x, mr, res_depth):
         if outstanding(t) + mr <= res_depth:
             return t
     return cands[-1] if cands else x
+
+
+# -- SCALE-Sim side by side -----------------------------------------------------------------------
+
+#: What SCALE-Sim's GEMM mode is given for our engine. A and B are streamed, so its SRAMs are made
+#: large enough never to stall it (its "Total Cycles" is then compute only, the figure compared).
+SCALESIM_SRAM_KB = 4096
+
+
+def scalesim_formula(cfg, m: int, k: int, n: int) -> int:
+    """SCALE-Sim's documented cycle count of a GEMM on the same array and dataflow.
+
+    ``folds = ceil(Sr / R) · ceil(Sc / C)`` and ``total = folds · per_fold − 1`` with, for
+    weight-stationary, ``Sr = K, Sc = N, T = M, per_fold = 2R + C + T − 2`` and, for
+    output-stationary, ``Sr = M, Sc = N, T = K, per_fold = R + C + T − 2``
+    (``shared/docs/anchors.md``; what ``scalesim`` 3.0 reports as "Total Cycles").
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig or namespace
+        The design (``rows``, ``cols``, ``dataflow``).
+    m, k, n : int
+        The GEMM: ``C[m, n] = A[m, k] · B[k, n]``.
+
+    Returns
+    -------
+    int
+        Cycles.
+    """
+    R, C = cfg.rows, cfg.cols
+    if cfg.dataflow == "ws":
+        sr, sc, t = k, n, m
+        per_fold = 2 * R + C + t - 2
+    else:
+        sr, sc, t = m, n, k
+        per_fold = R + C + t - 2
+    return ceil(sr / R) * ceil(sc / C) * per_fold - 1
+
+
+def scalesim_config_text(cfg, *, run_name: str | None = None) -> str:
+    """A SCALE-Sim (``scalesim`` 3.x) configuration file for the design's array and dataflow.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        The design.
+    run_name : str or None
+        ``[general] run_name`` (the results folder SCALE-Sim writes); default the design name.
+
+    Returns
+    -------
+    str
+        The ``.cfg`` text: array ``rows`` × ``cols``, the dataflow, SRAMs of
+        :data:`SCALESIM_SRAM_KB` kB (never a stall: the engine streams A and B) and the
+        bandwidth estimated by SCALE-Sim (``CALC``), no custom layout, no sparsity.
+    """
+    name = run_name or getattr(cfg, "name", "npu")
+    kb = SCALESIM_SRAM_KB
+    return "\n".join([
+        f"# SCALE-Sim configuration of npugen design {name}: {cfg.rows} x {cfg.cols} "
+        f"{cfg.dataflow}",
+        "# (npugen perf --scalesim). SRAMs large enough that SCALE-Sim never stalls: npugen",
+        "# streams A and B; compare its 'Total Cycles' (COMPUTE_REPORT.csv).",
+        "[general]",
+        f"run_name = {name}",
+        "",
+        "[architecture_presets]",
+        f"ArrayHeight = {cfg.rows}",
+        f"ArrayWidth = {cfg.cols}",
+        f"IfmapSramSzkB = {kb}",
+        f"FilterSramSzkB = {kb}",
+        f"OfmapSramSzkB = {kb}",
+        "IfmapOffset = 0",
+        "FilterOffset = 10000000",
+        "OfmapOffset = 20000000",
+        "Bandwidth = 10",
+        f"Dataflow = {cfg.dataflow}",
+        "ReadRequestBuffer = 32",
+        "WriteRequestBuffer = 32",
+        "",
+        "[layout]",
+        "IfmapCustomLayout = False",
+        "IfmapSRAMBankBandwidth = 10",
+        "IfmapSRAMBankNum = 10",
+        "IfmapSRAMBankPort = 2",
+        "FilterCustomLayout = False",
+        "FilterSRAMBankBandwidth = 10",
+        "FilterSRAMBankNum = 10",
+        "FilterSRAMBankPort = 2",
+        "",
+        "[sparsity]",
+        "SparsitySupport = false",
+        "SparseRep = ellpack_block",
+        "OptimizedMapping = false",
+        "BlockSize = 8",
+        "RandomNumberGeneratorSeed = 40",
+        "",
+        "[run_presets]",
+        "InterfaceBandwidth = CALC",
+        "UseRamulatorTrace = False",
+        "",
+    ])
+
+
+def scalesim_topology_text(m: int, k: int, n: int, *, layer: str = "gemm") -> str:
+    """A SCALE-Sim GEMM topology: a header, then ``layer, M, N, K,`` (M, N, K in that order; every
+    line ends with a comma, which SCALE-Sim's reader drops)."""
+    return f"Layer, M, N, K,\n{layer}, {m}, {n}, {k},\n"
+
+
+#: SCALE-Sim 3 reads a layout file even with custom layouts off; a header alone is enough.
+SCALESIM_LAYOUT_TEXT = "Layer name, IFMAP Height Intraline Factor,\n"
+
+
+def write_scalesim(cfg, m: int, k: int, n: int, out) -> dict:
+    """Write SCALE-Sim's inputs for one job: ``scalesim.cfg``, ``gemm.csv`` and ``layout.csv``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        The design.
+    m, k, n : int
+        The job.
+    out : path-like
+        Folder to write into (created).
+
+    Returns
+    -------
+    dict
+        ``config``, ``topology``, ``layout`` (paths) and ``command``: the ``scalesim`` command line
+        that runs them (from ``out``), for a Python where ``pip install scalesim`` was done.
+    """
+    from pathlib import Path
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"config": out / "scalesim.cfg", "topology": out / "gemm.csv",
+             "layout": out / "layout.csv"}
+    run_name = f"{getattr(cfg, 'name', 'npu')}_{cfg.dataflow}_{m}x{k}x{n}"
+    files["config"].write_text(scalesim_config_text(cfg, run_name=run_name))
+    files["topology"].write_text(scalesim_topology_text(m, k, n))
+    files["layout"].write_text(SCALESIM_LAYOUT_TEXT)
+    files["command"] = ("python -m scalesim.scale -c scalesim.cfg -t gemm.csv -l layout.csv "
+                        "-i gemm -p results")
+    return files
