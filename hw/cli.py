@@ -319,7 +319,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     rep = _import_sim("report")
-    paths = rep.write_report(cfg, args.out)
+    if args.measure:
+        _check_sim("verilator")
+    paths = rep.write_report(cfg, args.out, top=top_builder(cfg), measure=args.measure)
     for p in paths:
         print(p)
     return 0
@@ -540,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--out", metavar="DIR", default="build",
                    help="folder of design folders (default: %(default)s)")
+    p.add_argument("--measure", action="store_true",
+                   help="also run a few jobs on the RTL (Verilator) and compare their cycles "
+                        "with the model (default: off)")
     p.set_defaults(func=cmd_report)
     return parser
 
