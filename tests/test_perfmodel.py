@@ -10,6 +10,7 @@ interface definition, not only to the engine's counter.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -281,3 +282,74 @@ def test_utilization_and_ideal():
     assert utilization(cfg, 64, 64, 64) == pytest.approx(4096 / cyc)
     assert utilization(cfg, 64, 64, 64, cycles=8192) == 0.5
     assert 0 < utilization(cfg, 64, 64, 64) < 1
+
+
+def test_scalesim_formula_matches_the_documented_examples():
+    """shared/docs/anchors.md: 8x8 on 128x384x384 ws 345 599, os 305 663; 16x16 on 64^3 ws
+    1 759, os 1 503 (what scalesim 3.0 reports as Total Cycles)."""
+    def cyc(R, df, m, k, n):
+        return perfmodel.scalesim_formula(GemmConfig(rows=R, cols=R, dataflow=df), m, k, n)
+    assert cyc(8, "ws", 128, 384, 384) == 345_599
+    assert cyc(8, "os", 128, 384, 384) == 305_663
+    assert cyc(16, "ws", 64, 64, 64) == 1_759
+    assert cyc(16, "os", 64, 64, 64) == 1_503
+
+
+# -- npugen perf and npugen report ----------------------------------------------------------------
+
+
+def test_cli_perf_scalesim(tmp_path, capsys):
+    import configparser
+
+    from hw import cli
+    (tmp_path / "d.toml").write_text('name = "p8"\nrows = 8\ncols = 8\ndataflow = "os"\n')
+    assert cli.main(["perf", "--config", str(tmp_path / "d.toml"), "--m", "128", "--k", "384",
+                     "--n", "384", "--scalesim", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    cfg = GemmConfig(name="p8", rows=8, cols=8, dataflow="os")
+    want = gemm_cycles(cfg, 128, 384, 384)
+    assert out[1].startswith(f"model_cycles={want} ideal_cycles=294912 utilization=")
+    assert out[2].startswith("scalesim_formula_cycles=305663 ")
+    folder = tmp_path / "p8" / "perf"
+    lines = (folder / "gemm.csv").read_text().splitlines()
+    assert lines == ["Layer, M, N, K,", "gemm, 128, 384, 384,"]     # M, N, K; trailing comma
+    ini = configparser.ConfigParser()
+    ini.read(folder / "scalesim.cfg")
+    arch = ini["architecture_presets"]
+    assert (arch["ArrayHeight"], arch["ArrayWidth"], arch["Dataflow"]) == ("8", "8", "os")
+    assert ini["run_presets"]["InterfaceBandwidth"] == "CALC"
+    assert (folder / "layout.csv").is_file()
+
+
+def test_cli_perf_rejects_bad_jobs(capsys):
+    from hw import cli
+    assert cli.main(["perf", "--m", "1", "--k", "5000", "--n", "1"]) == 2
+    assert capsys.readouterr().err.startswith("npugen: error: k = 5000 exceeds k_max = 4096")
+    with pytest.raises(SystemExit):
+        cli.main(["perf", "--m", "0", "--k", "1", "--n", "1"])
+
+
+def test_cli_report(tmp_path, capsys):
+    """A page per design: parameters, ports (from the signature: no manifest here), the QoR of
+    a qor/*.json, the model's grid and the plot."""
+    from hw import cli
+    (tmp_path / "d.toml").write_text('name = "r2"\nrows = 2\ncols = 3\nk_max = 64\n')
+    qor = tmp_path / "r2" / "qor"
+    qor.mkdir(parents=True)
+    (qor / "generic.json").write_text(json.dumps(
+        {"target": "generic", "estimate": {"nand2_eq": 1234.5, "ffs": 99}, "flat": None}))
+    assert cli.main(["report", "--config", str(tmp_path / "d.toml"), "--out",
+                     str(tmp_path)]) == 0
+    rdir = tmp_path / "r2" / "report"
+    assert capsys.readouterr().out.split() == [str(rdir / f) for f in
+                                                ("report.md", "report.html", "utilization.png")]
+    md = (rdir / "report.md").read_text()
+    assert "| `rows` | 2 |" in md and "| `s_axis_wgt_tdata` | input | 24 |" in md
+    assert "| nand2_eq | 1,234.5 |" in md and "| ffs | 99 |" in md
+    cfg = GemmConfig(name="r2", rows=2, cols=3, k_max=64)
+    c = gemm_cycles(cfg, 64, 64, 64)
+    assert f"| 64 | 64 | " in md and f"{c:,} (" in md
+    assert "| 1 | 64 |" in md and "| 1 | 1024 |" not in md       # k > k_max is left out
+    html_text = (rdir / "report.html").read_text()
+    assert html_text.startswith("<!DOCTYPE html>") and "<code>s_axis_wgt_tdata</code>" in html_text
+    assert (rdir / "utilization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
