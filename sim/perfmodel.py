@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 from math import ceil
 
-__all__ = ["gemm_cycles", "ideal_cycles", "utilization", "latencies", "REQUANT_LATENCY",
+__all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies", "REQUANT_LATENCY",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
            "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES"]
 
@@ -159,6 +159,66 @@ def utilization(cfg, m: int, k: int, n: int, cycles: int | None = None, **flags)
     if cycles is None:
         cycles = gemm_cycles(cfg, m, k, n, **flags)
     return ideal_cycles(cfg, m, k, n) / cycles
+
+
+def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | None:
+    """The steady-state closed form of :func:`gemm_cycles`, where it applies (else None).
+
+    With ``kt = ceil(k / R)``, ``nt = ceil(n / C)``, ``rq`` the requantizer latency (0 raw),
+    for a job with results (not ``acc_out``):
+
+    - ws: ``m·kt·nt + min(k, R) + R + C + 15 + rq`` — every row of A streams once per K tile
+      and column tile, back to back; the rest is paid once: 1 cycle to ``PARAM_WAIT``, the 9
+      parameter beats, ``BUF_WAIT``, the first weight tile (``min(k, R)`` beats), the issuer's
+      ``WAIT``, the array (``R + C - 1``), s0/s1, the FIFO (2), the status (1). It holds when
+      the result credits never bind (``res_depth >= R + C + 3 + rq``), every K-tile switch is
+      hidden (passes of ``mc >= kc + 2`` rows, when there is more than one pass) and every
+      column-tile switch too (``m·kt >= R + C + kc0 + 12``, and ``mc >= kc0 + 13`` with one
+      pass per column tile, ``2·mc >= kc_max + kc0 + 13`` with more).
+    - os: with ``T = ceil(m / R)`` row tiles per column tile, ``S = max(k, R)`` cycles per row
+      tile and ``mr`` rows in the last one, the last step of the job is at ``X = 10 + k +
+      (T - 1)·S + (nt - 1)·(max(k + 10, R) + (T - 1)·S)`` and the status ``X + R + C + 3 + rq +
+      mr``. It holds when the credits never bind (``res_depth >= 2R + C + 3 + rq``) and, for
+      ``nt >= 3``, the parameter slot of column tile ``j - 2`` is free in time
+      (``max(k + 10, R) + (T - 1)·S >= R + C + mr``).
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig or namespace
+        The design.
+    m, k, n : int
+        The job.
+    requant : bool
+        Requantized results or raw accumulators.
+
+    Returns
+    -------
+    int or None
+        The cycles (equal to :func:`gemm_cycles` then), or None outside the conditions.
+    """
+    _check(cfg, m, k, n, requant, False, False)
+    R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
+    kt, nt = ceil(k / R), ceil(n / C)
+    if cfg.dataflow == "ws":
+        mcs = [min(D, m - m0) for m0 in range(0, m, D)]
+        kcs = [min(R, k - t * R) for t in range(kt)]
+        ok = cfg.res_depth >= R + C + 3 + rq
+        passes = len(mcs) * kt
+        if passes > 1:
+            ok = ok and min(mcs) >= max(kcs) + 2
+        if nt > 1:
+            ok = ok and m * kt >= R + C + kcs[0] + 12 and (
+                min(mcs) >= kcs[0] + 13 if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + 13)
+        return m * kt * nt + kcs[0] + R + C + 15 + rq if ok else None
+    T = ceil(m / R)
+    mr = m - (T - 1) * R
+    S = max(k, R)
+    ok = cfg.res_depth >= 2 * R + C + 3 + rq
+    if nt >= 3:
+        ok = ok and max(k + 10, R) + (T - 1) * S >= R + C + mr
+    X = 10 + k + (T - 1) * S + (nt - 1) * (max(k + 10, R) + (T - 1) * S)
+    return X + R + C + 3 + rq + mr if ok else None
 
 
 # -- weight-stationary ----------------------------------------------------------------------------

@@ -284,6 +284,28 @@ def test_utilization_and_ideal():
     assert 0 < utilization(cfg, 64, 64, 64) < 1
 
 
+def test_closed_forms_equal_the_recurrence_where_they_apply():
+    """docs/perf.md's closed forms (perfmodel.closed_form) against the recurrence that the RTL
+    tests hold: equal wherever the stated conditions hold, and they hold for most large jobs."""
+    import itertools
+    applied = 0
+    for (R, C), D, df in itertools.product([(1, 1), (2, 3), (4, 8), (8, 4), (16, 16)],
+                                           (2, 64), ("ws", "os")):
+        for F in (max(4, R), 2 * R + C + 7, 128):
+            cfg = SimpleNamespace(rows=R, cols=C, dataflow=df, rounding="double", acc_depth=D,
+                                  res_depth=F, k_max=4096)
+            for m, k, n in itertools.product([1, 5, 17, 100], [1, R + 1, 5 * R], [1, C + 1,
+                                                                                  3 * C + 2]):
+                for rq in (False, True):
+                    cf = perfmodel.closed_form(cfg, m, k, n, requant=rq)
+                    if cf is not None:
+                        applied += 1
+                        assert cf == gemm_cycles(cfg, m, k, n, requant=rq), (cfg, m, k, n, rq)
+    assert applied > 500
+    big = GemmConfig(rows=16, cols=16)
+    assert perfmodel.closed_form(big, 128, 384, 384) == gemm_cycles(big, 128, 384, 384)
+
+
 def test_scalesim_formula_matches_the_documented_examples():
     """shared/docs/anchors.md: 8x8 on 128x384x384 ws 345 599, os 305 663; 16x16 on 64^3 ws
     1 759, os 1 503 (what scalesim 3.0 reports as Total Cycles)."""
@@ -348,7 +370,7 @@ def test_cli_report(tmp_path, capsys):
     assert "| nand2_eq | 1,234.5 |" in md and "| ffs | 99 |" in md
     cfg = GemmConfig(name="r2", rows=2, cols=3, k_max=64)
     c = gemm_cycles(cfg, 64, 64, 64)
-    assert f"| 64 | 64 | " in md and f"{c:,} (" in md
+    assert "| 64 | 64 | " in md and f"{c:,} (" in md
     assert "| 1 | 64 |" in md and "| 1 | 1024 |" not in md       # k > k_max is left out
     html_text = (rdir / "report.html").read_text()
     assert html_text.startswith("<!DOCTYPE html>") and "<code>s_axis_wgt_tdata</code>" in html_text
