@@ -108,35 +108,43 @@ def rtl_cycles(cfg, shapes) -> dict:
 
 
 def why(cfg, m: int, k: int, n: int, ours: int, theirs: int) -> str:
-    """One sentence on where our cycles and SCALE-Sim's differ."""
+    """One sentence on where our cycles and SCALE-Sim's differ (numbers from docs/perf.md)."""
     R, C = cfg.rows, cfg.cols
+    rq = pm.REQUANT_LATENCY[cfg.rounding]
+    nt = ceil(n / C)
+    tail = R + C + 3 + rq          # last row in -> status: array, s0/s1, requantizer, FIFO, status
     if cfg.dataflow == "ws":
-        folds = ceil(k / R) * ceil(n / C)
-        chunks = ceil(m / cfg.acc_depth)
-        stream = m * ceil(k / R) * ceil(n / C)
+        folds = ceil(k / R) * nt
+        passes = ceil(m / cfg.acc_depth) * ceil(k / R) * nt
+        stream = m * ceil(k / R) * nt
+        head = 13 + min(k, R)       # accept, PARAM_WAIT, 9 parameter beats, BUF_WAIT, load, WAIT
         fill = 2 * R + C - 2
-        what = (f"{fill} cycles of weight preload, input skew and drain (2R+C-2)")
-        ours_how = ("double-buffered weights load during the previous tile and the array "
-                    "switches tiles on a diagonal wavefront, so")
-        unit = f"{stream} row cycles ({folds * chunks} passes of {min(m, cfg.acc_depth)} rows)"
-    else:
-        folds = ceil(m / R) * ceil(n / C)
-        stream = ceil(m / R) * ceil(n / C) * max(k, R)
-        fill = R + C - 2
-        what = f"{fill} cycles of skew and drain (R+C-2)"
-        ours_how = ("each tile's drain overlaps the next tile's K steps (tiles back to back "
-                    f"when K >= R, at most one per R cycles), so")
-        unit = f"{stream} step cycles ({folds} row tiles of max(K, R) = {max(k, R)})"
-    extra = ours - stream
-    if folds == 1:
-        return (f"one fold, nothing to overlap: SCALE-Sim counts {theirs} cycles from the first "
-                f"weight to the last output, we count command to status, {unit} plus {extra} "
-                f"of fixed cost (parameter block, first weight tile, array pipeline, "
-                f"accumulate, requantizer, result FIFO).")
-    sign = "fewer" if ours < theirs else "more"
-    return (f"SCALE-Sim pays {what} in each of its {folds} folds ({folds * fill} in all, "
-            f"folds never overlap); {ours_how} we pay {unit} plus {extra} once-per-job and "
-            f"per-column-tile cycles (parameter blocks, pipeline): {abs(theirs - ours)} {sign}.")
+        if folds == 1:
+            return (f"one fold, nothing to overlap: SCALE-Sim's {theirs} cycles are the array's "
+                    f"preload, skew, {m} rows and drain; our {ours} run from command to status: "
+                    f"{head} before the first row (parameter block and its hand-over, the "
+                    f"weight tile), {m} rows, {tail - 1} after the last until its beat is read "
+                    f"(array, accumulate, requantizer, result FIFO).")
+        return (f"SCALE-Sim pays {fill} cycles of weight preload, skew and drain (2R+C-2) in each "
+                f"of its {folds} folds ({folds * fill} in all; folds never overlap); we load the "
+                f"next weight tile while the current one streams (double buffering) and switch "
+                f"tiles on a diagonal wavefront, so our {passes} passes stream {stream} rows back "
+                f"to back and the fill ({ours - stream} cycles: parameters, first tile, pipeline, "
+                f"requantizer) is paid once: {theirs - ours} fewer.")
+    tiles = ceil(m / R) * nt
+    stream = tiles * max(k, R)
+    fill = R + C - 2
+    if tiles == 1:
+        return (f"one fold, nothing to overlap: SCALE-Sim's {theirs} cycles are skew, {k} steps "
+                f"and drain; our {ours} run from command to status: 11 before the first K step "
+                f"(parameter block), {k} steps, then {tail - 1 + m} until the beat of the last "
+                f"of the {m} rows is read (array, drain, accumulate, requantizer, result FIFO).")
+    return (f"SCALE-Sim pays {fill} cycles of skew and drain (R+C-2) in each of its {tiles} folds "
+            f"({tiles * fill} in all; folds never overlap); each of our row tiles drains while "
+            f"the next one's K steps stream in (one tile per max(K, R) = {max(k, R)} cycles), "
+            f"so we pay {stream} step cycles, 10 per column tile for its parameter block "
+            f"({10 * nt}) and {ours - stream - 10 * nt} of pipeline once: "
+            f"{theirs - ours} fewer.")
 
 
 def main(argv=None) -> int:
