@@ -184,7 +184,8 @@ def main(argv=None) -> int:
                       f"{rtl.get((m, k, n), '-')}, scalesim {ss}", file=sys.stderr, flush=True)
     if py is None:
         print(f"SCALE-Sim could not be run ({reason}): its column shows its documented formula "
-              f"(shared/docs/anchors.md): folds = ceil(Sr/R)*ceil(Sc/C), total = folds*per_fold - 1, "
+              f"(shared/docs/anchors.md): folds = ceil(Sr/R)*ceil(Sc/C), "
+              f"total = folds*per_fold - 1, "
               f"ws per_fold = 2R+C+M-2 (Sr=K, Sc=N), os per_fold = R+C+K-2 (Sr=M, Sc=N).\n")
     print("| array | dataflow | M×K×N | model | RTL | SCALE-Sim | SCALE-Sim formula | ours util. "
           "| SCALE-Sim util. |")

@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections import deque
 from math import ceil
 
-__all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies", "REQUANT_LATENCY",
+__all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
-           "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES"]
+           "REQUANT_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES"]
 
 #: ``Requantizer.latency`` (hw/requant.py): 3 stages for single rounding, 4 for double.
 REQUANT_LATENCY = {"single": 3, "double": 4}
@@ -248,6 +248,10 @@ def _ws(cfg, m, k, n, requant, acc_out):
 
     The status is offered one cycle after ``done``: the last result beat's read (``E + R + C``
     to s1, the requantizer, the FIFO's 2 cycles), or for ``acc_out`` the last row's s1.
+
+    RTL lines (hw/gemm.py at cc93fbc): ``PARAM_WAIT`` 438, ``PARAM`` 442, ``pslot_set`` 449,
+    ``BUF_WAIT`` 451, ``LOAD``/``wbuf_set`` 455/466, issuer ``WAIT`` 514, ``ROWS`` 517,
+    ``wbuf_clr`` 533, ``next_ready`` 536, ``room`` 499, ``pslot_clr`` 350, ``done`` 405.
     """
     R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
     lat = latencies(cfg, requant=requant)
@@ -324,6 +328,9 @@ def _os(cfg, m, k, n, requant, acc_out):
     Row ``r`` of a tile reaches s1 at ``X + R + C + 1 + r`` (tag delay line of ``R + C - 1``,
     then one row per cycle out of the expander, then t0, t1); its result beat is read at
     ``X + result + r``. The status follows the last row's read (or s1, for ``acc_out``).
+
+    RTL lines (hw/gemm.py at cc93fbc): ``since`` 569-571, ``room`` 579, ``PARAM_WAIT`` 590,
+    ``PARAM`` 594, ``TILE`` 603, ``issued_last`` 618, ``pslot_clr`` 350, ``done`` 405.
     """
     R, C = cfg.rows, cfg.cols
     lat = latencies(cfg, requant=requant)
