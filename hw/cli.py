@@ -5,6 +5,7 @@ Subcommands
 ``generate``  write the design folder (:func:`hw.emit.generate`) and lint its Verilog
 ``verify``    run the cocotb regression of a design (:func:`sim.runner.verify`)
 ``run gemm``  run one GEMM job through the simulated RTL (:func:`sim.run.gemm`)
+``run softmax``  run rows of scores through the simulated softmax unit (:func:`sim.run.softmax`)
 ``demo``      run a real transformer layer through the RTL (:func:`sim.realdata.demo`)
 ``area``      area and timing with open tools (:func:`hw.synth.area`)
 ``sweep``     area over a grid of configurations (:func:`hw.synth.sweep.sweep`)
@@ -147,7 +148,7 @@ def _json_default(value: Any):
 def top_builder(cfg):
     """The top of ``cfg`` for :func:`hw.emit.generate`: :class:`hw.top.NpuTop`, with the softmax
     LUT computed by the golden side when ``softmax.lut_rom_scale`` bakes it as a ROM (the CLI is
-    where hardware and golden models meet; DESIGN.md)."""
+    where hardware and golden models meet)."""
     from .top import NpuTop
     sm = cfg.softmax
     if sm is None or sm.lut_rom_scale is None:
@@ -242,6 +243,36 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
     else:
         print(f"cycles={int(stats['cycles'])} model_cycles={int(stats['model_cycles'])} "
               f"utilization={100 * float(stats['utilization']):.1f}%")
+    return 0
+
+
+def cmd_run_softmax(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"--out: {out.parent}: no such folder")
+    if out.is_dir():
+        raise CliError(f"--out: {out}: is a folder")
+
+    # No --config: None, so sim.run.softmax adds a default [softmax] section to the embedded
+    # default; a given file must have its own.
+    cfg = _load_config(args.config) if args.config is not None else None
+    scores = _load_npy(args.scores, "--scores")
+    mask = _load_npy(args.mask, "--mask") if args.mask is not None else None
+    scale = _float32(args.scale, "--scale")
+    if not scale > 0:
+        raise CliError(f"--scale: {args.scale!r} is not a positive number")
+    _check_sim(args.sim)
+
+    run = _import_sim("run")
+    probs, stats = run.softmax(scores, scale, mask=mask, config=cfg, sim=args.sim,
+                               waves=args.waves)
+    _save_npy_atomic(out, probs)
+    if args.json:
+        record = dict(stats)
+        record["out"] = str(out)
+        print(json.dumps(record, sort_keys=True, default=_json_default))
+    else:
+        print(f"cycles={int(stats['cycles'])}")
     return 0
 
 
@@ -454,6 +485,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", metavar="C.npy", required=True,
                    help="where to save C, written atomically (required)")
     g.set_defaults(func=cmd_run_gemm)
+
+    g = kinds.add_parser("softmax", help="int8 softmax of rows of int8 scores (OSI8)",
+                         description="Run rows of int8 scores through the simulated OSI8 "
+                                     "softmax unit (the standalone softmax top of the "
+                                     "configuration; each row is streamed twice) and save the "
+                                     "int8 probabilities (scale 1/256, zero point -128). "
+                                     "Prints cycles=<n>.")
+    g.add_argument("--scores", metavar="S.npy", required=True,
+                   help="int8 scores, one row (N,) or rows (rows, N) (required)")
+    g.add_argument("--scale", metavar="C", required=True,
+                   help="score scale c (1/sqrt(d) and temperature folded in), parsed as "
+                        "float32 (required)")
+    g.add_argument("--mask", metavar="M.npy", default=None,
+                   help="bool mask of the shape of the scores, True = attend (default: attend "
+                        "every key)")
+    g.add_argument("--config", metavar="FILE", default=None,
+                   help="configuration TOML file with a [softmax] section (default: the "
+                        "embedded default with a default [softmax] section: F=24, B=16, "
+                        "N_max=32768, one lane)")
+    _add_sim(g)
+    _add_waves(g)
+    g.add_argument("--json", action="store_true",
+                   help="print the statistics as one JSON record (default: one summary line)")
+    g.add_argument("--out", metavar="P.npy", required=True,
+                   help="where to save the probabilities, written atomically (required)")
+    g.set_defaults(func=cmd_run_softmax)
 
     p = sub.add_parser("demo", help="run a real transformer layer through the RTL",
                        description="Generate the design and run layer 0's Q, K and V "

@@ -25,7 +25,7 @@ import numpy as np
 from sim import golden, perfmodel
 from sim.driver import GemmJob, encode_many
 
-__all__ = ["gemm", "gemm_many", "make_job", "SimulationError"]
+__all__ = ["gemm", "gemm_many", "make_job", "softmax", "SimulationError"]
 
 
 class SimulationError(RuntimeError):
@@ -231,3 +231,120 @@ def gemm(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scale_ou
                    act_min=act_min, act_max=act_max)
     (c, stats), = gemm_many([job], config=config, sim=sim, waves=waves, build_dir=build_dir)
     return c, stats
+
+
+# --------------------------------------------------------------------------------------------
+# softmax (OSI8, docs/softmax.md)
+
+def _softmax_config(config):
+    """The configuration of :func:`softmax`: None is the embedded default with a default
+    ``[softmax]`` section added (when it has none)."""
+    import dataclasses
+
+    from hw.config import SoftmaxConfig
+    cfg = _config(config)
+    if config is None and cfg.softmax is None:
+        cfg = dataclasses.replace(cfg, softmax=SoftmaxConfig())
+    if cfg.softmax is None:
+        raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
+    return cfg
+
+
+def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
+            waves: bool = False, build_dir=None) -> tuple[np.ndarray, dict]:
+    """Run rows of int8 scores through the simulated OSI8 softmax unit (``hw.top.SoftmaxTop``).
+
+    The standalone softmax top of the configuration is generated and compiled once (cached by
+    :func:`sim.runner.build` with ``top="softmax"``); the LUT of ``scale`` is streamed in
+    (or, with ``softmax.lut_rom_scale``, must be the baked one); then every row is streamed
+    twice (the unit's two passes), back to back with no backpressure, by
+    :mod:`sim.benches.run_softmax`. The result is whatever the RTL computed: this function does
+    not compare it with :func:`sim.golden.softmax_int8` (the tests do).
+
+    Parameters
+    ----------
+    scores : array_like of int, shape (N,) or (rows, N)
+        int8 scores (any integer dtype with values in [-128, 127]); 1 <= N <= ``softmax.N_max``.
+    scale : float
+        Score scale ``c`` (``S_s``, 1/sqrt(d) and temperature folded in), positive and finite;
+        float32 values are promoted exactly.
+    mask : array_like of bool, same shape as ``scores``, or None
+        True = attend; None attends every key.
+    config : hw.config.GemmConfig, path-like or None
+        The design; a TOML path; None for the embedded default with a default ``[softmax]``
+        section (F = 24, B = 16, N_max = 32768, one lane). A given configuration needs a
+        ``[softmax]`` section.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    waves : bool
+        Record a waveform (path in the statistics).
+    build_dir : path-like or None
+        The build root (default ``./build``).
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        The probabilities, int8 of the shape of ``scores`` (scale 1/256, zero point -128), and
+        the statistics: ``cycles`` (clock cycles from the first score beat offered to the last
+        probability beat received; the LUT load not included), ``lut_cycles`` (the LUT load,
+        0 with a ROM), ``rows``, ``keys`` (N), ``lanes``, ``sim``, ``config`` (the design's
+        name) and ``waves`` (path or None).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For scores, mask or scale that :func:`sim.golden.softmax_int8` rejects (its one-line
+        messages), a row longer than ``N_max`` or without keys, a configuration without a
+        ``[softmax]`` section, or a scale whose LUT differs from the baked ROM's; all before
+        anything is built.
+    sim.runner.SimError
+        If the simulator is missing or the build fails.
+    SimulationError
+        If the simulation fails (a crash, a timeout, malformed output framing).
+    """
+    from sim import runner
+    from sim.golden.softmax import _check_scale, _check_scores   # the golden model's checks
+
+    c = _check_scale(scale)
+    rows, mrows = _check_scores(scores, mask)
+    shape = np.shape(scores)
+    cfg = _softmax_config(config)
+    sm = cfg.softmax
+    n = rows.shape[1]
+    if n < 1:
+        raise ValueError(f"scores must hold at least one key per row, not shape {shape}")
+    if n > sm.N_max:
+        raise ValueError(f"rows of {n} keys exceed this design's softmax.N_max = {sm.N_max}")
+    if sm.lut_rom_scale is not None and golden.make_lut(c, sm.F) != golden.make_lut(
+            sm.lut_rom_scale, sm.F):
+        raise ValueError(f"this design bakes the LUT of softmax.lut_rom_scale = "
+                         f"{sm.lut_rom_scale!r}; scale {c!r} gives another table")
+    if mrows is None:
+        mrows = np.ones(rows.shape, dtype=bool)
+    stats = {"cycles": 0, "lut_cycles": 0, "rows": int(rows.shape[0]), "keys": int(n),
+             "lanes": sm.lanes, "sim": sim, "config": f"{cfg.name}_softmax", "waves": None}
+    if rows.shape[0] == 0:
+        return np.zeros(shape, dtype=np.int8), stats
+
+    runner.build(cfg, sim, build_dir, waves, top="softmax")
+    ddir = runner.design_dir(cfg, build_dir, top="softmax")
+    (ddir / "runs").mkdir(parents=True, exist_ok=True)
+    tdir = Path(tempfile.mkdtemp(prefix=f"{sim}-run-", dir=ddir / "runs"))
+    in_file = tdir / "scores.npz"
+    out_file = tdir / "out.npz"
+    np.savez(in_file, scores=rows.astype(np.int8), mask=mrows, scale=np.float64(c))
+    run = runner.test(cfg, "sim.benches.run_softmax", sim=sim, seed=0, waves=waves,
+                      build_dir=build_dir, test_dir=tdir, top="softmax",
+                      extra_env={"NPUGEN_SOFTMAX_IN": str(in_file),
+                                 "NPUGEN_OUT": str(out_file)})
+    if not run.ok or not out_file.is_file():
+        raise SimulationError(f"softmax of {rows.shape[0]} row(s) of {n} keys on "
+                              f"{cfg.name}_softmax with {sim} failed; log: {run.log}")
+    with np.load(out_file) as data:
+        probs = data["probs"].astype(np.int8)
+        stats["cycles"] = int(data["cycles"])
+        stats["lut_cycles"] = int(data["lut_cycles"])
+    stats["waves"] = str(run.waves) if run.waves is not None else None
+    if not waves:
+        shutil.rmtree(tdir, ignore_errors=True)
+    return probs.reshape(shape), stats
