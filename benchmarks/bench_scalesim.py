@@ -7,7 +7,7 @@ For 8x8 and 16x16 arrays, ws and os, on 8x8x8, 64x64x64 and 128x384x384 (M x K x
 Markdown table: the cycle-exact model (``sim.perfmodel.gemm_cycles``, a requantized job), the
 RTL's own status cycles on Verilator (``sim.run.gemm_many``; ``--rtl small``, the default, runs
 the two smaller shapes, ``all`` every shape — 128x384x384 on 8x8 is about 300 000 simulated
-cycles), SCALE-Sim's "Total Cycles" and its documented formula (``shared/docs/anchors.md``), the
+cycles), SCALE-Sim's "Total Cycles" and its documented formula (``docs/anchors.md``), the
 utilizations, and one sentence per row on where the difference comes from.
 
 SCALE-Sim is the PyPI package ``scalesim`` (3.x). It needs numpy < 2.4, so it lives in its own
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                       f"{rtl.get((m, k, n), '-')}, scalesim {ss}", file=sys.stderr, flush=True)
     if py is None:
         print(f"SCALE-Sim could not be run ({reason}): its column shows its documented formula "
-              f"(shared/docs/anchors.md): folds = ceil(Sr/R)*ceil(Sc/C), "
+              f"(docs/anchors.md): folds = ceil(Sr/R)*ceil(Sc/C), "
               f"total = folds*per_fold - 1, "
               f"ws per_fold = 2R+C+M-2 (Sr=K, Sc=N), os per_fold = R+C+K-2 (Sr=M, Sc=N).\n")
     print("| array | dataflow | M×K×N | model | RTL | SCALE-Sim | SCALE-Sim formula | ours util. "

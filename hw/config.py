@@ -155,7 +155,7 @@ def derived_acc_width(k_max: int) -> int:
 @dataclass(frozen=True)
 class SoftmaxConfig:
     """Generator parameters of the OSI8 softmax unit, the ``[softmax]`` section
-    (``../shared/docs/osi8.md``).
+    (``docs/osi8.md``).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Streaming integer softmax (OSI8, ``../shared/docs/osi8.md``): int8 scores in, int8
+"""Streaming integer softmax (OSI8, ``docs/osi8.md``): int8 scores in, int8
 probabilities out (scale 1/256, zero point -128).
 
 Each row is streamed twice. Pass 1 computes the row state (the running max ``m`` and the

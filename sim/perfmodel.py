@@ -396,7 +396,7 @@ def scalesim_formula(cfg, m: int, k: int, n: int) -> int:
     ``folds = ceil(Sr / R) · ceil(Sc / C)`` and ``total = folds · per_fold − 1`` with, for
     weight-stationary, ``Sr = K, Sc = N, T = M, per_fold = 2R + C + T − 2`` and, for
     output-stationary, ``Sr = M, Sc = N, T = K, per_fold = R + C + T − 2``
-    (``shared/docs/anchors.md``; what ``scalesim`` 3.0 reports as "Total Cycles").
+    (``docs/anchors.md``; what ``scalesim`` 3.0 reports as "Total Cycles").
 
     Parameters
     ----------

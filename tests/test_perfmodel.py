@@ -307,7 +307,7 @@ def test_closed_forms_equal_the_recurrence_where_they_apply():
 
 
 def test_scalesim_formula_matches_the_documented_examples():
-    """shared/docs/anchors.md: 8x8 on 128x384x384 ws 345 599, os 305 663; 16x16 on 64^3 ws
+    """docs/anchors.md: 8x8 on 128x384x384 ws 345 599, os 305 663; 16x16 on 64^3 ws
     1 759, os 1 503 (what scalesim 3.0 reports as Total Cycles)."""
     def cyc(R, df, m, k, n):
         return perfmodel.scalesim_formula(GemmConfig(rows=R, cols=R, dataflow=df), m, k, n)
