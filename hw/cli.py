@@ -564,8 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", metavar="N", type=int, default=None,
                    help="parallel syntheses on this machine (default: the number of cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on a Dask cluster at ADDRESS (needs dask[distributed]; "
-                        "default: local processes)")
+                   help="run on a Dask cluster at ADDRESS, which needs dask[distributed] "
+                        "(default: local processes)")
     p.add_argument("--out", metavar="DIR", default="build/sweep",
                    help="folder of the sweep's designs, cache, CSV and plot "
                         "(default: %(default)s)")
