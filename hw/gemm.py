@@ -269,6 +269,24 @@ class GemmEngine(wiring.Component):
                                         dst = shift[s][c]
                                     m.d.sync += dst.eq(wgt_lanes[c])
 
+        def param_states(slot, beat, frame, then):
+            """The ``PARAM_WAIT`` and ``PARAM`` states of a sequencer: wait until parameter slot
+            ``slot`` is free, store the parameter block from the weight stream into it (``beat``
+            counts its beats, ``frame`` flags a misplaced ``tlast``), then go to state ``then``."""
+            with m.State("PARAM_WAIT"):
+                with m.If(~pslot_busy.bit_select(slot, 1)):
+                    m.d.sync += beat.eq(0)
+                    m.next = "PARAM"
+            with m.State("PARAM"):
+                m.d.comb += self.wgt.ready.eq(1)
+                with m.If(self.wgt.valid):
+                    load_param(slot, beat)
+                    m.d.comb += frame.eq(self.wgt.payload.last != (beat == isa.PARAM_BEATS - 1))
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == isa.PARAM_BEATS - 1):
+                        m.d.comb += pslot_set.eq(Mux(slot, 0b10, 0b01))
+                        m.next = then
+
         # -- sequencing: the array's input side -----------------------------------------------
         tag_layout = self._tag_layout()
         tag_in = Signal(tag_layout)         # the tag of the row (ws) / tile (os) injected now
@@ -278,8 +296,7 @@ class GemmEngine(wiring.Component):
 
         if self.dataflow == "ws":
             self._ws_sequencer(m, f, job, start, array, tag_in, wgt_lanes, act_lanes,
-                               pslot_busy, pslot_set, load_param, outstanding, credit_take,
-                               frame_set)
+                               param_states, outstanding, credit_take, frame_set)
             tags = [tag_in]
             for d in range(array.latency - 1):
                 t = Signal(tag_layout, name=f"tag_d{d + 1}")
@@ -288,8 +305,7 @@ class GemmEngine(wiring.Component):
             tag_pre = tags[array.latency - 1]   # one cycle before the row leaves the array
         else:
             self._os_sequencer(m, f, job, start, array, tag_in, wgt_lanes, act_lanes,
-                               pslot_busy, pslot_set, load_param, outstanding, credit_take,
-                               frame_set)
+                               param_states, outstanding, credit_take, frame_set)
             tags = [tag_in]
             for d in range(array.latency - 1):
                 t = Signal(tag_layout, name=f"tag_d{d + 1}")
@@ -408,8 +424,8 @@ class GemmEngine(wiring.Component):
 
     # -- weight-stationary sequencing ---------------------------------------------------------
 
-    def _ws_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, pslot_busy,
-                      pslot_set, load_param, outstanding, credit_take, frame_set):
+    def _ws_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, param_states,
+                      outstanding, credit_take, frame_set):
         R, C, D = self.rows, self.cols, self.acc_depth
         wbuf_full = Signal(2)
         wbuf_set = Signal(2)
@@ -435,19 +451,7 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [l_n.eq(f["n"]), l_m.eq(f["m"]), l_k.eq(f["k"]), l_buf.eq(0),
                                  l_slot.eq(0)]
                     m.next = "PARAM_WAIT"
-            with m.State("PARAM_WAIT"):
-                with m.If(~pslot_busy.bit_select(l_slot, 1)):
-                    m.d.sync += l_beat.eq(0)
-                    m.next = "PARAM"
-            with m.State("PARAM"):
-                m.d.comb += self.wgt.ready.eq(1)
-                with m.If(self.wgt.valid):
-                    load_param(l_slot, l_beat)
-                    m.d.comb += frame_ld.eq(self.wgt.payload.last != (l_beat == isa.PARAM_BEATS - 1))
-                    m.d.sync += l_beat.eq(l_beat + 1)
-                    with m.If(l_beat == isa.PARAM_BEATS - 1):
-                        m.d.comb += pslot_set.eq(Mux(l_slot, 0b10, 0b01))
-                        m.next = "BUF_WAIT"
+            param_states(l_slot, l_beat, frame_ld, then="BUF_WAIT")
             with m.State("BUF_WAIT"):
                 with m.If(~wbuf_full.bit_select(l_buf, 1)):
                     m.d.sync += l_beat.eq(0)
@@ -552,8 +556,8 @@ class GemmEngine(wiring.Component):
 
     # -- output-stationary sequencing ---------------------------------------------------------
 
-    def _os_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, pslot_busy,
-                      pslot_set, load_param, outstanding, credit_take, frame_set):
+    def _os_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, param_states,
+                      outstanding, credit_take, frame_set):
         R, C, D = self.rows, self.cols, self.acc_depth
         o_n = Signal(24, name="os_n_left")
         o_m = Signal(24, name="os_m_left")
@@ -587,19 +591,7 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [o_n.eq(f["n"]), o_m.eq(f["m"]), o_m0.eq(0), o_kb.eq(0),
                                  o_slot.eq(0), since.eq(R)]
                     m.next = "PARAM_WAIT"
-            with m.State("PARAM_WAIT"):
-                with m.If(~pslot_busy.bit_select(o_slot, 1)):
-                    m.d.sync += o_beat.eq(0)
-                    m.next = "PARAM"
-            with m.State("PARAM"):
-                m.d.comb += self.wgt.ready.eq(1)
-                with m.If(self.wgt.valid):
-                    load_param(o_slot, o_beat)
-                    m.d.comb += frame_p.eq(self.wgt.payload.last != (o_beat == isa.PARAM_BEATS - 1))
-                    m.d.sync += o_beat.eq(o_beat + 1)
-                    with m.If(o_beat == isa.PARAM_BEATS - 1):
-                        m.d.comb += pslot_set.eq(Mux(o_slot, 0b10, 0b01))
-                        m.next = "TILE"
+            param_states(o_slot, o_beat, frame_p, then="TILE")
             with m.State("TILE"):
                 # One K step takes one beat of each stream, in the same cycle.
                 m.d.comb += [self.act.ready.eq(self.wgt.valid & room),
