@@ -668,7 +668,8 @@ async def test_reset_mid_row(dut):
 @cocotb.test()
 async def test_lut_reload(dut):
     """Run-time LUT: rows at one scale, a new table between rows, rows at the new scale; two
-    tables back to back (512 beats, the index wraps) leave the second. ROM: rows at its scale
+    tables back to back (512 beats, the index wraps) leave the second; entries above 2^F are
+    stored as 2^F (a table of 2^32 - 1 acts as the table of equal scores). ROM: rows at its scale
     and no s_axis_lut port."""
     tb = SoftmaxTB(dut)
     await tb.start()
@@ -685,6 +686,18 @@ async def test_lut_reload(dut):
                                               for e in make_lut(scales[0], tb.F))))
     await tb.load_lut(scales[1])
     await tb.run_rows(*zip(*rows), label="after two tables")
+    # Entries above 2^F are stored as 2^F: a table of 2^32 - 1 everywhere is E[k] = 2^F, the
+    # table of equal scores, so any row gives the golden output of a row of equal scores.
+    await tb.lut.send(AxiStreamFrame(b"\xff" * 1024))
+    await tb.lut.wait()
+    await RisingEdge(dut.aclk)
+    n = min(tb.n_max, 2 * tb.B + 3)
+    r, m = tb.random_row(n, p_attend=0.8)
+    await tb.send_row(r, m)
+    y = await tb.recv_row(n, tb.budget(n))
+    want = softmax_int8(np.zeros(n, dtype=np.int64), scales[0], F=tb.F, B=tb.B, mask=m)
+    assert np.array_equal(y, want), f"clamped table: {y.tolist()}, expected {want.tolist()}"
+    tb.c = None
     tb.check_idle()
 
 
