@@ -156,13 +156,17 @@ class SoftmaxUnit(wiring.Component):
         on = Signal(P)
         m.d.comb += on.eq(self.i.payload.keep & self.i.payload.mask)
         # Max over this beat's attended lanes, folded with the tile's running max.
+        # One named signal per step: Amaranth does not share repeated subexpressions, so an
+        # expression that used the previous step twice would double in size with each lane.
         beat_max = run_max
         beat_any = run_any
         for p in range(P):
             lane = self.i.payload.data[p]
             take = on[p] & (~beat_any | (lane > beat_max))
-            beat_max = Mux(take, lane, beat_max)
-            beat_any = beat_any | on[p]
+            step_max = Signal(signed(8), name=f"beat_max{p}")
+            step_any = Signal(name=f"beat_any{p}")
+            m.d.comb += [step_max.eq(Mux(take, lane, beat_max)), step_any.eq(beat_any | on[p])]
+            beat_max, beat_any = step_max, step_any
 
         # -- pass 2, input side: credits for the output FIFO ---------------------------------
         outstanding = Signal(range(self.out_depth + 1))

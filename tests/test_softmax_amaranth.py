@@ -161,3 +161,12 @@ def test_softmax_rom_needs_the_golden_lut():
         SoftmaxTop(cfg)
     with pytest.raises(ValueError, match="has no \\[softmax\\] section"):
         SoftmaxTop(GemmConfig(rows=2, cols=2))
+
+
+def test_softmax_verilog_grows_linearly_with_lanes():
+    """Regression: the pass-1 max tree once doubled in size per lane (79 MB of Verilog at 16
+    lanes). Sixteen lanes must stay within a few times the 4-lane design."""
+    from amaranth.back import verilog
+    small = len(verilog.convert(SoftmaxUnit(lanes=4, B=16), name="s", emit_src=False))
+    large = len(verilog.convert(SoftmaxUnit(lanes=16, B=16), name="s", emit_src=False))
+    assert large < 4 * small
