@@ -351,6 +351,9 @@ class GemmEngine(wiring.Component):
         s1_sum = Signal(acc_layout)
         s1_writes = Signal()
         m.d.comb += s1_writes.eq(t1.valid & (~t1.last | job["acc_out"]))
+        # Forward the row being written back when the same accumulator row comes round on the
+        # very next cycle. Today's sequencing never does that (a pass takes at least kc + 1
+        # cycles, docs/architecture.md), so this only guards against a faster sequencer.
         forward = Signal()
         m.d.comb += forward.eq(s1_writes & (t1.m == t0.m))
         prev = Signal(acc_layout)
