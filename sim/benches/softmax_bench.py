@@ -36,7 +36,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from hw.config import GemmConfig
-from sim.benches.tb import (PATTERNS, PERIOD_NS, bench_config, bench_full, bench_seed,
+from sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
                             pause_pattern)
 from sim.golden import make_lut, softmax_int8
 
@@ -104,7 +104,7 @@ def _high(sig) -> bool:
     return v.is_resolvable and bool(v)
 
 
-class SoftmaxTB:
+class SoftmaxTB(ClockedTB):
     """Clock, reset, stream BFMs, golden model and in-order checker of one SoftmaxTop.
 
     Parameters
@@ -170,35 +170,11 @@ class SoftmaxTB:
 
     # -- clock and reset ---------------------------------------------------------------------
 
-    async def _count(self):
-        edge = RisingEdge(self.dut.aclk)
-        while True:
-            await edge
-            self.cycle += 1
-
-    async def start(self, reset_cycles: int = 8, x_check: bool | None = None) -> None:
-        """Reset the DUT, start the cycle counter and, on Icarus, the X/Z monitor."""
-        cocotb.start_soon(self._count())
-        await self.reset(reset_cycles)
-        if x_check is None:
-            x_check = "icarus" in self.sim.lower()
-        if x_check:
-            cocotb.start_soon(self.x_monitor())
-
-    async def reset(self, cycles: int = 8) -> None:
-        """Hold ``aresetn`` low for ``cycles`` clocks and flush the BFMs.
-
-        The LUT memory is not part of the reset contract: after a reset the bench reloads it
-        (:meth:`load_lut`) before the next row.
-        """
-        self.dut.aresetn.value = 0
-        await ClockCycles(self.dut.aclk, cycles)
-        for bfm in self.bfms:
-            bfm.clear()
+    def _flush(self) -> None:
+        # The LUT memory is not part of the reset contract: after a reset the bench reloads it
+        # (:meth:`load_lut`) before the next row.
         if self.rom_scale is None:
             self.c = None
-        self.dut.aresetn.value = 1
-        await RisingEdge(self.dut.aclk)
 
     def backpressure(self, pattern: str) -> None:
         """Install a pause pattern (:func:`sim.benches.tb.pause_pattern`) on the sources and

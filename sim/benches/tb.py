@@ -35,7 +35,7 @@ from hw.config import GemmConfig, load_config
 from sim import golden
 from sim.driver import Beat, GemmJob, Status, decode_results, decode_status, encode
 
-__all__ = ["TB", "Model", "JobResult", "PATTERNS", "pause_pattern", "bench_config",
+__all__ = ["ClockedTB", "TB", "Model", "JobResult", "PATTERNS", "pause_pattern", "bench_config",
            "bench_seed", "bench_full", "random_job", "requant_params", "wait_high"]
 
 #: Backpressure pattern names understood by :func:`pause_pattern` / :meth:`TB.backpressure`.
@@ -226,7 +226,40 @@ def random_job(rng: np.random.Generator, m: int, k: int, n: int, *, requant: boo
     return job
 
 
-class TB:
+class ClockedTB:
+    """What every bench shares: the cycle counter, reset and the start of the X/Z monitor.
+
+    A subclass sets ``dut``, ``sim`` and ``cycle = 0`` and provides ``bfms`` (its cocotbext-axi
+    sources and sinks), ``x_monitor()`` and ``_flush()`` (its own state to drop at reset).
+    """
+
+    async def _count(self):
+        edge = RisingEdge(self.dut.aclk)
+        while True:
+            await edge
+            self.cycle += 1
+
+    async def start(self, reset_cycles: int = 8, x_check: bool | None = None) -> None:
+        """Reset the DUT and start the cycle counter (and, on Icarus, the X/Z monitor)."""
+        cocotb.start_soon(self._count())
+        await self.reset(reset_cycles)
+        if x_check is None:
+            x_check = "icarus" in self.sim.lower()
+        if x_check:
+            self._xmon = cocotb.start_soon(self.x_monitor())
+
+    async def reset(self, cycles: int = 8) -> None:
+        """Hold ``aresetn`` low for ``cycles`` clocks; flush the BFMs and the bench's state."""
+        self.dut.aresetn.value = 0
+        await ClockCycles(self.dut.aclk, cycles)
+        for bfm in self.bfms:
+            bfm.clear()
+        self._flush()
+        self.dut.aresetn.value = 1
+        await RisingEdge(self.dut.aclk)
+
+
+class TB(ClockedTB):
     """Clock, reset, stream BFMs, reference model and in-order checker of one DUT.
 
     Parameters
@@ -272,30 +305,12 @@ class TB:
 
     # -- clock and reset ---------------------------------------------------------------------
 
-    async def _count(self):
-        edge = RisingEdge(self.dut.aclk)
-        while True:
-            await edge
-            self.cycle += 1
+    @property
+    def bfms(self):
+        return (self.cmd, self.act, self.wgt, self.res, self.status)
 
-    async def start(self, reset_cycles: int = 8, x_check: bool | None = None) -> None:
-        """Reset the DUT and start the cycle counter (and, on Icarus, the X/Z monitor)."""
-        cocotb.start_soon(self._count())
-        await self.reset(reset_cycles)
-        if x_check is None:
-            x_check = "icarus" in self.sim.lower()
-        if x_check:
-            self._xmon = cocotb.start_soon(self.x_monitor())
-
-    async def reset(self, cycles: int = 8) -> None:
-        """Hold ``aresetn`` low for ``cycles`` clocks; flush the BFMs and the model."""
-        self.dut.aresetn.value = 0
-        await ClockCycles(self.dut.aclk, cycles)
-        for bfm in (self.cmd, self.act, self.wgt, self.res, self.status):
-            bfm.clear()
+    def _flush(self) -> None:
         self.model.reset()
-        self.dut.aresetn.value = 1
-        await RisingEdge(self.dut.aclk)
 
     def backpressure(self, sources: str = "none", sinks: str | None = None) -> None:
         """Install pause patterns (:func:`pause_pattern`) on all sources and all sinks."""
