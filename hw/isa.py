@@ -16,7 +16,8 @@ from enum import IntEnum
 
 __all__ = [
     "ISA_VERSION", "CMD_WIDTH", "STATUS_WIDTH", "PARAM_BEATS", "Field", "CMD_FIELDS",
-    "STATUS_FIELDS", "Opcode", "Error", "pack", "unpack",
+    "ATT_CMD_FIELDS", "ATT_PARAM_BEATS", "ATT_LUT_BEATS", "ATT_PARAM_WIDTH", "STATUS_FIELDS",
+    "Opcode", "Error", "pack", "unpack",
 ]
 
 #: Format version carried in every command and status beat.
@@ -83,6 +84,32 @@ CMD_FIELDS: dict[str, Field] = {
     "act_max": Field(120, 8, signed=True),   # fused clamp, high bound (requant jobs)
 }
 
+#: Fields of an attention command beat (opcode ``ATTENTION``, 128 bits; ``docs/attention.md``).
+#: ``opcode``, ``version`` and ``tag`` sit where they sit in a GEMM command. Bits not listed are
+#: reserved and must be zero.
+ATT_CMD_FIELDS: dict[str, Field] = {
+    "opcode":   Field(0, 8),
+    "version":  Field(8, 8),
+    "causal":   Field(16, 1),   # 1: query i attends key j only if j <= i (generated from positions)
+    "load_lut": Field(17, 1),   # 1: the parameter block carries a new 256-entry LUT for `head`
+    "tag":      Field(24, 8),
+    "m":        Field(32, 24),  # queries (rows of Q and of the output), >= 1
+    "n":        Field(56, 24),  # keys (rows of K and V), 1 .. N_max
+    "head":     Field(80, 8),   # which head's LUT to use (and load), 0 .. heads - 1
+    "zp_v":     Field(88, 8, signed=True),   # value zero point
+    "zp_o":     Field(96, 8, signed=True),   # output zero point
+}
+
+#: Width of one beat of the attention parameter stream ``s_axis_param``, bits.
+ATT_PARAM_WIDTH = 32
+
+#: Beats of an attention job's parameter block before the optional LUT: score multiplier
+#: ``M0_s``, score shift ``sh_s``, output multiplier ``M0_o``, output shift ``sh_o``.
+ATT_PARAM_BEATS = 4
+
+#: LUT beats that follow the parameter block when ``load_lut`` is set: ``E[0]`` ... ``E[255]``.
+ATT_LUT_BEATS = 256
+
 #: Fields of a status beat (64 bits). Bits not listed read as zero.
 STATUS_FIELDS: dict[str, Field] = {
     "error":   Field(0, 8),     # Error
@@ -97,6 +124,8 @@ class Opcode(IntEnum):
 
     #: C = A·B + bias, optionally requantized to int8.
     GEMM = 0x01
+    #: Fused OSI8 attention ``softmax(Q·Kᵀ)·V`` (the attention unit; ``docs/attention.md``).
+    ATTENTION = 0x02
 
 
 class Error(IntEnum):
@@ -120,6 +149,10 @@ class Error(IntEnum):
     #: The job ran, but ``tlast`` on a data stream was not where the stream order puts it.
     #: The job consumed exactly the beats its shape implies; its results are not to be trusted.
     FRAME = 7
+    #: An attention job whose parameter block holds a shift out of range (``sh_s`` outside
+    #: [-31, 30], or ``31 + G - sh_o`` outside [1, 62]). The job ran like a ``FRAME`` job:
+    #: it consumed its beats and its results are not to be trusted.
+    BAD_PARAM = 8
 
 
 def pack(fields: dict[str, Field], **values: int) -> int:
