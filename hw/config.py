@@ -31,7 +31,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 import tomli_w
 
-__all__ = ["ConfigError", "GemmConfig", "SoftmaxConfig", "load_config", "parse_toml", "derived_acc_width"]
+__all__ = ["ConfigError", "GemmConfig", "SoftmaxConfig", "AttentionConfig", "load_config",
+           "parse_toml", "derived_acc_width"]
 
 
 #: Largest magnitude of one int8 x int8 product: (-128) * (-128).
@@ -75,10 +76,9 @@ _VERILOG_KEYWORDS = frozenset("""
     with within wor xnor xor
 """.split())
 
-#: Sections a configuration may have, by name. None yet: the softmax and attention units will
-#: add ``[softmax]`` and ``[attention]`` here, each with a parser from a table to a frozen
-#: dataclass stored in a field of :class:`GemmConfig`. Until then every table is an unknown
-#: section.
+#: Sections a configuration may have, by name: ``[softmax]`` and ``[attention]``, each a frozen
+#: dataclass with ``from_dict``/``to_dict``, stored in the field of :class:`GemmConfig` of the
+#: same name. Any other table is an unknown section.
 _SECTIONS: dict[str, Any] = {}   # filled in below the section classes
 
 
@@ -227,6 +227,63 @@ class SoftmaxConfig:
 
 
 @dataclass(frozen=True)
+class AttentionConfig:
+    """Generator parameters of the fused OSI8 attention unit, the ``[attention]`` section
+    (``docs/attention.md``).
+
+    The OSI8 parameters of the unit (``F``, ``B``, ``N_max``, ``G``) are those of the
+    ``[softmax]`` section, or the :class:`SoftmaxConfig` defaults when there is none
+    (:attr:`GemmConfig.osi8`).
+
+    Parameters
+    ----------
+    d : int
+        Head dimension: int8 lanes of a Q, K, V and output beat, 1 to 256 (default 64).
+    heads : int
+        LUTs held on chip, one per head, loaded at run time; 1 to 256 (default 12).
+    q_block : int
+        Queries per block: the unit holds this many query rows and streams the keys and values
+        once per block; 1 to 64 (default 4).
+
+    Raises
+    ------
+    ConfigError
+        For a value of the wrong type or out of range.
+    """
+
+    d: int = 64
+    heads: int = 12
+    q_block: int = 4
+
+    def __post_init__(self):
+        for key, lo, hi in (("d", 1, 256), ("heads", 1, 256), ("q_block", 1, 64)):
+            value = getattr(self, key)
+            if not _is_int(value) or not lo <= value <= hi:
+                raise _bad(f"attention.{key}", value, f"an integer from {lo} to {hi}")
+            object.__setattr__(self, key, int(value))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AttentionConfig":
+        """Make the section from its parsed TOML table.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown key or a bad value.
+        """
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"attention.{key}: unknown key (allowed: {', '.join(known)})",
+                                  key=f"attention.{key}")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
 class GemmConfig:
     """Generator parameters of one GEMM engine.
 
@@ -263,6 +320,9 @@ class GemmConfig:
         most 2000.
     softmax : SoftmaxConfig or None
         The ``[softmax]`` section: when present, the design also holds an OSI8 softmax unit.
+    attention : AttentionConfig or None
+        The ``[attention]`` section: when present, the design also holds an OSI8 attention unit,
+        with the OSI8 parameters of :attr:`osi8`.
 
     Raises
     ------
@@ -281,6 +341,7 @@ class GemmConfig:
     res_depth: int = 64
     clock_mhz: float = 200.0
     softmax: SoftmaxConfig | None = None
+    attention: AttentionConfig | None = None
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -293,6 +354,12 @@ class GemmConfig:
     def acc_bits(self) -> int:
         """Resolved accumulator width W, bits: ``acc_width``, or the width derived from ``k_max``."""
         return derived_acc_width(self.k_max) if self.acc_width is None else self.acc_width
+
+    @property
+    def osi8(self) -> SoftmaxConfig:
+        """OSI8 parameters (``F``, ``B``, ``N_max``, ``G``) of the softmax and attention units:
+        the ``[softmax]`` section, or the :class:`SoftmaxConfig` defaults when it is absent."""
+        return SoftmaxConfig() if self.softmax is None else self.softmax
 
     @property
     def lane_bits(self) -> int:
@@ -313,7 +380,7 @@ class GemmConfig:
         -------
         dict of str to object
             One entry per parameter; ``acc_width`` is None when derived and not ``resolved``; a
-            section (``softmax``) is a nested dict, or None when absent.
+            section (``softmax``, ``attention``) is a nested dict, or None when absent.
         """
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in _SECTIONS:
@@ -389,7 +456,9 @@ class GemmConfig:
                 lines.append(f"# {key} = {self.acc_bits}  (derived from k_max)")
             else:
                 lines.append(tomli_w.dumps({key: value}).rstrip("\n"))
-        return "\n".join(lines + [""] * bool(sections) + sections) + "\n"
+        # a blank line before each section (the text of a configuration with one section is
+        # unchanged by this: digests of existing caches stay valid)
+        return "\n\n".join(["\n".join(lines)] + sections) + "\n"
 
     def digest(self) -> str:
         """SHA-256 of the canonical TOML of the resolved configuration, for cache keys.
@@ -467,6 +536,13 @@ def _check_softmax(cfg: GemmConfig, value: Any) -> SoftmaxConfig | None:
     raise ConfigError(f"softmax: {_show(value)} is not allowed (a [softmax] table)", key="softmax")
 
 
+def _check_attention(cfg: GemmConfig, value: Any) -> AttentionConfig | None:
+    if value is None or isinstance(value, AttentionConfig):
+        return value
+    raise ConfigError(f"attention: {_show(value)} is not allowed (an [attention] table)",
+                      key="attention")
+
+
 def _check_clock(cfg: GemmConfig, value: Any) -> float:
     ok = (isinstance(value, (numbers.Real)) and not isinstance(value, bool)
           and math.isfinite(value) and 0 < value <= _MAX_CLOCK_MHZ)
@@ -487,6 +563,7 @@ _CHECKS = {
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,
     "softmax": _check_softmax,
+    "attention": _check_attention,
 }
 
 
@@ -555,3 +632,4 @@ def load_config(path: str | PathLike[str] | None = None) -> GemmConfig:
     return parse_toml(text, source=str(path))
 
 _SECTIONS["softmax"] = SoftmaxConfig
+_SECTIONS["attention"] = AttentionConfig

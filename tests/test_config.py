@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.config import (ConfigError, GemmConfig, SoftmaxConfig, default_toml, derived_acc_width,
-                       load_config,
-                       parse_toml)
+from hw.config import (AttentionConfig, ConfigError, GemmConfig, SoftmaxConfig, default_toml,
+                       derived_acc_width, load_config, parse_toml)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -226,7 +225,8 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax)")
+                               "k_max, acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax, "
+                               "attention)")
     assert info.value.key == "row"
 
 
@@ -235,11 +235,11 @@ def test_unknown_key_from_python():
         GemmConfig(row=4)           # dataclass keyword check; TOML users get ConfigError
 
 
-@pytest.mark.parametrize("section", ["attention", "foo"])
+@pytest.mark.parametrize("section", ["attn", "foo"])
 def test_unknown_section(section):
     with pytest.raises(ConfigError) as info:
         parse_toml(f"rows = 4\n[{section}]\nF = 8\n")
-    assert str(info.value) == f"[{section}]: unknown section (allowed: [softmax])"
+    assert str(info.value) == f"[{section}]: unknown section (allowed: [softmax], [attention])"
     assert info.value.key == f"[{section}]"
 
 
@@ -267,6 +267,75 @@ def test_softmax_section_errors(text, message):
     with pytest.raises(ConfigError) as info:
         parse_toml(text, source="s.toml")
     assert str(info.value) == f"s.toml: {message}"
+
+
+def test_attention_section_defaults_round_trip_and_digest():
+    cfg = parse_toml("rows = 4\n[attention]\nd = 8\n")
+    assert cfg.attention == AttentionConfig(d=8)
+    assert (cfg.attention.d, cfg.attention.heads, cfg.attention.q_block) == (8, 12, 4)
+    assert AttentionConfig() == AttentionConfig(d=64, heads=12, q_block=4)  # docs/attention.md
+    assert cfg.softmax is None
+    assert cfg.osi8 == SoftmaxConfig()            # no [softmax]: the OSI8 defaults
+    assert parse_toml(cfg.to_toml()) == cfg
+    assert cfg.to_toml().endswith("\n\n[attention]\nd = 8\nheads = 12\nq_block = 4\n")
+    assert cfg.digest() != dataclasses.replace(cfg, attention=None).digest()
+    assert cfg.digest() != dataclasses.replace(cfg, attention=AttentionConfig(d=8, heads=1)).digest()
+    assert cfg.to_dict()["attention"] == {"d": 8, "heads": 12, "q_block": 4}
+    assert load_config().attention is None        # not in the embedded default
+    assert "[attention]" not in default_toml()
+
+
+def test_attention_with_softmax_section():
+    cfg = parse_toml("[attention]\nq_block = 1\nheads = 256\nd = 256\n[softmax]\nF = 20\nG = 12\n")
+    assert cfg.attention == AttentionConfig(d=256, heads=256, q_block=1)
+    assert (cfg.osi8.F, cfg.osi8.G, cfg.osi8.B, cfg.osi8.N_max) == (20, 12, 16, 32768)
+    text = cfg.to_toml()
+    assert text.index("[softmax]") < text.index("[attention]")   # declaration order
+    assert parse_toml(text) == cfg and parse_toml(text).to_toml() == text
+    assert list(cfg.to_dict()) == [f.name for f in dataclasses.fields(GemmConfig)]
+
+
+def test_one_section_toml_is_unchanged():
+    # Build caches are named by digest: a configuration with only [softmax] must keep its text.
+    text = GemmConfig(softmax=SoftmaxConfig()).to_toml()
+    assert text.endswith("clock_mhz = 200.0\n\n[softmax]\nF = 24\nB = 16\nN_max = 32768\n"
+                         "G = 16\nlanes = 1\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[attention]\nd = 0\n", "attention.d: 0 is not allowed (an integer from 1 to 256)"),
+    ("[attention]\nd = 257\n", "attention.d: 257 is not allowed (an integer from 1 to 256)"),
+    ("[attention]\nd = 8.0\n", "attention.d: 8.0 is not allowed (an integer from 1 to 256)"),
+    ("[attention]\nheads = 0\n",
+     "attention.heads: 0 is not allowed (an integer from 1 to 256)"),
+    ("[attention]\nheads = 300\n",
+     "attention.heads: 300 is not allowed (an integer from 1 to 256)"),
+    ("[attention]\nq_block = 65\n",
+     "attention.q_block: 65 is not allowed (an integer from 1 to 64)"),
+    ("[attention]\nq_block = true\n",
+     "attention.q_block: true is not allowed (an integer from 1 to 64)"),
+    ("[attention]\nq_block = \"4\"\n",
+     'attention.q_block: "4" is not allowed (an integer from 1 to 64)'),
+    ("[attention]\nF = 24\n", "attention.F: unknown key (allowed: d, heads, q_block)"),
+    ("attention = 3\n", "[attention]: must be a table, not 3"),
+])
+def test_attention_section_errors(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_toml(text, source="a.toml")
+    assert str(info.value) == f"a.toml: {message}"
+    assert "\n" not in str(info.value)
+
+
+def test_attention_errors_from_python():
+    with pytest.raises(ConfigError) as info:
+        AttentionConfig(q_block=0)
+    assert str(info.value) == "attention.q_block: 0 is not allowed (an integer from 1 to 64)"
+    assert info.value.key == "attention.q_block"
+    with pytest.raises(ConfigError) as info:
+        GemmConfig(attention={"d": 8})
+    assert str(info.value) == 'attention: {"d": 8} is not allowed (an [attention] table)'
+    with pytest.raises(ConfigError, match=r"^attention\.d: "):
+        dataclasses.replace(AttentionConfig(), d=-1)
 
 
 def test_invalid_toml_is_one_line():
@@ -299,6 +368,8 @@ ROUND_TRIP = [
     GemmConfig(name="x", rows=1, cols=64, dataflow="os", k_max=1, rounding="double",
                acc_depth=2, res_depth=4, clock_mhz=0.5),
     GemmConfig(k_max=131072, acc_width=64, clock_mhz=1234.5678),
+    GemmConfig(name="both", softmax=SoftmaxConfig(F=16, B=4, lanes=2),
+               attention=AttentionConfig(d=1, heads=3, q_block=64)),
 ]
 
 
