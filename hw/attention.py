@@ -254,14 +254,10 @@ class AttentionUnit(wiring.Component):
                 code = Mux(err != 0, err, Mux(frame_err, isa.Error.FRAME,
                                               Mux(param_err, isa.Error.BAD_PARAM, 0)))
                 st = isa.STATUS_FIELDS
-                m.d.comb += [
-                    self.status.valid.eq(1),
-                    self.status.payload[st["error"].lsb:st["error"].msb + 1].eq(code),
-                    self.status.payload[st["version"].lsb:st["version"].msb + 1].eq(
-                        isa.ISA_VERSION),
-                    self.status.payload[st["tag"].lsb:st["tag"].msb + 1].eq(job_tag),
-                    self.status.payload[st["cycles"].lsb:st["cycles"].msb + 1].eq(cycles),
-                ]
+                word = ((code.as_unsigned() << st["error"].lsb)
+                        | (Const(isa.ISA_VERSION, 8) << st["version"].lsb)
+                        | (job_tag << st["tag"].lsb) | (cycles << st["cycles"].lsb))
+                m.d.comb += [self.status.valid.eq(1), self.status.payload.eq(word)]
                 with m.If(self.status.ready):
                     m.next = "IDLE"
 
@@ -269,7 +265,7 @@ class AttentionUnit(wiring.Component):
         q_regs = [Signal(data.ArrayLayout(signed(8), d), name=f"q{p}") for p in range(P)]
         fe_m0 = Signal(24)               # first query of the block
         fe_mq = Signal(range(P + 1))     # queries in the block
-        fe_q = Signal(range(P))          # Q beats taken
+        fe_q = Signal(range(max(2, P)))  # Q beats taken
         fe_j = Signal(24)                # key index
         w_slot = Signal()
         w_idx = Signal(range(B))

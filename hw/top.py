@@ -8,9 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .gemm import GemmEngine
+from .attention import AttentionUnit
 from .softmax import SoftmaxUnit
 
-__all__ = ["NpuTop", "SoftmaxTop", "softmax_unit"]
+__all__ = ["NpuTop", "SoftmaxTop", "AttentionTop", "softmax_unit", "attention_unit"]
 
 #: Width of ``s_axis_lut_tdata``: one LUT entry (F + 1 <= 31 bits), zero-extended to 32 bits.
 LUT_TDATA_WIDTH = 32   # the unit clamps an entry to 2^F
@@ -40,6 +41,26 @@ def softmax_unit(cfg, lut=None) -> SoftmaxUnit:
         raise ValueError("softmax.lut_rom_scale and a baked LUT go together: pass "
                          "lut=sim.golden.make_lut(lut_rom_scale, F) (the npugen CLI does)")
     return SoftmaxUnit(lanes=sm.lanes, F=sm.F, B=sm.B, n_max=sm.N_max, lut=lut)
+
+
+def attention_unit(cfg) -> AttentionUnit:
+    """The OSI8 attention unit of a configuration's ``[attention]`` section.
+
+    ``d``, ``heads`` and ``q_block`` come from ``[attention]``; ``F``, ``B``, ``N_max`` and ``G``
+    from ``[softmax]`` (the :class:`hw.config.SoftmaxConfig` defaults when there is none);
+    the score requantization uses the design's ``rounding``.
+
+    Raises
+    ------
+    ValueError
+        If the configuration has no ``[attention]`` section.
+    """
+    att = getattr(cfg, "attention", None)
+    if att is None:
+        raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
+    sm = cfg.osi8
+    return AttentionUnit(d=att.d, q_block=att.q_block, heads=att.heads, F=sm.F, B=sm.B,
+                         n_max=sm.N_max, G=sm.G, rounding=cfg.rounding)
 
 
 def _axis(members, prefix, direction, width, keep=None, user=None, last=False):
@@ -113,6 +134,67 @@ class SoftmaxTop(wiring.Component):
         m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
         m.submodules.softmax = self.unit
         _connect_softmax(m, self, self.unit)
+        return m
+
+
+class AttentionTop(wiring.Component):
+    """Exported top of the OSI8 attention unit alone (``docs/attention.md``).
+
+    Ports, with ``P`` = ``attention.q_block`` and ``d`` = ``attention.d``: ``aclk``,
+    ``aresetn`` (synchronous, active low); ``s_axis_cmd_tdata[127:0]``, ``m_axis_status_tdata[63:0]``;
+    ``s_axis_param_tdata[31:0]`` with ``_tlast``; ``s_axis_q_tdata[8d-1:0]`` with ``_tlast``;
+    ``s_axis_k_tdata[8d-1:0]`` with ``_tuser[P-1:0]`` (mask, 1 = attend) and ``_tlast``;
+    ``s_axis_v_tdata[8d-1:0]`` with ``_tlast``; ``m_axis_o_tdata[8d-1:0]`` with ``_tlast``; each
+    with ``_tvalid`` and ``_tready``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        A configuration with an ``[attention]`` section.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.unit = u = attention_unit(cfg)
+        members = {"aclk": In(1), "aresetn": In(1)}
+        _axis(members, "s_axis_cmd", In, isa.CMD_WIDTH)
+        _axis(members, "m_axis_status", Out, isa.STATUS_WIDTH)
+        _axis(members, "s_axis_param", In, isa.ATT_PARAM_WIDTH, last=True)
+        _axis(members, "s_axis_q", In, 8 * u.d, last=True)
+        _axis(members, "s_axis_k", In, 8 * u.d, user=u.P, last=True)
+        _axis(members, "s_axis_v", In, 8 * u.d, last=True)
+        _axis(members, "m_axis_o", Out, 8 * u.d, last=True)
+        super().__init__(members)
+
+    @property
+    def latencies(self) -> dict[str, int]:
+        """Pipeline latencies of the unit, cycles (:attr:`AttentionUnit.latencies`)."""
+        return dict(self.unit.latencies)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync")
+        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        m.submodules.attention = u = self.unit
+        m.d.comb += [
+            u.cmd.payload.eq(self.s_axis_cmd_tdata), u.cmd.valid.eq(self.s_axis_cmd_tvalid),
+            self.s_axis_cmd_tready.eq(u.cmd.ready),
+            self.m_axis_status_tdata.eq(u.status.payload),
+            self.m_axis_status_tvalid.eq(u.status.valid),
+            u.status.ready.eq(self.m_axis_status_tready),
+            u.param.payload.data.eq(self.s_axis_param_tdata),
+            u.param.payload.last.eq(self.s_axis_param_tlast),
+            u.param.valid.eq(self.s_axis_param_tvalid), self.s_axis_param_tready.eq(u.param.ready),
+            u.q.payload.data.eq(self.s_axis_q_tdata), u.q.payload.last.eq(self.s_axis_q_tlast),
+            u.q.valid.eq(self.s_axis_q_tvalid), self.s_axis_q_tready.eq(u.q.ready),
+            u.k.payload.data.eq(self.s_axis_k_tdata), u.k.payload.mask.eq(self.s_axis_k_tuser),
+            u.k.payload.last.eq(self.s_axis_k_tlast),
+            u.k.valid.eq(self.s_axis_k_tvalid), self.s_axis_k_tready.eq(u.k.ready),
+            u.v.payload.data.eq(self.s_axis_v_tdata), u.v.payload.last.eq(self.s_axis_v_tlast),
+            u.v.valid.eq(self.s_axis_v_tvalid), self.s_axis_v_tready.eq(u.v.ready),
+            self.m_axis_o_tdata.eq(u.o.payload.data), self.m_axis_o_tlast.eq(u.o.payload.last),
+            self.m_axis_o_tvalid.eq(u.o.valid), u.o.ready.eq(self.m_axis_o_tready),
+        ]
         return m
 
 
