@@ -27,7 +27,10 @@ from math import ceil
 
 __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
-           "REQUANT_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES"]
+           "REQUANT_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES",
+           "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
+           "softmax_params", "SOFTMAX_DIV_STAGES", "SOFTMAX_PASS2_LATENCY",
+           "SOFTMAX_OUT_DEPTH", "SOFTMAX_LUT_BEATS"]
 
 #: ``Requantizer.latency`` (hw/requant.py): 3 stages for single rounding, 4 for double.
 REQUANT_LATENCY = {"single": 3, "double": 4}
@@ -381,6 +384,164 @@ def _credit_tile(reads, x, mr, res_depth):
         if outstanding(t) + mr <= res_depth:
             return t
     return cands[-1] if cands else x
+
+
+# -- softmax ----------------------------------------------------------------------------------
+
+#: ``SoftmaxUnit.DIV_STAGES`` (hw/softmax.py): stages of the exact divider.
+SOFTMAX_DIV_STAGES = 9
+#: A pass-2 beat accepted at ``u`` has its probability offered (and, the consumer always ready,
+#: read) at ``u + SOFTMAX_PASS2_LATENCY``: stage A' (``c1``, the LUT read), the 9 divider stages
+#: (``SoftmaxUnit.latency = 10`` cycles to the FIFO write) and the output FIFO's 2.
+SOFTMAX_PASS2_LATENCY = 1 + SOFTMAX_DIV_STAGES + FIFO_LATENCY
+#: ``SoftmaxUnit(out_depth=16)``, the depth hw/top.py ``softmax_unit`` builds (not configurable).
+SOFTMAX_OUT_DEPTH = 16
+#: Beats of a run-time LUT load on ``s_axis_lut`` (always ready: one entry per cycle).
+SOFTMAX_LUT_BEATS = 256
+
+
+def softmax_params(cfg) -> tuple[int, int, int]:
+    """``(lanes, B, out_depth)`` of a softmax design.
+
+    ``cfg`` is a :class:`hw.config.GemmConfig` with a ``[softmax]`` section, a
+    :class:`hw.config.SoftmaxConfig`, a :class:`hw.softmax.SoftmaxUnit` or any namespace with
+    ``lanes`` and ``B`` (and optionally ``out_depth``, default :data:`SOFTMAX_OUT_DEPTH`).
+    """
+    sm = getattr(cfg, "softmax", cfg)
+    if sm is None:
+        raise ValueError(f"configuration {getattr(cfg, 'name', cfg)!r} has no [softmax] section")
+    P, B = sm.lanes, sm.B
+    D = getattr(sm, "out_depth", SOFTMAX_OUT_DEPTH)
+    for name, v in (("lanes", P), ("B", B), ("out_depth", D)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"softmax {name} must be a positive integer, not {v!r}")
+    if B % P:
+        raise ValueError(f"softmax B must be a multiple of lanes ({P}), not {B!r}")
+    return P, B, D
+
+
+def _lengths(n, rows) -> list[int]:
+    if isinstance(n, int) and not isinstance(n, bool):
+        rows = 1 if rows is None else rows
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+            raise ValueError(f"rows must be a positive integer, not {rows!r}")
+        lengths = [n] * rows
+    else:
+        lengths = list(n)
+        if rows is not None and rows != len(lengths):
+            raise ValueError(f"rows = {rows!r} but {len(lengths)} row lengths given")
+        if not lengths:
+            raise ValueError("at least one row is needed")
+    for v in lengths:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"a row must hold a positive number of keys, not {v!r}")
+    return lengths
+
+
+def softmax_row_cycles(cfg, n: int) -> int:
+    """Cycles one row of ``n`` keys holds ``s_axis_score`` when the output FIFO's credits do not
+    bind: ``2·nb + min(nb, B/P) + 1`` with ``nb = ceil(n / lanes)`` beats per pass.
+
+    Pass 1 takes ``nb`` cycles; pass 2 may start ``min(nb, B/P) + 1`` cycles after its last beat
+    (its last tile is accumulated one beat per cycle, then the denominator register); pass 2
+    takes ``nb`` cycles; the next row's pass 1 follows at once.
+    """
+    P, B, _ = softmax_params(cfg)
+    nb = -(-n // P)
+    return 2 * nb + min(nb, B // P) + 1
+
+
+def softmax_cycles(cfg, n, rows: int | None = None) -> int:
+    """Cycles of a softmax job on the OSI8 unit, exactly as the RTL takes them.
+
+    Counted: the clock cycles from the one in which the first score beat is accepted on
+    ``s_axis_score`` to the one in which the last probability beat is accepted on
+    ``m_axis_prob``, both included (``last − first + 1``). Assumes the rows are streamed back to
+    back, each twice (pass 1, then pass 2 with the same beats), by a source that offers a beat in
+    every cycle, and a consumer that is always ready, starting from an idle unit (after reset or
+    after the previous job's last probability). The run-time LUT load is not counted (it is
+    :data:`SOFTMAX_LUT_BEATS` cycles of its own, on its own port, always ready). Scores, masks and
+    ``tkeep`` do not change the timing; only the number of beats per pass does.
+
+    Micro-architecture (hw/softmax.py ``SoftmaxUnit``), ``P`` lanes, ``bpt = B / P`` beats per
+    tile, ``nb = ceil(n / P)`` beats per pass, ``T = ceil(nb / bpt)`` tiles, ``D`` = out_depth:
+
+    - pass 1: ``s_axis_score`` is ready while the tile buffer being written is free
+      (``~t_full[w_slot]``). A tile is accumulated one beat per cycle starting the cycle after its
+      last beat (``t_full`` set) and frees its buffer as it ends, so the two buffers never make
+      the input wait: pass 1 accepts one beat per cycle, cycles ``0 … nb − 1``.
+    - between the passes: the last tile (``k = nb − (T − 1)·bpt`` beats) is accumulated at
+      ``max(nb, T·bpt) … + k − 1`` (after the previous tile's ``bpt`` cycles), stage B updates
+      ``L`` the cycle after and ``pass1_done`` is seen one later; pass 2 starts at
+      ``nb + min(nb, bpt) + 1`` (``T = 1``: ``2·nb + 1``; else ``nb + bpt + 1``).
+    - pass 2: one beat per cycle while ``outstanding < D``; a beat holds its credit from the
+      cycle after its acceptance until its probability is read :data:`SOFTMAX_PASS2_LATENCY`
+      (12) cycles after it: at most 12 beats are outstanding, so with ``D > 12`` (the built unit
+      has 16) a beat never waits; with ``D <= 12`` the model follows the credit rule beat by
+      beat (a beat may go at ``u`` only if the ``D``-th previous pass-2 beat went before
+      ``u − 12``).
+    - the next row's pass 1 starts the cycle after the last pass-2 beat (``row_reset``).
+
+    So, when the credits do not bind, ``cycles = Σ_rows (2·nb + min(nb, bpt) + 1) + 12``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig, hw.config.SoftmaxConfig, SoftmaxUnit or namespace
+        The design (``lanes``, ``B``; see :func:`softmax_params`).
+    n : int or sequence of int
+        Keys per row; a sequence gives one length per row (rows of different lengths).
+    rows : int or None
+        Rows of ``n`` keys (default 1); with a sequence ``n``, None or its length.
+
+    Returns
+    -------
+    int
+        Cycles.
+
+    Raises
+    ------
+    ValueError
+        For a row without keys, no rows, or a design that is not one.
+    """
+    P, B, D = softmax_params(cfg)
+    lengths = _lengths(n, rows)
+    bpt = B // P
+    credits = deque(maxlen=D) if D <= SOFTMAX_PASS2_LATENCY else None
+    t = 0                          # the cycle the row's first pass-1 beat is accepted
+    last = None
+    for length in lengths:
+        nb = -(-length // P)
+        u = t + nb + min(nb, bpt) + 1 - 1
+        for _ in range(nb):
+            u += 1
+            if credits is not None:
+                if len(credits) == D:
+                    u = max(u, credits[0] + SOFTMAX_PASS2_LATENCY + 1)
+                credits.append(u)
+        last = u
+        t = u + 1
+    return last + SOFTMAX_PASS2_LATENCY + 1
+
+
+def softmax_closed_form(cfg, n: int, rows: int = 1) -> int | None:
+    """``rows · (2·nb + min(nb, B/P) + 1) + 12``, ``nb = ceil(n / lanes)``: equal to
+    :func:`softmax_cycles` when the output FIFO holds more than 12 beats (it holds 16), else None.
+    """
+    P, B, D = softmax_params(cfg)
+    lengths = _lengths(n, rows)
+    if D <= SOFTMAX_PASS2_LATENCY:
+        return None
+    return sum(softmax_row_cycles(cfg, v) for v in lengths) + SOFTMAX_PASS2_LATENCY
+
+
+def softmax_utilization(cfg, n, rows: int | None = None, cycles: int | None = None) -> float:
+    """Fraction of ``s_axis_score``'s lane slots that carried a key: ``2·Σn / (cycles · lanes)``
+    (every key crosses twice). ``cycles`` defaults to :func:`softmax_cycles`."""
+    P, _, _ = softmax_params(cfg)
+    lengths = _lengths(n, rows)
+    if cycles is None:
+        cycles = softmax_cycles(cfg, lengths)
+    return 2 * sum(lengths) / (cycles * P)
 
 
 # -- SCALE-Sim side by side -----------------------------------------------------------------------

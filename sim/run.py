@@ -285,10 +285,14 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
     -------
     (numpy.ndarray, dict)
         The probabilities, int8 of the shape of ``scores`` (scale 1/256, zero point -128), and
-        the statistics: ``cycles`` (clock cycles from the first score beat offered to the last
-        probability beat received; the LUT load not included), ``lut_cycles`` (the LUT load,
-        0 with a ROM), ``rows``, ``keys`` (N), ``lanes``, ``sim``, ``config`` (the design's
-        name) and ``waves`` (path or None).
+        the statistics: ``cycles`` (clock cycles from the one in which the first score beat is
+        accepted to the one in which the last probability beat is accepted, both counted; the
+        LUT load not included), ``model_cycles`` (:func:`sim.perfmodel.softmax_cycles`, the
+        cycle-exact model of the same count), ``utilization`` (the fraction of the score port's
+        lane slots that carried a key, ``2·rows·N / (cycles·lanes)``: each key crosses twice),
+        ``lut_cycles`` (the LUT load as the bench waits for it, 0 with a ROM), ``rows``,
+        ``keys`` (N), ``lanes``, ``sim``, ``config`` (the design's name) and ``waves`` (path or
+        None).
 
     Raises
     ------
@@ -321,8 +325,9 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
                          f"{sm.lut_rom_scale!r}; scale {c!r} gives another table")
     if mrows is None:
         mrows = np.ones(rows.shape, dtype=bool)
-    stats = {"cycles": 0, "lut_cycles": 0, "rows": int(rows.shape[0]), "keys": int(n),
-             "lanes": sm.lanes, "sim": sim, "config": f"{cfg.name}_softmax", "waves": None}
+    stats = {"cycles": 0, "model_cycles": 0, "utilization": 0.0, "lut_cycles": 0,
+             "rows": int(rows.shape[0]), "keys": int(n), "lanes": sm.lanes, "sim": sim,
+             "config": f"{cfg.name}_softmax", "waves": None}
     if rows.shape[0] == 0:
         return np.zeros(shape, dtype=np.int8), stats
 
@@ -344,6 +349,9 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
         probs = data["probs"].astype(np.int8)
         stats["cycles"] = int(data["cycles"])
         stats["lut_cycles"] = int(data["lut_cycles"])
+    stats["model_cycles"] = perfmodel.softmax_cycles(cfg, int(n), int(rows.shape[0]))
+    stats["utilization"] = perfmodel.softmax_utilization(cfg, int(n), int(rows.shape[0]),
+                                                         cycles=stats["cycles"])
     stats["waves"] = str(run.waves) if run.waves is not None else None
     if not waves:
         shutil.rmtree(tdir, ignore_errors=True)

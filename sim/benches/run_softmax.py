@@ -4,7 +4,9 @@ probabilities.
 The runner passes two files in the run folder: ``NPUGEN_SOFTMAX_IN`` (an ``.npz`` written by
 :mod:`sim.run`: ``scores`` int8 (rows, N), ``mask`` bool (rows, N), ``scale``) and
 ``NPUGEN_OUT`` (an ``.npz`` this module writes: ``probs`` int8 (rows, N), ``cycles`` from the
-first score beat offered to the last probability beat received, ``lut_cycles`` of the LUT load).
+cycle the first score beat is accepted to the cycle the last probability beat is accepted, both
+counted — what :func:`sim.perfmodel.softmax_cycles` predicts —, ``lut_cycles`` of the LUT load as
+the bench waits for it).
 No backpressure, rows back to back; the output framing (beats, ``tkeep``, ``tlast``) is checked,
 the values are not (the tests compare them with the golden model).
 """
@@ -31,7 +33,7 @@ async def run_softmax(dut):
     await tb.load_lut(scale)
     lut_cycles = tb.cycle - t0 if tb.lut is not None else 0
     n = scores.shape[1]
-    start = tb.cycle
+    first = cocotb.start_soon(tb.first_accept())
 
     # Queue the rows from a coroutine, so the sink is read while the source still has rows.
     async def feed():
@@ -42,6 +44,6 @@ async def run_softmax(dut):
     probs = np.empty(scores.shape, dtype=np.int8)
     for i in range(len(scores)):
         probs[i] = await tb.recv_row(n, budget)
-    cycles = tb.cycle - start
+    cycles = tb.span(await first, tb.last_prob_time)
     np.savez(os.environ["NPUGEN_OUT"], probs=probs, cycles=np.int64(cycles),
              lut_cycles=np.int64(lut_cycles))

@@ -15,6 +15,10 @@ bits (1 = attend). cocotbext-axi 0.1.28 drives ``tuser`` per beat from the per-b
 frame (the last byte of the beat wins), so every byte of a beat carries the whole beat's mask.
 Each row is one frame per pass: the row is sent twice, and the probabilities come back as one
 frame of the same beats.
+
+Every :meth:`SoftmaxTB.run_rows` also times itself (first score beat accepted to last probability
+beat accepted, both counted) and, when no backpressure pattern is installed, asserts that count
+equals :func:`sim.perfmodel.softmax_cycles` exactly.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.utils import get_sim_steps, get_sim_time
 
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
@@ -39,6 +44,7 @@ from hw.config import GemmConfig
 from sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
                             pause_pattern)
 from sim.golden import make_lut, softmax_int8
+from sim.perfmodel import softmax_cycles
 
 __all__ = ["SoftmaxTB", "LN2", "encode_pass", "bench_manifest"]
 
@@ -153,6 +159,10 @@ class SoftmaxTB(ClockedTB):
             bfm.log.setLevel(logging.WARNING)
         self.cycle = 0
         self.rows_checked = 0
+        self.pattern = "none"            # the backpressure pattern installed
+        self.last_prob_time = None       # sim time (steps) of the last probability handshake
+        self.last_cycles = None          # cycles of the last run_rows (see run_rows)
+        self._period = get_sim_steps(PERIOD_NS, "ns")
 
     @property
     def bfms(self):
@@ -179,6 +189,7 @@ class SoftmaxTB(ClockedTB):
     def backpressure(self, pattern: str) -> None:
         """Install a pause pattern (:func:`sim.benches.tb.pause_pattern`) on the sources and
         the sink; ``after_reset`` pauses only the sink."""
+        self.pattern = pattern
         for bfm in self.sources:
             pat = "none" if pattern == "after_reset" else pattern
             bfm.set_pause_generator(pause_pattern(pat, random.Random(self.prng.random()),
@@ -208,6 +219,21 @@ class SoftmaxTB(ClockedTB):
                 for s in data:
                     assert s.value.is_resolvable, (f"{s._name} is {s.value} while valid at "
                                                    f"cycle {self.cycle}")
+
+    async def first_accept(self) -> int:
+        """Wait for the next score handshake (``tvalid & tready`` at a rising edge); return its
+        sim time in steps (the instant the sink of :attr:`prob` stamps its beats with too)."""
+        d = self.dut
+        edge = RisingEdge(d.aclk)
+        while True:
+            await edge
+            if _high(d.s_axis_score_tvalid) and _high(d.s_axis_score_tready):
+                return get_sim_time()
+
+    def span(self, first: int, last: int) -> int:
+        """Cycles from the handshake at sim time ``first`` to the one at ``last``, both
+        counted."""
+        return (last - first) // self._period + 1
 
     # -- LUT ---------------------------------------------------------------------------------
 
@@ -254,6 +280,7 @@ class SoftmaxTB(ClockedTB):
     async def recv_row(self, n: int, budget: int) -> np.ndarray:
         """Receive one row's probabilities (one frame), checking its beats, tkeep and tlast."""
         frame = await with_timeout(self.prob.recv(compact=False), budget * PERIOD_NS, "ns")
+        self.last_prob_time = frame.sim_time_end
         P = self.P
         beats = -(-n // P)
         data = bytes(frame.tdata)
@@ -268,7 +295,13 @@ class SoftmaxTB(ClockedTB):
 
     async def run_rows(self, rows, masks=None, *, c: float | None = None,
                        garbage: bool = False, label: str = "") -> list[np.ndarray]:
-        """Send rows back to back (each twice), receive and check every output.
+        """Send rows back to back (each twice), receive and check every output, and time them.
+
+        The cycles from the first score beat accepted to the last probability beat accepted
+        (both counted) are kept in :attr:`last_cycles`; with no backpressure pattern installed
+        (the source offers a beat every cycle, the sink is always ready) they must equal
+        :func:`sim.perfmodel.softmax_cycles` of the row lengths exactly. Call it with no row in
+        flight (as every test does).
 
         Parameters
         ----------
@@ -296,6 +329,7 @@ class SoftmaxTB(ClockedTB):
                  for r, m in zip(rows, masks if masks is not None else [None] * len(rows))]
         for r in rows:
             assert 1 <= len(r) <= self.n_max, f"row of {len(r)} keys (N_max {self.n_max})"
+        first = cocotb.start_soon(self.first_accept())
         for r, m in zip(rows, masks):
             await self.send_row(r, m, garbage=garbage)
         total = sum(self.budget(len(r)) for r in rows)
@@ -313,6 +347,15 @@ class SoftmaxTB(ClockedTB):
                     f"mask[:16] {m[:16].astype(int).tolist()} (seed {self.seed})")
             got.append(y)
             self.rows_checked += 1
+        self.last_cycles = self.span(await first, self.last_prob_time)
+        if self.pattern == "none":
+            lengths = [len(r) for r in rows]
+            want = softmax_cycles(self.cfg, lengths)
+            assert self.last_cycles == want, (
+                f"{label or 'rows'}: {self.last_cycles} cycles from the first score beat to the "
+                f"last probability, the model (sim.perfmodel.softmax_cycles) says {want} "
+                f"({len(rows)} rows of {lengths[:8]}{'...' if len(rows) > 8 else ''} keys, "
+                f"lanes={self.P}, B={self.B})")
         return got
 
     def check_idle(self) -> None:
@@ -702,12 +745,13 @@ async def test_throughput(dut):
 
     Rows of ``N`` keys (``N`` a multiple of B and of P, and not) back to back, the source always
     valid, the sink always ready. Asserted: no bubble inside a pass and none between rows; from
-    a row's last pass-1 beat to its first pass-2 beat ``B / P + 1`` idle cycles (pass 1 lags
-    the input by one tile: its last tile is accumulated, one beat per cycle, after it has
-    arrived; then one cycle for the denominator register); from a pass-2 beat to its
-    probability the manifest's ``softmax_pass2`` latency plus :data:`FIFO_LATENCY`. So ``R``
-    rows of ``N`` keys take ``R * (2 * ceil(N / P) + B / P + 1) + softmax_pass2 + FIFO_LATENCY``
-    cycles from the first score beat to the last probability, which is asserted too.
+    a row's last pass-1 beat to its first pass-2 beat ``min(nb, B / P) + 1`` idle cycles
+    (``nb = ceil(N / P)`` beats per pass; pass 1 lags the input by one tile: its last tile is
+    accumulated, one beat per cycle, after it has arrived; then one cycle for the denominator
+    register); from a pass-2 beat to its probability the manifest's ``softmax_pass2`` latency
+    plus :data:`FIFO_LATENCY`. So rows take ``Σ (2·nb + min(nb, B/P) + 1) + softmax_pass2 +
+    FIFO_LATENCY`` cycles from the first score beat to the last probability, which is asserted
+    too, and equals :func:`sim.perfmodel.softmax_cycles` (the ``run_rows`` check).
     """
     tb = SoftmaxTB(dut)
     await tb.start()
@@ -752,8 +796,9 @@ async def test_throughput(dut):
         gap = p2[0] - p1[-1] - 1
         tb.log.info("N=%d lanes=%d B=%d: %d beats per pass, %d idle cycles between the passes",
                     n, tb.P, tb.B, beats, gap)
-        assert gap == bpt + 1, (f"row {i}: {gap} idle cycles between the passes, expected "
-                                f"B/P + 1 = {bpt + 1}")
+        assert gap == min(beats, bpt) + 1, (
+            f"row {i}: {gap} idle cycles between the passes, expected min(nb, B/P) + 1 = "
+            f"{min(beats, bpt) + 1}")
         if i:
             between = p1[0] - passes[2 * i - 1][-1] - 1
             tb.log.info("idle cycles between rows: %d", between)
@@ -770,6 +815,10 @@ async def test_throughput(dut):
     tb.log.info("%d rows, %d beats in %d cycles from the first beat to the last probability",
                 len(lengths), total, span)
     if tb.latency is not None:
-        want = total + len(lengths) * (bpt + 1) + tb.latency + FIFO_LATENCY
+        want = total + sum(min(-(-n // tb.P), bpt) + 1 for n in lengths) + tb.latency \
+            + FIFO_LATENCY
         assert span == want, f"{span} cycles for {len(lengths)} rows, expected {want}"
+    assert span == tb.last_cycles == softmax_cycles(tb.cfg, lengths), (
+        f"{span} cycles by the handshake monitor, {tb.last_cycles} by run_rows, model "
+        f"{softmax_cycles(tb.cfg, lengths)}")
     tb.check_idle()
