@@ -272,7 +272,8 @@ def cmd_run_softmax(args: argparse.Namespace) -> int:
         record["out"] = str(out)
         print(json.dumps(record, sort_keys=True, default=_json_default))
     else:
-        print(f"cycles={int(stats['cycles'])}")
+        print(f"cycles={int(stats['cycles'])} model_cycles={int(stats['model_cycles'])} "
+              f"utilization={100 * float(stats['utilization']):.1f}%")
     return 0
 
 

@@ -158,10 +158,14 @@ def test_run_api_matches_golden():
     assert stats["sim"] == "verilator" and stats["config"] == "npu_softmax"
     assert stats["waves"] is None and stats["lut_cycles"] >= 256
     assert stats["cycles"] >= 2 * 3 * 37                     # every row streamed twice
+    # the cycle model: 3 rows of 2·37 + min(37, 16) + 1 cycles, then 12 (divider, FIFO)
+    assert stats["cycles"] == stats["model_cycles"] == 3 * (2 * 37 + 16 + 1) + 12
+    assert stats["utilization"] == pytest.approx(2 * 3 * 37 / stats["cycles"])
     y1, s1 = run.softmax(scores[0], c, build_dir=BUILD)
     assert y1.shape == (37,)
     np.testing.assert_array_equal(y1, softmax_int8(scores[0], c, F=24, B=16))
     assert 2 * 37 <= s1["cycles"] < stats["cycles"]
+    assert s1["cycles"] == s1["model_cycles"] == 2 * 37 + 16 + 1 + 12
 
 
 def test_run_api_rom_and_waves_on_icarus():
@@ -176,6 +180,8 @@ def test_run_api_rom_and_waves_on_icarus():
                            build_dir=BUILD)
     np.testing.assert_array_equal(y, softmax_int8(scores, ROM_SCALE, F=20, B=4))
     assert stats["lut_cycles"] == 0 and stats["lanes"] == 2
+    # 2 rows of nb = 5 beats (2 lanes), B/P = 2: 2·(2·5 + 2 + 1) + 12
+    assert stats["cycles"] == stats["model_cycles"] == 38
     assert stats["waves"] is not None and Path(stats["waves"]).stat().st_size > 0
 
 
@@ -229,7 +235,11 @@ def test_cli_run_softmax(tmp_path):
                    "--mask", str(tmp_path / "m.npy"), "--out", str(out), cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cycles=") and int(lines[0][7:]) >= 44
+    assert len(lines) == 1, proc.stdout
+    fields = dict(f.split("=") for f in lines[0].split())
+    assert list(fields) == ["cycles", "model_cycles", "utilization"], lines[0]
+    # 2 rows of 11 keys, one lane, B = 16: 2·(2·11 + 11 + 1) + 12 = 80, 44 of 80 slots busy
+    assert fields == {"cycles": "80", "model_cycles": "80", "utilization": "55.0%"}, lines[0]
     c = float(np.float32(0.1))
     np.testing.assert_array_equal(np.load(out), softmax_int8(scores, c, F=24, B=16, mask=mask))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
@@ -238,6 +248,7 @@ def test_cli_run_softmax(tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["config"] == "npu_softmax" and record["rows"] == 2 and record["cycles"] > 0
+    assert record["cycles"] == record["model_cycles"] == 80
     np.testing.assert_array_equal(np.load(out), softmax_int8(scores, c, F=24, B=16))
 
 
