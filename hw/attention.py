@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -125,6 +125,10 @@ class AttentionUnit(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({"data": row, "last": 1}))),
         })
 
+    #: Tile slots of the tile buffer (a power of two): one fills, one is read back, and the
+    #: others cover the score pipeline's latency so that one key per cycle keeps flowing.
+    TILE_SLOTS = 4
+
     @property
     def score_latency(self) -> int:
         """Cycles from a key accepted to its score written into the tile buffer."""
@@ -147,6 +151,7 @@ class AttentionUnit(wiring.Component):
         WL, WA, WS, QB = self.W_L, self.W_A, self.W_S, self.QB
         f = isa.ATT_CMD_FIELDS
         IB = max(1, (B - 1).bit_length())      # bits of a key index within a tile
+        NS = self.TILE_SLOTS
 
         def tile_addr(idx, slot):
             """Tile-buffer address of entry ``idx`` of ``slot``: ``slot * 2^IB + idx``."""
@@ -267,11 +272,11 @@ class AttentionUnit(wiring.Component):
         fe_mq = Signal(range(P + 1))     # queries in the block
         fe_q = Signal(range(max(2, P)))  # Q beats taken
         fe_j = Signal(24)                # key index
-        w_slot = Signal()
+        w_slot = Signal(range(NS))
         w_idx = Signal(range(B))
-        slot_busy = Signal(2)            # reserved by the front end, until the back end frees it
-        busy_set = Signal(2)
-        busy_clr = Signal(2)
+        slot_busy = Signal(NS)           # reserved by the front end, until the back end frees it
+        busy_set = Signal(NS)
+        busy_clr = Signal(NS)
         m.d.sync += slot_busy.eq((slot_busy | busy_set) & ~busy_clr)
 
         left = Signal(24)
@@ -280,11 +285,11 @@ class AttentionUnit(wiring.Component):
         s1_valid = Signal()
         s1_prod = [[Signal(signed(16), name=f"prod{p}_{c}") for c in range(d)] for p in range(P)]
         side = data.StructLayout({"valid": 1, "on": unsigned(P), "end_tile": 1,
-                                  "end_block": 1, "slot": 1, "idx": unsigned(IB)})
+                                  "end_block": 1, "slot": unsigned((NS - 1).bit_length()), "idx": unsigned(IB)})
         s1_side = Signal(side)
         m.d.sync += s1_side.valid.eq(0)
 
-        m.submodules.v_mem = v_mem = Memory(shape=data.ArrayLayout(signed(8), d), depth=2 << IB,
+        m.submodules.v_mem = v_mem = Memory(shape=data.ArrayLayout(signed(8), d), depth=NS << IB,
                                             init=[])
         v_w = v_mem.write_port()
         v_r = v_mem.read_port()
@@ -319,7 +324,7 @@ class AttentionUnit(wiring.Component):
                               | (self.v.payload.last != last_key)):
                         m.d.sync += frame_err.eq(1)
                     with m.If(w_idx == 0):
-                        m.d.comb += busy_set.eq(Mux(w_slot, 0b10, 0b01))
+                        m.d.comb += busy_set.eq(Const(1, NS) << w_slot)
                     m.d.comb += [v_w.addr.eq(tile_addr(w_idx, w_slot)),
                                  v_w.data.eq(self.v.payload.data), v_w.en.eq(1)]
                     for p in range(P):
@@ -335,7 +340,7 @@ class AttentionUnit(wiring.Component):
                                  s1_side.slot.eq(w_slot), s1_side.idx.eq(w_idx),
                                  fe_j.eq(fe_j + 1)]
                     with m.If(end_tile):
-                        m.d.sync += [w_idx.eq(0), w_slot.eq(~w_slot)]
+                        m.d.sync += [w_idx.eq(0), w_slot.eq(w_slot + 1)]
                     with m.Else():
                         m.d.sync += w_idx.eq(w_idx + 1)
                     with m.If(last_key):
@@ -373,7 +378,7 @@ class AttentionUnit(wiring.Component):
 
         # -- tile buffer: scores and mask bits; per-slot tile max -----------------------------
         entry = data.StructLayout({"s": data.ArrayLayout(signed(8), P), "on": unsigned(P)})
-        m.submodules.s_mem = s_mem = Memory(shape=entry, depth=2 << IB, init=[])
+        m.submodules.s_mem = s_mem = Memory(shape=entry, depth=NS << IB, init=[])
         s_w = s_mem.write_port()
         s_r = s_mem.read_port()
         m.d.comb += [s_w.addr.eq(tile_addr(w_side.idx, w_side.slot)), s_w.en.eq(w_side.valid)]
@@ -382,12 +387,12 @@ class AttentionUnit(wiring.Component):
             m.d.comb += s_w.data.s[p].eq(rq.o_data[p])
         run_max = [Signal(signed(8), name=f"run_max{p}") for p in range(P)]
         run_any = Signal(P)
-        t_max = [[Signal(signed(8), name=f"tile{s}_max{p}") for p in range(P)] for s in range(2)]
-        t_any = [Signal(P, name=f"tile{s}_any") for s in range(2)]
-        t_count = [Signal(range(B + 1), name=f"tile{s}_count") for s in range(2)]
-        t_bend = [Signal(name=f"tile{s}_block_end") for s in range(2)]
-        t_ready = Signal(2)
-        ready_set = Signal(2)
+        t_max = [[Signal(signed(8), name=f"tile{s}_max{p}") for p in range(P)] for s in range(NS)]
+        t_any = [Signal(P, name=f"tile{s}_any") for s in range(NS)]
+        t_count = [Signal(range(B + 1), name=f"tile{s}_count") for s in range(NS)]
+        t_bend = [Signal(name=f"tile{s}_block_end") for s in range(NS)]
+        t_ready = Signal(NS)
+        ready_set = Signal(NS)
         m.d.sync += t_ready.eq((t_ready | ready_set) & ~busy_clr)
         new_max = [Signal(signed(8), name=f"fold_max{p}") for p in range(P)]
         new_any = Signal(P)
@@ -398,12 +403,12 @@ class AttentionUnit(wiring.Component):
                          new_any[p].eq(run_any[p] | on)]
         with m.If(w_side.valid):
             with m.If(w_side.end_tile):
-                for s in range(2):
+                for s in range(NS):
                     with m.If(w_side.slot == s):
                         m.d.sync += [t_any[s].eq(new_any), t_count[s].eq(w_side.idx + 1),
                                      t_bend[s].eq(w_side.end_block)]
                         m.d.sync += [t_max[s][p].eq(new_max[p]) for p in range(P)]
-                m.d.comb += ready_set.eq(Mux(w_side.slot, 0b10, 0b01))
+                m.d.comb += ready_set.eq(Const(1, NS) << w_side.slot)
                 m.d.sync += run_any.eq(0)
             with m.Else():
                 m.d.sync += [run_any.eq(new_any)] + [run_max[p].eq(new_max[p]) for p in range(P)]
@@ -413,7 +418,9 @@ class AttentionUnit(wiring.Component):
         m_valid = Signal(P)
         L = [Signal(unsigned(WL), name=f"L{p}") for p in range(P)]
         A = [[Signal(signed(WA), name=f"A{p}_{c}") for c in range(d)] for p in range(P)]
-        r_slot = Signal()
+        r_slot = Signal(range(NS))
+        r_next = Signal(range(NS))
+        m.d.comb += r_next.eq(r_slot + 1)
         r_idx = Signal(range(B + 1))
         need = Signal(P)
         r_fac = [Signal(unsigned(F + 1), name=f"r{p}") for p in range(P)]
@@ -439,9 +446,8 @@ class AttentionUnit(wiring.Component):
             idx = Signal(unsigned(9), name=f"e_idx{p}")
             m.d.comb += idx.eq((row_max[p] - s_r.data.s[p])[:9])
             with m.If(lut_addr_rescale):
-                for s in range(2):
-                    with m.If(r_slot == s):
-                        m.d.comb += lut_r[p].addr.eq(Cat((t_max[s][p] - row_max[p])[:8], job_head))
+                t = Array(t_max[s][p] for s in range(NS))[r_slot]
+                m.d.comb += lut_r[p].addr.eq(Cat((t - row_max[p])[:8], job_head))
             with m.Else():
                 m.d.comb += lut_r[p].addr.eq(Cat(idx[:8], job_head))
         with m.If(x2_valid):
@@ -455,17 +461,17 @@ class AttentionUnit(wiring.Component):
         def tile_start(ns):
             need_p, new_m, new_v = [], [], []
             for p in range(P):
-                t = Mux(ns, t_max[1][p], t_max[0][p])
-                anyp = Mux(ns, t_any[1][p], t_any[0][p])
+                t = Array(t_max[s][p] for s in range(NS))[ns]
+                anyp = Array(t_any[s][p] for s in range(NS))[ns]
                 need_p.append(anyp & m_valid[p] & (t > row_max[p]))
                 new_m.append(Mux(anyp & (~m_valid[p] | (t > row_max[p])), t, row_max[p]))
                 new_v.append(m_valid[p] | anyp)
             return Cat(*need_p), new_m, Cat(*new_v)
 
         need_now, newm_now, newv_now = tile_start(r_slot)
-        need_nxt, newm_nxt, newv_nxt = tile_start(~r_slot)
-        count = Mux(r_slot, t_count[1], t_count[0])
-        bend = Mux(r_slot, t_bend[1], t_bend[0])
+        need_nxt, newm_nxt, newv_nxt = tile_start(r_next)
+        count = Array(t_count)[r_slot]
+        bend = Array(t_bend)[r_slot]
 
         # Epilogue state.
         epi_busy = Signal()
@@ -517,11 +523,11 @@ class AttentionUnit(wiring.Component):
                 m.d.comb += issue.eq(1)
                 m.d.sync += r_idx.eq(r_idx + 1)
                 with m.If(r_idx == count - 1):
-                    m.d.comb += busy_clr.eq(Mux(r_slot, 0b10, 0b01))
-                    m.d.sync += [r_slot.eq(~r_slot), r_idx.eq(0)]
+                    m.d.comb += busy_clr.eq(Const(1, NS) << r_slot)
+                    m.d.sync += [r_slot.eq(r_next), r_idx.eq(0)]
                     with m.If(bend):
                         m.next = "EPI_WAIT"
-                    with m.Elif(t_ready.bit_select(~r_slot, 1) & (need_nxt == 0)):
+                    with m.Elif(t_ready.bit_select(r_next, 1) & (need_nxt == 0)):
                         # The next tile needs no rescale: no bubble.
                         m.d.sync += m_valid.eq(newv_nxt)
                         m.d.sync += [row_max[p].eq(newm_nxt[p]) for p in range(P)]
