@@ -5,6 +5,9 @@ field positions in :mod:`hw.isa`). :func:`encode` turns one :class:`GemmJob` int
 host sends — one command beat, the activation beats and the weight beats (with the per-tile
 parameter block) — and the plan of the result beats it must receive; :func:`decode_results`
 reassembles ``C`` from those result beats and :func:`decode_status` splits a status beat.
+:func:`encode_attention` does the same for one :class:`AttentionJob` of the attention unit
+(``docs/attention.md``): the command beat, the parameter block (and LUT) and the Q, K (with the
+mask bits in ``tuser``) and V beats; :func:`decode_rows` reads its output rows.
 
 Everything the hardware cannot do is rejected here with one :class:`ValueError` whose message
 names the offending argument (and, for the accumulator bound, the output column), so a job the
@@ -34,6 +37,8 @@ __all__ = [
     "GemmJob", "Beat", "BeatStream", "ResultPlan", "Streams", "Status",
     "encode", "encode_many", "decode_results", "decode_status", "column_bounds",
     "result_plan", "cycles_lower_bound",
+    "AttentionJob", "RowStream", "AttentionStreams", "attention_geometry", "encode_attention",
+    "decode_rows",
 ]
 
 _INT8 = (-128, 127)
@@ -769,3 +774,315 @@ def cycles_lower_bound(job: GemmJob, cfg) -> int:
     """
     s = encode(job, cfg, held=[0] * job.shape[2] if job.acc_in else None)
     return max(len(s.act), len(s.wgt), len(s.res))
+
+
+# --------------------------------------------------------------------------------------------
+# attention (docs/attention.md)
+
+@dataclass
+class AttentionJob:
+    """One attention job of one head: ``O = softmax(Q·Kᵀ)·V`` on the attention unit.
+
+    Parameters
+    ----------
+    q : numpy.ndarray, shape (M, d), dtype int8
+        Queries, symmetric (zero point 0).
+    k : numpy.ndarray, shape (N, d), dtype int8
+        Keys, symmetric.
+    v : numpy.ndarray, shape (N, d), dtype int8
+        Values, zero point ``params.zp_v``.
+    params : sim.golden.attention.AttentionParams
+        ``M0_s``, ``sh_s``, the LUT scale ``c``, ``zp_v``, ``M0_o``, ``sh_o``, ``zp_o``
+        (:func:`sim.golden.attention.attention_params`).
+    mask : numpy.ndarray of bool, shape (M, N) or (N,), or None
+        True = attend; (N,) applies to every query (a padding mask); None attends every key.
+        Sent as ``tuser`` of the key beats.
+    causal : bool
+        Query ``i`` attends key ``j`` only if ``j <= i`` (the command's ``causal`` bit, ANDed
+        with the mask by the hardware).
+    head : int
+        LUT slot to use (and load), 0 to ``heads - 1``.
+    load_lut : bool
+        Send the 256 entries of ``make_lut(params.c, F)`` after the parameters (into ``head``).
+        False reuses the table a previous job loaded into ``head``.
+    tag : int
+        0 to 255, echoed in the status beat.
+    F : int or None
+        LUT fraction bits of the table; None takes the design's. When given it must equal it.
+    """
+
+    q: Any
+    k: Any
+    v: Any
+    params: Any
+    mask: Any = None
+    causal: bool = False
+    head: int = 0
+    load_lut: bool = True
+    tag: int = 0
+    F: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(M, N, d)`` as given (not validated)."""
+        q, k = np.asarray(self.q), np.asarray(self.k)
+        return int(q.shape[0]), int(k.shape[0]), int(q.shape[-1])
+
+
+@dataclass(frozen=True)
+class RowStream:
+    """The beats of one row stream (``s_axis_q``, ``s_axis_k``, ``s_axis_v``, ``m_axis_o``).
+
+    Attributes
+    ----------
+    data : numpy.ndarray, shape (beats, d), dtype uint8
+        ``tdata`` bytes of each beat, lane 0 first (an int8 row viewed as bytes).
+    last : numpy.ndarray, shape (beats,), dtype bool
+        ``tlast`` of each beat.
+    user : numpy.ndarray, shape (beats,), dtype int64, or None
+        ``tuser`` of each beat (the key stream's per-query mask bits); None for no ``tuser``.
+    """
+
+    data: np.ndarray
+    last: np.ndarray
+    user: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def frames(self, last: np.ndarray | None = None) -> list[tuple[bytes, list[int] | None]]:
+        """The stream cut into ``tlast``-delimited frames.
+
+        Parameters
+        ----------
+        last : numpy.ndarray of bool, optional
+            ``tlast`` flags to cut at instead of :attr:`last` (to misplace one).
+
+        Returns
+        -------
+        list of (bytes, list of int or None)
+            Per frame: its ``tdata`` bytes and, with ``tuser``, one ``tuser`` value per byte
+            (each byte of a beat carries the beat's value: cocotbext-axi drives a beat's
+            ``tuser`` from its bytes), the form ``AxiStreamFrame(tdata, tuser=...)`` takes.
+            Beats after the last ``tlast`` form a final frame.
+        """
+        flags = self.last if last is None else np.asarray(last, dtype=bool)
+        ends = list(np.flatnonzero(flags) + 1)
+        if not ends or ends[-1] != len(self):
+            ends.append(len(self))
+        d = int(self.data.shape[1])
+        out, start = [], 0
+        for end in ends:
+            if end > start:
+                user = None
+                if self.user is not None:
+                    user = np.repeat(self.user[start:end], d).tolist()
+                out.append((self.data[start:end].tobytes(), user))
+            start = end
+        return out
+
+
+@dataclass(frozen=True)
+class AttentionStreams:
+    """Everything a host sends for one attention job, in the order of ``docs/attention.md``.
+
+    Attributes
+    ----------
+    cmd : int
+        The 128-bit command beat (:data:`hw.isa.ATT_CMD_FIELDS`).
+    param : numpy.ndarray, shape (4,) or (260,), dtype int64
+        ``s_axis_param`` beats as unsigned 32-bit words: ``M0_s``, ``sh_s & 0xff``, ``M0_o``,
+        ``sh_o & 0xff``, then (``load_lut``) ``E[0] … E[255]``; ``tlast`` on the last one.
+    q, k, v : RowStream
+        The query, key (``tuser`` = mask bits of the block's queries) and value beats, block
+        after block: per block of ``q_block`` queries, its ``mq`` query beats, then all ``N``
+        keys and values.
+    m : int
+        Output rows (``m_axis_o`` beats) the job returns: M, ``tlast`` on the last.
+    d : int
+        Bytes of a row beat.
+    mask : numpy.ndarray of bool, shape (M, N)
+        The mask as sent (without the causal part).
+    job : AttentionJob
+        The job with its arrays normalised (``mask`` None or as given).
+    """
+
+    cmd: int
+    param: np.ndarray
+    q: RowStream
+    k: RowStream
+    v: RowStream
+    m: int
+    d: int
+    mask: np.ndarray
+    job: AttentionJob
+
+    @property
+    def param_last(self) -> np.ndarray:
+        """``tlast`` of each parameter beat: only the block's last, shape (beats,), bool."""
+        out = np.zeros(len(self.param), dtype=bool)
+        out[-1] = True
+        return out
+
+    def param_bytes(self) -> bytes:
+        """The parameter beats as little-endian 32-bit words (one ``AxiStreamFrame``)."""
+        return self.param.astype("<u4").tobytes()
+
+
+def attention_geometry(cfg) -> dict[str, int]:
+    """The attention unit's parameters a host needs: ``d``, ``heads``, ``q_block`` (the
+    ``[attention]`` section) and ``F``, ``B``, ``N_max``, ``G`` (``cfg.osi8``).
+
+    Raises
+    ------
+    ValueError
+        If the configuration has no ``[attention]`` section.
+    """
+    att = getattr(cfg, "attention", None)
+    if att is None:
+        raise ValueError(f"configuration {getattr(cfg, 'name', cfg)!r} has no [attention] "
+                         f"section")
+    sm = cfg.osi8
+    return {"d": int(att.d), "heads": int(att.heads), "q_block": int(att.q_block),
+            "F": int(sm.F), "B": int(sm.B), "N_max": int(sm.N_max), "G": int(sm.G)}
+
+
+_LUTS: dict[tuple[float, int], tuple[int, ...]] = {}
+
+
+def _lut_cached(c: float, F: int) -> tuple[int, ...]:
+    """``make_lut(c, F)`` of the golden side (osi8.md), memoised: it is slow to evaluate."""
+    key = (float(c), int(F))
+    if key not in _LUTS:
+        from sim.golden import make_lut
+        _LUTS[key] = tuple(make_lut(*key))
+    return _LUTS[key]
+
+
+def _int8_2d(name: str, value, shape_doc: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype != np.int8:
+        raise ValueError(f"{name} must have dtype int8, not {arr.dtype.name}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D {shape_doc} array, not shape {arr.shape}")
+    return arr
+
+
+def encode_attention(job: AttentionJob, cfg) -> AttentionStreams:
+    """Encode one attention job into its command beat, parameter block and row beats.
+
+    Parameters
+    ----------
+    job : AttentionJob
+        The job.
+    cfg : GemmConfig
+        The design (its ``[attention]`` section and ``osi8`` parameters; see
+        :func:`attention_geometry`).
+
+    Returns
+    -------
+    AttentionStreams
+        The beats of ``s_axis_cmd``, ``s_axis_param``, ``s_axis_q``, ``s_axis_k`` and
+        ``s_axis_v`` in the documented order, and the number of output rows.
+
+    Raises
+    ------
+    ValueError
+        One line naming the argument, for: Q, K or V not 2-D int8, shapes that do not match,
+        ``d`` other than the design's, M = 0, N = 0 or N > ``N_max``, M above 2^24 - 1, a mask
+        that is not a bool array of shape (M, N) or (N,), ``head`` outside [0, heads),
+        ``tag`` outside [0, 255], an ``F`` other than the design's, params that are not an
+        ``AttentionParams``, and an output shift ``31 + G - sh_o`` outside [1, 62].
+    """
+    g = attention_geometry(cfg)
+    d, P = g["d"], g["q_block"]
+    from sim.golden.attention import AttentionParams
+    params = job.params
+    if not isinstance(params, AttentionParams):
+        raise ValueError(f"params must be an AttentionParams, not {type(params).__name__}")
+    q = _int8_2d("q", job.q, "(M, d)")
+    k = _int8_2d("k", job.k, "(N, d)")
+    v = _int8_2d("v", job.v, "(N, d)")
+    m, n = q.shape[0], k.shape[0]
+    if q.shape[1] != d:
+        raise ValueError(f"q must have d = {d} columns (the design's attention.d), not shape "
+                         f"{q.shape}")
+    if k.shape[1] != d:
+        raise ValueError(f"k must have d = {d} columns like q, not shape {k.shape}")
+    if v.shape != k.shape:
+        raise ValueError(f"v must have the shape (N, d) = {k.shape} of k, not {v.shape}")
+    if m < 1:
+        raise ValueError(f"q must hold at least one query (M >= 1), not shape {q.shape}")
+    if m > _DIM_MAX:
+        raise ValueError(f"M must be at most {_DIM_MAX}, not {m}")
+    if n < 1:
+        raise ValueError(f"k must hold at least one key (N >= 1), not shape {k.shape}")
+    if n > g["N_max"]:
+        raise ValueError(f"N = {n} keys exceed this design's N_max = {g['N_max']}")
+    head = _check_scalar("head", job.head, 0, g["heads"] - 1)
+    tag = _check_scalar("tag", job.tag, 0, 255)
+    F = g["F"] if job.F is None else _check_scalar("F", job.F, 8, 30)
+    if F != g["F"]:
+        raise ValueError(f"F = {F} differs from this design's F = {g['F']}")
+    try:
+        params.output_shift(g["G"])
+    except ValueError as e:
+        raise ValueError(f"params: {e}") from None
+    if job.mask is None:
+        mask = np.ones((m, n), dtype=bool)
+    else:
+        arr = np.asarray(job.mask)
+        if arr.dtype != np.bool_:
+            raise ValueError(f"mask must be a bool array (True = attend), not an array of dtype "
+                             f"{arr.dtype}")
+        if arr.shape not in ((m, n), (n,)):
+            raise ValueError(f"mask must have shape (M, N) = {(m, n)} or (N,) = {(n,)}, not "
+                             f"{arr.shape}")
+        mask = np.broadcast_to(arr, (m, n)).copy()
+
+    words = [params.score_multiplier & 0xFFFFFFFF, params.score_shift & 0xFF,
+             params.out_multiplier & 0xFFFFFFFF, params.out_shift & 0xFF]
+    if job.load_lut:
+        words += list(_lut_cached(params.c, F))
+    param = np.array(words, dtype=np.int64)
+
+    blocks = [(m0, min(P, m - m0)) for m0 in range(0, m, P)]
+    qb, kb = q.view(np.uint8), k.view(np.uint8)
+    vb = v.view(np.uint8)
+    q_last = np.zeros(m, dtype=bool)
+    kv_data = np.empty((len(blocks) * n, d), dtype=np.uint8)
+    v_data = np.empty((len(blocks) * n, d), dtype=np.uint8)
+    kv_last = np.zeros(len(blocks) * n, dtype=bool)
+    k_user = np.zeros(len(blocks) * n, dtype=np.int64)
+    weights = (1 << np.arange(P, dtype=np.int64))
+    for b, (m0, mq) in enumerate(blocks):
+        q_last[m0 + mq - 1] = True
+        sl = slice(b * n, (b + 1) * n)
+        kv_data[sl] = kb
+        v_data[sl] = vb
+        kv_last[(b + 1) * n - 1] = True
+        k_user[sl] = (mask[m0:m0 + mq].T.astype(np.int64) * weights[:mq]).sum(axis=1)
+
+    cmd = isa.pack(isa.ATT_CMD_FIELDS, opcode=isa.Opcode.ATTENTION, version=isa.ISA_VERSION,
+                   causal=int(bool(job.causal)), load_lut=int(bool(job.load_lut)), tag=tag,
+                   m=m, n=n, head=head, zp_v=params.zp_v, zp_o=params.zp_o)
+    norm = AttentionJob(q=q, k=k, v=v, params=params, mask=job.mask, causal=bool(job.causal),
+                        head=head, load_lut=bool(job.load_lut), tag=tag, F=F)
+    return AttentionStreams(cmd=cmd, param=param,
+                            q=RowStream(qb.copy(), q_last),
+                            k=RowStream(kv_data, kv_last.copy(), k_user),
+                            v=RowStream(v_data, kv_last), m=m, d=d, mask=mask, job=norm)
+
+
+def decode_rows(data: bytes, m: int, d: int) -> np.ndarray:
+    """The int8 (M, d) output of a job from its ``m_axis_o`` bytes (M beats of d bytes).
+
+    Raises
+    ------
+    ValueError
+        If the byte count is not ``m * d``.
+    """
+    if len(data) != m * d:
+        raise ValueError(f"Expected {m} output rows of {d} bytes ({m * d} bytes), got "
+                         f"{len(data)} bytes")
+    return np.frombuffer(bytes(data), dtype=np.int8).reshape(m, d).copy()

