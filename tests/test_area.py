@@ -279,7 +279,17 @@ def test_dedupe_keeps_one_module_per_kind():
     pes = {m: n for m, n in counts.items() if ".pe_" in m}
     assert sum(pes.values()) == 64                    # every PE instance accounted for
     assert len(pes) <= cfg.rows + cfg.cols            # far fewer kinds than instances
-    assert set(hier.split_modules(text)) == set(counts)
+    mods = hier.split_modules(text)
+    assert set(mods) == set(counts)
+    # Merged modules may name a port differently (port$511$0 in one PE, port$567$0 in another):
+    # every instantiation connects ports the kept module has.
+    for mod in mods.values():
+        for im in hier._INST_RE.finditer(mod.text):
+            child = hier._bare(im.group(2))
+            if child in mods:
+                body = mod.text[im.end():mod.text.find(");", im.end())]
+                for p in hier._PORT_CONN_RE.finditer(body):
+                    assert hier._bare(p.group(2).rstrip()) in mods[child].ports, (mod.name, child)
 
 
 def test_markdown_mentions_every_block(out):

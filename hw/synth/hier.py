@@ -21,6 +21,8 @@ __all__ = ["Module", "split_modules", "dedupe", "instance_counts"]
 _MODULE_RE = re.compile(r"^module\s+(\\\S+|[A-Za-z_][\w$]*)\s*\(", re.M)
 _INST_RE = re.compile(r"^(\s+)(\\\S+|[A-Za-z_][\w$]*)(\s+)(\\\S+|[A-Za-z_][\w$]*)(\s*\()\s*$", re.M)
 _NUM_RE = re.compile(r"\$(\d+)")
+_HEADER_RE = re.compile(r"^module\s+(?:\\\S+|[A-Za-z_][\w$]*)\s*\((.*?)\);", re.M | re.S)
+_PORT_CONN_RE = re.compile(r"^(\s+\.)(\\\S+ |[A-Za-z_][\w$]*)(\s*\()", re.M)
 
 
 def _bare(name: str) -> str:
@@ -39,6 +41,7 @@ class Module:
     name: str
     text: str
     children: list[tuple[str, str]] = field(default_factory=list)   # (module, instance)
+    ports: list[str] = field(default_factory=list)                  # header order, bare names
 
 
 def split_modules(verilog: str) -> dict[str, Module]:
@@ -60,7 +63,10 @@ def split_modules(verilog: str) -> dict[str, Module]:
         start = verilog.rfind("endmodule", 0, m.start())
         start = 0 if start < 0 else start + len("endmodule")
         name = _bare(m.group(1))
-        modules[name] = Module(name, verilog[start:end].lstrip("\n") + "\n")
+        text = verilog[start:end].lstrip("\n") + "\n"
+        h = _HEADER_RE.search(text)
+        ports = [_bare(p.strip()) for p in h.group(1).split(",") if p.strip()] if h else []
+        modules[name] = Module(name, text, ports=ports)
         pos = end
     names = set(modules)
     for mod in modules.values():
@@ -85,30 +91,52 @@ def instance_counts(modules: dict[str, Module], top: str) -> Counter:
     return counts
 
 
-def _rename(text: str, old: str, new: str, renames: dict[str, str]) -> str:
-    """Module text with its own name ``old`` -> ``new`` and instantiated modules renamed."""
+def _rename(text: str, old: str, new: str, renames: dict[str, str],
+            port_maps: dict[str, dict[str, str]] | None = None) -> str:
+    """Module text with its own name ``old`` -> ``new`` and instantiated modules renamed.
+
+    ``port_maps`` gives, per instantiated module, its port names -> the port names of the
+    module that stands for it (two merged modules may name the same port ``port$12$0`` and
+    ``port$31$0``: ports are matched by their position in the module header).
+    """
+    port_maps = port_maps or {}
     text = _MODULE_RE.sub(lambda m: f"module {_ident(new)}(" if _bare(m.group(1)) == old
                           else m.group(0), text, count=1)
-
-    def inst(m):
+    out: list[str] = []
+    pos = 0
+    for m in _INST_RE.finditer(text):
         child = _bare(m.group(2))
-        if child in renames:
-            return f"{m.group(1)}{_ident(renames[child])}{m.group(3)}{m.group(4)}{m.group(5)}"
-        return m.group(0)
-    return _INST_RE.sub(inst, text)
+        if child not in renames:
+            continue
+        end = text.find(");", m.end())
+        end = len(text) if end < 0 else end
+        out.append(text[pos:m.start()])
+        out.append(f"{m.group(1)}{_ident(renames[child])}{m.group(3)}{m.group(4)}{m.group(5)}")
+        body = text[m.end():end]
+        pmap = port_maps.get(child)
+        if pmap:
+            def port(p):
+                old_port = _bare(p.group(2).rstrip())
+                return f"{p.group(1)}{_ident(pmap.get(old_port, old_port))}{p.group(3)}"
+            body = _PORT_CONN_RE.sub(port, body)
+        out.append(body)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 _DECL_RE = re.compile(r"^\s+(?:wire|reg|input|output|inout)\b[^;]*;\s*$")
 
 
-def _normalized(text: str, name: str, renames: dict[str, str]) -> str:
+def _normalized(text: str, name: str, renames: dict[str, str],
+                port_maps: dict[str, dict[str, str]] | None = None) -> str:
     """The module's text with its name, its children's names and generated numbers normalized.
 
     Generated names (``\\$12``, ``\\port$396$0``) are renumbered in the order they first occur
     in the statements, and declarations, which Yosys writes sorted by name, are sorted after
     renumbering, so two instances that differ only in those numbers normalize alike.
     """
-    lines = _rename(text, name, "__self__", renames).splitlines()
+    lines = _rename(text, name, "__self__", renames, port_maps).splitlines()
     decls = [ln for ln in lines if _DECL_RE.match(ln)]
     stmts = [ln for ln in lines if not _DECL_RE.match(ln)]
     order: dict[str, int] = {}
@@ -161,18 +189,22 @@ def dedupe(verilog: str, top: str, variant: dict[str, str] | None = None
 
     post(top)
     rep: dict[str, str] = {}
+    port_maps: dict[str, dict[str, str]] = {}
     by_key: dict[str, str] = {}
     out: list[str] = []
     for name in order:
         mod = modules[name]
         key = hashlib.sha256((variant.get(name, "") + "\0" +
-                              _normalized(mod.text, name, rep)).encode()).hexdigest()
+                              _normalized(mod.text, name, rep, port_maps)).encode()).hexdigest()
         if key in by_key and name != top:
-            rep[name] = by_key[key]
+            keep = by_key[key]
+            rep[name] = keep
+            if mod.ports != modules[keep].ports:
+                port_maps[name] = dict(zip(mod.ports, modules[keep].ports))
             continue
         by_key[key] = name
         rep[name] = name
-        out.append(_rename(mod.text, name, name, rep))
+        out.append(_rename(mod.text, name, name, rep, port_maps))
     counts = Counter()
     for name, n in instance_counts(modules, top).items():
         counts[rep[name]] += n
