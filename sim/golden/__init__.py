@@ -1,12 +1,13 @@
 """Integer golden models: the bit-exact references the generated hardware is checked against.
 
-They implement docs/numerics.md (GEMM, requantization) and docs/osi8.md (the OSI8 softmax), and
-import nothing from ``hw``. Every public name of :mod:`sim.golden.gemm` and
-:mod:`sim.golden.softmax` is available here.
+They implement docs/numerics.md (GEMM, requantization) and docs/osi8.md (the OSI8 softmax and
+attention), and import nothing from ``hw``. Every public name of :mod:`sim.golden.gemm`,
+:mod:`sim.golden.softmax` and :mod:`sim.golden.attention` is available here.
 """
 
-from . import gemm, softmax
+from . import attention, gemm, softmax
+from .attention import *  # noqa: F401,F403  (names listed in attention.__all__)
 from .gemm import *  # noqa: F401,F403  (names listed in gemm.__all__)
 from .softmax import *  # noqa: F401,F403  (names listed in softmax.__all__)
 
-__all__ = [*gemm.__all__, *softmax.__all__]
+__all__ = [*gemm.__all__, *softmax.__all__, *attention.__all__]
