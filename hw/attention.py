@@ -111,7 +111,7 @@ class AttentionUnit(wiring.Component):
         self.rounding = rounding
         w = attention_widths(F, n_max, G, d)
         self.W_L, self.W_A, self.W_S, self.QB = w["W_L"], w["W_A"], w["W_S"], w["QB"]
-        self.out_depth = max(4, 2 * q_block)
+        self.out_depth = max(4, 3 * q_block)
         row = data.ArrayLayout(signed(8), d)
         super().__init__({
             "cmd": In(stream.Signature(unsigned(isa.CMD_WIDTH))),
@@ -473,16 +473,29 @@ class AttentionUnit(wiring.Component):
         count = Array(t_count)[r_slot]
         bend = Array(t_bend)[r_slot]
 
-        # Epilogue state.
-        epi_busy = Signal()
-        epi_m0 = Signal(24)
-        epi_mq = Signal(range(P + 1))
-        epi_empty = Signal(P)
-        L_div = [Signal(unsigned(WL), name=f"L_div{p}") for p in range(P)]
+        # Epilogue state, in two banks: a block's epilogue may start while the previous
+        # block's channels are still in the divider (when q_block <= d, see below).
+        epi_gen = Signal()                      # bank of the next epilogue
+        bank_busy = Signal(2)                   # bank holds a block not yet pushed out
+        bank_set = Signal(2)
+        bank_clr = Signal(2)
+        m.d.sync += bank_busy.eq((bank_busy | bank_set) & ~bank_clr)
+        epi_m0 = [Signal(24, name=f"epi{g}_m0") for g in range(2)]
+        epi_mq = [Signal(range(P + 1), name=f"epi{g}_mq") for g in range(2)]
+        epi_empty = [Signal(P, name=f"epi{g}_empty") for g in range(2)]
+        L_div = [[Signal(unsigned(WL), name=f"L_div{g}_{p}") for p in range(P)] for g in range(2)]
         div_in = Signal()
+        div_last = Signal()
         m.submodules.o_fifo = fifo = SyncFIFOBuffered(width=8 * d + 1, depth=self.out_depth)
         be_left = Signal(24)
         m.d.comb += be_left.eq(job_m - be_m0)
+        # Rows the output FIFO must have room for: P per busy bank, P for the new one. The push
+        # of a block takes q_block cycles and the next block's outputs arrive d cycles later at
+        # the earliest, so two banks overlap only when q_block <= d.
+        reserved_rows = Mux(bank_busy[0], P, 0) + Mux(bank_busy[1], P, 0)
+        epi_room = (fifo.level + reserved_rows + P <= self.out_depth) & ~bank_busy.bit_select(epi_gen, 1)
+        if P > d:
+            epi_room &= bank_busy == 0
 
         with m.FSM(name="back"):
             with m.State("IDLE"):
@@ -534,45 +547,49 @@ class AttentionUnit(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
             with m.State("EPI_WAIT"):
-                room = fifo.level <= self.out_depth - P
-                with m.If(pipe_empty & ~epi_busy & room):
-                    m.d.sync += [epi_busy.eq(1), epi_m0.eq(be_m0),
-                                 epi_mq.eq(Mux(be_left >= P, P, be_left)),
-                                 epi_empty.eq(~m_valid), m_valid.eq(0), cnt.eq(0)]
-                    for p in range(P):
-                        m.d.sync += [L_div[p].eq(L[p]), L[p].eq(0)]
+                with m.If(pipe_empty & epi_room):
+                    m.d.comb += bank_set.eq(Mux(epi_gen, 0b10, 0b01))
+                    m.d.sync += [m_valid.eq(0), cnt.eq(0)]
+                    for g in range(2):
+                        with m.If(epi_gen == g):
+                            m.d.sync += [epi_m0[g].eq(be_m0),
+                                         epi_mq[g].eq(Mux(be_left >= P, P, be_left)),
+                                         epi_empty[g].eq(~m_valid)]
+                            m.d.sync += [L_div[g][p].eq(L[p]) for p in range(P)]
+                    m.d.sync += [L[p].eq(0) for p in range(P)]
                     m.next = "EPI"
             with m.State("EPI"):
-                m.d.comb += div_in.eq(1)
+                m.d.comb += [div_in.eq(1), div_last.eq(cnt == d - 1)]
                 for p in range(P):
                     m.d.sync += [A[p][c].eq(A[p][c + 1]) for c in range(d - 1)]
                     m.d.sync += A[p][d - 1].eq(0)
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == d - 1):
-                    m.d.sync += be_m0.eq(be_m0 + P)
+                    m.d.sync += [be_m0.eq(be_m0 + P), epi_gen.eq(~epi_gen)]
                     m.next = "IDLE"
 
         # -- epilogue: exact division, output requantization, output rows ---------------------
         # q = round_div(A * 2^G, L) = floor((A * 2^(G+1) + L) / (2L)); with N' = A*2^(G+1) + L:
         # N' >= 0: q = N' // 2L; N' < 0: q = -((-N' - 1) // 2L) - 1 (floor of a negative).
         NW = WA + G + 2
-        d_valid = [Signal(name="div_valid0")]
+        ctl_layout = data.StructLayout({"valid": 1, "gen": 1, "last": 1})
+        ctl = [Signal(ctl_layout, name="div_ctl0")]
         d_neg = [[Signal(name=f"div_neg{p}_0") for p in range(P)]]
         d_rem = [[Signal(unsigned(NW), name=f"div_rem{p}_0") for p in range(P)]]
         d_q = [[Const(0, QB) for p in range(P)]]
-        m.d.sync += d_valid[0].eq(div_in)
+        m.d.sync += [ctl[0].valid.eq(div_in), ctl[0].gen.eq(epi_gen), ctl[0].last.eq(div_last)]
         for p in range(P):
             num = Signal(signed(NW), name=f"div_num{p}")
-            m.d.comb += num.eq((A[p][0] << (G + 1)) + L_div[p])
+            m.d.comb += num.eq((A[p][0] << (G + 1)) + Array(L_div[g][p] for g in range(2))[epi_gen])
             m.d.sync += [d_neg[0][p].eq(num < 0),
                          d_rem[0][p].eq(Mux(num < 0, -num - 1, num))]
         for k in range(QB):
             bit = QB - 1 - k
-            v = Signal(name=f"div_valid{k + 1}")
-            m.d.sync += v.eq(d_valid[-1])
+            c = Signal(ctl_layout, name=f"div_ctl{k + 1}")
+            m.d.sync += c.eq(ctl[-1])
             negs, rems, qs = [], [], []
             for p in range(P):
-                den = Cat(Const(0, 1 + bit), L_div[p])        # 2L << bit
+                den = Cat(Const(0, 1 + bit), Mux(ctl[-1].gen, L_div[1][p], L_div[0][p]))  # 2L << bit
                 ge = d_rem[-1][p] >= den
                 r = Signal(unsigned(NW), name=f"div_rem{p}_{k + 1}")
                 q = Signal(unsigned(QB), name=f"div_q{p}_{k + 1}")
@@ -580,49 +597,51 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += [r.eq(Mux(ge, d_rem[-1][p] - den, d_rem[-1][p])),
                              q.eq(d_q[-1][p] | (ge << bit)), n.eq(d_neg[-1][p])]
                 negs.append(n), rems.append(r), qs.append(q)
-            d_valid.append(v), d_neg.append(negs), d_rem.append(rems), d_q.append(qs)
+            ctl.append(c), d_neg.append(negs), d_rem.append(rems), d_q.append(qs)
         # Sign fix-up (and zero for a query with no attended key).
-        f_valid = Signal()
-        m.d.sync += f_valid.eq(d_valid[-1])
+        f_ctl = Signal(ctl_layout)
+        m.d.sync += f_ctl.eq(ctl[-1])
         quot = [Signal(signed(QB + 1), name=f"quot{p}") for p in range(P)]
         for p in range(P):
             qv = d_q[-1][p]
-            m.d.sync += quot[p].eq(Mux(epi_empty[p], 0,
-                                       Mux(d_neg[-1][p], -qv - 1, qv)))
+            empty = Mux(ctl[-1].gen, epi_empty[1][p], epi_empty[0][p])
+            m.d.sync += quot[p].eq(Mux(empty, 0, Mux(d_neg[-1][p], -qv - 1, qv)))
         # Output requantization: y = rshift_round(q * M0_o, k); o = clamp(zp_o + y).
-        y_valid = Signal()
-        m.d.sync += y_valid.eq(f_valid)
+        y_ctl = Signal(ctl_layout)
+        m.d.sync += y_ctl.eq(f_ctl)
         prod = [Signal(signed(QB + 34), name=f"oprod{p}") for p in range(P)]
         for p in range(P):
             m.d.sync += prod[p].eq(quot[p] * m0_o)
-        o_valid = Signal()
-        m.d.sync += o_valid.eq(y_valid)
         o_rows = [Signal(8 * d, name=f"orow{p}") for p in range(P)]
+        push_rows = [Signal(8 * d, name=f"push_row{p}") for p in range(P)]
+        push = Signal()
+        push_gen = Signal()
+        push_p = Signal(range(P + 1))
         for p in range(P):
             rounded = Signal(signed(QB + 35), name=f"oround{p}")
             m.d.comb += rounded.eq((prod[p] + (Const(1, 1) << (k_o - 1)[:6])) >> k_o)
             biased = Signal(signed(QB + 36), name=f"obias{p}")
             m.d.comb += biased.eq(rounded + zp_o)
             byte = Mux(biased < -128, -128, Mux(biased > 127, 127, biased))[:8]
-            with m.If(y_valid):
-                m.d.sync += o_rows[p].eq(Cat(o_rows[p][8:], byte) if d > 1 else byte)
-        # Collect d channels, then push the block's rows into the output FIFO.
-        got = Signal(range(d + 1))
-        push = Signal()
-        push_p = Signal(range(P + 1))
-        with m.If(y_valid):
-            m.d.sync += got.eq(got + 1)
-        with m.If(~push & (got == d)):
-            m.d.sync += [push.eq(1), push_p.eq(0), got.eq(0)]
+            row = Cat(o_rows[p][8:], byte) if d > 1 else byte
+            with m.If(y_ctl.valid):
+                m.d.sync += o_rows[p].eq(row)
+                with m.If(y_ctl.last):
+                    m.d.sync += push_rows[p].eq(row)
+        # The block's rows, complete after its last channel, go into the output FIFO.
+        with m.If(y_ctl.valid & y_ctl.last):
+            m.d.sync += [push.eq(1), push_p.eq(0), push_gen.eq(y_ctl.gen)]
         with m.If(push):
+            m0_push = Mux(push_gen, epi_m0[1], epi_m0[0])
+            mq_push = Mux(push_gen, epi_mq[1], epi_mq[0])
             for p in range(P):
                 with m.If(push_p == p):
-                    m.d.comb += fifo.w_data.eq(Cat(o_rows[p], epi_m0 + p == job_m - 1))
+                    m.d.comb += fifo.w_data.eq(Cat(push_rows[p], m0_push + p == job_m - 1))
             m.d.comb += fifo.w_en.eq(1)
             m.d.sync += push_p.eq(push_p + 1)
-            with m.If(push_p == epi_mq - 1):
-                m.d.sync += [push.eq(0), epi_busy.eq(0)]
-        del o_valid
+            with m.If(push_p == mq_push - 1):
+                m.d.sync += push.eq(0)
+                m.d.comb += bank_clr.eq(Mux(push_gen, 0b10, 0b01))
 
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.data.eq(fifo.r_data[:8 * d]),
                      self.o.payload.last.eq(fifo.r_data[8 * d]), fifo.r_en.eq(self.o.ready)]
