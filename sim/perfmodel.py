@@ -523,9 +523,10 @@ def softmax_cycles(cfg, n, rows: int | None = None) -> int:
     return last + SOFTMAX_PASS2_LATENCY + 1
 
 
-def softmax_closed_form(cfg, n: int, rows: int = 1) -> int | None:
-    """``rows · (2·nb + min(nb, B/P) + 1) + 12``, ``nb = ceil(n / lanes)``: equal to
-    :func:`softmax_cycles` when the output FIFO holds more than 12 beats (it holds 16), else None.
+def softmax_closed_form(cfg, n, rows: int | None = None) -> int | None:
+    """``rows · (2·nb + min(nb, B/P) + 1) + 12``, ``nb = ceil(n / lanes)`` (for a sequence of
+    lengths the sum of the rows' terms, + 12): equal to :func:`softmax_cycles` when the output
+    FIFO holds more than 12 beats (it holds 16), else None. Arguments as :func:`softmax_cycles`.
     """
     P, B, D = softmax_params(cfg)
     lengths = _lengths(n, rows)

@@ -20,11 +20,14 @@ from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from hw import isa
-from hw.config import GemmConfig
+from hw.config import GemmConfig, SoftmaxConfig
 from hw.gemm import GemmEngine, acc_width_for
+from hw.softmax import SoftmaxUnit
 from sim import driver
 from sim import perfmodel
 from sim.perfmodel import gemm_cycles, ideal_cycles, utilization
+from sim.perfmodel import (SOFTMAX_PASS2_LATENCY, softmax_closed_form, softmax_cycles,
+                           softmax_row_cycles, softmax_utilization)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -375,3 +378,128 @@ def test_cli_report(tmp_path, capsys):
     html_text = (rdir / "report.html").read_text()
     assert html_text.startswith("<!DOCTYPE html>") and "<code>s_axis_wgt_tdata</code>" in html_text
     assert (rdir / "utilization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- softmax (hw/softmax.py) --------------------------------------------------------------------
+
+def measure_softmax(P, B, lengths, *, out_depth=16, max_cycles=200_000):
+    """Run rows through a fresh ``SoftmaxUnit`` in the Amaranth simulator, each row twice, back
+    to back: the score stream offers a beat in every cycle, the output is always ready.
+
+    Returns the cycles from the cycle the first score beat is accepted to the cycle the last
+    probability beat is accepted, both counted. Scores, masks and the LUT do not change the
+    timing: zeros, every lane kept and attended, a ROM LUT.
+    """
+    from sim.golden import make_lut
+
+    dut = SoftmaxUnit(lanes=P, F=16, B=B, n_max=1 << 16, lut=make_lut(0.1, 16),
+                      out_depth=out_depth)
+    lasts = []
+    for n in lengths:
+        nb = -(-n // P)
+        lasts += ([False] * (nb - 1) + [True]) * 2
+    outs = sum(-(-n // P) for n in lengths)
+    got = {}
+
+    async def tb(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.payload.keep, (1 << P) - 1)
+        ctx.set(dut.i.payload.mask, (1 << P) - 1)
+        i = seen = 0
+        first = None
+        for cycle in range(max_cycles):
+            valid = i < len(lasts)
+            ctx.set(dut.i.valid, valid)
+            if valid:
+                ctx.set(dut.i.payload.last, lasts[i])
+            took = valid and ctx.get(dut.i.ready)
+            out = ctx.get(dut.o.valid)
+            await ctx.tick()
+            if took:
+                first = cycle if first is None else first
+                i += 1
+            if out:
+                seen += 1
+                if seen == outs:
+                    got["cycles"] = cycle - first + 1
+                    return
+        raise AssertionError(f"{seen} of {outs} probability beats in {max_cycles} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got["cycles"]
+
+
+def _sm(P, B, D=16):
+    return SimpleNamespace(lanes=P, B=B, out_depth=D)
+
+
+def test_softmax_model_hand_computed():
+    """Small cases worked out from hw/softmax.py by hand (docs/perf.md, Softmax).
+
+    One lane, B = 16, one key: pass 1 at cycle 0; its one-beat tile accumulated at 1; stage B
+    updates L at 2; pass1_done seen at 3, the pass-2 beat accepted at 3; it enters the output
+    FIFO 10 cycles later (stage A' + 9 divider stages) and is offered 2 after that, at 15: 16
+    cycles. A row of 16 keys (one tile): pass 1 at 0-15, accumulated at 16-31, pass 2 at 33-48,
+    the last probability at 60: 61. Longer rows pay one tile (B/P beats) + 1 between the
+    passes whatever their length.
+    """
+    assert SOFTMAX_PASS2_LATENCY == 12 == 1 + SoftmaxUnit.DIV_STAGES + perfmodel.FIFO_LATENCY
+    assert softmax_cycles(_sm(1, 16), 1) == 16
+    assert softmax_cycles(_sm(1, 16), 16) == 61
+    assert softmax_cycles(_sm(1, 16), 64) == 2 * 64 + 16 + 1 + 12 == 157
+    assert softmax_cycles(_sm(4, 16), 37, rows=3) == 3 * (2 * 10 + 4 + 1) + 12 == 87
+    assert softmax_cycles(_sm(1, 16), [1, 16, 64]) == 4 + 49 + 145 + 12
+    # the default design: one lane, B = 16, N = 32768
+    cfg = GemmConfig(softmax=SoftmaxConfig())
+    assert softmax_cycles(cfg, 32768) == 65536 + 17 + 12
+    assert softmax_row_cycles(cfg, 37) == 91
+    # Credits of a 4-deep FIFO (one lane, B = 1, 8 keys): pass 2 starts at 8 + 1 + 1 = 10,
+    # 4 beats (10-13) take the 4 credits, each held until 12 cycles after its beat, so the next
+    # 4 go at 23-26; the last probability at 38: 39 cycles.
+    assert softmax_cycles(_sm(1, 1, 4), 8) == 39
+    assert softmax_closed_form(_sm(1, 1, 4), 8) is None
+    assert softmax_closed_form(_sm(1, 1, 13), 8) == softmax_cycles(_sm(1, 1, 13), 8) == 30
+    assert softmax_utilization(_sm(1, 16), 64) == pytest.approx(128 / 157)
+    with pytest.raises(ValueError, match="positive number of keys"):
+        softmax_cycles(cfg, 0)
+    with pytest.raises(ValueError, match="no \\[softmax\\] section"):
+        softmax_cycles(GemmConfig(), 4)
+
+
+#: (lanes, B) of the unit x output FIFO depths: every tile shape of the RTL regression's
+#: configurations (tests/test_softmax_rtl.py) and the default, credits binding (4, 11, 12) or not.
+SOFTMAX_UNITS = [(1, 16), (4, 16), (1, 1), (2, 4), (8, 8), (2, 2), (4, 64)]
+
+
+@pytest.mark.parametrize("P,B", SOFTMAX_UNITS, ids=[f"l{p}b{b}" for p, b in SOFTMAX_UNITS])
+def test_softmax_model_equals_rtl_cycles(P, B):
+    """softmax_cycles == the Amaranth simulation of SoftmaxUnit, cycle for cycle: rows shorter
+    than a beat, a tile, one tile ± 1, several tiles and ragged; mixed lengths back to back;
+    output FIFO depths from 4 (credits bind) to 16 (the built unit)."""
+    for D in (16, 13, 12, 4):
+        sets = [sorted({1, P, P + 1, max(1, B - 1), B, B + 1, 3 * B + 1, 6 * B + P}),
+                [1] * 4, [3 * B + 2] * 3]
+        for lengths in sets:
+            got = measure_softmax(P, B, lengths, out_depth=D)
+            assert got == softmax_cycles(_sm(P, B, D), lengths), (P, B, D, lengths, got)
+            cf = softmax_closed_form(_sm(P, B, D), lengths)
+            assert cf is None if D <= 12 else cf == got
+
+
+@pytest.mark.rtl
+def test_softmax_model_equals_verilator_cycles():
+    """sim.run.softmax on the default design through Verilator: cycles == model_cycles ==
+    softmax_cycles (the cocotb bench asserts the same in every run_rows without backpressure,
+    tests/test_softmax_rtl.py)."""
+    from sim import run
+
+    rng = np.random.default_rng(41)
+    cfg = GemmConfig(softmax=SoftmaxConfig())
+    for shape in [(1, 1), (4, 15), (2, 130)]:
+        scores = rng.integers(-128, 128, shape).astype(np.int8)
+        _, stats = run.softmax(scores, 0.1, build_dir=BUILD)
+        want = softmax_cycles(cfg, shape[1], rows=shape[0])
+        assert stats["cycles"] == stats["model_cycles"] == want, (shape, stats)
