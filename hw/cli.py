@@ -6,6 +6,8 @@ Subcommands
 ``verify``    run the cocotb regression of a design (:func:`sim.runner.verify`)
 ``run gemm``  run one GEMM job through the simulated RTL (:func:`sim.run.gemm`)
 ``run softmax``  run rows of scores through the simulated softmax unit (:func:`sim.run.softmax`)
+``run attention``  one head of int8 attention through the simulated attention unit
+              (:func:`sim.run.attention`)
 ``demo``      run a real transformer layer through the RTL (:func:`sim.realdata.demo`)
 ``area``      area and timing with open tools (:func:`hw.synth.area`)
 ``sweep``     area over a grid of configurations (:func:`hw.synth.sweep.sweep`)
@@ -277,6 +279,93 @@ def cmd_run_softmax(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int8_matrix_arg(arr, option: str, shape: str):
+    """An int8-valued 2-D array given on the command line, checked with the option's name."""
+    import numpy as np
+    if arr.dtype.kind not in "iu":
+        raise CliError(f"{option}: must hold int8 integers, not an array of dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise CliError(f"{option}: must be a 2-D {shape} array, not shape {arr.shape}")
+    if arr.size and (int(arr.min()) < -128 or int(arr.max()) > 127):
+        raise CliError(f"{option}: values must lie in [-128, 127], not "
+                       f"[{int(arr.min())}, {int(arr.max())}]")
+    return arr.astype(np.int8)
+
+
+def _positive_scale(text: str, option: str) -> float:
+    value = _float32(text, option)
+    if not value > 0:
+        raise CliError(f"{option}: {text!r} is not a positive number")
+    return value
+
+
+def _int8_arg(value: int, option: str) -> int:
+    if not -128 <= value <= 127:
+        raise CliError(f"{option}: {value} is outside [-128, 127]")
+    return value
+
+
+def cmd_run_attention(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"--out: {out.parent}: no such folder")
+    if out.is_dir():
+        raise CliError(f"--out: {out}: is a folder")
+
+    cfg = _load_config(args.config) if args.config is not None else None
+    q = _int8_matrix_arg(_load_npy(args.q, "--q"), "--q", "(M, d)")
+    k = _int8_matrix_arg(_load_npy(args.k, "--k"), "--k", "(N, d)")
+    v = _int8_matrix_arg(_load_npy(args.v, "--v"), "--v", "(N, d)")
+    m, d = q.shape
+    n = k.shape[0]
+    if m < 1 or d < 1:
+        raise CliError(f"--q: must have at least one row and one column, not shape {q.shape}")
+    if n < 1 or k.shape[1] != d:
+        raise CliError(f"--k: must have shape (N, {d}) with N >= 1 (d of --q), not {k.shape}")
+    if v.shape != k.shape:
+        raise CliError(f"--v: must have the shape of --k, {k.shape}, not {v.shape}")
+    mask = None
+    if args.mask is not None:
+        mask = _load_npy(args.mask, "--mask")
+        if mask.dtype != bool:
+            raise CliError(f"--mask: must be a bool array, not dtype {mask.dtype}")
+        if mask.shape not in ((m, n), (n,)):
+            raise CliError(f"--mask: must have shape (M, N) = {(m, n)} or (N,) = {(n,)}, "
+                           f"not {mask.shape}")
+    scales = {name: _positive_scale(getattr(args, name), "--" + name.replace("_", "-"))
+              for name in ("scale_q", "scale_k", "scale_v", "scale_out")}
+    zp_v = _int8_arg(args.zp_v, "--zp-v")
+    zp_out = _int8_arg(args.zp_out, "--zp-out")
+    from sim import golden      # imported here: the CLI loads without sim
+    if args.scale_s is not None:
+        scale_s = _positive_scale(args.scale_s, "--scale-s")
+        calibrated = False
+    else:
+        scale_s = golden.calibrate_score_scale(q, k, scales["scale_q"], scales["scale_k"])
+        calibrated = True
+    # the scales must give representable multipliers (one line naming the scale at fault)
+    golden.attention_params(scales["scale_q"], scales["scale_k"], scales["scale_v"], scale_s,
+                            scales["scale_out"], d, zp_v=zp_v, zp_o=zp_out)
+    _check_sim(args.sim)
+
+    run = _import_sim("run")
+    o, stats = run.attention(q, k, v, **scales, scale_s=scale_s, zp_v=zp_v, zp_out=zp_out,
+                             mask=mask, causal=args.causal, config=cfg, sim=args.sim,
+                             waves=args.waves)
+    _save_npy_atomic(out, o)
+    if args.json:
+        record = dict(stats)
+        record["scale_s"] = scale_s
+        record["out"] = str(out)
+        print(json.dumps(record, sort_keys=True, default=_json_default))
+    else:
+        if calibrated:
+            print(f"scale_s={scale_s!r} (calibrated: max|Q.K^T| * scale_q * scale_k / "
+                  f"sqrt({d}) / 127)")
+        print(f"cycles={int(stats['cycles'])}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     _check_sim(args.sim)
@@ -513,10 +602,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to save the probabilities, written atomically (required)")
     g.set_defaults(func=cmd_run_softmax)
 
+    g = kinds.add_parser("attention", help="one head of int8 attention (fused OSI8)",
+                         description="Run softmax(Q.K^T / sqrt(d)).V of one head through the "
+                                     "simulated fused OSI8 attention unit (the standalone "
+                                     "attention top of the configuration) and save the int8 "
+                                     "output (scale --scale-out, zero point --zp-out). Q and K "
+                                     "are symmetric int8 (zero point 0), V has zero point "
+                                     "--zp-v. Without --scale-s the score scale is calibrated "
+                                     "(max |s| / 127, 1/sqrt(d) folded in) and printed. Prints "
+                                     "cycles=<n>.")
+    g.add_argument("--q", metavar="Q.npy", required=True,
+                   help="int8 queries, M x d, symmetric (required)")
+    g.add_argument("--k", metavar="K.npy", required=True,
+                   help="int8 keys, N x d, symmetric (required)")
+    g.add_argument("--v", metavar="V.npy", required=True,
+                   help="int8 values, N x d, zero point --zp-v (required)")
+    for name, what in (("q", "Q"), ("k", "K"), ("v", "V")):
+        g.add_argument(f"--scale-{name}", metavar="X", required=True,
+                       help=f"scale of {what}, parsed as float32 (required)")
+    g.add_argument("--scale-out", metavar="X", required=True,
+                   help="scale of the output, parsed as float32 (required)")
+    g.add_argument("--scale-s", metavar="X", default=None,
+                   help="score scale: the real value of one int8 score step, 1/sqrt(d) "
+                        "included, parsed as float32 (default: calibrated from the scores and "
+                        "printed)")
+    g.add_argument("--zp-v", metavar="N", type=int, default=0,
+                   help="zero point of V (default: %(default)s)")
+    g.add_argument("--zp-out", metavar="N", type=int, default=0,
+                   help="zero point of the output (default: %(default)s)")
+    g.add_argument("--mask", metavar="M.npy", default=None,
+                   help="bool mask, M x N or N values (one for every query), True = attend "
+                        "(default: attend every key)")
+    g.add_argument("--causal", action="store_true",
+                   help="query i attends key j only if j <= i, ANDed with --mask "
+                        "(default: off)")
+    g.add_argument("--config", metavar="FILE", default=None,
+                   help="configuration TOML file with an [attention] section (default: the "
+                        "embedded default with an [attention] section for d = the columns of "
+                        "Q)")
+    _add_sim(g)
+    _add_waves(g)
+    g.add_argument("--json", action="store_true",
+                   help="print the statistics as one JSON record (default: one summary line)")
+    g.add_argument("--out", metavar="O.npy", required=True,
+                   help="where to save the int8 output, M x d, written atomically (required)")
+    g.set_defaults(func=cmd_run_attention)
+
     p = sub.add_parser("demo", help="run a real transformer layer through the RTL",
                        description="Generate the design and run layer 0's Q, K and V "
-                                   "projections of all-MiniLM-L6-v2 through it, bit-exact "
-                                   "against the golden model, with accuracy against float.")
+                                   "projections of all-MiniLM-L6-v2 through it, then the "
+                                   "layer's attention (12 heads of d = 32) through the "
+                                   "attention unit, each bit-exact against the golden model, "
+                                   "with accuracy against float.")
     _add_config(p)
     _add_sim(p)
     p.set_defaults(func=cmd_demo)

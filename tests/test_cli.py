@@ -76,7 +76,7 @@ def test_importing_the_cli_does_not_import_sim():
     ('dataflow = "is"\n', 'dataflow: "is" is not allowed ("ws" or "os")'),
     ("rows = 4.0\n", "rows: 4.0 is not allowed (an integer from 1 to 64)"),
     ("colums = 4\n", "colums: unknown key (allowed: name, rows, cols, dataflow, k_max, "
-                     "acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax)"),
+                     "acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax, attention)"),
     ("[softmax]\nF = 7\n", "softmax.F: 7 is not allowed (an integer from 8 to 30)"),
 ])
 @pytest.mark.parametrize("command", [["generate"], ["verify"], ["demo"]], ids=lambda c: c[0])
@@ -173,7 +173,7 @@ def test_run_gemm_has_exactly_the_documented_options():
 @pytest.fixture
 def fake_sim(monkeypatch):
     """Stand-ins for sim.runner, sim.run and sim.realdata that record their calls."""
-    calls: dict[str, list] = {"verify": [], "gemm": [], "demo": []}
+    calls: dict[str, list] = {"verify": [], "gemm": [], "demo": [], "attention": []}
     result = {"verify": 0, "demo": 0, "gemm_error": None}
 
     runner = types.ModuleType("sim.runner")
@@ -193,6 +193,11 @@ def fake_sim(monkeypatch):
         return c, {"cycles": np.int64(1234), "model_cycles": 1230, "utilization": 0.4567,
                    "macs": a.shape[0] * b.size}
     run.gemm = gemm
+
+    def attention(q, k, v, **kwargs):
+        calls["attention"].append(dict(q=q, k=k, v=v, **kwargs))
+        return np.full(q.shape, kwargs["zp_out"], dtype=np.int8), {"cycles": np.int64(321)}
+    run.attention = attention
 
     realdata = types.ModuleType("sim.realdata")
 
@@ -360,3 +365,112 @@ def test_run_gemm_out_folder_must_exist(fake_sim, arrays, capsys):
     assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
                      "--out", str(d / "nope" / "c.npy")]) == 2
     assert "no such folder" in one_error_line(capsys.readouterr().err)
+
+
+# -- run attention ------------------------------------------------------------------------------
+
+def test_run_attention_has_exactly_the_documented_options():
+    att = next(p for p in _parsers(cli.build_parser()) if p.prog.endswith("run attention"))
+    options = {s for a in att._actions for s in a.option_strings} - {"-h", "--help"}
+    assert options == {"--q", "--k", "--v", "--scale-q", "--scale-k", "--scale-v",
+                       "--scale-out", "--scale-s", "--zp-v", "--zp-out", "--mask", "--causal",
+                       "--config", "--sim", "--waves", "--json", "--out"}
+
+
+@pytest.fixture
+def qkv(tmp_path):
+    rng = np.random.default_rng(2)
+    q = rng.integers(-127, 128, (3, 8), dtype=np.int8)
+    k = rng.integers(-127, 128, (5, 8), dtype=np.int8)
+    v = rng.integers(-128, 128, (5, 8), dtype=np.int8)
+    for name, arr in (("q", q), ("k", k), ("v", v)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    return tmp_path, q, k, v
+
+
+_ATT_SCALES = ["--scale-q", "0.05", "--scale-k", "0.04", "--scale-v", "0.02",
+               "--scale-out", "0.01"]
+
+
+def _att_args(d, *extra):
+    return ["run", "attention", "--q", str(d / "q.npy"), "--k", str(d / "k.npy"),
+            "--v", str(d / "v.npy"), *_ATT_SCALES, "--out", str(d / "o.npy"), *extra]
+
+
+def test_run_attention_calibrates_and_prints_the_score_scale(fake_sim, qkv, capsys):
+    from sim import golden
+
+    calls, _ = fake_sim
+    d, q, k, v = qkv
+    assert cli.main(_att_args(d, "--zp-v", "-3", "--zp-out", "4")) == 0
+    (call,) = calls["attention"]
+    want = golden.calibrate_score_scale(q, k, float(np.float32(0.05)), float(np.float32(0.04)))
+    assert call["scale_s"] == want
+    assert call["scale_q"] == float(np.float32(0.05)) != 0.05       # float32, like run gemm
+    assert (call["zp_v"], call["zp_out"], call["mask"], call["causal"]) == (-3, 4, None, False)
+    assert call["config"] is None and call["sim"] == "verilator" and call["waves"] is False
+    np.testing.assert_array_equal(call["v"], v)
+    assert capsys.readouterr().out.splitlines() == [
+        f"scale_s={want!r} (calibrated: max|Q.K^T| * scale_q * scale_k / sqrt(8) / 127)",
+        "cycles=321"]
+    np.testing.assert_array_equal(np.load(d / "o.npy"), np.full((3, 8), 4))
+    assert sorted(p.name for p in d.iterdir()) == ["k.npy", "o.npy", "q.npy", "v.npy"]
+
+
+def test_run_attention_given_scale_mask_causal_json(fake_sim, qkv, capsys, tmp_path):
+    calls, _ = fake_sim
+    d, q, k, v = qkv
+    np.save(d / "m.npy", np.array([True, False, True, True, True]))
+    (tmp_path / "c.toml").write_text("[attention]\nd = 8\n")
+    assert cli.main(_att_args(d, "--scale-s", "0.1", "--mask", str(d / "m.npy"), "--causal",
+                              "--config", str(tmp_path / "c.toml"), "--json")) == 0
+    (call,) = calls["attention"]
+    assert call["scale_s"] == float(np.float32(0.1))
+    assert call["mask"].tolist() == [True, False, True, True, True] and call["causal"] is True
+    assert call["config"].attention.d == 8
+    record = json.loads(capsys.readouterr().out)
+    assert record == {"cycles": 321, "scale_s": float(np.float32(0.1)), "out": str(d / "o.npy")}
+
+
+@pytest.mark.parametrize("setup,extra,message", [
+    (None, ["--scale-s", "0"], "--scale-s: '0' is not a positive number"),
+    (None, ["--zp-v", "128"], "--zp-v: 128 is outside [-128, 127]"),
+    (None, ["--zp-out", "-129"], "--zp-out: -129 is outside [-128, 127]"),
+    ({"q": np.zeros((3, 8), dtype=np.float32)}, [],
+     "--q: must hold int8 integers, not an array of dtype float32"),
+    ({"q": np.full((3, 8), 200, dtype=np.int16)}, [],
+     "--q: values must lie in [-128, 127], not [200, 200]"),
+    ({"k": np.zeros((5, 7), dtype=np.int8)}, [],
+     "--k: must have shape (N, 8) with N >= 1 (d of --q), not (5, 7)"),
+    ({"v": np.zeros((4, 8), dtype=np.int8)}, [],
+     "--v: must have the shape of --k, (5, 8), not (4, 8)"),
+    ({"v": np.zeros(8, dtype=np.int8)}, [], "--v: must be a 2-D (N, d) array, not shape (8,)"),
+    ({"m": np.ones((3, 4), dtype=bool)}, ["--mask", "m.npy"],
+     "--mask: must have shape (M, N) = (3, 5) or (N,) = (5,), not (3, 4)"),
+    ({"m": np.ones(5, dtype=np.int8)}, ["--mask", "m.npy"],
+     "--mask: must be a bool array, not dtype int8"),
+    (None, ["--mask", "nope.npy"], "--mask: nope.npy: no such file"),
+    (None, ["--scale-s", "1e-30"],
+     "score multiplier scale_q * scale_k / (sqrt(d) * scale_s) = "),
+])
+def test_run_attention_bad_input_writes_nothing(fake_sim, qkv, capsys, monkeypatch, setup,
+                                                extra, message):
+    calls, _ = fake_sim
+    d, _, _, _ = qkv
+    monkeypatch.chdir(d)
+    for name, arr in (setup or {}).items():
+        np.save(d / f"{name}.npy", arr)
+    before = sorted(p.name for p in d.iterdir())
+    assert cli.main(["run", "attention", "--q", "q.npy", "--k", "k.npy", "--v", "v.npy",
+                     *_ATT_SCALES, "--out", "o.npy", *extra]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith(f"npugen: error: {message}")
+    assert calls["attention"] == []
+    assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_run_attention_missing_scale_is_a_usage_error(qkv):
+    d, _, _, _ = qkv
+    proc = npugen("run", "attention", "--q", str(d / "q.npy"), "--k", str(d / "k.npy"),
+                  "--v", str(d / "v.npy"), "--out", str(d / "o.npy"))
+    assert proc.returncode == 2 and "--scale-q" in proc.stderr
+    assert not (d / "o.npy").exists()
