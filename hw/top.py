@@ -137,6 +137,43 @@ class SoftmaxTop(wiring.Component):
         return m
 
 
+def _attention_ports(members, unit, prefix=""):
+    """The attention unit's ports; ``prefix`` (``"att_"`` inside :class:`NpuTop`) keeps them
+    apart from the GEMM engine's command and status ports."""
+    _axis(members, f"s_axis_{prefix}cmd", In, isa.CMD_WIDTH)
+    _axis(members, f"m_axis_{prefix}status", Out, isa.STATUS_WIDTH)
+    _axis(members, f"s_axis_{prefix}param", In, isa.ATT_PARAM_WIDTH, last=True)
+    _axis(members, f"s_axis_{prefix}q", In, 8 * unit.d, last=True)
+    _axis(members, f"s_axis_{prefix}k", In, 8 * unit.d, user=unit.P, last=True)
+    _axis(members, f"s_axis_{prefix}v", In, 8 * unit.d, last=True)
+    _axis(members, f"m_axis_{prefix}o", Out, 8 * unit.d, last=True)
+
+
+def _connect_attention(m, top, u, prefix=""):
+    def port(name):
+        return getattr(top, name.format(p=prefix))
+    m.d.comb += [
+        u.cmd.payload.eq(port("s_axis_{p}cmd_tdata")), u.cmd.valid.eq(port("s_axis_{p}cmd_tvalid")),
+        port("s_axis_{p}cmd_tready").eq(u.cmd.ready),
+        port("m_axis_{p}status_tdata").eq(u.status.payload),
+        port("m_axis_{p}status_tvalid").eq(u.status.valid),
+        u.status.ready.eq(port("m_axis_{p}status_tready")),
+    ]
+    for name in ("param", "q", "k", "v"):
+        s = getattr(u, name)
+        m.d.comb += [
+            s.payload.data.eq(port(f"s_axis_{{p}}{name}_tdata")),
+            s.payload.last.eq(port(f"s_axis_{{p}}{name}_tlast")),
+            s.valid.eq(port(f"s_axis_{{p}}{name}_tvalid")),
+            port(f"s_axis_{{p}}{name}_tready").eq(s.ready),
+        ]
+    m.d.comb += [
+        u.k.payload.mask.eq(port("s_axis_{p}k_tuser")),
+        port("m_axis_{p}o_tdata").eq(u.o.payload.data), port("m_axis_{p}o_tlast").eq(u.o.payload.last),
+        port("m_axis_{p}o_tvalid").eq(u.o.valid), u.o.ready.eq(port("m_axis_{p}o_tready")),
+    ]
+
+
 class AttentionTop(wiring.Component):
     """Exported top of the OSI8 attention unit alone (``docs/attention.md``).
 
@@ -157,13 +194,7 @@ class AttentionTop(wiring.Component):
         self.cfg = cfg
         self.unit = u = attention_unit(cfg)
         members = {"aclk": In(1), "aresetn": In(1)}
-        _axis(members, "s_axis_cmd", In, isa.CMD_WIDTH)
-        _axis(members, "m_axis_status", Out, isa.STATUS_WIDTH)
-        _axis(members, "s_axis_param", In, isa.ATT_PARAM_WIDTH, last=True)
-        _axis(members, "s_axis_q", In, 8 * u.d, last=True)
-        _axis(members, "s_axis_k", In, 8 * u.d, user=u.P, last=True)
-        _axis(members, "s_axis_v", In, 8 * u.d, last=True)
-        _axis(members, "m_axis_o", Out, 8 * u.d, last=True)
+        _attention_ports(members, u)
         super().__init__(members)
 
     @property
@@ -176,25 +207,7 @@ class AttentionTop(wiring.Component):
         m.domains.sync = cd = ClockDomain("sync")
         m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
         m.submodules.attention = u = self.unit
-        m.d.comb += [
-            u.cmd.payload.eq(self.s_axis_cmd_tdata), u.cmd.valid.eq(self.s_axis_cmd_tvalid),
-            self.s_axis_cmd_tready.eq(u.cmd.ready),
-            self.m_axis_status_tdata.eq(u.status.payload),
-            self.m_axis_status_tvalid.eq(u.status.valid),
-            u.status.ready.eq(self.m_axis_status_tready),
-            u.param.payload.data.eq(self.s_axis_param_tdata),
-            u.param.payload.last.eq(self.s_axis_param_tlast),
-            u.param.valid.eq(self.s_axis_param_tvalid), self.s_axis_param_tready.eq(u.param.ready),
-            u.q.payload.data.eq(self.s_axis_q_tdata), u.q.payload.last.eq(self.s_axis_q_tlast),
-            u.q.valid.eq(self.s_axis_q_tvalid), self.s_axis_q_tready.eq(u.q.ready),
-            u.k.payload.data.eq(self.s_axis_k_tdata), u.k.payload.mask.eq(self.s_axis_k_tuser),
-            u.k.payload.last.eq(self.s_axis_k_tlast),
-            u.k.valid.eq(self.s_axis_k_tvalid), self.s_axis_k_tready.eq(u.k.ready),
-            u.v.payload.data.eq(self.s_axis_v_tdata), u.v.payload.last.eq(self.s_axis_v_tlast),
-            u.v.valid.eq(self.s_axis_v_tvalid), self.s_axis_v_tready.eq(u.v.ready),
-            self.m_axis_o_tdata.eq(u.o.payload.data), self.m_axis_o_tlast.eq(u.o.payload.last),
-            self.m_axis_o_tvalid.eq(u.o.valid), u.o.ready.eq(self.m_axis_o_tready),
-        ]
+        _connect_attention(m, self, u)
         return m
 
 
@@ -212,7 +225,10 @@ class NpuTop(wiring.Component):
     - ``m_axis_res_tdata[LC-1:0]``, ``_tkeep[LC/8-1:0]``, ``_tlast``, ``_tvalid``, ``_tready``.
 
     With a ``[softmax]`` section, the softmax unit's ports (see :class:`SoftmaxTop`) are added
-    beside the engine's.
+    beside the engine's; with an ``[attention]`` section, the attention unit's ports (see
+    :class:`AttentionTop`) with ``att_`` after the direction prefix (``s_axis_att_cmd``,
+    ``m_axis_att_status``, ``s_axis_att_param``, ``s_axis_att_q``, ``s_axis_att_k``,
+    ``s_axis_att_v``, ``m_axis_att_o``).
 
     Parameters
     ----------
@@ -226,6 +242,7 @@ class NpuTop(wiring.Component):
         self.cfg = cfg
         self.engine = GemmEngine.from_config(cfg)
         self.softmax = softmax_unit(cfg, softmax_lut) if cfg.softmax is not None else None
+        self.attention = attention_unit(cfg) if cfg.attention is not None else None
         R, C, L = cfg.rows, cfg.cols, self.engine.lane_bits
         members = {"aclk": In(1), "aresetn": In(1)}
 
@@ -246,6 +263,8 @@ class NpuTop(wiring.Component):
         axis("m_axis_res", Out, L * C, keep=L * C // 8, last=True)
         if self.softmax is not None:
             _softmax_ports(members, self.softmax)
+        if self.attention is not None:
+            _attention_ports(members, self.attention, "att_")
         super().__init__(members)
 
     @property
@@ -254,6 +273,8 @@ class NpuTop(wiring.Component):
         lat = dict(self.engine.latencies)
         if self.softmax is not None:
             lat["softmax_pass2"] = self.softmax.latency
+        if self.attention is not None:
+            lat.update(self.attention.latencies)
         return lat
 
     def elaborate(self, platform):
@@ -286,4 +307,7 @@ class NpuTop(wiring.Component):
         if self.softmax is not None:
             m.submodules.softmax = self.softmax
             _connect_softmax(m, self, self.softmax)
+        if self.attention is not None:
+            m.submodules.attention = self.attention
+            _connect_attention(m, self, self.attention, "att_")
         return m
