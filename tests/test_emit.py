@@ -527,3 +527,30 @@ def test_real_design_generates_and_lints_clean(tmp_path, cfg):
     assert m["latencies"] and all(isinstance(v, int) for v in m["latencies"].values())
     ok, messages = emit.lint(folder / "npu.v")
     assert ok, "\n".join(messages)
+
+
+def test_attention_section_adds_the_attention_ports_and_lints_clean(tmp_path):
+    """An [attention] section puts the attention unit into the exported top, its ports named
+    s_axis_att_* / m_axis_att_* (docs/attention.md), with widths from d and q_block."""
+    from hw.config import AttentionConfig
+    from hw.top import AttentionTop
+    cfg = GemmConfig(rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8,
+                     attention=AttentionConfig(d=3, heads=2, q_block=2))
+    folder = emit.generate(cfg, tmp_path)
+    ports = {p["name"]: (p["direction"], p["width"]) for p in _manifest(folder)["ports"]}
+    assert ports["s_axis_att_cmd_tdata"] == ("input", isa.CMD_WIDTH)
+    assert ports["m_axis_att_status_tdata"] == ("output", isa.STATUS_WIDTH)
+    assert ports["s_axis_att_param_tdata"] == ("input", 32)
+    for name in ("q", "k", "v"):
+        assert ports[f"s_axis_att_{name}_tdata"] == ("input", 24)
+        assert ports[f"s_axis_att_{name}_tlast"] == ("input", 1)
+    assert ports["s_axis_att_k_tuser"] == ("input", 2)
+    assert ports["m_axis_att_o_tdata"] == ("output", 24)
+    assert "s_axis_act_tdata" in ports                      # the GEMM engine is still there
+    ok, messages = emit.lint(folder / "npu.v")
+    assert ok, "\n".join(messages)
+    alone = emit.generate(cfg, tmp_path / "alone", top=AttentionTop)
+    names = {p["name"] for p in _manifest(alone)["ports"]}
+    assert {n.replace("_att_", "_") for n in ports if "_att_" in n} | {"aclk", "aresetn"} == names
+    ok, messages = emit.lint(alone / "npu.v")
+    assert ok, "\n".join(messages)
