@@ -1398,13 +1398,22 @@ def load_attention_fixture(path=ATTENTION_FIXTURE_PATH) -> dict:
 
 def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
          console=None) -> int:
-    """Run layer 0's Q, K and V projections of all-MiniLM-L6-v2 through the generated RTL.
+    """Run layer 0's Q, K and V projections and its attention through the generated RTL.
 
     Generates the design (``hw.emit.generate(cfg, "build")``), runs the three jobs through the
     simulated RTL (``sim.run``), checks each output bit for bit against
     ``sim.golden.gemm_int8`` with the same multipliers and shifts, and prints the sentence, its
     token count and a table: projection, shape ``MxKxN``, bit-exact, cosine similarity and
     maximum error against float (real units and output LSB), cycles and utilization.
+
+    Then the layer's attention: the RTL's Q, K and V outputs are split into 12 heads of d = 32
+    (:func:`attention_inputs`, scales calibrated per head) and each head runs through
+    ``sim.run.attention`` on the design with an ``[attention]`` section d = 32, heads = 12
+    (``q_block`` of the design's section, else the default), checked bit for bit against
+    :func:`sim.golden.attention_int8`; a second table per head: cosine and maximum error against
+    the float model's attention, the error the unit adds over exact attention on the same int8
+    inputs, the output scale, cycles, the ideal cycles (:func:`ideal_attention_cycles`) and
+    bit-exactness.
 
     Parameters
     ----------
@@ -1420,8 +1429,8 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
     Returns
     -------
     int
-        0 when every projection is bit-exact with the golden model; 1 when one is not or the
-        model package is missing (a one-line message says which).
+        0 when every projection and every head is bit-exact with the golden model; 1 when
+        one is not or the model package is missing (a one-line message says which).
     """
     from rich.console import Console
     from rich.table import Table
@@ -1472,10 +1481,57 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
             "-" if cycles is None else f"{int(cycles)}",
             "-" if util is None else f"{100 * float(util):.1f} %")
     console.print(table)
+
+    # the layer's attention, on the RTL's projection outputs
+    att_cfg = _attention_config(cfg)
+    att = attention_inputs(jobs, [np.asarray(c) for c, _ in results],
+                           mask=padding_mask(sentence), heads=HEADS)
+    run_attention = getattr(simrun, "attention", None)
+    if run_attention is None:
+        console.print("attention: not run (this sim.run has no attention())", markup=False,
+                      highlight=False)
+    else:
+        rtl = attention_rtl(att, run_attention, config=att_cfg, sim=sim)
+        osi8 = att_cfg.osi8
+        rows = attention_report(att, rtl, F=osi8.F, B=osi8.B, G=osi8.G, rounding=rounding,
+                                q_block=att_cfg.attention.q_block)
+        a = att_cfg.attention
+        console.print(attention_table(
+            rows, f"layer 0 attention, {att['heads']} heads of {att['q'].shape[1]}x"
+                  f"{att['k'].shape[1]}x{att['d']} (attention unit d={a.d} "
+                  f"q_block={a.q_block}, OSI8 F={osi8.F} B={osi8.B} G={osi8.G}, {sim})"))
+        cycles = [r["cycles"] for r in rows]
+        if all(c is not None for c in cycles):
+            total, ideal = sum(int(c) for c in cycles), sum(r["ideal_cycles"] for r in rows)
+            console.print(f"attention: {total} cycles for {len(rows)} heads, ideal {ideal:g} "
+                          f"({100 * ideal / total:.1f} %); cosine vs float >= "
+                          f"{min(r['cosine'] for r in rows):.5f} on every head",
+                          markup=False, highlight=False)
+        bad = [r["head"] for r in rows if not r["bit_exact"]]
+        if bad:
+            ok = False
+            console.print(f"error: attention heads {bad} differ from the golden model",
+                          markup=False, highlight=False)
     if not ok:
         console.print("error: RTL output differs from the golden model", markup=False,
                       highlight=False)
     return 0 if ok else 1
+
+
+def _attention_config(cfg):
+    """The demo's design with an ``[attention]`` section for MiniLM: d = 32, 12 heads (the
+    section's ``q_block`` is kept when the design has one)."""
+    import dataclasses
+
+    from hw.config import AttentionConfig
+
+    d = HIDDEN // HEADS
+    att = getattr(cfg, "attention", None)
+    if att is not None and att.d == d and att.heads >= HEADS:
+        return cfg
+    q_block = att.q_block if att is not None else AttentionConfig().q_block
+    return dataclasses.replace(cfg, attention=AttentionConfig(d=d, heads=HEADS,
+                                                              q_block=q_block))
 
 
 def golden_report(sentence: str = DEFAULT_SENTENCE, rounding: str = "single",

@@ -631,15 +631,16 @@ def test_fixture_job_through_rtl_bit_exact(tmp_path):
 
 @pytest.mark.rtl
 @needs_model
-@pytest.mark.skipif(_rtl_skip_reason() is not None, reason=str(_rtl_skip_reason()))
+@pytest.mark.skipif(not _has_rtl_attention(), reason="sim.run.attention not present")
 def test_demo_through_rtl():
-    """``npugen demo`` end to end: the three full-size projections bit-exact on Verilator."""
+    """``npugen demo`` end to end: the three full-size projections and the 12 attention heads
+    bit-exact on Verilator."""
     from rich.console import Console
 
     console = Console(record=True, width=100)
     assert rd.demo(console=console) == 0
     text = console.export_text()
-    assert text.count(" yes ") == 3 and "NO" not in text
+    assert text.count(" yes ") == 3 + 12 and "NO" not in text
     assert text.count("20x384x384") == 3
 
 
@@ -647,7 +648,7 @@ def test_demo_through_rtl():
 # demo(): its checking and reporting, with the RTL run replaced by a stand-in
 # ------------------------------------------------------------------------------------------
 
-def _fake_rtl(monkeypatch, corrupt=None):
+def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
     """Replace hw.emit.generate and sim.run by stand-ins returning the golden outputs."""
     import types
 
@@ -672,35 +673,59 @@ def _fake_rtl(monkeypatch, corrupt=None):
             out.append((c, {"cycles": 1000 + i, "utilization": 0.5}))
         return out
 
+    calls["attention"] = []
+
+    def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp_v=0,
+                  zp_out=0, mask=None, causal=False, config=None, sim="verilator", **kw):
+        from sim import golden
+        calls["attention"].append((q.shape, config.attention, sim))
+        p = golden.attention_params(scale_q, scale_k, scale_v, scale_s, scale_out, q.shape[1],
+                                    zp_v=zp_v, zp_o=zp_out)
+        o = golden.attention_int8(q, k, v, p, mask=mask, causal=causal)
+        if corrupt_head == len(calls["attention"]) - 1:
+            o = o.copy()
+            o[1, 2] = o[1, 2] + 1 if o[1, 2] < 127 else 126
+        return o, {"cycles": 150 + len(calls["attention"])}
+
     monkeypatch.setitem(sys.modules, "hw.emit", types.SimpleNamespace(generate=generate))
-    fake_run = types.SimpleNamespace(gemm_many=gemm_many)
+    fake_run = types.SimpleNamespace(gemm_many=gemm_many, attention=attention)
     monkeypatch.setitem(sys.modules, "sim.run", fake_run)
     monkeypatch.setattr(sim, "run", fake_run, raising=False)
     return calls
 
 
 @needs_model
-@pytest.mark.parametrize("corrupt", [None, 2])
-def test_demo_checks_bit_exactness(monkeypatch, corrupt):
+@pytest.mark.parametrize("corrupt, corrupt_head", [(None, None), (2, None), (None, 5)])
+def test_demo_checks_bit_exactness(monkeypatch, corrupt, corrupt_head):
     from rich.console import Console
 
-    from hw.config import load_config
+    from hw.config import AttentionConfig, load_config
 
-    calls = _fake_rtl(monkeypatch, corrupt)
-    console = Console(record=True, width=100)
+    calls = _fake_rtl(monkeypatch, corrupt, corrupt_head)
+    console = Console(record=True, width=120)
     code = rd.demo(cfg=load_config(), console=console)
     text = console.export_text()
     assert calls["generate"][1] == "build"
     assert calls["gemm_many"] == (3, "verilator")
+    # every head, one call each, on the design with a MiniLM [attention] section
+    assert calls["attention"] == [((20, 32), AttentionConfig(d=32, heads=12), "verilator")] * 12
     assert rd.DEFAULT_SENTENCE in text and "tokens:   20" in text
     for name in ("Q", "K", "V"):
         assert any(line.split("│")[1:2] == [f" {name:>5} "] for line in text.splitlines()), name
     assert text.count("20x384x384") == 3
-    if corrupt is None:
-        assert code == 0 and text.count(" yes ") == 3 and "NO" not in text
+    heads = [line.split("│") for line in text.splitlines() if line.count("│") == 10]
+    assert [int(c[1]) for c in heads] == list(range(12))
+    assert all(float(c[2]) >= 0.99 for c in heads)                    # cosine vs float
+    assert [int(c[7]) for c in heads] == list(range(151, 163))        # cycles, per head
+    assert all(c[8].strip() == "100" for c in heads)                  # 20·20 / q_block 4
+    assert "attention: 1878 cycles for 12 heads, ideal 1200" in text
+    if corrupt is None and corrupt_head is None:
+        assert code == 0 and text.count(" yes ") == 15 and "NO" not in text
     else:
-        assert code == 1 and text.count(" yes ") == 2 and " NO " in text
+        assert code == 1 and text.count(" yes ") == 14 and " NO " in text
         assert "differs from the golden model" in text
+    if corrupt_head is not None:
+        assert "attention heads [5] differ" in text
 
 
 def test_demo_without_model_is_one_line(monkeypatch):
