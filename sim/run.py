@@ -25,7 +25,7 @@ import numpy as np
 from sim import golden, perfmodel
 from sim.driver import GemmJob, encode_many
 
-__all__ = ["gemm", "gemm_many", "make_job", "softmax", "SimulationError"]
+__all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "SimulationError"]
 
 
 class SimulationError(RuntimeError):
@@ -356,3 +356,197 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
     if not waves:
         shutil.rmtree(tdir, ignore_errors=True)
     return probs.reshape(shape), stats
+
+
+# --------------------------------------------------------------------------------------------
+# attention (the fused OSI8 attention unit, docs/attention.md)
+
+def _attention_config(config, d: int, heads: int):
+    """The configuration of :func:`attention`: None is the embedded default plus an
+    ``[attention]`` section with ``d`` and ``heads`` (``q_block`` and the OSI8 parameters at
+    their defaults)."""
+    import dataclasses
+
+    from hw.config import AttentionConfig
+    cfg = _config(config)
+    if config is None:
+        cfg = dataclasses.replace(cfg, attention=AttentionConfig(d=d, heads=heads))
+    if getattr(cfg, "attention", None) is None:
+        raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
+    return cfg
+
+
+def _heads_of(name: str, x, ndim: int) -> np.ndarray:
+    """``x`` as an int8 (H, rows, d) array, with ``ndim`` 2 (one head) or 3."""
+    arr = np.asarray(x)
+    if arr.dtype != np.int8:
+        raise ValueError(f"{name} must have dtype int8, not {arr.dtype.name}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D like q, not shape {arr.shape}")
+    return arr if ndim == 3 else arr[None]
+
+
+def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp_v: int = 0,
+              zp_out: int = 0, mask=None, causal: bool = False, config=None,
+              sim: str = "verilator", waves: bool = False,
+              build_dir=None) -> tuple[np.ndarray, dict]:
+    """Run ``softmax(Q·Kᵀ / sqrt(d))·V`` of one or more heads through the simulated OSI8
+    attention unit (``hw.top.AttentionTop``).
+
+    The standalone attention top of the configuration is generated and compiled once (cached by
+    :func:`sim.runner.build` with ``top="attention"``). Each head becomes one job
+    (:class:`sim.driver.AttentionJob`) with the parameters of
+    :func:`sim.golden.attention_params`; head ``h`` uses the LUT slot ``h % attention.heads``
+    and loads its table (``load_lut``) unless the slot already holds it. The jobs run back to
+    back in one simulation, no backpressure, by :mod:`sim.benches.run_attention`. The result
+    is whatever the RTL computed: this function does not compare it with
+    :func:`sim.golden.attention_int8` (the tests do).
+
+    Parameters
+    ----------
+    q : array_like of int8, shape (M, d) or (H, M, d)
+        Queries (zero point 0); 3-D for H heads.
+    k : array_like of int8, shape (N, d) or (H, N, d)
+        Keys (zero point 0), 2-D or 3-D like ``q``.
+    v : array_like of int8, shape (N, d) or (H, N, d)
+        Values, zero point ``zp_v``.
+    scale_q, scale_k, scale_v, scale_out : float
+        Scales of Q, K, V and the output, positive and finite (float32 values are promoted
+        exactly).
+    scale_s : float, sequence of H floats, or None
+        Score scale ``S_s`` (the real value of one int8 score step, 1/sqrt(d) included); None
+        calibrates it per head with :func:`sim.golden.calibrate_score_scale` (the largest
+        ``|Q·Kᵀ|`` of the head maps to 127).
+    zp_v, zp_out : int
+        Zero points of V and of the output, int8.
+    mask : array_like of bool, shape (N,), (M, N) or (H, M, N), or None
+        True = attend; (N,) and (M, N) apply to every head; None attends every key.
+    causal : bool
+        Query ``i`` attends key ``j`` only if ``j <= i`` (ANDed with ``mask``).
+    config : hw.config.GemmConfig, path-like or None
+        The design; a TOML path; None for the embedded default plus an ``[attention]``
+        section with ``d = q.shape[-1]`` and ``heads = H`` (1 for 2-D input; at most 256), the
+        other parameters at their defaults (``q_block = 4``; ``F = 24``, ``B = 16``,
+        ``N_max = 32768``, ``G = 16``). A given configuration needs an ``[attention]`` section
+        whose ``d`` equals ``q.shape[-1]``.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    waves : bool
+        Record a waveform (path in the statistics).
+    build_dir : path-like or None
+        The build root (default ``./build``).
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        The output, int8 of shape (M, d) (or (H, M, d) for 3-D input), at scale ``scale_out``
+        with zero point ``zp_out``; and the statistics: ``cycles`` (the sum of the status beats'
+        cycle counts: command accepted to status, per head), ``cycles_per_head`` (list of int),
+        ``scale_s`` (the score scale used: a float, or a list of H floats for 3-D input;
+        calibrated when none was given), ``heads`` (H), ``sim``, ``config`` (the design's
+        name) and ``waves`` (path or None).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For operands, scales, zero points or a mask that the driver
+        (:func:`sim.driver.encode_attention`) or :func:`sim.golden.attention_params` rejects
+        (one-line messages: dtypes, shapes, ``d`` other than the design's, ``N > N_max``, a
+        scale that gives no representable multiplier), or a configuration without an
+        ``[attention]`` section; all before anything is built.
+    sim.runner.SimError
+        If the simulator is missing or the build fails.
+    SimulationError
+        If the simulation fails (an error status, a crash, a timeout, malformed framing).
+    """
+    import numbers
+
+    from sim import runner
+    from sim.driver import AttentionJob, encode_attention
+
+    q_arr = np.asarray(q)
+    if q_arr.ndim not in (2, 3):
+        raise ValueError(f"q must be a 2-D (M, d) or 3-D (H, M, d) array, not shape "
+                         f"{q_arr.shape}")
+    ndim = q_arr.ndim
+    qs = _heads_of("q", q, ndim)
+    ks = _heads_of("k", k, ndim)
+    vs = _heads_of("v", v, ndim)
+    H = qs.shape[0]
+    if ks.shape[0] != H or vs.shape[0] != H:
+        raise ValueError(f"q, k and v must hold the same number of heads, not {H}, "
+                         f"{ks.shape[0]} and {vs.shape[0]}")
+    if H < 1:
+        raise ValueError("q must hold at least one head")
+    m, n = qs.shape[1], ks.shape[1]
+    masks = [None] * H
+    if mask is not None:
+        mk = np.asarray(mask)
+        if mk.dtype != np.bool_:
+            raise ValueError(f"mask must be a bool array (True = attend), not an array of dtype "
+                             f"{mk.dtype}")
+        if ndim == 3 and mk.shape == (H, m, n):
+            masks = list(mk)
+        elif mk.shape in ((n,), (m, n)):
+            masks = [mk] * H
+        else:
+            shapes = "(N,) or (M, N)" + (" or (H, M, N)" if ndim == 3 else "")
+            raise ValueError(f"mask must have shape {shapes}, not {mk.shape}")
+    if scale_s is None:
+        from sim.golden import calibrate_score_scale
+        ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
+    elif isinstance(scale_s, numbers.Real) and not isinstance(scale_s, bool):
+        ss = [scale_s] * H
+    else:
+        ss = list(scale_s)
+        if len(ss) != H:
+            raise ValueError(f"scale_s must be one number or {H} numbers (one per head), not "
+                             f"{len(ss)}")
+    d = qs.shape[2]
+    cfg = _attention_config(config, d, min(H, 256))
+    heads = cfg.attention.heads
+    jobs, loaded = [], {}
+    for h in range(H):
+        params = golden.attention_params(scale_q, scale_k, scale_v, ss[h], scale_out, d,
+                                         zp_v=zp_v, zp_o=zp_out)
+        slot = h % heads
+        load = loaded.get(slot) != params.c
+        loaded[slot] = params.c
+        job = AttentionJob(qs[h], ks[h], vs[h], params, mask=masks[h], causal=causal,
+                           head=slot, load_lut=load, tag=h % 256)
+        encode_attention(job, cfg)              # validate before building anything
+        jobs.append(job)
+    scale_rep = [float(j.params.c) for j in jobs]
+    name = f"{cfg.name}_attention"
+
+    runner.build(cfg, sim, build_dir, waves, top="attention")
+    ddir = runner.design_dir(cfg, build_dir, top="attention")
+    (ddir / "runs").mkdir(parents=True, exist_ok=True)
+    tdir = Path(tempfile.mkdtemp(prefix=f"{sim}-run-", dir=ddir / "runs"))
+    in_file = tdir / "jobs.pkl"
+    out_file = tdir / "out.npz"
+    with open(in_file, "wb") as f:
+        pickle.dump(jobs, f)
+    run = runner.test(cfg, "sim.benches.run_attention", sim=sim, seed=0, waves=waves,
+                      build_dir=build_dir, test_dir=tdir, top="attention",
+                      extra_env={"NPUGEN_ATTENTION_IN": str(in_file),
+                                 "NPUGEN_OUT": str(out_file)})
+    if not run.ok or not out_file.is_file():
+        raise SimulationError(f"attention of {H} head(s) (M={m}, N={n}, d={d}) on {name} with "
+                              f"{sim} failed; log: {run.log}")
+    with np.load(out_file) as data:
+        outs = np.stack([data[f"o{h}"] for h in range(H)]).astype(np.int8)
+        cycles = [int(c) for c in data["cycles"]]
+        errors = [int(e) for e in data["errors"]]
+    bad = [h for h, e in enumerate(errors) if e]
+    if bad:
+        from hw.isa import Error
+        h = bad[0]
+        raise SimulationError(f"head {h} of {name} ended with status {Error(errors[h]).name}; "
+                              f"log: {run.log}")
+    stats = {"cycles": sum(cycles), "cycles_per_head": cycles,
+             "scale_s": scale_rep if ndim == 3 else scale_rep[0], "heads": H, "sim": sim,
+             "config": name, "waves": str(run.waves) if run.waves is not None else None}
+    if not waves:
+        shutil.rmtree(tdir, ignore_errors=True)
+    return (outs if ndim == 3 else outs[0]), stats
