@@ -474,3 +474,42 @@ def test_run_attention_missing_scale_is_a_usage_error(qkv):
                   "--v", str(d / "v.npy"), "--out", str(d / "o.npy"))
     assert proc.returncode == 2 and "--scale-q" in proc.stderr
     assert not (d / "o.npy").exists()
+
+
+def _has_rtl_attention():
+    try:
+        import sim.run as run
+    except ImportError:
+        return False
+    return hasattr(run, "attention")
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(not _has_rtl_attention(), reason="sim.run.attention not present")
+def test_run_attention_through_the_rtl(tmp_path):
+    """One small head through the simulated attention unit, bit-exact with the golden model."""
+    from sim import golden
+
+    rng = np.random.default_rng(5)
+    q = rng.integers(-127, 128, (5, 4), dtype=np.int8)
+    k = rng.integers(-127, 128, (6, 4), dtype=np.int8)
+    v = rng.integers(-128, 128, (6, 4), dtype=np.int8)
+    mask = np.array([True, True, False, True, True, True])
+    for name, arr in (("q", q), ("k", k), ("v", v), ("m", mask)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    (tmp_path / "c.toml").write_text('name = "attcli"\n[attention]\nd = 4\nheads = 1\n'
+                                     'q_block = 2\n')
+    proc = npugen("run", "attention", "--q", "q.npy", "--k", "k.npy", "--v", "v.npy",
+                  "--scale-q", "0.05", "--scale-k", "0.04", "--scale-v", "0.02",
+                  "--scale-out", "0.01", "--zp-v", "3", "--zp-out", "-2", "--mask", "m.npy",
+                  "--config", "c.toml", "--out", "o.npy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("scale_s=") and lines[-1].startswith("cycles=")
+    assert int(lines[-1].split("=")[1].split()[0]) > 0
+    f32 = lambda x: float(np.float32(x))  # noqa: E731
+    s_s = golden.calibrate_score_scale(q, k, f32(0.05), f32(0.04))
+    p = golden.attention_params(f32(0.05), f32(0.04), f32(0.02), s_s, f32(0.01), 4, zp_v=3,
+                                zp_o=-2)
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
+                                  golden.attention_int8(q, k, v, p, mask=mask))
