@@ -500,8 +500,8 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     else:
         ss = list(scale_s)
         if len(ss) != H:
-            raise ValueError(f"scale_s must be one number or {H} numbers (one per head), not "
-                             f"{len(ss)}")
+            raise ValueError(f"scale_s must be one number or a sequence of {H} (one per head), "
+                             f"not {len(ss)}")
     d = qs.shape[2]
     cfg = _attention_config(config, d, min(H, 256))
     heads = cfg.attention.heads

@@ -499,3 +499,120 @@ def test_overflow_boundary_with_wide_accumulator():
     s = encode(GemmJob(np.zeros((1, k), np.int8), b, bias=np.array([(1 << 31) - 1], np.int32)),
                cfg)
     assert s.bound == [(1 << 32) - 1]
+
+
+# ------------------------------------------------------------------------------------------
+# attention jobs (docs/attention.md)
+
+from types import SimpleNamespace  # noqa: E402
+
+from sim.driver import AttentionJob, decode_rows, encode_attention  # noqa: E402
+from sim.golden.attention import AttentionParams  # noqa: E402
+
+
+def _att_cfg(d=2, heads=2, q_block=2, N_max=8, F=16, G=16):
+    return SimpleNamespace(name="att", attention=SimpleNamespace(d=d, heads=heads,
+                                                                 q_block=q_block),
+                           osi8=SimpleNamespace(F=F, B=4, N_max=N_max, G=G))
+
+
+_ATT_PARAMS = AttentionParams(score_multiplier=1 << 30, score_shift=-5, c=0.25, zp_v=-3,
+                              out_multiplier=(1 << 30) + 7, out_shift=2, zp_o=4)
+
+
+def _att_job(**kw):
+    q = np.array([[1, -2], [3, 4], [-128, 127]], dtype=np.int8)
+    k = np.array([[5, 6], [-7, 8]], dtype=np.int8)
+    v = np.array([[9, -10], [11, 12]], dtype=np.int8)
+    mask = np.array([[True, False], [True, True], [False, True]])
+    args = dict(q=q, k=k, v=v, params=_ATT_PARAMS, mask=mask, causal=True, head=1,
+                tag=0x5A)
+    args.update(kw)
+    return AttentionJob(**args)
+
+
+def test_attention_command_word_by_hand():
+    s = encode_attention(_att_job(), _att_cfg())
+    want = (0x02 | 1 << 8 | 1 << 16 | 1 << 17 | 0x5A << 24 | 3 << 32 | 2 << 56 | 1 << 80
+            | 0xFD << 88 | 4 << 96)
+    assert s.cmd == want
+    assert isa.unpack(isa.ATT_CMD_FIELDS, s.cmd) == {
+        "opcode": 2, "version": 1, "causal": 1, "load_lut": 1, "tag": 0x5A, "m": 3, "n": 2,
+        "head": 1, "zp_v": -3, "zp_o": 4}
+    assert s.cmd & isa.reserved_mask(isa.ATT_CMD_FIELDS, isa.CMD_WIDTH) == 0
+
+
+def test_attention_parameter_block_and_lut():
+    s = encode_attention(_att_job(), _att_cfg())
+    assert s.param[:4].tolist() == [1 << 30, 0xFB, (1 << 30) + 7, 2]
+    assert len(s.param) == isa.ATT_PARAM_BEATS + isa.ATT_LUT_BEATS
+    assert s.param[4:].tolist() == golden.make_lut(0.25, 16)
+    assert s.param_last.tolist() == [False] * 259 + [True]
+    assert s.param_bytes()[:8] == (1 << 30).to_bytes(4, "little") + b"\xfb\x00\x00\x00"
+    s = encode_attention(_att_job(load_lut=False), _att_cfg())
+    assert s.param.tolist() == [1 << 30, 0xFB, (1 << 30) + 7, 2]
+    assert isa.unpack(isa.ATT_CMD_FIELDS, s.cmd)["load_lut"] == 0
+
+
+def test_attention_row_beats_in_stream_order():
+    """Two query blocks (2 + 1 queries): Q rows per block, then the keys and values of each
+    block, tuser = the block's mask bits (0 for lanes p >= mq; causal is not in tuser)."""
+    job = _att_job()
+    s = encode_attention(job, _att_cfg())
+    assert s.q.data.view(np.int8).tolist() == job.q.tolist()
+    assert s.q.last.tolist() == [False, True, True]
+    assert s.k.data.view(np.int8).tolist() == job.k.tolist() * 2
+    assert s.v.data.view(np.int8).tolist() == job.v.tolist() * 2
+    assert s.k.last.tolist() == s.v.last.tolist() == [False, True, False, True]
+    assert s.k.user.tolist() == [0b11, 0b10, 0b00, 0b01]
+    assert s.v.user is None and s.q.user is None
+    assert s.k.frames() == [(bytes([5, 6, 249, 8]), [3, 3, 2, 2]),
+                            (bytes([5, 6, 249, 8]), [0, 0, 1, 1])]
+    assert s.q.frames() == [(bytes([1, 254, 3, 4]), None), (bytes([128, 127]), None)]
+    assert s.m == 3 and s.d == 2
+    # a padding mask (N,) applies to every query; None attends everything
+    s = encode_attention(_att_job(mask=np.array([False, True])), _att_cfg())
+    assert s.k.user.tolist() == [0b00, 0b11, 0b00, 0b01]
+    s = encode_attention(_att_job(mask=None), _att_cfg(q_block=3))
+    assert s.k.user.tolist() == [0b111, 0b111] and s.q.last.tolist() == [False, False, True]
+    # an extra tlast cuts a frame
+    assert len(s.k.frames(last=np.array([True, True]))) == 2
+
+
+def test_decode_rows():
+    assert decode_rows(bytes([1, 255, 128, 0]), 2, 2).tolist() == [[1, -1], [-128, 0]]
+    with pytest.raises(ValueError, match="Expected 2 output rows of 2 bytes"):
+        decode_rows(b"\x00" * 3, 2, 2)
+
+
+@pytest.mark.parametrize("kw,cfg,msg", [
+    (dict(q=np.zeros((3, 2), np.int16)), {}, "q must have dtype int8, not int16"),
+    (dict(q=np.zeros(2, np.int8)), {}, r"q must be a 2-D \(M, d\) array"),
+    (dict(q=np.zeros((3, 3), np.int8)), {},
+     r"q must have d = 2 columns \(the design's attention.d\), not shape \(3, 3\)"),
+    (dict(k=np.zeros((2, 3), np.int8)), {}, "k must have d = 2 columns like q"),
+    (dict(v=np.zeros((3, 2), np.int8)), {}, r"v must have the shape \(N, d\) = \(2, 2\) of k"),
+    (dict(q=np.zeros((0, 2), np.int8), mask=None), {}, "q must hold at least one query"),
+    (dict(k=np.zeros((0, 2), np.int8), v=np.zeros((0, 2), np.int8), mask=None), {},
+     "k must hold at least one key"),
+    (dict(k=np.zeros((9, 2), np.int8), v=np.zeros((9, 2), np.int8), mask=None), {},
+     "N = 9 keys exceed this design's N_max = 8"),
+    (dict(head=2), {}, r"head must be in \[0, 1\], not 2"),
+    (dict(head=-1), {}, r"head must be in \[0, 1\], not -1"),
+    (dict(tag=256), {}, r"tag must be in \[0, 255\], not 256"),
+    (dict(F=20), {}, "F = 20 differs from this design's F = 16"),
+    (dict(mask=np.ones((3, 2), np.int8)), {}, "mask must be a bool array"),
+    (dict(mask=np.ones((2, 2), bool)), {}, r"mask must have shape \(M, N\) = \(3, 2\)"),
+    (dict(params=None), {}, "params must be an AttentionParams, not NoneType"),
+    (dict(params=dataclasses.replace(_ATT_PARAMS, out_shift=50)), {},
+     r"params: out_shift = 50 gives k = 31 \+ G - out_shift = -3 for G = 16"),
+])
+def test_attention_validation_messages(kw, cfg, msg):
+    with pytest.raises(ValueError, match=msg) as info:
+        encode_attention(_att_job(**kw), _att_cfg(**cfg))
+    assert "\n" not in str(info.value)
+
+
+def test_attention_needs_an_attention_section():
+    with pytest.raises(ValueError, match=r"configuration 'plain' has no \[attention\] section"):
+        encode_attention(_att_job(), SimpleNamespace(name="plain", attention=None))
