@@ -6,6 +6,11 @@ starts from a reset, checks every result against :mod:`sim.golden` (through
 :class:`sim.benches.tb.Model`) and every status beat (error code, tag, version, a cycle count no
 lower than the beats of the busiest stream), and ends with a correct job where a test provoked an
 error or a reset.
+
+Wherever a test runs with no backpressure pattern (every stream offers a beat whenever it has one,
+every consumer is always ready), each status beat's ``cycles`` must also equal the cycle model
+exactly: :func:`sim.perfmodel.gemm_cycles` for a job, :data:`sim.perfmodel.REJECT_CYCLES` for a
+rejected command (:func:`_run`, :func:`_check_cycles`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from cocotb.triggers import ClockCycles
 from hw import isa
 from sim.benches.tb import PATTERNS, TB, bench_full, random_job, requant_params, wait_high
 from sim.driver import GemmJob, decode_results, encode
+from sim.perfmodel import REJECT_CYCLES, gemm_cycles
 
 
 def _cmd(cfg, **over) -> int:
@@ -28,11 +34,56 @@ def _cmd(cfg, **over) -> int:
     return isa.pack(isa.CMD_FIELDS, **f)
 
 
+def _free(tb: TB) -> bool:
+    """No backpressure pattern installed (:func:`_backpressure`)."""
+    return getattr(tb, "pattern", "none") == "none"
+
+
+def _backpressure(tb: TB, pattern: str) -> None:
+    """:meth:`TB.backpressure` on sources and sinks, remembered for :func:`_check_cycles`."""
+    tb.backpressure(pattern)
+    tb.pattern = pattern
+
+
+def _check_cycles(tb: TB, job: GemmJob | None, st) -> None:
+    """With free streams, the status ``cycles`` equals the model: ``gemm_cycles`` of ``job``, or
+    ``REJECT_CYCLES`` for a rejected command (``job`` None)."""
+    if not _free(tb):
+        return
+    if job is None:
+        assert st.cycles == REJECT_CYCLES, (
+            f"rejected command tag {st.tag}: status cycles {st.cycles}, the model says "
+            f"{REJECT_CYCLES}")
+        return
+    m, k, n = job.shape
+    want = gemm_cycles(tb.cfg, m, k, n, requant=job.requant, acc_in=bool(job.acc_in),
+                       acc_out=bool(job.acc_out))
+    assert st.cycles == want, (
+        f"job {m}x{k}x{n} tag {job.tag} ({'requant' if job.requant else 'raw'}"
+        f"{', acc_in' if job.acc_in else ''}{', acc_out' if job.acc_out else ''}) on "
+        f"{tb.cfg.name}: status cycles {st.cycles}, the model (sim.perfmodel.gemm_cycles) "
+        f"says {want}")
+
+
+async def _run(tb: TB, job: GemmJob, **kw):
+    """:meth:`TB.run_job`, then :func:`_check_cycles` of its status."""
+    r = await tb.run_job(job, **kw)
+    _check_cycles(tb, job, r.status)
+    return r
+
+
+async def _reject(tb: TB, word: int, expect, tag: int):
+    """:meth:`TB.run_command`, then :func:`_check_cycles` of its status."""
+    st = await tb.run_command(word, expect, tag)
+    _check_cycles(tb, None, st)
+    return st
+
+
 async def _sanity_job(tb: TB, tag: int = 0x5A) -> None:
     """A correct job after an error or a reset: ragged in every dimension, requantized."""
     R, C = tb.cfg.rows, tb.cfg.cols
     k = min(tb.cfg.k_max, R + 1)
-    await tb.run_job(random_job(tb.rng, R + 1, k, C + 1, requant=True, tag=tag))
+    await _run(tb, random_job(tb.rng, R + 1, k, C + 1, requant=True, tag=tag))
 
 
 def _check_idle(tb: TB) -> None:
@@ -48,7 +99,7 @@ async def test_small_shapes(dut):
     for m, k, n in ((5, 1, 2), (5, 6, 7), (1, 1, 1)):
         k = min(k, tb.cfg.k_max)
         for requant in (False, True):
-            await tb.run_job(random_job(tb.rng, m, k, n, requant=requant))
+            await _run(tb, random_job(tb.rng, m, k, n, requant=requant))
     _check_idle(tb)
 
 
@@ -77,7 +128,7 @@ async def test_k_max_extremes(dut):
         b[:, 1] = 127
         bias[1] = -min(limit - 128 * 127 * k, (1 << 31) - 1)
     job = GemmJob(a, b, bias=bias.astype(np.int32), tag=1)
-    r = await tb.run_job(job)
+    r = await _run(tb, job)
     if cfg.acc_bits == 32 and 128 * 128 * k <= limit:
         assert int(r.c[0, 0]) == limit, f"C[0,0] = {int(r.c[0, 0])}, expected {limit}"
     mult, shift = requant_params(tb.rng, k, n, extreme=n >= 4)
@@ -85,7 +136,7 @@ async def test_k_max_extremes(dut):
         mult[0], shift[0] = (1 << 31) - 1, -31
     job = GemmJob(a, b, bias=bias.astype(np.int32), multiplier=mult, shift=shift, tag=2,
                   zp_out=-3)
-    await tb.run_job(job)
+    await _run(tb, job)
     _check_idle(tb)
 
 
@@ -105,19 +156,19 @@ async def test_accumulate_across_jobs(dut):
     j3 = random_job(tb.rng, m, k3, n, requant=True, tag=12)
     j3.acc_in = True
     for j in (j1, j2, j3):
-        await tb.run_job(j)
+        await _run(tb, j)
     # the same chain ending raw
     j1.tag, j3 = 13, random_job(tb.rng, m, k3, n, requant=False, tag=14)
     j3.acc_in = True
-    await tb.run_job(j1)
-    await tb.run_job(j3)
+    await _run(tb, j1)
+    await _run(tb, j3)
     # j3 consumed the accumulator without acc_out: a further acc_in has nothing held
     word = _cmd(cfg, acc_in=1, m=m, k=1, n=n, tag=15)
-    await tb.run_command(word, isa.Error.BAD_ACC, 15)
+    await _reject(tb, word, isa.Error.BAD_ACC, 15)
     # a held accumulator of another shape does not match
     j1.tag = 16
-    await tb.run_job(j1)
-    await tb.run_command(_cmd(cfg, acc_in=1, m=max(1, m - 1), k=1, n=n, tag=17),
+    await _run(tb, j1)
+    await _reject(tb, _cmd(cfg, acc_in=1, m=max(1, m - 1), k=1, n=n, tag=17),
                          isa.Error.BAD_ACC, 17)
     tb.model.reset()
     await _sanity_job(tb)
@@ -143,14 +194,14 @@ async def test_weight_tiles_back_to_back(dut):
     m = min(cfg.acc_depth, max(2 * R, 8))
     eye = np.eye(R, C, dtype=np.int8)
     a = tb.rng.integers(-64, 64, (m, R), dtype=np.int8)
-    one = await tb.run_job(GemmJob(a, eye, tag=1))
+    one = await _run(tb, GemmJob(a, eye, tag=1))
     s1 = encode(GemmJob(a, eye), cfg)
     if 2 * R > cfg.k_max:
         tb.log.info("k_max %d < 2R: one weight tile only, checked B = I", cfg.k_max)
         return
     a2 = tb.rng.integers(-42, 43, (m, 2 * R), dtype=np.int8)
     b2 = np.concatenate([eye, 2 * eye]).astype(np.int8)
-    two = await tb.run_job(GemmJob(a2, b2, tag=2))
+    two = await _run(tb, GemmJob(a2, b2, tag=2))
     s2 = encode(GemmJob(a2, b2), cfg)
     extra = max(len(s2.act) - len(s1.act), len(s2.wgt) - len(s1.wgt))
     c1, c2 = one.status.cycles, two.status.cycles
@@ -171,7 +222,7 @@ async def test_weight_tiles_back_to_back(dut):
         for kt in (2, 3):
             ak = tb.rng.integers(-30, 31, (big, kt * R), dtype=np.int8)
             bk = np.concatenate([eye * (i + 1) for i in range(kt)]).astype(np.int8)
-            cyc.append((await tb.run_job(GemmJob(ak, bk, tag=kt))).status.cycles)
+            cyc.append((await _run(tb, GemmJob(ak, bk, tag=kt))).status.cycles)
             streams.append(encode(GemmJob(ak, bk), cfg))
         extra = max(len(streams[1].act) - len(streams[0].act),
                     len(streams[1].wgt) - len(streams[0].wgt))
@@ -195,7 +246,7 @@ async def test_random_jobs(dut):
         m = int(tb.rng.integers(1, (cfg.acc_depth + R + 2) if big else 3 * R + 2))
         k = int(tb.rng.integers(1, min(cfg.k_max, 4 * R + 2) + 1))
         n = int(tb.rng.integers(1, 3 * C + 2))
-        await tb.run_job(random_job(tb.rng, m, k, n, requant=bool(i % 2), tag=i))
+        await _run(tb, random_job(tb.rng, m, k, n, requant=bool(i % 2), tag=i))
     _check_idle(tb)
 
 
@@ -205,14 +256,14 @@ async def test_backpressure(dut, pattern):
     """Jobs under a backpressure pattern on all sources and sinks."""
     tb = TB(dut)
     await tb.start()
-    tb.backpressure(pattern)
+    _backpressure(tb, pattern)
     cfg = tb.cfg
     R, C = cfg.rows, cfg.cols
     shapes = [(R + 1, min(cfg.k_max, 2 * R + 1), C + 1), (3, 1, 2), (2 * R, min(cfg.k_max, R), C)]
     if bench_full():
         shapes += [(3 * R + 1, min(cfg.k_max, 3 * R - 1), 2 * C + 1)] * 2
     for i, (m, k, n) in enumerate(shapes):
-        await tb.run_job(random_job(tb.rng, m, k, n, requant=bool(i % 2), tag=i))
+        await _run(tb, random_job(tb.rng, m, k, n, requant=bool(i % 2), tag=i))
     # back to back without waiting: queue two jobs before collecting either
     jobs = [random_job(tb.rng, R + 2, min(cfg.k_max, R + 3), C, requant=False, tag=40 + i)
             for i in range(2)]
@@ -223,6 +274,7 @@ async def test_backpressure(dut, pattern):
         beats = await tb.recv_results(len(s.res), tb._budget(s))
         st = await tb.recv_status(tb._budget(s))
         assert st.ok and st.tag == j.tag, f"status {st}"
+        _check_cycles(tb, s.job, st)
         want = tb.model.run(s.job)
         np.testing.assert_array_equal(decode_results(beats, s.job, cfg), want)
     _check_idle(tb)
@@ -239,7 +291,7 @@ async def test_job_stream(dut, pattern):
     """
     tb = TB(dut)
     await tb.start()
-    tb.backpressure(pattern)
+    _backpressure(tb, pattern)
     cfg = tb.cfg
     R, C = cfg.rows, cfg.cols
     count = 48 if bench_full() else 14
@@ -299,11 +351,13 @@ async def test_job_stream(dut, pattern):
             st = await tb.recv_status(budget)
             assert st.error == payload[1] and st.tag == tag, (
                 f"item tag {tag}: status {st}, expected {payload[1]!r}")
+            _check_cycles(tb, None, st)
             continue
         beats = await tb.recv_results(len(s.res), budget) if len(s.res) else []
         st = await tb.recv_status(budget)
         m, k, n = s.job.shape
         assert st.ok and st.tag == tag, f"job {m}x{k}x{n} tag {tag}: status {st}"
+        _check_cycles(tb, s.job, st)
         want = tb.model.run(s.job)
         if want is not None:
             got = decode_results(beats, s.job, cfg)
@@ -351,8 +405,8 @@ async def test_tkeep_ragged_frames(dut):
     R, C = cfg.rows, cfg.cols
     for m, k, n in ((R + 1, min(cfg.k_max, R + 1), C + 1), (1, 1, 1),
                     (2 * R - 1, min(cfg.k_max, 2 * R - 1), 2 * C - 1)):
-        await tb.run_job(random_job(tb.rng, m, k, n, requant=False), garbage=True)
-        await tb.run_job(random_job(tb.rng, m, k, n, requant=True), garbage=True)
+        await _run(tb, random_job(tb.rng, m, k, n, requant=False), garbage=True)
+        await _run(tb, random_job(tb.rng, m, k, n, requant=True), garbage=True)
     _check_idle(tb)
 
 
@@ -386,13 +440,13 @@ async def test_malformed_commands(dut):
     for i, (word, err) in enumerate(cases):
         tag = (0x80 + i) & 0xFF
         word = (word & ~(0xFF << 24)) | (tag << 24)
-        await tb.run_command(word, err, tag)
+        await _reject(tb, word, err, tag)
     _check_idle(tb)
     await _sanity_job(tb)
     # a raw job ignores the clamp: act_min > act_max is not an error there
     job = random_job(tb.rng, 2, 3, 2, requant=False, tag=0x33)
     job.act_min, job.act_max = 5, 4
-    await tb.run_job(job)
+    await _run(tb, job)
     _check_idle(tb)
 
 
@@ -448,5 +502,5 @@ async def test_no_x_after_reset(dut):
         assert s.value.is_resolvable, f"{s._name} = {s.value} after reset"
     assert not bool(dut.m_axis_res_tvalid.value), "result valid while idle"
     assert not bool(dut.m_axis_status_tvalid.value), "status valid while idle"
-    await tb.run_job(random_job(tb.rng, 3, min(tb.cfg.k_max, 3), 3, requant=True))
+    await _run(tb, random_job(tb.rng, 3, min(tb.cfg.k_max, 3), 3, requant=True))
     _check_idle(tb)
