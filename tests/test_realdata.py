@@ -713,11 +713,11 @@ def test_demo_checks_bit_exactness(monkeypatch, corrupt, corrupt_head):
     for name in ("Q", "K", "V"):
         assert any(line.split("│")[1:2] == [f" {name:>5} "] for line in text.splitlines()), name
     assert text.count("20x384x384") == 3
-    heads = [line.split("│") for line in text.splitlines() if line.count("│") == 10]
+    heads = [line.split("│") for line in text.splitlines() if line.count("│") == 8]
     assert [int(c[1]) for c in heads] == list(range(12))
     assert all(float(c[2]) >= 0.99 for c in heads)                    # cosine vs float
-    assert [int(c[7]) for c in heads] == list(range(151, 163))        # cycles, per head
-    assert all(c[8].strip() == "100" for c in heads)                  # 20·20 / q_block 4
+    assert [int(c[5]) for c in heads] == list(range(151, 163))        # cycles, per head
+    assert all(c[6].strip() == "100" for c in heads)                  # 20·20 / q_block 4
     assert "attention: 1878 cycles for 12 heads, ideal 1200" in text
     if corrupt is None and corrupt_head is None:
         assert code == 0 and text.count(" yes ") == 15 and "NO" not in text
