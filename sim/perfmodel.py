@@ -1,4 +1,5 @@
-"""Cycle-exact performance model of the GEMM engine (``hw/gemm.py``).
+"""Cycle-exact performance model of the GEMM engine (``hw/gemm.py``), the softmax unit and the
+attention unit.
 
 :func:`gemm_cycles` returns the ``cycles`` field of a GEMM job's status beat (``docs/isa.md``:
 from the cycle the command beat is accepted to the cycle the status beat is offered) when the
@@ -18,6 +19,13 @@ follows the credit rule row by row.
 
 The job itself must be one the engine accepts (``docs/isa.md``); a rejected command's status has
 ``cycles == 1`` (:data:`REJECT_CYCLES`).
+
+:func:`softmax_cycles` does the same for the OSI8 softmax unit (``hw/softmax.py``): the cycles from
+the first score beat accepted to the last probability beat accepted, a closed form per row
+(``2·nb + min(nb, B/P) + 1``) plus the pass-2 latency, with the output FIFO's credits followed
+beat by beat when they bind (``docs/perf.md``, Softmax). :func:`attention_cycles` gives an
+attention job's status cycles (``hw/attention.py``) from a recurrence over key tiles, given which
+tiles make a query block rescale (:func:`attention_tile_needs`; ``docs/attention.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +38,10 @@ __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latenci
            "REQUANT_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES",
            "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
            "softmax_params", "SOFTMAX_DIV_STAGES", "SOFTMAX_PASS2_LATENCY",
-           "SOFTMAX_OUT_DEPTH", "SOFTMAX_LUT_BEATS"]
+           "SOFTMAX_OUT_DEPTH", "SOFTMAX_LUT_BEATS",
+           "attention_cycles", "attention_ideal_cycles", "attention_tile_needs",
+           "attention_params", "ATTENTION_TILE_SLOTS", "ATTENTION_PARAM_BEATS",
+           "ATTENTION_LUT_BEATS"]
 
 #: ``Requantizer.latency`` (hw/requant.py): 3 stages for single rounding, 4 for double.
 REQUANT_LATENCY = {"single": 3, "double": 4}
@@ -687,3 +698,181 @@ def write_scalesim(cfg, m: int, k: int, n: int, out) -> dict:
     files["command"] = ("python -m scalesim.scale -c scalesim.cfg -t gemm.csv -l layout.csv "
                         "-i gemm -p results")
     return files
+
+
+# -- attention (hw/attention.py) ----------------------------------------------------------------
+
+#: Tile slots of the attention unit's tile buffer (``AttentionUnit.TILE_SLOTS``).
+ATTENTION_TILE_SLOTS = 4
+#: Beats of an attention job's parameter block without and with the LUT (docs/attention.md).
+ATTENTION_PARAM_BEATS = 4
+ATTENTION_LUT_BEATS = 256
+
+
+def attention_params(cfg) -> dict[str, int]:
+    """The timing parameters of a configuration's attention unit: ``d``, ``P`` (``q_block``),
+    ``B``, ``QB`` (quotient bits of the output divider) and ``Lr`` (score requantizer stages).
+
+    ``QB`` is the bit length of ``(255·2^F + 128·255)·2^G // 2^F + 2`` (the largest quotient
+    ``|A_c / L|·2^G`` plus margin, ``hw/attention.py`` ``attention_widths``).
+
+    Raises
+    ------
+    ValueError
+        If ``cfg`` has no ``[attention]`` section.
+    """
+    att = getattr(cfg, "attention", None)
+    if att is None:
+        raise ValueError(f"configuration {getattr(cfg, 'name', cfg)!r} has no [attention] section")
+    sm = cfg.osi8
+    q_max = (255 * 2 ** sm.F + 128 * 255) * 2 ** sm.G // 2 ** sm.F + 2
+    return {"d": att.d, "P": att.q_block, "B": sm.B, "QB": q_max.bit_length(),
+            "Lr": REQUANT_LATENCY[cfg.rounding]}
+
+
+def attention_tile_needs(scores, mask, B: int, q_block: int) -> list[list[bool]]:
+    """Which tiles make the attention unit rescale: per query block, per key tile, True when at
+    least one query of the block has an attended key in the tile whose score exceeds its
+    running max (osi8.md step 2: ``t > m`` with ``m`` valid).
+
+    Parameters
+    ----------
+    scores : array_like, shape (M, N), int8
+        The requantized scores (``sim.golden.attention_scores``).
+    mask : array_like, shape (M, N), bool
+        True = attend, with any causal mask already applied (``sim.golden.attention_mask``).
+    B, q_block : int
+        Key tile width and queries per block.
+
+    Returns
+    -------
+    list of list of bool
+        ``ceil(M / q_block)`` lists of ``ceil(N / B)`` flags.
+    """
+    import numpy as np
+    s = np.asarray(scores, dtype=np.int64)
+    on = np.asarray(mask, dtype=bool)
+    if s.ndim != 2 or on.shape != s.shape:
+        raise ValueError(f"scores and mask must be 2-D arrays of one shape, not {s.shape} and "
+                         f"{on.shape}")
+    M, N = s.shape
+    out = []
+    for m0 in range(0, M, q_block):
+        rows = range(m0, min(M, m0 + q_block))
+        run = {i: None for i in rows}
+        flags = []
+        for t0 in range(0, N, B):
+            grow = False
+            for i in rows:
+                sel = s[i, t0:t0 + B][on[i, t0:t0 + B]]
+                if sel.size == 0:
+                    continue
+                t = int(sel.max())
+                if run[i] is None:
+                    run[i] = t
+                elif t > run[i]:
+                    grow, run[i] = True, t
+            flags.append(grow)
+        out.append(flags)
+    return out
+
+
+def attention_cycles(cfg, m: int, n: int, tile_needs=None, *, load_lut: bool = True) -> int:
+    """Cycles of an attention job (``cycles`` of its status beat), exactly as the RTL takes them.
+
+    Counted from the cycle the command beat is accepted to the cycle the status beat is offered
+    (docs/isa.md), with every input stream always valid and the output always ready.
+
+    Micro-architecture (hw/attention.py ``AttentionUnit``), ``P`` = ``q_block``, per query block
+    ``b`` of ``mq`` queries, ``T = ceil(n / B)`` tiles of ``cnt`` keys, ``Lr`` requantizer stages,
+    ``QB`` divider stages:
+
+    - parameter block: beats at cycles ``1 … Pn`` (``Pn`` = 4, or 260 with the LUT);
+    - front end: the block's ``mq`` query rows, one per cycle, then its keys one per cycle; the
+      first key of tile ``i`` waits for its slot, freed the cycle after tile ``i − 4``'s last
+      read-back (four tile slots); a tile is ready ``3 + Lr`` cycles after its last key
+      (products, adder tree, requantizer, tile-buffer write);
+    - back end: a tile starts the cycle after it is ready and the back end is idle, or, with no
+      rescale, straight after the previous tile's last read-back when already ready (no bubble);
+      a tile with a rescale waits for the accumulate pipeline to drain (2 cycles), spends one
+      cycle on the LUT and ``d`` on the numerators; read-back takes ``cnt`` cycles;
+    - epilogue, after the block's last tile: waits for the pipeline to drain and for its bank
+      (two banks, alternating; both when ``P > d``), then feeds ``d`` channels (the back end is
+      held), whose last output byte comes ``QB + 3`` cycles later; the ``mq`` rows enter the
+      output FIFO one per cycle after that, and leave it :data:`FIFO_LATENCY` cycles after
+      entering; the status is offered the cycle after the last row leaves.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig
+        A configuration with an ``[attention]`` section.
+    m, n : int
+        Queries and keys, ``m >= 1``, ``n >= 1``.
+    tile_needs : list of list of bool, or None
+        :func:`attention_tile_needs` of the job's scores; None means no rescale anywhere (the
+        fastest case, exact for example when every query's first tile holds its max).
+    load_lut : bool
+        The command's ``load_lut`` flag.
+
+    Raises
+    ------
+    ValueError
+        For ``m`` or ``n`` below 1, or ``tile_needs`` of the wrong shape.
+    """
+    p = attention_params(cfg)
+    d, P, B, QB, Lr = p["d"], p["P"], p["B"], p["QB"], p["Lr"]
+    for name, v in (("m", m), ("n", n)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    T = -(-n // B)
+    blocks = [min(P, m - m0) for m0 in range(0, m, P)]
+    if tile_needs is None:
+        tile_needs = [[False] * T for _ in blocks]
+    if len(tile_needs) != len(blocks) or any(len(f) != T for f in tile_needs):
+        raise ValueError(f"tile_needs must hold {len(blocks)} lists of {T} flags")
+    NS = ATTENTION_TILE_SLOTS
+    a_next = ATTENTION_PARAM_BEATS + (ATTENTION_LUT_BEATS if load_lut else 0) + 1
+    R: list[int] = []                 # last read-back cycle of each tile
+    prev_R = None
+    prev_end = True                   # the previous tile ended a block (or there is none)
+    back_free = 0                     # the back end is idle from this cycle (after an epilogue)
+    bank_free = [None, None]
+    pushes = []                       # (first push cycle, rows) per block
+    i = 0
+    for b, mq in enumerate(blocks):
+        a_next += mq                  # the block's query rows
+        for t in range(T):
+            cnt = min(B, n - t * B)
+            start = a_next if i < NS else max(a_next, R[i - NS] + 1)
+            a_next = start + cnt
+            ready = start + cnt - 1 + 3 + Lr
+            idle = back_free if prev_end else prev_R + 1
+            need = tile_needs[b][t]
+            if not need and not prev_end and ready <= prev_R:
+                first = prev_R + 1                                   # no bubble
+            elif not need:
+                first = max(ready, idle) + 1
+            else:
+                first = max(ready, idle, prev_R + 3 if prev_R is not None else 0) + 2 + d
+            prev_R = first + cnt - 1
+            R.append(prev_R)
+            prev_end = t == T - 1
+            i += 1
+        g = b % 2
+        e = max([prev_R + 3] + [bank_free[x] for x in ((0, 1) if P > d else (g,))
+                                if bank_free[x] is not None])
+        y_last = e + d + QB + 3
+        pushes.append((y_last + 1, mq))
+        bank_free[g] = y_last + mq + 1
+        back_free = e + d + 1
+    out = 0
+    for first, rows in pushes:
+        for r in range(rows):
+            out = max(out + 1, first + r + FIFO_LATENCY)
+    return out + 1
+
+
+def attention_ideal_cycles(cfg, m: int, n: int) -> float:
+    """The ideal bound: MACs ÷ MACs per cycle = ``2·m·n·d / (2·q_block·d) = m·n / q_block``
+    (``Q·Kᵀ`` and ``P·V`` both count; the unit does ``q_block·d`` of each per cycle)."""
+    return m * n / attention_params(cfg)["P"]

@@ -40,8 +40,9 @@ from sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_
                             pause_pattern)
 from sim.driver import (AttentionJob, AttentionStreams, Status, attention_geometry, decode_rows,
                         decode_status, encode_attention)
-from sim.golden.attention import (AttentionParams, attention_int8, attention_params,
-                                  attention_scores, calibrate_score_scale)
+from sim import perfmodel
+from sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
+                                  attention_params, attention_scores, calibrate_score_scale)
 
 __all__ = ["AttentionTB", "JobOutcome"]
 
@@ -112,6 +113,8 @@ class AttentionTB(ClockedTB):
         self._xmon = None
         self.luts: dict[int, float] = {}     # head slot -> LUT scale c it holds
         self.jobs_checked = 0
+        self.cycles_checked = 0
+        self.pattern = "none"                # backpressure pattern in force
         self._tag = 0
 
     # -- clock and reset ---------------------------------------------------------------------
@@ -135,6 +138,7 @@ class AttentionTB(ClockedTB):
     def backpressure(self, pattern: str) -> None:
         """Install a pause pattern (:func:`sim.benches.tb.pause_pattern`) on every source and
         both sinks, each from its own seeded generator; ``after_reset`` pauses only the sinks."""
+        self.pattern = pattern
         for bfm in self.sources:
             pat = "none" if pattern == "after_reset" else pattern
             bfm.set_pause_generator(pause_pattern(pat, random.Random(self.prng.random()),
@@ -219,6 +223,15 @@ class AttentionTB(ClockedTB):
         return attention_int8(job.q, job.k, job.v, job.params, F=self.F, B=self.B, G=self.G,
                               mask=job.mask, causal=job.causal, rounding=self.rounding)
 
+    def model_cycles(self, job: AttentionJob) -> int:
+        """The job's status cycles from :func:`sim.perfmodel.attention_cycles`, with the
+        rescaling tiles taken from the golden scores (valid without backpressure)."""
+        m, n, _ = job.shape
+        scores = attention_scores(job.q, job.k, job.params, rounding=self.rounding)
+        on = attention_mask(m, n, job.mask, job.causal)
+        needs = perfmodel.attention_tile_needs(scores, on, self.B, self.P)
+        return perfmodel.attention_cycles(self.cfg, m, n, needs, load_lut=job.load_lut)
+
     def budget(self, s: AttentionStreams) -> int:
         """Generous cycle budget of one job (for timeouts, not a performance check)."""
         blocks = -(-s.m // self.P)
@@ -284,6 +297,13 @@ class AttentionTB(ClockedTB):
             return
         low = len(s.param) + len(s.q) + len(s.k)
         assert st.cycles >= low, f"{what}: status cycles {st.cycles} < {low} input beats"
+        if self.pattern == "none":
+            # Streams free of backpressure: the cycle model must be exact.
+            model = self.model_cycles(s.job)
+            assert st.cycles == model, (
+                f"{what}: status cycles {st.cycles}, model {model} (sim.perfmodel."
+                f"attention_cycles; seed {self.seed})")
+            self.cycles_checked += 1
         want = self.expected(s.job)
         if not np.array_equal(out, want):
             bad = np.argwhere(out != want)
