@@ -362,7 +362,8 @@ def cmd_run_attention(args: argparse.Namespace) -> int:
         if calibrated:
             print(f"scale_s={scale_s!r} (calibrated: max|Q.K^T| * scale_q * scale_k / "
                   f"sqrt({d}) / 127)")
-        print(f"cycles={int(stats['cycles'])}")
+        print(f"cycles={int(stats['cycles'])} model_cycles={int(stats['model_cycles'])} "
+              f"utilization={100 * float(stats['utilization']):.1f}%")
     return 0
 
 

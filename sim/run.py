@@ -442,6 +442,10 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
         The output, int8 of shape (M, d) (or (H, M, d) for 3-D input), at scale ``scale_out``
         with zero point ``zp_out``; and the statistics: ``cycles`` (the sum of the status beats'
         cycle counts: command accepted to status, per head), ``cycles_per_head`` (list of int),
+        ``model_cycles`` and ``model_cycles_per_head`` (:func:`sim.perfmodel.attention_cycles`,
+        which the RTL meets exactly: the jobs run back to back without backpressure),
+        ``ideal_cycles`` (``H·M·N / q_block``: MACs over MACs per cycle), ``utilization``
+        (ideal over measured),
         ``scale_s`` (the score scale used: a float, or a list of H floats for 3-D input;
         calibrated when none was given), ``heads`` (H), ``sim``, ``config`` (the design's
         name) and ``waves`` (path or None).
@@ -544,7 +548,16 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
         h = bad[0]
         raise SimulationError(f"head {h} of {name} ended with status {Error(errors[h]).name}; "
                               f"log: {run.log}")
+    model = []
+    for job in jobs:
+        scores = golden.attention_scores(job.q, job.k, job.params, rounding=cfg.rounding)
+        on = golden.attention_mask(m, n, job.mask, job.causal)
+        needs = perfmodel.attention_tile_needs(scores, on, cfg.osi8.B, cfg.attention.q_block)
+        model.append(perfmodel.attention_cycles(cfg, m, n, needs, load_lut=job.load_lut))
+    ideal = H * perfmodel.attention_ideal_cycles(cfg, m, n)
     stats = {"cycles": sum(cycles), "cycles_per_head": cycles,
+             "model_cycles": sum(model), "model_cycles_per_head": model,
+             "ideal_cycles": ideal, "utilization": ideal / sum(cycles),
              "scale_s": scale_rep if ndim == 3 else scale_rep[0], "heads": H, "sim": sim,
              "config": name, "waves": str(run.waves) if run.waves is not None else None}
     if not waves:

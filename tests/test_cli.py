@@ -196,7 +196,8 @@ def fake_sim(monkeypatch):
 
     def attention(q, k, v, **kwargs):
         calls["attention"].append(dict(q=q, k=k, v=v, **kwargs))
-        return np.full(q.shape, kwargs["zp_out"], dtype=np.int8), {"cycles": np.int64(321)}
+        return np.full(q.shape, kwargs["zp_out"], dtype=np.int8), {
+            "cycles": np.int64(321), "model_cycles": 321, "utilization": 0.25}
     run.attention = attention
 
     realdata = types.ModuleType("sim.realdata")
@@ -412,7 +413,7 @@ def test_run_attention_calibrates_and_prints_the_score_scale(fake_sim, qkv, caps
     np.testing.assert_array_equal(call["v"], v)
     assert capsys.readouterr().out.splitlines() == [
         f"scale_s={want!r} (calibrated: max|Q.K^T| * scale_q * scale_k / sqrt(8) / 127)",
-        "cycles=321"]
+        "cycles=321 model_cycles=321 utilization=25.0%"]
     np.testing.assert_array_equal(np.load(d / "o.npy"), np.full((3, 8), 4))
     assert sorted(p.name for p in d.iterdir()) == ["k.npy", "o.npy", "q.npy", "v.npy"]
 
@@ -429,7 +430,8 @@ def test_run_attention_given_scale_mask_causal_json(fake_sim, qkv, capsys, tmp_p
     assert call["mask"].tolist() == [True, False, True, True, True] and call["causal"] is True
     assert call["config"].attention.d == 8
     record = json.loads(capsys.readouterr().out)
-    assert record == {"cycles": 321, "scale_s": float(np.float32(0.1)), "out": str(d / "o.npy")}
+    assert record == {"cycles": 321, "model_cycles": 321, "utilization": 0.25,
+                      "scale_s": float(np.float32(0.1)), "out": str(d / "o.npy")}
 
 
 @pytest.mark.parametrize("setup,extra,message", [
@@ -506,7 +508,8 @@ def test_run_attention_through_the_rtl(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("scale_s=") and lines[-1].startswith("cycles=")
-    assert int(lines[-1].split("=")[1].split()[0]) > 0
+    fields = dict(f.split("=") for f in lines[-1].split())
+    assert int(fields["cycles"]) > 0 and fields["model_cycles"] == fields["cycles"]
     f32 = lambda x: float(np.float32(x))  # noqa: E731
     s_s = golden.calibrate_score_scale(q, k, f32(0.05), f32(0.04))
     p = golden.attention_params(f32(0.05), f32(0.04), f32(0.02), s_s, f32(0.01), 4, zp_v=3,
