@@ -11,10 +11,16 @@ For each size (default 4x4, 8x8, 16x16) and target (default ecp5 and asic) this 
 Usage::
 
     .venv/bin/python benchmarks/bench_area.py [--sizes 4,8,16] [--targets ecp5,asic]
-        [--estimate] [--out build/bench_area]
+        [--flat-max 8] [--pnr-max 8] [--estimate] [--k-max K] [--acc-depth D] [--res-depth D]
+        [--out build/bench_area]
 
-``--estimate`` uses the hierarchical estimate only (minutes for 16x16; no Fmax). The flat
-16 x 16 runs take long: run them on a machine of your own. Figures are printed, never asserted.
+Sizes above ``--flat-max`` (and every size with ``--estimate``) use the hierarchical estimate
+only: no flat run, so no Fmax (a flat 16 x 16 takes long; on ECP5 it also needs more
+multipliers than the largest device has, so the flow would synthesize it once per device).
+Rows from the estimate say so. Figures are printed, never asserted.
+
+The bare MAC is synthesized twice on ECP5, multiplier in a MULT18X18D and in LUTs, and the
+reference is as many of each as the array's PEs got under the device's DSP budget.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hw.config import GemmConfig  # noqa: E402
 from hw.synth import area, tool_versions  # noqa: E402
-from hw.synth import flow, tools  # noqa: E402
+from hw.synth import flow, hier, tools  # noqa: E402
 
 MAC_V = """// one registered int8 MAC, as wide as a PE of an R-row array
 module bare_mac(input clk, input signed [7:0] a, input signed [7:0] b,
@@ -40,14 +46,14 @@ endmodule
 """
 
 
-def bare_mac(target: str, psum_width: int, work: Path) -> dict:
+def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True) -> dict:
     """Figures of one registered MAC for ``target``, flat."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "bare_mac.v").write_text(MAC_V.format(w1=psum_width - 1))
     if target == "asic":
         shutil.copyfile(tools.liberty_path(), work / tools.LIBERTY_NAME)
     script = ["read_verilog bare_mac.v", "hierarchy -top bare_mac", "proc"]
-    script += flow._synth_cmd(target, "bare_mac", True, True)
+    script += flow._synth_cmd(target, "bare_mac", True, dsp)
     script += [flow._stat_cmd(target)]
     stat = flow._run_yosys(work, script, "mac")
     mod = next(v for k, v in stat["modules"].items() if "bare_mac" in k)
@@ -55,58 +61,133 @@ def bare_mac(target: str, psum_width: int, work: Path) -> dict:
     return flow._summary(target, cells, area_um2=flow._num(mod.get("area")) or None)
 
 
+def pes_in_luts(cfg: GemmConfig, r: dict, out: Path) -> int:
+    """PE multipliers the DSP budget of report ``r`` left in LUTs."""
+    text = (out / cfg.name / f"{cfg.name}.v").read_text(encoding="utf-8")
+    lut, _ = flow._dsp_plan("ecp5", cfg, list(hier.split_modules(text)),
+                            r["dsp_budget"]["applied"])
+    return sum(1 for m in lut if ".array.pe_" in m)
+
+
+def reused(out: Path, cfg: GemmConfig, target: str, est_only: bool, timed: bool) -> dict | None:
+    """The report of an earlier run of the same design, target and tools, if it has what this
+    row needs."""
+    path = out / cfg.name / "qor" / f"{target}.json"
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if r.get("config_digest") != cfg.digest() or r.get("tools") != tool_versions(target):
+        return None
+    if not est_only and (r.get("flat") is None
+                         or (timed and not (r.get("pnr") or r.get("sta")))):
+        return None
+    if est_only:
+        r["flat"], r["pnr"], r["sta"] = None, None, None
+    r["reused"] = True
+    return r
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="4,8,16", help="array sizes N (N x N) (default: %(default)s)")
     ap.add_argument("--targets", default="ecp5,asic", help="targets (default: %(default)s)")
+    ap.add_argument("--flat-max", type=int, default=8,
+                    help="largest N synthesized flat (default: %(default)s)")
+    ap.add_argument("--pnr-max", type=int, default=8,
+                    help="largest N placed and routed (ecp5) or timed (asic) (default: "
+                         "%(default)s)")
     ap.add_argument("--estimate", action="store_true", help="hierarchical estimate only")
+    ap.add_argument("--k-max", type=int, default=None, help="k_max (default: the config's)")
+    ap.add_argument("--acc-depth", type=int, default=None, help="acc_depth (default: the config's)")
+    ap.add_argument("--res-depth", type=int, default=None, help="res_depth (default: the config's)")
     ap.add_argument("--out", default="build/bench_area", help="work folder (default: %(default)s)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a report already in the work folder for the same design, "
+                         "target and tool versions (and a flat run where one is wanted)")
     args = ap.parse_args()
     out = Path(args.out)
     sizes = [int(s) for s in args.sizes.split(",")]
     targets = args.targets.split(",")
+    extra = {k: v for k, v in (("k_max", args.k_max), ("acc_depth", args.acc_depth),
+                               ("res_depth", args.res_depth)) if v is not None}
+    print("command: .venv/bin/python benchmarks/bench_area.py " + " ".join(sys.argv[1:]))
+    print("config: " + ", ".join(f"{k} {v}" for k, v in
+                                 GemmConfig(name="x", **extra).to_dict(resolved=True).items()
+                                 if k not in ("name", "rows", "cols", "softmax")))
     for target in targets:
-        print(f"\n## {target}: {json.dumps(tool_versions(target))}")
+        print(f"\n## {target}: {json.dumps(tool_versions(target))}\n")
         if target == "ecp5":
-            print("| array | LUT/MAC | FF/MAC | DSP/MAC | bare MAC LUT/FF/DSP | overhead LUT | "
-                  "overhead FF | memories | Fmax MHz | limited by | s |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|")
+            print("| array | run | device | LUT/MAC | FF/MAC | DSP/MAC | bare MAC LUT/FF/DSP "
+                  "(DSP; LUT mult.) | overhead LUT | overhead FF | array block LUT/FF per MAC | "
+                  "requantizer LUT/FF/DSP | memories | Fmax MHz | critical path | s |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         else:
-            print("| array | µm²/MAC | FF/MAC | bare MAC µm² | overhead area | memories µm² | "
-                  "reg2reg Fmax MHz | limited by | s |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("| array | run | µm²/MAC | FF/MAC | bare MAC µm² / FF | overhead area | "
+                  "overhead FF | array block µm²/FF per MAC | requantizer µm² | memories µm² / FF | "
+                  "reg2reg Fmax MHz | critical path | s |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in sizes:
-            cfg = GemmConfig(name=f"bench{n}", rows=n, cols=n)
+            cfg = GemmConfig(name=f"bench{n}", rows=n, cols=n, **extra)
+            est_only = args.estimate or n > args.flat_max
             t0 = time.monotonic()
-            r = area(cfg, target, out=out, estimate_only=args.estimate,
-                     command=f"bench_area {n}x{n} {target}")
-            secs = time.monotonic() - t0
+            r = reused(out, cfg, target, est_only, n <= args.pnr_max) if args.reuse else None
+            try:
+                r = r or area(cfg, target, out=out, estimate_only=est_only, pnr=n <= args.pnr_max,
+                         command=f"bench_area {n}x{n} {target}")
+            except Exception as e:          # noqa: BLE001 - a row says what failed
+                print(f"| {n}x{n} | failed: {type(e).__name__}: {str(e)[:300]} |")
+                sys.stdout.flush()
+                continue
+            secs = r["seconds"] if r.get("reused") else time.monotonic() - t0
+            run = "estimate" if est_only else "flat"
             fig = r["flat"] or r["estimate"]
             mem = r["estimate"]["blocks"].get("memories", {})
+            arr = r["estimate"]["blocks"].get("array", {})      # PEs, skew and deskew
+            rq = r["estimate"]["blocks"].get("requantizer", {})
             macs = n * n
             psum_width = (16384 * n).bit_length() + 1
             mac = bare_mac(target, psum_width, out / f"mac_{target}_{psum_width}")
             if target == "ecp5":
+                soft = bare_mac(target, psum_width, out / f"mac_{target}_{psum_width}_lut",
+                                dsp=False)
+                n_lut = pes_in_luts(cfg, r, out)
+                ref = {k: (macs - n_lut) * mac[k] + n_lut * soft[k] for k in ("luts", "ffs")}
                 luts = fig["luts"] - mem.get("luts", 0)
                 ffs = fig["ffs"] - mem.get("ffs", 0)
-                ov_l = (luts - macs * mac["luts"]) / max(1, macs * mac["luts"])
-                ov_f = (ffs - macs * mac["ffs"]) / max(1, macs * mac["ffs"])
+                ov_l = (luts - ref["luts"]) / max(1, ref["luts"])
+                ov_f = (ffs - ref["ffs"]) / max(1, ref["ffs"])
                 p = r.get("pnr") or {}
                 cp = p.get("critical_path") or {}
-                print(f"| {n}x{n} | {luts / macs:.1f} | {ffs / macs:.1f} | "
-                      f"{fig['dsps'] / macs:.2f} | {mac['luts']}/{mac['ffs']}/{mac['dsps']} | "
-                      f"{100 * ov_l:+.0f} % | {100 * ov_f:+.0f} % | {fig['brams']} DP16KD, "
-                      f"{fig['lutram_cells']} LUT-RAM | {p.get('fmax_mhz', '–')} | "
-                      f"{cp.get('from', '–')} → {cp.get('to', '–')} | {secs:.0f} |")
+                path = (f"{cp.get('from')} → {cp.get('to')} ({cp.get('delay_ns')} ns: "
+                        f"{cp.get('logic_ns')} logic, {cp.get('routing_ns')} routing)"
+                        if cp else "–")
+                lut_note = f" ({n_lut} PE mult. in LUTs)" if n_lut else ""
+                print(f"| {n}x{n} | {run} | {r['device']['name']} | {luts / macs:.1f} | "
+                      f"{ffs / macs:.1f} | {fig['dsps'] / macs:.2f}{lut_note} | "
+                      f"{mac['luts']}/{mac['ffs']}/{mac['dsps']}; "
+                      f"{soft['luts']}/{soft['ffs']}/{soft['dsps']} | "
+                      f"{100 * ov_l:+.0f} % | {100 * ov_f:+.0f} % | "
+                      f"{arr.get('luts', 0) / macs:.1f}/{arr.get('ffs', 0) / macs:.1f} | "
+                      f"{rq.get('luts', 0)}/{rq.get('ffs', 0)}/{rq.get('dsps', 0)} | "
+                      f"{fig['brams']} DP16KD, "
+                      f"{fig['lutram_cells']} DPR16X4 | {p.get('fmax_mhz', '–')} | "
+                      f"{path} | {secs:.0f} |")
             else:
                 a = fig["area_um2"] - mem.get("area_um2", 0)
+                ffs = fig["ffs"] - mem.get("ffs", 0)
                 ov = (a - macs * mac["area_um2"]) / (macs * mac["area_um2"])
+                ov_f = (ffs - macs * mac["ffs"]) / (macs * mac["ffs"])
                 s = r.get("sta") or {}
                 rr = s.get("reg2reg") or {}
-                print(f"| {n}x{n} | {a / macs:,.0f} | {(fig['ffs'] - mem.get('ffs', 0)) / macs:.1f}"
-                      f" | {mac['area_um2']:,.0f} | {100 * ov:+.0f} % | "
-                      f"{mem.get('area_um2', 0):,.0f} | {s.get('fmax_mhz', '–')} | "
-                      f"{rr.get('from', '–')} → {rr.get('to', '–')} | {secs:.0f} |")
+                path = (f"{rr.get('from')} → {rr.get('to')} ({rr.get('arrival_ns')} ns)"
+                        if rr else "–")
+                print(f"| {n}x{n} | {run} | {a / macs:,.0f} | {ffs / macs:.1f} | "
+                      f"{mac['area_um2']:,.0f} / {mac['ffs']} | {100 * ov:+.0f} % | "
+                      f"{100 * ov_f:+.0f} % | {arr.get('area_um2', 0) / macs:,.0f}/"
+                      f"{arr.get('ffs', 0) / macs:.1f} | {rq.get('area_um2', 0):,.0f} | "
+                      f"{mem.get('area_um2', 0):,.0f} / "
+                      f"{mem.get('ffs', 0):,} | {s.get('fmax_mhz', '–')} | {path} | {secs:.0f} |")
             sys.stdout.flush()
     return 0
 
