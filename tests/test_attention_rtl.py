@@ -134,6 +134,7 @@ def test_run_api_heads_match_golden():
     assert stats["config"] == "npu_attention" and stats["heads"] == H and stats["waves"] is None
     assert len(stats["cycles_per_head"]) == H and stats["cycles"] == sum(stats["cycles_per_head"])
     assert all(c >= 4 + 256 + M + N for c in stats["cycles_per_head"])
+    assert stats["model_cycles_per_head"] == stats["cycles_per_head"]      # exact cycle model
     for h in range(H):
         ss = calibrate_score_scale(q[h], k[h], 0.02, 0.03)
         assert stats["scale_s"][h] == ss
@@ -166,6 +167,7 @@ def test_run_api_one_head_given_scale_and_mask():
     qs, ks, vs = (np.stack([x, x[::-1], x]) for x in (q, k, v))
     out3, stats3 = run.attention(qs, ks, vs, scale_q=0.02, scale_k=0.03, scale_v=0.05,
                                  scale_out=0.02, config=cfg1, sim="icarus", build_dir=BUILD)
+    assert stats3["model_cycles_per_head"] == stats3["cycles_per_head"]
     for h in range(3):
         np.testing.assert_array_equal(out3[h], _golden(qs[h], ks[h], vs[h],
                                                        stats3["scale_s"][h], zp_v=0, zp_o=0,
