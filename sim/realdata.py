@@ -1164,13 +1164,14 @@ def golden_attention_report(sentence: str = DEFAULT_SENTENCE, *, output_calibrat
     rows = attention_report(att, rounding=rounding)
     if console is not None:
         console.print(f"sentence: {sentence}", markup=False, highlight=False)
-        console.print(f"tokens:   {len(att['tokens'])}; {att['heads']} heads of d = "
-                      f"{att['d']}; S_q = {float(att['scale_q']):.6g}, S_k = "
-                      f"{float(att['scale_k']):.6g}, S_v = {float(att['scale_v']):.6g}, "
+        console.print(f"tokens:   {len(att['tokens'])}, {att['heads']} heads of d = "
+                      f"{att['d']}", markup=False, highlight=False)
+        console.print(f"inputs:   S_q = {float(att['scale_q']):.6g}, S_k = "
+                      f"{float(att['scale_k']):.6g} (zp 0); S_v = {float(att['scale_v']):.6g}, "
                       f"zp_v = {att['zp_v']}", markup=False, highlight=False)
         console.print(attention_table(
-            rows, f"golden int8 attention (OSI8 F=24 B=16 G=16, output scale per "
-                  f"{output_calibration}) vs float"))
+            rows, f"golden int8 attention vs float (F=24 B=16 G=16, S_o per "
+                  f"{output_calibration})"))
     return rows
 
 
