@@ -725,9 +725,10 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
         (work / wrapper).write_text(_ooc_wrapper(cfg, design), encoding="utf-8")
 
     est = flat = None
-    cache: dict[int | None, tuple[dict, dict | None, set[str], int]] = {}
+    cache: dict[int | None, tuple[dict, dict | None, set[str], int, bool]] = {}
     chosen = None
     tried = []
+    flat_done: dict[int | None, dict] = {}
     for dev in candidates:
         budget = budget_for(dev)
         if budget not in cache:
@@ -738,12 +739,17 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
                 lut_modules = set()
             say(f"synthesizing the hierarchical estimate ({target})")
             e = _hier_run(work, cfg, target, lut_modules, dsp_on)
-            f = None
-            if not estimate_only:
+            cache[budget] = (e, None, lut_modules, need, dsp_on)
+        est, flat, lut_modules, need, dsp_on = cache[budget]
+        # The flat run (slow) only for a device the estimate fits, or when there is no device
+        # to choose; a device the estimate does not fit is skipped without it. The estimate
+        # slightly overestimates, so a design it rules out does not fit flat either but by
+        # the margin of its error.
+        if not estimate_only and (dev is None or _fits(dev, est) or wrapper):
+            if budget not in flat_done:
                 say(f"synthesizing flat ({target})")
-                f = _flat_run(work, cfg, target, lut_modules, dsp_on, wrapper)
-            cache[budget] = (e, f, lut_modules, need)
-        est, flat, lut_modules, need = cache[budget]
+                flat_done[budget] = _flat_run(work, cfg, target, lut_modules, dsp_on, wrapper)
+            flat = flat_done[budget]
         if dev is None:
             break
         figures = flat if flat is not None else est
