@@ -79,6 +79,9 @@ class AttentionUnit(wiring.Component):
         context (1 to 2^24 keys), quotient fraction bits (1 to 30).
     rounding : str
         Score requantization rounding, ``"single"`` or ``"double"`` (numerics.md).
+    rescale_lanes : int
+        Numerators rescaled per cycle and query (a divisor of ``d``; default 1): a rescale takes
+        ``d / rescale_lanes`` cycles and ``rescale_lanes`` multipliers per query.
 
     Members
     -------
@@ -99,11 +102,16 @@ class AttentionUnit(wiring.Component):
     """
 
     def __init__(self, *, d: int = 64, q_block: int = 4, heads: int = 1, F: int = 24,
-                 B: int = 16, n_max: int = 32768, G: int = 16, rounding: str = "single"):
+                 B: int = 16, n_max: int = 32768, G: int = 16, rounding: str = "single",
+                 rescale_lanes: int = 1):
         for name, v, lo, hi in (("d", d, 1, 256), ("q_block", q_block, 1, 64),
                                 ("heads", heads, 1, 256), ("F", F, 8, 30), ("B", B, 1, 4096),
                                 ("N_max", n_max, 1, 1 << 24), ("G", G, 1, 30)):
             _check_int(name, v, lo, hi)
+        _check_int("rescale_lanes", rescale_lanes, 1, d)
+        if d % rescale_lanes:
+            raise ValueError(f"rescale_lanes must divide d ({d}), not {rescale_lanes!r}")
+        self.RL = rescale_lanes
         if rounding not in ROUNDING_MODES:
             raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
         self.d, self.P, self.heads = d, q_block, heads
@@ -517,20 +525,22 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += cnt.eq(0)
                 m.next = "RESCALE"
             with m.State("RESCALE"):
+                # RL numerators per cycle: the ring turns by RL, the first RL come back rescaled.
+                RL = self.RL
                 for p in range(P):
-                    a0 = A[p][0]
-                    scaled = Signal(signed(WA + F + 2), name=f"rescaled{p}")
-                    m.d.comb += scaled.eq(a0 * r_fac[p] + half)
-                    new0 = Mux(need[p], scaled >> F, a0)
-                    m.d.sync += [A[p][c].eq(A[p][c + 1]) for c in range(d - 1)]
-                    m.d.sync += A[p][d - 1].eq(new0)
+                    m.d.sync += [A[p][c].eq(A[p][c + RL]) for c in range(d - RL)]
+                    for i in range(RL):
+                        a0 = A[p][i]
+                        scaled = Signal(signed(WA + F + 2), name=f"rescaled{p}_{i}")
+                        m.d.comb += scaled.eq(a0 * r_fac[p] + half)
+                        m.d.sync += A[p][d - RL + i].eq(Mux(need[p], scaled >> F, a0))
                     with m.If(cnt == 0):
                         lsc = Signal(unsigned(WL + F + 1), name=f"L_rescaled{p}")
                         m.d.comb += lsc.eq(L[p] * r_fac[p] + half)
                         with m.If(need[p]):
                             m.d.sync += L[p].eq(lsc >> F)
                 m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == d - 1):
+                with m.If(cnt == d // RL - 1):
                     m.next = "ACCUM"
             with m.State("ACCUM"):
                 m.d.comb += issue.eq(1)

@@ -244,6 +244,11 @@ class AttentionConfig:
     q_block : int
         Queries per block: the unit holds this many query rows and streams the keys and values
         once per block; 1 to 64 (default 4).
+    rescale_lanes : int or None
+        Numerators rescaled per cycle and query when a tile's max grows (multipliers of
+        ``W_A × (F + 1)`` bits per query); a divisor of ``d``. A rescale then takes
+        ``d / rescale_lanes`` cycles. None (the default): the largest divisor of ``d`` not above
+        4 (:attr:`rescale_width`).
 
     Raises
     ------
@@ -254,6 +259,7 @@ class AttentionConfig:
     d: int = 64
     heads: int = 12
     q_block: int = 4
+    rescale_lanes: int | None = None
 
     def __post_init__(self):
         for key, lo, hi in (("d", 1, 256), ("heads", 1, 256), ("q_block", 1, 64)):
@@ -261,6 +267,20 @@ class AttentionConfig:
             if not _is_int(value) or not lo <= value <= hi:
                 raise _bad(f"attention.{key}", value, f"an integer from {lo} to {hi}")
             object.__setattr__(self, key, int(value))
+        r = self.rescale_lanes
+        if r is not None:
+            if not _is_int(r) or not 1 <= r <= self.d or self.d % r:
+                raise _bad("attention.rescale_lanes", r,
+                           f"a divisor of attention.d = {self.d}, or absent")
+            object.__setattr__(self, "rescale_lanes", int(r))
+
+    @property
+    def rescale_width(self) -> int:
+        """Numerators rescaled per cycle: ``rescale_lanes``, or the largest divisor of ``d``
+        not above 4 when it is absent."""
+        if self.rescale_lanes is not None:
+            return self.rescale_lanes
+        return max(r for r in range(1, 5) if self.d % r == 0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AttentionConfig":
@@ -279,8 +299,9 @@ class AttentionConfig:
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:
-        """The parameters as a plain dict."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The parameters as a plain dict (``rescale_lanes`` left out when None)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def attention_unit(cfg) -> AttentionUnit:
         raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
     sm = cfg.osi8
     return AttentionUnit(d=att.d, q_block=att.q_block, heads=att.heads, F=sm.F, B=sm.B,
-                         n_max=sm.N_max, G=sm.G, rounding=cfg.rounding)
+                         n_max=sm.N_max, G=sm.G, rounding=cfg.rounding,
+                         rescale_lanes=att.rescale_width)
 
 
 def _axis(members, prefix, direction, width, keep=None, user=None, last=False):

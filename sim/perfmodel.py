@@ -711,7 +711,8 @@ ATTENTION_LUT_BEATS = 256
 
 def attention_params(cfg) -> dict[str, int]:
     """The timing parameters of a configuration's attention unit: ``d``, ``P`` (``q_block``),
-    ``B``, ``QB`` (quotient bits of the output divider) and ``Lr`` (score requantizer stages).
+    ``B``, ``QB`` (quotient bits of the output divider), ``Lr`` (score requantizer stages) and
+    ``RL`` (numerators rescaled per cycle, ``AttentionConfig.rescale_width``).
 
     ``QB`` is the bit length of ``(255·2^F + 128·255)·2^G // 2^F + 2`` (the largest quotient
     ``|A_c / L|·2^G`` plus margin, ``hw/attention.py`` ``attention_widths``).
@@ -727,7 +728,7 @@ def attention_params(cfg) -> dict[str, int]:
     sm = cfg.osi8
     q_max = (255 * 2 ** sm.F + 128 * 255) * 2 ** sm.G // 2 ** sm.F + 2
     return {"d": att.d, "P": att.q_block, "B": sm.B, "QB": q_max.bit_length(),
-            "Lr": REQUANT_LATENCY[cfg.rounding]}
+            "Lr": REQUANT_LATENCY[cfg.rounding], "RL": att.rescale_width}
 
 
 def attention_tile_needs(scores, mask, B: int, q_block: int) -> list[list[bool]]:
@@ -795,7 +796,7 @@ def attention_cycles(cfg, m: int, n: int, tile_needs=None, *, load_lut: bool = T
     - back end: a tile starts the cycle after it is ready and the back end is idle, or, with no
       rescale, straight after the previous tile's last read-back when already ready (no bubble);
       a tile with a rescale waits for the accumulate pipeline to drain (2 cycles), spends one
-      cycle on the LUT and ``d`` on the numerators; read-back takes ``cnt`` cycles;
+      cycle on the LUT and ``d / RL`` on the numerators; read-back takes ``cnt`` cycles;
     - epilogue, after the block's last tile: waits for the pipeline to drain and for its bank
       (two banks, alternating; both when ``P > d``), then feeds ``d`` channels (the back end is
       held), whose last output byte comes ``QB + 3`` cycles later; the ``mq`` rows enter the
@@ -820,7 +821,7 @@ def attention_cycles(cfg, m: int, n: int, tile_needs=None, *, load_lut: bool = T
         For ``m`` or ``n`` below 1, or ``tile_needs`` of the wrong shape.
     """
     p = attention_params(cfg)
-    d, P, B, QB, Lr = p["d"], p["P"], p["B"], p["QB"], p["Lr"]
+    d, P, B, QB, Lr, RL = p["d"], p["P"], p["B"], p["QB"], p["Lr"], p["RL"]
     for name, v in (("m", m), ("n", n)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -853,7 +854,7 @@ def attention_cycles(cfg, m: int, n: int, tile_needs=None, *, load_lut: bool = T
             elif not need:
                 first = max(ready, idle) + 1
             else:
-                first = max(ready, idle, prev_R + 3 if prev_R is not None else 0) + 2 + d
+                first = max(ready, idle, prev_R + 3 if prev_R is not None else 0) + 2 + d // RL
             prev_R = first + cnt - 1
             R.append(prev_R)
             prev_end = t == T - 1

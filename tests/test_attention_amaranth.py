@@ -146,15 +146,18 @@ def _check(unit, jobs, **kw):
     return res
 
 
-@pytest.mark.parametrize("d,P,B,F,G,rounding", [
-    (1, 1, 1, 16, 16, "single"),      # d = 1, B = 1 (every key its own tile)
-    (2, 3, 3, 24, 16, "double"),      # B and q_block not powers of 2
-    (3, 2, 4, 20, 12, "single"),
+@pytest.mark.parametrize("d,P,B,F,G,rounding,RL", [
+    (1, 1, 1, 16, 16, "single", 1),      # d = 1, B = 1 (every key its own tile)
+    (2, 3, 3, 24, 16, "double", 1),      # B and q_block not powers of 2
+    (3, 2, 4, 20, 12, "single", 1),
+    (4, 2, 2, 24, 16, "single", 2),      # two numerators rescaled per cycle
+    (6, 3, 1, 24, 16, "single", 6),      # all at once (B = 1: many rescales)
 ])
-def test_unit_matches_golden(d, P, B, F, G, rounding):
+def test_unit_matches_golden(d, P, B, F, G, rounding, RL):
     """Ragged query blocks and tiles, no mask, padding and general masks, causal."""
     rng = np.random.default_rng(d * 100 + P * 10 + B)
-    unit = AttentionUnit(d=d, q_block=P, heads=2, F=F, B=B, n_max=64, G=G, rounding=rounding)
+    unit = AttentionUnit(d=d, q_block=P, heads=2, F=F, B=B, n_max=64, G=G, rounding=rounding,
+                         rescale_lanes=RL)
     jobs = [
         _job(rng, P + 1, 2 * B + 1, d, tag=1),
         _job(rng, 2 * P + 1, B + 2, d, mask="general", causal=True, head=1, tag=2,
@@ -241,6 +244,8 @@ def test_widths_and_latencies():
     (dict(n_max=0), ValueError, "N_max must be an integer from 1 to 16777216, not 0"),
     (dict(G=31), ValueError, "G must be an integer from 1 to 30, not 31"),
     (dict(rounding="up"), ValueError, "Rounding must be one of"),
+    (dict(d=6, rescale_lanes=4), ValueError, "rescale_lanes must divide d (6), not 4"),
+    (dict(d=4, rescale_lanes=5), ValueError, "rescale_lanes must be an integer from 1 to 4, not 5"),
 ])
 def test_constructor_errors(kwargs, exc, message):
     with pytest.raises(exc) as info:

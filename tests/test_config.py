@@ -316,7 +316,14 @@ def test_one_section_toml_is_unchanged():
      "attention.q_block: true is not allowed (an integer from 1 to 64)"),
     ("[attention]\nq_block = \"4\"\n",
      'attention.q_block: "4" is not allowed (an integer from 1 to 64)'),
-    ("[attention]\nF = 24\n", "attention.F: unknown key (allowed: d, heads, q_block)"),
+    ("[attention]\nF = 24\n",
+     "attention.F: unknown key (allowed: d, heads, q_block, rescale_lanes)"),
+    ("[attention]\nd = 32\nrescale_lanes = 3\n",
+     "attention.rescale_lanes: 3 is not allowed (a divisor of attention.d = 32, or absent)"),
+    ("[attention]\nd = 4\nrescale_lanes = 8\n",
+     "attention.rescale_lanes: 8 is not allowed (a divisor of attention.d = 4, or absent)"),
+    ("[attention]\nrescale_lanes = 0\n",
+     "attention.rescale_lanes: 0 is not allowed (a divisor of attention.d = 64, or absent)"),
     ("attention = 3\n", "[attention]: must be a table, not 3"),
 ])
 def test_attention_section_errors(text, message):
@@ -324,6 +331,18 @@ def test_attention_section_errors(text, message):
         parse_toml(text, source="a.toml")
     assert str(info.value) == f"a.toml: {message}"
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("d, given, width", [(64, None, 4), (32, None, 4), (6, None, 3),
+                                             (9, None, 3), (7, None, 1), (1, None, 1),
+                                             (64, 16, 16), (6, 6, 6)])
+def test_attention_rescale_width(d, given, width):
+    """rescale_lanes when given; else the largest divisor of d not above 4."""
+    att = AttentionConfig(d=d, rescale_lanes=given)
+    assert att.rescale_width == width
+    text = GemmConfig(attention=att).to_toml()
+    assert ("rescale_lanes" in text) == (given is not None)
+    assert parse_toml(text).attention == att
 
 
 def test_attention_errors_from_python():
