@@ -54,16 +54,18 @@ CONFIGS = {
     "a1p1h1": _cfg("a1p1h1", d=1, q_block=1, heads=1, F=16, B=1, N_max=40),
     "a8p2h3": _cfg("a8p2h3", d=8, q_block=2, heads=3, F=20, B=5, N_max=32, G=12,
                    rounding="double"),
+    # the defaults of osi8.md (F 24, B 16, d 64) with long contexts (test 8: 1024 keys)
+    "a64p2h1": _cfg("a64p2h1", d=64, q_block=2, heads=1, F=24, B=16, N_max=4096),
 }
 
 #: Default run: configuration -> simulators of the whole bench.
 DEFAULT_RUN = {"a8p3h2": ("verilator", "icarus"), "a1p1h1": ("verilator",),
-               "a8p2h3": ("icarus",)}
+               "a8p2h3": ("icarus",), "a64p2h1": ("verilator",)}
 
 SIMS = list(runner.SIMULATORS)
 
 #: Every test of the bench (test_backpressure counts once per pattern).
-BENCH_TESTS = 16
+BENCH_TESTS = 17
 
 
 def _need(sim: str) -> None:
