@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "softmax unit (the standalone softmax top of the "
                                      "configuration; each row is streamed twice) and save the "
                                      "int8 probabilities (scale 1/256, zero point -128). "
-                                     "Prints cycles=<n>.")
+                                     "Prints cycles=<n> model_cycles=<n> utilization=<p>%%.")
     g.add_argument("--scores", metavar="S.npy", required=True,
                    help="int8 scores, one row (N,) or rows (rows, N) (required)")
     g.add_argument("--scale", metavar="C", required=True,
