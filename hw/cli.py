@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "softmax unit (the standalone softmax top of the "
                                      "configuration; each row is streamed twice) and save the "
                                      "int8 probabilities (scale 1/256, zero point -128). "
-                                     "Prints cycles=<n> model_cycles=<n> utilization=<p>%%.")
+                                     "Prints cycles=<n> model_cycles=<n> utilization=<p>%.")
     g.add_argument("--scores", metavar="S.npy", required=True,
                    help="int8 scores, one row (N,) or rows (rows, N) (required)")
     g.add_argument("--scale", metavar="C", required=True,
@@ -611,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "are symmetric int8 (zero point 0), V has zero point "
                                      "--zp-v. Without --scale-s the score scale is calibrated "
                                      "(max |s| / 127, 1/sqrt(d) folded in) and printed. Prints "
-                                     "cycles=<n> model_cycles=<n> utilization=<p>%%.")
+                                     "cycles=<n> model_cycles=<n> utilization=<p>%.")
     g.add_argument("--q", metavar="Q.npy", required=True,
                    help="int8 queries, M x d, symmetric (required)")
     g.add_argument("--k", metavar="K.npy", required=True,
