@@ -344,6 +344,139 @@ def _block_of(module: str, top: str) -> str:
     return "control"
 
 
+def _kept(reps: list[str], top: str) -> list[str]:
+    """Modules the estimate synthesizes once each, hierarchy kept: the array and its PEs (the
+    part that grows as R · C). The rest (top, engine, requantizer, result FIFO: each
+    instantiated once) is flattened into the top, so that it is mapped in the same context as
+    in the flat run."""
+    return sorted(m for m in reps if m == f"{top}.engine.array"
+                  or m.startswith(f"{top}.engine.array."))
+
+
+_SRC_RE = re.compile(r"^([^|:]+):(\d+)")
+
+
+def _line_blocks(text: str, top: str) -> list[tuple[int, int, str]]:
+    """(first line, last line, block) of every module of a Verilog text, 1-based lines."""
+    out = []
+    for name, mod in hier.split_modules(text).items():
+        start = text.find(mod.text.lstrip("\n")[:200])
+        if start < 0:
+            continue
+        first = text.count("\n", 0, start) + 1
+        last = first + mod.text.count("\n")
+        out.append((first, last, _block_of(name, top)))
+    return out
+
+
+def _attribute(netlist: Path, top: str, vfile: str, ranges: list[tuple[int, int, str]],
+               submodules: set[str]) -> dict[str, Counter]:
+    """Own cells of the flattened top, by report block.
+
+    A cell whose ``src`` attribute points into a module of ``vfile`` belongs to that module's
+    block; a cell without one (the LUTs or gates ABC made) belongs to the block of the nearest
+    cell it drives (a backward walk from the attributed cells); what is left, to ``control``.
+    """
+    data = json.loads(netlist.read_text(encoding="utf-8"))
+    mods = data["modules"]
+    mod = mods.get(top) or mods.get("\\" + top)
+    cells = {n: c for n, c in mod["cells"].items()
+             if c["type"].lstrip("\\") not in submodules and c["type"] != "$scopeinfo"}
+
+    def block_of_src(src: str) -> str | None:
+        for part in src.split("|"):
+            m = _SRC_RE.match(part)
+            if m and m.group(1).endswith(vfile):
+                line = int(m.group(2))
+                for a, b, blk in ranges:
+                    if a <= line <= b:
+                        return blk
+        return None
+
+    block: dict[str, str] = {}
+    driver: dict[int, str] = {}
+    for n, c in cells.items():
+        b = block_of_src(str(c.get("attributes", {}).get("src", "")))
+        if b is not None:
+            block[n] = b
+        dirs = c.get("port_directions", {})
+        for port, bits in c.get("connections", {}).items():
+            if dirs.get(port) == "output":
+                for bit in bits:
+                    if isinstance(bit, int):
+                        driver[bit] = n
+    queue = list(block)
+    i = 0
+    while i < len(queue):
+        n = queue[i]
+        i += 1
+        c = cells[n]
+        dirs = c.get("port_directions", {})
+        for port, bits in c.get("connections", {}).items():
+            if dirs.get(port) == "output":
+                continue
+            for bit in bits:
+                d = driver.get(bit) if isinstance(bit, int) else None
+                if d is not None and d not in block:
+                    block[d] = block[n]
+                    queue.append(d)
+    out: dict[str, Counter] = {}
+    for n, c in cells.items():
+        out.setdefault(block.get(n, "control"), Counter())[c["type"]] += 1
+    return out
+
+
+def _boundary_duplicates(netlist: Path, top: str, target: str, submodules: set[str]
+                         ) -> Counter:
+    """Flip-flops of the hierarchical netlist that duplicate another one across a module boundary,
+    by (report block of the instance they are in, cell type).
+
+    Two flip-flops of the same type and parameters whose inputs (data, clock, enable, reset) are
+    the same nets once the ports are followed up the hierarchy hold the same value; the flat
+    run merges them (``opt_merge``), the hierarchical run cannot see across the boundary (a PE
+    registering a control signal the engine registers too). Of each such group all but the one
+    nearest the top are counted here.
+    """
+    data = json.loads(netlist.read_text(encoding="utf-8"))
+    mods = {k.lstrip("\\"): v for k, v in data["modules"].items()}
+    groups: dict[tuple, list[str]] = {}
+
+    def walk(name: str, path: str, portmap: dict[int, Any]) -> None:
+        mod = mods[name]
+
+        def net(bit):
+            if not isinstance(bit, int):
+                return bit
+            return portmap.get(bit, (path, bit))
+        for cname, c in mod.get("cells", {}).items():
+            ctype = c["type"].lstrip("\\")
+            dirs = c.get("port_directions", {})
+            if ctype in submodules:
+                child = mods[ctype]
+                cmap = {}
+                for port, bits in c.get("connections", {}).items():
+                    cbits = child.get("ports", {}).get(port, {}).get("bits", [])
+                    for cb, pb in zip(cbits, bits):
+                        if isinstance(cb, int):
+                            cmap[cb] = net(pb)
+                walk(ctype, f"{path}.{cname}", cmap)
+            elif _ffs(target, Counter({ctype: 1})):
+                ins = tuple(sorted((p, tuple(net(b) for b in bits))
+                                   for p, bits in c.get("connections", {}).items()
+                                   if dirs.get(p) != "output"))
+                params = tuple(sorted(c.get("parameters", {}).items()))
+                groups.setdefault((ctype, params, ins), []).append(path)
+    walk(top, top, {})
+    out: Counter = Counter()
+    for (ctype, _, _), paths in groups.items():
+        # Duplicates inside one module stay in both runs: only other modules' copies count.
+        by_path = Counter(paths)
+        if len(by_path) > 1:
+            for p in sorted(by_path, key=lambda q: (q.count("."), q))[1:]:
+                out[(_block_of(p, top), ctype)] += by_path[p]
+    return out
+
+
 def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], dsp_on: bool
               ) -> dict[str, Any]:
     top = cfg.name
@@ -352,25 +485,29 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
     text, rep, counts = hier.dedupe(verilog, top, variant)
     (work / f"{top}_hier.v").write_text(text, encoding="utf-8")
     reps_lut = sorted({rep[m] for m in lut_modules})
+    kept = _kept(sorted(set(rep.values())), top)
     script = [f"read_verilog {top}_hier.v", f"hierarchy -top {top}", "proc"]
+    if kept:
+        script += [f"setattr -mod -set keep_hierarchy 1 {' '.join(kept)}"]
+    script += ["rename -hide w:*"]
+    synth = _synth_cmd(target, top, True, dsp_on, cfg.clock_mhz, _lutmul_cmds(set(reps_lut)))
     if target in ("generic", "asic"):
-        # Memories into modules of their own, reported on their own. FPGA targets keep them
-        # in place, so that the RAM inference sees them as the flat run does, and report the
-        # RAM primitives as the memories.
-        script += ["opt_clean", "memory -nomap", "setattr -set submod \"mem\" t:$mem_v2",
-                   "submod"]
-    script += ["setattr -mod -set keep_hierarchy 1 *", "rename -hide w:*"]
-    script += _synth_cmd(target, top, False, dsp_on, cfg.clock_mhz,
-                         _lutmul_cmds(set(reps_lut)))
-    script += [_stat_cmd(target)]
-    if target == "generic":             # the bits of the unmapped memories
-        script += [f"write_json {target}_hier.json"]
+        # Memories into a module of their own, reported on their own, once the coarse steps
+        # have made them as in the flat run (read registers merged into the memories). FPGA
+        # targets keep them in place, so that the RAM inference sees them as the flat run
+        # does, and report the RAM primitives as the memories.
+        synth[1:1] = ["setattr -set submod \"mem\" t:$mem_v2", "submod"]
+    script += synth
+    script += [_stat_cmd(target), f"write_json {target}_hier.json"]
     t0 = time.monotonic()
     stat = _run_yosys(work, script, "hier")
     seconds = time.monotonic() - t0
     mem_bits = _mem_bits(work / f"{target}_hier.json") if target == "generic" else {}
     # Instance counts of the modules Yosys reports, new memory modules included.
     mods = {k.lstrip("\\"): v for k, v in stat["modules"].items()}
+    # The top's own cells (engine, requantizer, FIFO, flattened together) by block.
+    top_split = _attribute(work / f"{target}_hier.json", top, f"{top}_hier.v",
+                           _line_blocks(text, top), set(mods))
     n_inst = Counter()
 
     def walk(name: str, n: int) -> None:
@@ -391,28 +528,37 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         area = _num(mods[name].get("area")) * n
         tr = _num(mods[name].get("estimated_num_transistors")) * n
         mb = mem_bits.get("\\" + name, mem_bits.get(name, 0)) * n
-        b = _block_of(name, top)
-        ram = Counter({t: k for t, k in scaled.items()
-                       if t in _brams(target, scaled) or t in _lutrams(target, scaled)})
-        if ram:
-            c, a_, t_, m_ = block_acc.get("memories", (Counter(), 0.0, 0.0, 0))
-            block_acc["memories"] = (c + ram, a_, t_, m_)
-            scaled_own = scaled - ram
-        else:
-            scaled_own = scaled
-        c, a_, t_, m_ = block_acc.get(b, (Counter(), 0.0, 0.0, 0))
-        block_acc[b] = (c + scaled_own, a_ + area, t_ + tr, m_ + mb)
+        parts = ({b: Counter({t: k * n for t, k in c.items()}) for b, c in top_split.items()}
+                 if name == top else {_block_of(name, top): scaled})
+        for b, part in parts.items():
+            ram = Counter({t: k for t, k in part.items()
+                           if t in _brams(target, part) or t in _lutrams(target, part)})
+            if ram:
+                c, a_, t_, m_ = block_acc.get("memories", (Counter(), 0.0, 0.0, 0))
+                block_acc["memories"] = (c + ram, a_, t_, m_)
+                part = part - ram
+            c, a_, t_, m_ = block_acc.get(b, (Counter(), 0.0, 0.0, 0))
+            block_acc[b] = (c + part, a_ + area, t_ + tr, m_ + mb)
+            area = tr = mb = 0
         total_cells += scaled
         total_area += area
         total_tr += tr
         total_mem += mb
+    # Flip-flops the flat run merges across module boundaries are not in its netlist: take them
+    # out of the estimate too.
+    dups = _boundary_duplicates(work / f"{target}_hier.json", top, target, set(mods))
+    for (b, ctype), k in dups.items():
+        c, a_, t_, m_ = block_acc[b]
+        block_acc[b] = (c - Counter({ctype: k}), a_, t_, m_)
+        total_cells -= Counter({ctype: k})
     for b in ("array", "requantizer", "control", "memories"):
         if b in block_acc:
             c, a_, t_, m_ = block_acc[b]
             blocks[b] = _summary(target, c, area_um2=a_, transistors=t_, mem_bits=m_)
     res = {"seconds": round(seconds, 1),
            "distinct_modules": len(mods), "instances": sum(n_inst.values()),
-           "cell_types": dict(sorted(total_cells.items())), "blocks": blocks}
+           "cell_types": dict(sorted(total_cells.items())), "blocks": blocks,
+           "boundary_duplicate_ffs": sum(dups.values())}
     res.update(_summary(target, total_cells, area_um2=total_area, transistors=total_tr,
                         mem_bits=total_mem))
     return res
