@@ -12,7 +12,10 @@ Usage::
 
     .venv/bin/python benchmarks/bench_area.py [--sizes 4,8,16] [--targets ecp5,asic]
         [--flat-max 8] [--pnr-max 8] [--estimate] [--k-max K] [--acc-depth D] [--res-depth D]
-        [--out build/bench_area]
+        [--out build/bench_area] [--reuse] [--error]
+
+``--error`` prints instead the hierarchical estimate's error against the flat run for each size
+and target (flat and estimate only, no place-and-route or timing).
 
 Sizes above ``--flat-max`` (and every size with ``--estimate``) use the hierarchical estimate
 only: no flat run, so no Fmax (a flat 16 x 16 takes long; on ECP5 it also needs more
@@ -88,6 +91,33 @@ def reused(out: Path, cfg: GemmConfig, target: str, est_only: bool, timed: bool)
     return r
 
 
+def error_table(args, sizes: list[int], targets: list[str], extra: dict, out: Path) -> int:
+    """``--error``: the hierarchical estimate against the flat run, per size, target and headline
+    figure (no place-and-route or timing)."""
+    from hw.synth.report import HEADLINE, _LABELS
+    print("\n| array | target | device | figure | flat | estimate | error | flat s | estimate s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for target in targets:
+        for n in sizes:
+            cfg = GemmConfig(name=f"err{n}", rows=n, cols=n, **extra)
+            r = reused(out, cfg, target, False, False) if args.reuse else None
+            try:
+                r = r or area(cfg, target, out=out, pnr=False,
+                              command=f"bench_area --error {n}x{n} {target}")
+            except Exception as e:          # noqa: BLE001 - a row says what failed
+                print(f"| {n}x{n} | {target} | failed: {type(e).__name__}: {str(e)[:300]} |")
+                sys.stdout.flush()
+                continue
+            dev = (r.get("device") or {}).get("name", "–")
+            flat, est, err = r["flat"], r["estimate"], r["estimate_error"]
+            for key in HEADLINE[target]:
+                print(f"| {n}x{n} | {target} | {dev} | {_LABELS.get(key, key)} | "
+                      f"{flat[key]:,} | {est[key]:,} | {err[key]:+.2f} % | "
+                      f"{flat['seconds']:.0f} | {est['seconds']:.0f} |")
+            sys.stdout.flush()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="4,8,16", help="array sizes N (N x N) (default: %(default)s)")
@@ -98,6 +128,9 @@ def main() -> int:
                     help="largest N placed and routed (ecp5) or timed (asic) (default: "
                          "%(default)s)")
     ap.add_argument("--estimate", action="store_true", help="hierarchical estimate only")
+    ap.add_argument("--error", action="store_true",
+                    help="print the hierarchical estimate's error against the flat run instead "
+                         "(no place-and-route or timing)")
     ap.add_argument("--k-max", type=int, default=None, help="k_max (default: the config's)")
     ap.add_argument("--acc-depth", type=int, default=None, help="acc_depth (default: the config's)")
     ap.add_argument("--res-depth", type=int, default=None, help="res_depth (default: the config's)")
@@ -115,6 +148,10 @@ def main() -> int:
     print("config: " + ", ".join(f"{k} {v}" for k, v in
                                  GemmConfig(name="x", **extra).to_dict(resolved=True).items()
                                  if k not in ("name", "rows", "cols", "softmax")))
+    if args.error:
+        for target in targets:
+            print(f"{target}: {json.dumps(tool_versions(target))}")
+        return error_table(args, sizes, targets, extra, out)
     for target in targets:
         print(f"\n## {target}: {json.dumps(tool_versions(target))}\n")
         if target == "ecp5":

@@ -530,6 +530,9 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         mb = mem_bits.get("\\" + name, mem_bits.get(name, 0)) * n
         parts = ({b: Counter({t: k * n for t, k in c.items()}) for b, c in top_split.items()}
                  if name == top else {_block_of(name, top): scaled})
+        total_area += area
+        total_tr += tr
+        total_mem += mb
         for b, part in parts.items():
             ram = Counter({t: k for t, k in part.items()
                            if t in _brams(target, part) or t in _lutrams(target, part)})
@@ -539,11 +542,8 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
                 part = part - ram
             c, a_, t_, m_ = block_acc.get(b, (Counter(), 0.0, 0.0, 0))
             block_acc[b] = (c + part, a_ + area, t_ + tr, m_ + mb)
-            area = tr = mb = 0
+            area = tr = mb = 0            # counted once, with the first part
         total_cells += scaled
-        total_area += area
-        total_tr += tr
-        total_mem += mb
     # Flip-flops the flat run merges across module boundaries are not in its netlist: take them
     # out of the estimate too.
     dups = _boundary_duplicates(work / f"{target}_hier.json", top, target, set(mods))
