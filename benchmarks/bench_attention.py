@@ -50,15 +50,17 @@ HEADER = ("| case | M | N | d | RTL cycles | model | model exact | ideal | utili
 
 def minilm(args) -> list[str]:
     """The 12 heads of MiniLM layer 0, one simulation, through sim.realdata's RTL path."""
-    att = realdata.load_attention_fixture() if args.fixture else realdata.attention_inputs()
+    att = realdata.load_attention_fixture() if args.fixture else realdata.attention_heads()
     cfg = realdata._attention_config(load_config())
     t = time.time()
     rows = realdata.attention_rtl(att, run.attention, config=cfg, sim=args.sim)
     wall = time.time() - t
     out = []
-    for r in rows:
-        out.append(_row(f"MiniLM head {r['head']}", r["m"], r["n"], r["d"], r["cycles"],
-                        r["model_cycles"], r["ideal_cycles"], wall / len(rows)))
+    for h, o, st in rows:
+        args_h = realdata.head_args(att, h)
+        (m, d), n = args_h["q"].shape, args_h["k"].shape[0]
+        out.append(_row(f"MiniLM head {h}", m, n, d, st["cycles"], st["model_cycles"],
+                        st["ideal_cycles"], wall / len(rows)))
     return out
 
 
@@ -86,18 +88,26 @@ def area(args) -> list[str]:
     base = load_config()
     small = dataclasses.replace(base, name="att_area0", rows=1, cols=1, k_max=64, acc_depth=2,
                                 res_depth=4)
-    lines = ["| design | cells | NAND2-eq | FF |", "|---|---:|---:|---:|"]
-    reps = {}
+    lines = ["| design (generic target, hierarchical estimate) | cells | NAND2-eq | FF | "
+             "memory bits |", "|---|---:|---:|---:|---:|"]
+    figs = []
     for label, cfg in (("1x1 GEMM", small),
-                       ("1x1 GEMM + attention d=32 q_block=4",
+                       ("1x1 GEMM + attention d=32, q_block=4, heads=12",
                         dataclasses.replace(small, name="att_area1",
                                             attention=AttentionConfig(d=32, heads=12,
                                                                       q_block=4)))):
+        t = time.time()
         rep = synth_area(cfg, "generic", out=ROOT / "build" / "bench_attention",
                          estimate_only=True, write=False)
-        reps[label] = rep
-        s = rep.get("estimate", rep)
-        lines.append(f"| {label} | {s.get('cells')} | {s.get('nand2_eq')} | {s.get('ff')} |")
+        e = rep["estimate"]
+        figs.append(e)
+        lines.append(f"| {label} | {e['cells']} | {e['nand2_eq']} | {e['ffs']} | "
+                     f"{e['memory_bits']} |")
+        print(f"  ({label}: {time.time() - t:.0f} s)", file=sys.stderr, flush=True)
+    a, b = figs
+    lines.append(f"| attention unit (difference) | {b['cells'] - a['cells']} | "
+                 f"{b['nand2_eq'] - a['nand2_eq']:.1f} | {b['ffs'] - a['ffs']} | "
+                 f"{b['memory_bits'] - a['memory_bits']} |")
     return lines
 
 
