@@ -23,7 +23,7 @@ from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from hw import isa
-from hw.attention import AttentionUnit, attention_widths
+from hw.attention import AttentionUnit
 from sim.driver import AttentionJob, decode_status, encode_attention
 from sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
                                   attention_params, attention_scores, calibrate_score_scale)
