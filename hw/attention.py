@@ -190,6 +190,8 @@ class AttentionUnit(wiring.Component):
         fld = {name: cmd[fl.lsb:fl.lsb + fl.width] for name, fl in f.items()}
         reserved = isa.reserved_mask(f, isa.CMD_WIDTH)
         dec_err = Signal(8)
+        hb = max(1, (self.heads - 1).bit_length())
+        lut_loaded = Signal(self.heads)   # head h's table was loaded completely since reset
         with m.If(fld["opcode"] != isa.Opcode.ATTENTION):
             m.d.comb += dec_err.eq(isa.Error.BAD_OPCODE)
         with m.Elif(fld["version"] != isa.ISA_VERSION):
@@ -199,8 +201,14 @@ class AttentionUnit(wiring.Component):
         with m.Elif((fld["m"] == 0) | (fld["n"] == 0) | (fld["n"] > self.n_max)
                     | (fld["head"] >= self.heads)):
             m.d.comb += dec_err.eq(isa.Error.BAD_SHAPE)
+        with m.Elif(~fld["load_lut"] & ~lut_loaded.bit_select(fld["head"][:hb], 1)):
+            m.d.comb += dec_err.eq(isa.Error.BAD_LUT)
 
-        m.d.sync += cycles.eq(Mux(cycles == (1 << 32) - 1, cycles, cycles + 1))
+        # The job's cycle count: from the command beat to the status beat being offered; it
+        # holds while the status waits, so the status word is stable under backpressure.
+        in_status = Signal()
+        with m.If(~in_status):
+            m.d.sync += cycles.eq(Mux(cycles == (1 << 32) - 1, cycles, cycles + 1))
 
         pbeat = Signal(range(isa.ATT_PARAM_BEATS + isa.ATT_LUT_BEATS))
         lut_depth = self.heads * 256
@@ -221,6 +229,10 @@ class AttentionUnit(wiring.Component):
                     with m.If(dec_err != 0):
                         m.next = "STATUS"
                     with m.Else():
+                        with m.If(fld["load_lut"]):
+                            # A table being rewritten is not usable until its load completes.
+                            m.d.sync += lut_loaded.eq(
+                                lut_loaded & ~(Const(1, self.heads) << fld["head"][:hb]))
                         m.next = "PARAM"
             with m.State("PARAM"):
                 m.d.comb += self.param.ready.eq(1)
@@ -230,16 +242,22 @@ class AttentionUnit(wiring.Component):
                     with m.Switch(pbeat):
                         with m.Case(0):
                             m.d.sync += m0_s.eq(word)
+                            with m.If(word[31] | (~word[30] & (word != 0))):
+                                m.d.sync += param_err.eq(1)
                         with m.Case(1):
                             sh = word[:8].as_signed()
                             m.d.sync += sh_s.eq(sh)
-                            with m.If((sh < -31) | (sh > 30)):
+                            with m.If((sh < -31) | (sh > 30) | (word[8:] != 0)):
                                 m.d.sync += param_err.eq(1)
                         with m.Case(2):
                             m.d.sync += m0_o.eq(word)
+                            with m.If(word[31] | ~word[30]):
+                                m.d.sync += param_err.eq(1)
                         with m.Case(3):
                             kk = Signal(signed(10))
                             m.d.comb += kk.eq(31 + G - word[:8].as_signed())
+                            with m.If(word[8:] != 0):
+                                m.d.sync += param_err.eq(1)
                             with m.If(kk < 1):
                                 m.d.sync += [k_o.eq(1), param_err.eq(1)]
                             with m.Elif(kk > 62):
@@ -255,15 +273,20 @@ class AttentionUnit(wiring.Component):
                     last_beat = Mux(job_lut,
                                     pbeat == isa.ATT_PARAM_BEATS + isa.ATT_LUT_BEATS - 1,
                                     pbeat == isa.ATT_PARAM_BEATS - 1)
-                    with m.If(self.param.payload.last != last_beat):
+                    bad_last = self.param.payload.last != last_beat
+                    with m.If(bad_last):
                         m.d.sync += frame_err.eq(1)
                     with m.If(last_beat):
                         m.d.comb += run_start.eq(1)
+                        with m.If(job_lut & ~frame_err & ~bad_last):
+                            m.d.sync += lut_loaded.eq(
+                                lut_loaded | (Const(1, self.heads) << job_head[:hb]))
                         m.next = "RUN"
             with m.State("RUN"):
                 with m.If(self.o.valid & self.o.ready & (rows_out == job_m - 1)):
                     m.next = "STATUS"
             with m.State("STATUS"):
+                m.d.comb += in_status.eq(1)
                 code = Mux(err != 0, err, Mux(frame_err, isa.Error.FRAME,
                                               Mux(param_err, isa.Error.BAD_PARAM, 0)))
                 st = isa.STATUS_FIELDS

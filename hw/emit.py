@@ -204,14 +204,26 @@ def _header(cfg: GemmConfig) -> str:
         f"#define {p}_STATUS_WIDTH {isa.STATUS_WIDTH}u",
         f"#define {p}_PARAM_BEATS {isa.PARAM_BEATS}u",
     ]
-    for kind, fields in (("CMD", isa.CMD_FIELDS), ("STATUS", isa.STATUS_FIELDS)):
-        out += ["", f"/* {kind.lower()} fields */"]
+    kinds = [("CMD", isa.CMD_FIELDS), ("STATUS", isa.STATUS_FIELDS)]
+    if cfg.attention is not None:
+        kinds.append(("ATT_CMD", isa.ATT_CMD_FIELDS))
+    for kind, fields in kinds:
+        out += ["", f"/* {kind.lower().replace('_', ' ')} fields */"]
         for name, f in fields.items():
             n = f"{p}_{kind}_{name.upper()}"
             out.append(f"#define {n}_LSB {f.lsb}u")
             out.append(f"#define {n}_WIDTH {f.width}u")
             if f.signed:
                 out.append(f"#define {n}_SIGNED 1")
+    if cfg.attention is not None:
+        att = cfg.attention
+        out += ["", "/* attention unit (docs/attention.md): s_axis_att_* / m_axis_att_* */",
+                f"#define {p}_ATT_PARAM_WIDTH {isa.ATT_PARAM_WIDTH}u",
+                f"#define {p}_ATT_PARAM_BEATS {isa.ATT_PARAM_BEATS}u",
+                f"#define {p}_ATT_LUT_BEATS {isa.ATT_LUT_BEATS}u",
+                f"#define {p}_ATT_D {att.d}u",
+                f"#define {p}_ATT_Q_BLOCK {att.q_block}u",
+                f"#define {p}_ATT_HEADS {att.heads}u"]
     out += ["", "/* opcodes */"]
     out += [f"#define {p}_OPCODE_{op.name} 0x{op.value:02x}u" for op in isa.Opcode]
     out += ["", "/* status error codes */"]

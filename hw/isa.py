@@ -149,10 +149,14 @@ class Error(IntEnum):
     #: The job ran, but ``tlast`` on a data stream was not where the stream order puts it.
     #: The job consumed exactly the beats its shape implies; its results are not to be trusted.
     FRAME = 7
-    #: An attention job whose parameter block holds a shift out of range (``sh_s`` outside
-    #: [-31, 30], or ``31 + G - sh_o`` outside [1, 62]). The job ran like a ``FRAME`` job:
-    #: it consumed its beats and its results are not to be trusted.
+    #: An attention job whose parameter block holds a value out of range: ``M0_s`` not 0 and
+    #: not in [2^30, 2^31), ``M0_o`` not in [2^30, 2^31), ``sh_s`` outside [-31, 30],
+    #: ``31 + G - sh_o`` outside [1, 62], or bits 31:8 of a shift word not 0. The job ran like
+    #: a ``FRAME`` job: it consumed its beats and its results are not to be trusted.
     BAD_PARAM = 8
+    #: An attention command with ``load_lut`` = 0 for a head whose LUT is not loaded (never
+    #: loaded since reset, or its last load ended in a ``FRAME`` error). Consumes no data beat.
+    BAD_LUT = 9
 
 
 def pack(fields: dict[str, Field], **values: int) -> int:

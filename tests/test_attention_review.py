@@ -13,6 +13,7 @@ build/rtl_bugs.md, "attention review").
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -264,15 +265,12 @@ def direct_job(scores, vals, *, c=0.05, zp_v=0, zp_o=0, m0_o=1 << 30, sh_o=1, ma
 
 
 # --------------------------------------------------------------------------------------------
-# bugs (xfail strict: the fix flips them)
+# fixed bugs (review findings 1 and 2)
 
 
-@pytest.mark.xfail(strict=True, reason="attention-review bug 1: the status beat's `cycles` "
-                   "keeps counting while m_axis_status_tvalid waits for tready, so tdata "
-                   "changes under a held tvalid (AXI4-Stream violation) and the reported cycles "
-                   "depend on the status consumer (hw/attention.py: cycles increments in every "
-                   "state; GEMM counts only in RUN)")
 def test_status_payload_stable_while_valid():
+    """Review finding 1: the status word (its cycle count included) holds still while the
+    status waits for tready, and the count does not depend on the status consumer."""
     rng = np.random.default_rng(1)
     unit = AttentionUnit(d=2, q_block=2, heads=1, F=16, B=2, n_max=8, G=16)
     job = rand_job(rng, 3, 5, 2, tag=9)
@@ -289,20 +287,21 @@ def test_status_payload_stable_while_valid():
 # risks / undocumented behaviour
 
 
-@pytest.mark.xfail(strict=True, reason="attention-review finding 2: load_lut = 0 on a head "
-                   "never loaded (or after a reset that interrupted its load) divides by L = 0 "
-                   "and returns saturated garbage with status OK; docs/attention.md says nothing "
-                   "(no 'loaded' flag per head, no error)")
-def test_unloaded_head_is_not_silently_ok():
+def test_unloaded_head_is_rejected():
+    """Review finding 2: load_lut = 0 on a head whose table was never loaded is rejected
+    with BAD_LUT and consumes no data beat."""
     rng = np.random.default_rng(9)
     unit = AttentionUnit(d=2, q_block=2, heads=2, F=16, B=2, n_max=8, G=16)
     job = rand_job(rng, 3, 5, 2, tag=3, head=1, load_lut=False, zp_o=5)
-    res = run_raw(unit, beats_for(unit, [job]))
-    assert not res.hang
-    st = res.statuses[0][1]
-    out = split(unit, beats_for(unit, [job]), res)[0]
-    # today: st.error == OK and every byte is 122 (quotient of a division by zero)
-    assert st.error != isa.Error.OK or np.array_equal(out, golden(unit, job))
+    res = run_raw(unit, beats_for(unit, [job]), n_status=1)
+    (_, st), = res.statuses
+    assert st.error == isa.Error.BAD_LUT and st.tag == 3
+    assert res.taken.get("param", 0) == res.taken.get("q", 0) == res.taken.get("k", 0) == 0
+    # loading it makes the same head usable; a later job may then reuse it
+    loaded = dataclasses.replace(job, load_lut=True, tag=4)
+    reuse = dataclasses.replace(job, tag=5)
+    check_jobs(AttentionUnit(d=2, q_block=2, heads=2, F=16, B=2, n_max=8, G=16),
+               [loaded, reuse])
 
 
 def test_k_before_v_source_deadlocks():

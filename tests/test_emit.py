@@ -554,3 +554,35 @@ def test_attention_section_adds_the_attention_ports_and_lints_clean(tmp_path):
     assert {n.replace("_att_", "_") for n in ports if "_att_" in n} | {"aclk", "aresetn"} == names
     ok, messages = emit.lint(alone / "npu.v")
     assert ok, "\n".join(messages)
+
+
+def test_attention_header_has_the_attention_command(tmp_path):
+    """With [attention], the C header carries the attention command fields and parameters,
+    and compiles."""
+    from hw.config import AttentionConfig
+    cfg = GemmConfig(name="hatt", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8,
+                     attention=AttentionConfig(d=8, heads=3, q_block=2))
+    folder = emit.generate(cfg, tmp_path)
+    text = (folder / "hatt.h").read_text()
+    f = isa.ATT_CMD_FIELDS["zp_o"]
+    assert f"#define HATT_ATT_CMD_ZP_O_LSB {f.lsb}u" in text
+    assert "#define HATT_ATT_CMD_ZP_O_SIGNED 1" in text
+    assert "#define HATT_ATT_D 8u" in text and "#define HATT_ATT_HEADS 3u" in text
+    assert f"#define HATT_ERR_BAD_LUT {int(isa.Error.BAD_LUT)}u" in text
+    plain = GemmConfig(name="hplain", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8)
+    assert "ATT_CMD" not in (emit.generate(plain, tmp_path) / "hplain.h").read_text()
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler on PATH")
+    checks = [f"HATT_ATT_CMD_{n.upper()}_LSB == {f.lsb}" for n, f in isa.ATT_CMD_FIELDS.items()]
+    checks += [f"HATT_ATT_CMD_{n.upper()}_WIDTH == {f.width}"
+               for n, f in isa.ATT_CMD_FIELDS.items()]
+    checks += [f"HATT_OPCODE_ATTENTION == {int(isa.Opcode.ATTENTION)}",
+               f"HATT_ATT_LUT_BEATS == {isa.ATT_LUT_BEATS}"]
+    src = tmp_path / "t.c"
+    src.write_text('#include "hatt.h"\n'
+                   + "".join(f"_Static_assert({c}, \"{c}\");\n" for c in checks)
+                   + "int main(void) { return 0; }\n")
+    proc = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-I", str(folder), "-c",
+                           str(src), "-o", str(tmp_path / "t.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -570,6 +570,12 @@ async def test_bad_commands(dut):
         ("n = N_max + 1", E.BAD_SHAPE, _with_fields(base, n=tb.n_max + 1)),
         ("head = heads", E.BAD_SHAPE, _with_fields(base, head=tb.heads)),
     ]
+    # BAD_LUT: load_lut = 0 for a head whose table is not loaded (every head after a reset)
+    await tb.reset()
+    fresh = replace(good, load_lut=False, tag=tb.next_tag())
+    await tb.run_bad(fresh, E.BAD_LUT, cmd=encode_attention(fresh, tb.cfg).cmd,
+                     label="load_lut = 0 after reset")
+    await tb.run_job(replace(good, tag=tb.next_tag()), label="after BAD_LUT")
     for label, err, word in cases:
         word = _with_fields(word, tag=tb.next_tag())
         await tb.run_bad(good, err, cmd=word, label=label)
@@ -621,8 +627,10 @@ async def test_frame_errors(dut):
 
 @cocotb.test()
 async def test_bad_param(dut):
-    """BAD_PARAM: sh_s outside [-31, 30], or k = 31 + G - sh_o outside [1, 62]; the job runs,
-    consumes its beats and returns its rows; a good job follows each."""
+    """BAD_PARAM: sh_s outside [-31, 30], k = 31 + G - sh_o outside [1, 62], a multiplier
+    outside its range (M0_s not 0 and not in [2^30, 2^31), M0_o not in [2^30, 2^31)) or a
+    shift word with bits 31:8 set; the job runs, consumes its beats and returns its rows; a
+    good job follows each."""
     tb = AttentionTB(dut)
     await tb.start()
     good = tb.random_job(tb.P + 1, _small(tb, tb.B + 1), mask="padding")
@@ -633,11 +641,15 @@ async def test_bad_param(dut):
              (f"sh_o = {31 + G} (k = 0)", 3, 31 + G)]
     if G - 32 >= -128:
         cases.append((f"sh_o = {G - 32} (k = 63)", 3, G - 32))
-    for label, beat, value in cases:
-        if not -128 <= value <= 127:
+    raw = [("M0_s = 2^30 - 1", 0, (1 << 30) - 1), ("M0_s = 2^31", 0, 1 << 31),
+           ("M0_o = 0", 2, 0), ("M0_o = 2^31 + 2^30", 2, (1 << 31) | (1 << 30)),
+           ("sh_s word 0x100", 1, 0x100 | (int(s.param[1]) & 0xFF)),
+           ("sh_o word 0x80000000", 3, (1 << 31) | (int(s.param[3]) & 0xFF))]
+    for label, beat, value in cases + raw:
+        if (label, beat, value) in cases and not -128 <= value <= 127:
             continue
         words = s.param.copy()
-        words[beat] = value & 0xFF
+        words[beat] = value & 0xFF if (label, beat, value) in cases else value
         await tb.run_bad(replace(job, tag=tb.next_tag()), isa.Error.BAD_PARAM, param=words,
                          label=label)
         await tb.run_job(replace(good, tag=tb.next_tag()), label=f"after {label}")
