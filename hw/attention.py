@@ -33,6 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .requant import LATENCY as REQUANT_LATENCY
 from .requant import ROUNDING_MODES, Requantizer
 
 __all__ = ["AttentionUnit", "attention_widths"]
@@ -140,7 +141,7 @@ class AttentionUnit(wiring.Component):
     @property
     def score_latency(self) -> int:
         """Cycles from a key accepted to its score written into the tile buffer."""
-        return 2 + (3 if self.rounding == "single" else 4)
+        return 2 + REQUANT_LATENCY[self.rounding]    # products, adder tree, requantizer
 
     @property
     def div_latency(self) -> int:

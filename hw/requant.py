@@ -6,11 +6,14 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Requantizer", "ROUNDING_MODES"]
+__all__ = ["Requantizer", "ROUNDING_MODES", "LATENCY"]
 
 #: Rounding modes: ``single`` (TFLite single rounding, the LiteRT reference kernels) and
 #: ``double`` (gemmlowp / classic TFLite and CMSIS-NN).
 ROUNDING_MODES = ("single", "double")
+
+#: Pipeline stages (:attr:`Requantizer.latency`) per rounding mode.
+LATENCY = {"single": 4, "double": 4}
 
 
 class Requantizer(wiring.Component):
@@ -79,8 +82,12 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an input beat to its output beat."""
-        return 3 if self.rounding == "single" else 4
+        """Cycles from an input beat to its output beat (4 in both modes).
+
+        ``single``: product; variable shift by ``30 - sh``; ``(t + 1) >> 1``; zero point and
+        clamp. ``double``: product; high half with nudge; rounding divide by a power of two;
+        zero point and clamp."""
+        return LATENCY[self.rounding]
 
     def elaborate(self, platform):
         m = Module()
@@ -102,17 +109,21 @@ class Requantizer(wiring.Component):
             acc, mult, sh = self.i_acc[i], self.i_multiplier[i], self.i_shift[i]
             # Stage 1: the wide product acc * M0 (W + 32 bits, exact).
             prod = Signal(signed(W + 32), name=f"prod_{i}")
-            sh1 = Signal(signed(8), name=f"shift_{i}_s1")
-            m.d.sync += [prod.eq(acc * mult), sh1.eq(sh)]
+            m.d.sync += prod.eq(acc * mult)
             if self.rounding == "single":
-                # Stage 2: y = (prod + 2^(30 - sh)) >> (31 - sh); 31 - sh is in [1, 62].
-                rshift = Signal(unsigned(7), name=f"rshift_{i}")
-                m.d.comb += rshift.eq(31 - sh1)
-                rounded = Signal(signed(W + 34), name=f"rounded_{i}")
-                m.d.comb += rounded.eq(prod + (Const(1, 1) << (rshift - 1)[:6]))
+                # y = (prod + 2^(30 - sh)) >> (31 - sh), 31 - sh in [1, 62], computed as
+                # t = prod >> (30 - sh) (stage 2), y = (t + 1) >> 1 (stage 3): with
+                # prod = t·2^u + r, 0 <= r < 2^u, both are floor((t + 1) / 2). The variable
+                # shift and the carry chain sit in separate stages (Fmax).
+                ushift = Signal(unsigned(6), name=f"ushift_{i}")
+                m.d.sync += ushift.eq((30 - sh)[:6])
+                t = Signal(signed(W + 32), name=f"t_{i}")
+                m.d.sync += t.eq(prod >> ushift)
                 y = Signal(signed(W + 34), name=f"y_{i}")
-                m.d.sync += y.eq(rounded >> rshift)
+                m.d.sync += y.eq((t + 1) >> 1)
             else:
+                sh1 = Signal(signed(8), name=f"shift_{i}_s1")
+                m.d.sync += sh1.eq(sh)
                 # Stage 2: h = SaturatingRoundingDoublingHighMul(acc << max(sh, 0), M0), exact:
                 # p = prod << lshift, h = trunc_toward_zero((p + nudge) / 2^31).
                 lshift = Signal(unsigned(5), name=f"lshift_{i}")

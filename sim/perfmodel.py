@@ -43,8 +43,8 @@ __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latenci
            "attention_params", "ATTENTION_TILE_SLOTS", "ATTENTION_PARAM_BEATS",
            "ATTENTION_LUT_BEATS"]
 
-#: ``Requantizer.latency`` (hw/requant.py): 3 stages for single rounding, 4 for double.
-REQUANT_LATENCY = {"single": 3, "double": 4}
+#: ``Requantizer.latency`` (hw/requant.py): 4 stages in both rounding modes.
+REQUANT_LATENCY = {"single": 4, "double": 4}
 #: Beats of a column tile's parameter block on ``s_axis_wgt`` (hw/isa.py ``PARAM_BEATS``).
 PARAM_BEATS = 9
 #: ``SyncFIFOBuffered`` (amaranth.lib.fifo): an entry written at cycle ``w`` into the empty
