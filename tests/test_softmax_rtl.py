@@ -132,7 +132,8 @@ def test_default_smoke(sim):
 def test_softmax_top_needs_a_softmax_section():
     with pytest.raises(ValueError, match="configuration 'npu' has no \\[softmax\\] section"):
         runner.build(load_config(), "verilator", BUILD, top="softmax")
-    with pytest.raises(ValueError, match="Top must be one of npu, softmax, not 'gemm'"):
+    with pytest.raises(ValueError,
+                       match="Top must be one of npu, softmax, attention, not 'gemm'"):
         runner.design_dir(load_config(), BUILD, top="gemm")
     # the accelerator top keeps its cache folder; the softmax top has its own
     cfg = CONFIGS["s24b16l4"]
