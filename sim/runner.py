@@ -187,6 +187,12 @@ def _source_stamp() -> str:
     return h.hexdigest()
 
 
+#: The stamp of the generator sources as this process loaded them (taken at import, next to the
+#: ``hw`` imports, not at build time: a source edited while a long test session runs must not
+#: mark the RTL that the session's already-imported, older code generates as current).
+_SOURCE_STAMP = _source_stamp()
+
+
 def _check_sim(sim: str) -> None:
     if sim not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
@@ -359,7 +365,7 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     ecfg, builder = _emitted(cfg, top)
     ddir = design_dir(cfg, build_dir, top)
     sdir = ddir / (f"{sim}-waves" if waves else sim)
-    stamp = _source_stamp()
+    stamp = _SOURCE_STAMP
     with _locked(ddir / ".lock"):
         rtl = ddir / "rtl" / ecfg.name / f"{ecfg.name}.v"
         cfg_file = ddir / "config.toml"
