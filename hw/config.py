@@ -152,6 +152,17 @@ def derived_acc_width(k_max: int) -> int:
     return max(32, (_MAX_PRODUCT * k_max).bit_length() + 1)
 
 
+def _section_from_dict(cls, section: str, data: Mapping[str, Any]):
+    """Make the section dataclass ``cls`` from its TOML table; an unknown key is a one-line
+    :class:`ConfigError` naming ``<section>.<key>`` and the keys allowed."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{section}.{key}: unknown key (allowed: {', '.join(known)})",
+                              key=f"{section}.{key}")
+    return cls(**dict(data))
+
+
 @dataclass(frozen=True)
 class SoftmaxConfig:
     """Generator parameters of the OSI8 softmax unit, the ``[softmax]`` section
@@ -213,12 +224,7 @@ class SoftmaxConfig:
         ConfigError
             For an unknown key or a bad value.
         """
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"softmax.{key}: unknown key (allowed: {', '.join(known)})",
-                                  key=f"softmax.{key}")
-        return cls(**dict(data))
+        return _section_from_dict(cls, "softmax", data)
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (``lut_rom_scale`` left out when None)."""
@@ -291,12 +297,7 @@ class AttentionConfig:
         ConfigError
             For an unknown key or a bad value.
         """
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"attention.{key}: unknown key (allowed: {', '.join(known)})",
-                                  key=f"attention.{key}")
-        return cls(**dict(data))
+        return _section_from_dict(cls, "attention", data)
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (``rescale_lanes`` left out when None)."""
