@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast checks of ``hw.attention.AttentionUnit`` in the Amaranth simulator, against the golden
 model ``sim.golden.attention.attention_int8`` (bit-exact), and of its constructor.
 

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Adversarial review of the fused OSI8 attention unit (``hw/attention.py``) and its host side.
 
 Everything here runs in the Amaranth simulator through one cycle-driven harness

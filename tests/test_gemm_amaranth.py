@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Amaranth-simulator tests of the GEMM engine and its blocks against the golden models.
 
 These run the Amaranth design directly (no Verilog, no cocotb), fast enough for small arrays; the

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Stress and corner-case tests of the GEMM engine in the Amaranth simulator.
 
 Everything is checked against the golden models (``sim.golden``) through the host driver

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The cycle model (``sim/perfmodel.py``) against the RTL's own cycle counts.
 
 The expectation is the hardware: every job runs through the GEMM engine in the Amaranth

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Amaranth-simulator tests of the OSI8 softmax unit (hw/softmax.py) against sim.golden."""
 
 from __future__ import annotations
