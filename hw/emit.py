@@ -323,7 +323,13 @@ def _report(cfg: GemmConfig, ports: list[Port], latencies: dict[str, int],
         "|---|---|",
     ]
     for key, value in cfg.to_dict(resolved=True).items():
-        shown = _num(value) if isinstance(value, float) else str(value)
+        if value is None:
+            shown = f"none (no [{key}] section)" if key in ("softmax", "attention") else "none"
+        elif isinstance(value, dict):
+            shown = ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}"
+                              for k, v in value.items())
+        else:
+            shown = _num(value) if isinstance(value, float) else str(value)
         if key == "acc_width" and cfg.acc_width is None:
             shown += " (derived from k_max)"
         out.append(f"| `{key}` | {shown} |")
