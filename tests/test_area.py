@@ -199,10 +199,14 @@ def test_ice40_synthesis(out):
 
 @pytest.mark.full
 def test_ice40_pnr(out):
+    """Place and route on iCE40 when the design fits; today the 2 x 2 design's soft 32 x 32
+    requantizer multipliers fit no iCE40, so the check is the error naming the family and
+    what the design needs (the nextpnr-ice40 path itself is not exercised by any test)."""
     try:
         r = report_for(out, "ice40")
-    except NoDeviceFits:
-        pytest.skip("the 2 x 2 design fits no iCE40")
+    except NoDeviceFits as e:
+        assert "does not fit any ice40 device" in str(e) and "LUTs" in str(e)
+        return
     assert 1 < r["pnr"]["fmax_mhz"] < 1000
 
 
