@@ -23,15 +23,13 @@ simulators. ``NPUGEN_SEED=<n>`` replays a seed.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sim.runner as runner
+from rtl_helpers import need_sim, run_bench, seed_for
 from hw.config import AttentionConfig, GemmConfig, SoftmaxConfig, load_config
 from sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
 
@@ -68,26 +66,9 @@ SIMS = list(runner.SIMULATORS)
 BENCH_TESTS = 17
 
 
-def _need(sim: str) -> None:
-    if sim == "icarus" and shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog is not installed (Debian package: iverilog)")
-
-
-def _seed(label: str) -> int:
-    """``NPUGEN_SEED`` if set, else a fixed seed per test (reproducible CI)."""
-    env = os.environ.get("NPUGEN_SEED")
-    return int(env) if env else zlib.crc32(label.encode()) & 0x7FFFFFFF
-
-
 def _run(cfg, sim, *, testcase=None, full=False, label=""):
-    _need(sim)
-    seed = _seed(f"{cfg.name}-{sim}-{label}")
-    run = runner.test(cfg, BENCH, sim=sim, testcase=testcase, seed=seed, full=full,
-                      build_dir=BUILD, top="attention")
-    if not run.ok:
-        pytest.fail(f"{cfg.name}_attention on {sim}, seed {seed}: {run.summary()}\n"
-                    f"replay: NPUGEN_SEED={seed} pytest ...", pytrace=False)
-    return run
+    return run_bench(cfg, sim, build_dir=BUILD, top="attention", bench=BENCH, testcase=testcase,
+                     full=full, label=label)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +106,7 @@ def test_run_api_heads_match_golden():
     scales are reported; cycles add up."""
     from sim import run
 
-    rng = np.random.default_rng(_seed("run-api"))
+    rng = np.random.default_rng(seed_for("run-api"))
     H, M, N, d = 2, 5, 19, 4
     q = rng.integers(-128, 128, (H, M, d), dtype=np.int8)
     k = rng.integers(-128, 128, (H, N, d), dtype=np.int8)
@@ -149,11 +130,11 @@ def test_run_api_one_head_given_scale_and_mask():
     slot for three heads: each head reloads it), on Icarus."""
     from sim import run
 
-    _need("icarus")
+    need_sim("icarus")
     cfg = CONFIGS["a8p2h3"]
     cfg1 = dataclasses.replace(cfg, name="a8p2h1",
                                attention=AttentionConfig(d=8, q_block=2, heads=1))
-    rng = np.random.default_rng(_seed("run-api-2"))
+    rng = np.random.default_rng(seed_for("run-api-2"))
     M, N, d = 3, 11, 8
     q = rng.integers(-128, 128, (M, d), dtype=np.int8)
     k = rng.integers(-128, 128, (N, d), dtype=np.int8)

@@ -20,9 +20,6 @@ on every configuration and both simulators. ``NPUGEN_SEED=<n>`` replays a seed.
 
 from __future__ import annotations
 
-import os
-import shutil
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ import pytest
 from hw.config import GemmConfig, load_config
 from sim import golden
 import sim.runner as runner
+from rtl_helpers import need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
 
@@ -76,26 +74,9 @@ TARGETED_SIM = {"g1x1ws": "icarus", "g1x1os": "verilator", "g2x2ws": "verilator"
 SIMS = list(runner.SIMULATORS)
 
 
-def _need(sim: str) -> None:
-    if sim == "icarus" and shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog is not installed (Debian package: iverilog)")
-
-
-def _seed(label: str) -> int:
-    """``NPUGEN_SEED`` if set, else a fixed seed per test (reproducible CI)."""
-    env = os.environ.get("NPUGEN_SEED")
-    return int(env) if env else zlib.crc32(label.encode()) & 0x7FFFFFFF
-
-
 def _run(cfg, sim, *, testcase=None, full=False, label="", waves=False):
-    _need(sim)
-    seed = _seed(f"{cfg.name}-{sim}-{label}")
-    run = runner.test(cfg, sim=sim, testcase=testcase, seed=seed, full=full, waves=waves,
-                      build_dir=BUILD)
-    if not run.ok:
-        pytest.fail(f"{cfg.name} on {sim}, seed {seed}: {run.summary()}\n"
-                    f"replay: NPUGEN_SEED={seed} pytest ...", pytrace=False)
-    return run
+    return run_bench(cfg, sim, build_dir=BUILD, top="npu", testcase=testcase,
+                     full=full, label=label, waves=waves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +110,7 @@ def test_run_api_matches_golden():
     from sim import run
 
     cfg = CONFIGS["g4x4ws"]
-    rng = np.random.default_rng(_seed("run-api"))
+    rng = np.random.default_rng(seed_for("run-api"))
     a = rng.integers(-128, 128, (9, 13), dtype=np.int8)
     b = rng.integers(-128, 128, (13, 6), dtype=np.int8)
     bias = rng.integers(-1000, 1000, 6).astype(np.int32)

@@ -33,10 +33,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,7 @@ import pytest
 from hw.config import GemmConfig, SoftmaxConfig, load_config
 from sim.golden import softmax_int8
 import sim.runner as runner
+from rtl_helpers import need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
 
@@ -83,26 +82,9 @@ DEFAULT_RUN = {"s24b16l4": ("verilator", "icarus"), "s16b1l1": ("verilator",),
 SIMS = list(runner.SIMULATORS)
 
 
-def _need(sim: str) -> None:
-    if sim == "icarus" and shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog is not installed (Debian package: iverilog)")
-
-
-def _seed(label: str) -> int:
-    """``NPUGEN_SEED`` if set, else a fixed seed per test (reproducible CI)."""
-    env = os.environ.get("NPUGEN_SEED")
-    return int(env) if env else zlib.crc32(label.encode()) & 0x7FFFFFFF
-
-
 def _run(cfg, sim, *, testcase=None, full=False, label=""):
-    _need(sim)
-    seed = _seed(f"{cfg.name}-{sim}-{label}")
-    run = runner.test(cfg, BENCH, sim=sim, testcase=testcase, seed=seed, full=full,
-                      build_dir=BUILD, top="softmax")
-    if not run.ok:
-        pytest.fail(f"{cfg.name}_softmax on {sim}, seed {seed}: {run.summary()}\n"
-                    f"replay: NPUGEN_SEED={seed} pytest ...", pytrace=False)
-    return run
+    return run_bench(cfg, sim, build_dir=BUILD, top="softmax", bench=BENCH, testcase=testcase,
+                     full=full, label=label)
 
 
 #: Every test of the bench (test_backpressure counts once per pattern).
@@ -147,7 +129,7 @@ def test_run_api_matches_golden():
     """sim.run.softmax on the default design: rows and one row, masks, cycle counts."""
     from sim import run
 
-    rng = np.random.default_rng(_seed("run-api"))
+    rng = np.random.default_rng(seed_for("run-api"))
     scores = rng.integers(-128, 128, (3, 37)).astype(np.int8)
     mask = rng.random((3, 37)) < 0.8
     mask[2] = False                                          # a fully masked row
@@ -173,9 +155,9 @@ def test_run_api_rom_and_waves_on_icarus():
     """A ROM design through sim.run.softmax, on Icarus, with a waveform."""
     from sim import run
 
-    _need("icarus")
+    need_sim("icarus")
     cfg = CONFIGS["s20b4l2r"]
-    rng = np.random.default_rng(_seed("run-api-rom"))
+    rng = np.random.default_rng(seed_for("run-api-rom"))
     scores = rng.integers(-128, 128, (2, 9)).astype(np.int8)
     y, stats = run.softmax(scores, ROM_SCALE, config=cfg, sim="icarus", waves=True,
                            build_dir=BUILD)
@@ -226,7 +208,7 @@ def _npugen(*args, cwd):
 def test_cli_run_softmax(tmp_path):
     """`npugen run softmax` as a user runs it: a tiny case through Verilator (the default
     design, cached in ./build of the working folder: here the repository's)."""
-    rng = np.random.default_rng(_seed("cli"))
+    rng = np.random.default_rng(seed_for("cli"))
     scores = rng.integers(-128, 128, (2, 11)).astype(np.int8)
     mask = rng.random((2, 11)) < 0.7
     np.save(tmp_path / "s.npy", scores)

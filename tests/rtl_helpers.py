@@ -1,0 +1,41 @@
+"""Shared helpers of the cocotb regressions (tests/test_*_rtl.py): simulator availability,
+per-test seeds and one bench run that fails the test with its seed and a replay hint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+
+import pytest
+
+from sim import runner
+
+__all__ = ["need_sim", "seed_for", "run_bench"]
+
+
+def need_sim(sim: str) -> None:
+    """Skip (with the Debian package to install) when ``sim`` is Icarus and it is missing."""
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog is not installed (Debian package: iverilog)")
+
+
+def seed_for(label: str) -> int:
+    """``NPUGEN_SEED`` if set, else a fixed seed per test (reproducible CI)."""
+    env = os.environ.get("NPUGEN_SEED")
+    return int(env) if env else zlib.crc32(label.encode()) & 0x7FFFFFFF
+
+
+def run_bench(cfg, sim: str, *, build_dir, top: str = "npu", bench: str | None = None,
+              testcase=None, full: bool = False, label: str = "", waves: bool = False):
+    """Run a cocotb bench of ``cfg``'s ``top`` on ``sim`` (:func:`sim.runner.test`); fail the
+    test with the design, seed, summary and replay line when it does not pass."""
+    need_sim(sim)
+    seed = seed_for(f"{cfg.name}-{sim}-{label}")
+    run = runner.test(cfg, bench or runner.BENCH, sim=sim, testcase=testcase, seed=seed,
+                      full=full, waves=waves, build_dir=build_dir, top=top)
+    if not run.ok:
+        name = cfg.name if top == "npu" else f"{cfg.name}_{top}"
+        pytest.fail(f"{name} on {sim}, seed {seed}: {run.summary()}\n"
+                    f"replay: NPUGEN_SEED={seed} pytest ...", pytrace=False)
+    return run
