@@ -40,6 +40,30 @@ def _min(a, b):
     return Mux(a < b, a, b)
 
 
+class _Countdown:
+    """A sequencer's 24-bit "left" counter (rows, columns or K left of a job) with
+    ``min(left, step)`` and ``left <= step`` kept in registers beside it, so that the
+    comparisons are made when the counter is loaded, not on the paths that read it (the
+    2 x 2 ECP5 critical path ran from ``is_k_left`` through ``min(k, R)`` into PE (0, 0)).
+
+    ``load`` must be the only way the counter is written."""
+
+    def __init__(self, name: str, step: int):
+        self.step = step
+        self.left = Signal(24, name=name)
+        self.clip = Signal(range(step + 1), name=f"{name}_clip")
+        self.last = Signal(init=1, name=f"{name}_last")     # consistent with left = 0
+
+    def load(self, m, value):
+        """``left <= value`` next cycle (``value`` in [0, 2**24)), with its clip and flag."""
+        m.d.sync += [self.left.eq(value), self.clip.eq(_min(value, self.step)),
+                     self.last.eq(value <= self.step)]
+
+    def advance(self, m):
+        """``left <= left - step`` (only when ``~last``)."""
+        self.load(m, self.left - self.step)
+
+
 class GemmEngine(wiring.Component):
     """Int8 GEMM engine on a ``rows`` × ``cols`` systolic array.
 
@@ -359,10 +383,17 @@ class GemmEngine(wiring.Component):
         prev = Signal(acc_layout)
         m.d.comb += prev.eq(Mux(forward, s1_sum, rd.data))
         s0_sum = Signal(acc_layout)
+        # s0_sum = c + (first ? bias + (acc_in ? prev : 0) : prev), summed as
+        # (first & ~acc_in ? 0 : prev) + (c + (first ? bias : 0)): the same value modulo 2^W,
+        # with one adder instead of two after the accumulator memory's read port (the 2 x 2
+        # ECP5 critical path: block RAM clock-to-out, then two W-bit carry chains). One
+        # expression: written as two named sums, Yosys 0.70's ABC9 reintegration fails an
+        # assertion on the flat ECP5 netlist.
+        keep_prev = ~t0.first | job["acc_in"]
         for c in range(C):
             b = Mux(t0.pslot, bias[1][c], bias[0][c])
-            start_value = Mux(job["acc_in"], b + prev[c], b)
-            m.d.comb += s0_sum[c].eq(array.c[c] + Mux(t0.first, start_value, prev[c]))
+            m.d.comb += s0_sum[c].eq(Mux(keep_prev, prev[c], 0)
+                                     + (array.c[c] + Mux(t0.first, b, 0)))
         m.d.sync += [t1.eq(t0), s1_sum.eq(s0_sum)]
         m.d.comb += [wr.en.eq(s1_writes), wr.addr.eq(t1.m), wr.data.eq(s1_sum)]
         for s in range(2):
@@ -376,11 +407,18 @@ class GemmEngine(wiring.Component):
             rq.i_act_min.eq(job["act_min"]),
             rq.i_act_max.eq(job["act_max"]),
         ]
+        # The row's multiplier and shift, selected from its parameter slot a cycle ahead (at s0)
+        # and registered beside s1_sum, so that the slot mux is not in front of the
+        # requantizer's product (the 4 x 4 ECP5 critical path, docs/area.md). The slot cannot
+        # change in between: it stays busy until the tile's last row has passed s1.
         for c in range(C):
-            m.d.comb += [
-                rq.i_multiplier[c].eq(Mux(t1.pslot, mult[1][c], mult[0][c])),
-                rq.i_shift[c].eq(Mux(t1.pslot, shift[1][c], shift[0][c])),
+            rq_mult = Signal(signed(32), name=f"rq_mult_{c}")
+            rq_shift = Signal(signed(8), name=f"rq_shift_{c}")
+            m.d.sync += [
+                rq_mult.eq(Mux(t0.pslot, mult[1][c], mult[0][c])),
+                rq_shift.eq(Mux(t0.pslot, shift[1][c], shift[0][c])),
             ]
+            m.d.comb += [rq.i_multiplier[c].eq(rq_mult), rq.i_shift[c].eq(rq_shift)]
         # The requantizer's row tags.
         rq_tags = [t1]
         for d in range(rq.latency):
@@ -441,18 +479,20 @@ class GemmEngine(wiring.Component):
         m.d.comb += frame_set.eq(frame_ld | frame_is)
 
         # Loader: parameter blocks and weight tiles from the weight stream.
-        l_n = Signal(24, name="ld_n_left")
-        l_m = Signal(24, name="ld_m_left")
-        l_k = Signal(24, name="ld_k_left")
+        l_n = _Countdown("ld_n_left", C)
+        l_m = _Countdown("ld_m_left", D)
+        l_k = _Countdown("ld_k_left", R)
         l_buf = Signal(name="ld_buf")
         l_slot = Signal(name="ld_slot")
         l_beat = Signal(range(max(R, isa.PARAM_BEATS) + 1), name="ld_beat")
-        l_kc = _min(l_k, R)
+        l_kc = l_k.clip
         with m.FSM(name="ws_loader"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [l_n.eq(f["n"]), l_m.eq(f["m"]), l_k.eq(f["k"]), l_buf.eq(0),
-                                 l_slot.eq(0)]
+                    l_n.load(m, f["n"])
+                    l_m.load(m, f["m"])
+                    l_k.load(m, f["k"])
+                    m.d.sync += [l_buf.eq(0), l_slot.eq(0)]
                     m.next = "PARAM_WAIT"
             param_states(l_slot, l_beat, frame_ld, then="BUF_WAIT")
             with m.State("BUF_WAIT"):
@@ -472,35 +512,32 @@ class GemmEngine(wiring.Component):
                     with m.If(last_beat):
                         m.d.comb += wbuf_set.eq(Mux(l_buf, 0b10, 0b01))
                         m.d.sync += [l_buf.eq(~l_buf), l_beat.eq(0)]
-                        with m.If(l_k > R):
-                            m.d.sync += l_k.eq(l_k - R)
+                        with m.If(~l_k.last):
+                            l_k.advance(m)
                             m.next = "BUF_WAIT"
                         with m.Else():
-                            m.d.sync += l_k.eq(job["k"])
-                            with m.If(l_m > D):
-                                m.d.sync += l_m.eq(l_m - D)
+                            l_k.load(m, job["k"])
+                            with m.If(~l_m.last):
+                                l_m.advance(m)
                                 m.next = "BUF_WAIT"
                             with m.Else():
-                                m.d.sync += l_m.eq(job["m"])
-                                with m.If(l_n > C):
-                                    m.d.sync += [l_n.eq(l_n - C), l_slot.eq(~l_slot)]
+                                l_m.load(m, job["m"])
+                                with m.If(~l_n.last):
+                                    l_n.advance(m)
+                                    m.d.sync += l_slot.eq(~l_slot)
                                     m.next = "PARAM_WAIT"
                                 with m.Else():
                                     m.next = "IDLE"
 
         # Issuer: rows of A into the array, one per cycle, tagged.
-        i_n = Signal(24, name="is_n_left")
-        i_m = Signal(24, name="is_m_left")
-        i_k = Signal(24, name="is_k_left")
+        i_n = _Countdown("is_n_left", C)
+        i_m = _Countdown("is_m_left", D)
+        i_k = _Countdown("is_k_left", R)
         i_buf = Signal(name="is_buf")
         i_slot = Signal(name="is_slot")
         i_row = Signal(range(D), name="is_row")
-        kc = _min(i_k, R)
-        mc = _min(i_m, D)
-        nc = _min(i_n, C)
-        last_k = i_k <= R
-        last_m = i_m <= D
-        last_n = i_n <= C
+        kc, mc, nc = i_k.clip, i_m.clip, i_n.clip
+        last_k, last_m, last_n = i_k.last, i_m.last, i_n.last
         last_row = i_row == mc - 1
         producing = last_k & ~job["acc_out"]
         room = ~producing | (outstanding < self.res_depth)
@@ -515,8 +552,10 @@ class GemmEngine(wiring.Component):
         with m.FSM(name="ws_issuer"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [i_n.eq(f["n"]), i_m.eq(f["m"]), i_k.eq(f["k"]), i_buf.eq(0),
-                                 i_slot.eq(0), i_row.eq(0)]
+                    i_n.load(m, f["n"])
+                    i_m.load(m, f["m"])
+                    i_k.load(m, f["k"])
+                    m.d.sync += [i_buf.eq(0), i_slot.eq(0), i_row.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(wbuf_full.bit_select(i_buf, 1)):
@@ -528,7 +567,7 @@ class GemmEngine(wiring.Component):
                     m.d.comb += [
                         tag_in.valid.eq(1), tag_in.m.eq(i_row), tag_in.rows.eq(1),
                         tag_in.nc.eq(nc),
-                        tag_in.first.eq(i_k == job["k"]), tag_in.last.eq(last_k),
+                        tag_in.first.eq(i_k.left == job["k"]), tag_in.last.eq(last_k),
                         tag_in.pslot.eq(i_slot),
                         tag_in.ntile_end.eq(last_row & last_k & last_m),
                         tag_in.job_end.eq(last_row & last_k & last_m & last_n),
@@ -542,17 +581,18 @@ class GemmEngine(wiring.Component):
                         # Go straight on when the next weight tile is already loaded: no bubble.
                         next_ready = wbuf_full.bit_select(~i_buf, 1)
                         with m.If(~last_k):
-                            m.d.sync += i_k.eq(i_k - R)
+                            i_k.advance(m)
                             goto_next(next_ready)
                         with m.Else():
-                            m.d.sync += i_k.eq(job["k"])
+                            i_k.load(m, job["k"])
                             with m.If(~last_m):
-                                m.d.sync += i_m.eq(i_m - D)
+                                i_m.advance(m)
                                 goto_next(next_ready)
                             with m.Else():
-                                m.d.sync += i_m.eq(job["m"])
+                                i_m.load(m, job["m"])
                                 with m.If(~last_n):
-                                    m.d.sync += [i_n.eq(i_n - C), i_slot.eq(~i_slot)]
+                                    i_n.advance(m)
+                                    m.d.sync += i_slot.eq(~i_slot)
                                     goto_next(next_ready)
                                 with m.Else():
                                     m.next = "IDLE"
@@ -562,8 +602,8 @@ class GemmEngine(wiring.Component):
     def _os_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, param_states,
                       outstanding, credit_take, frame_set):
         R, C, D = self.rows, self.cols, self.acc_depth
-        o_n = Signal(24, name="os_n_left")
-        o_m = Signal(24, name="os_m_left")
+        o_n = _Countdown("os_n_left", C)
+        o_m = _Countdown("os_m_left", R)
         o_m0 = Signal((D - 1).bit_length(), name="os_m0")
         o_kb = Signal(24, name="os_k_step")
         o_slot = Signal(name="os_slot")
@@ -577,10 +617,8 @@ class GemmEngine(wiring.Component):
         with m.Elif(since != R):
             m.d.sync += since.eq(since + 1)
 
-        mr = _min(o_m, R)
-        nc = _min(o_n, C)
-        last_m = o_m <= R
-        last_n = o_n <= C
+        mr, nc = o_m.clip, o_n.clip
+        last_m, last_n = o_m.last, o_n.last
         last_step = o_kb == job["k"] - 1
         producing = ~job["acc_out"]
         room = ~last_step | ((since == R) & (~producing | (outstanding + mr <= self.res_depth)))
@@ -591,8 +629,9 @@ class GemmEngine(wiring.Component):
         with m.FSM(name="os_sequencer"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [o_n.eq(f["n"]), o_m.eq(f["m"]), o_m0.eq(0), o_kb.eq(0),
-                                 o_slot.eq(0), since.eq(R)]
+                    o_n.load(m, f["n"])
+                    o_m.load(m, f["m"])
+                    m.d.sync += [o_m0.eq(0), o_kb.eq(0), o_slot.eq(0), since.eq(R)]
                     m.next = "PARAM_WAIT"
             param_states(o_slot, o_beat, frame_p, then="TILE")
             with m.State("TILE"):
@@ -619,11 +658,14 @@ class GemmEngine(wiring.Component):
                         ]
                         m.d.sync += o_kb.eq(0)
                         with m.If(~last_m):
-                            m.d.sync += [o_m.eq(o_m - R), o_m0.eq(o_m0 + R)]
+                            o_m.advance(m)
+                            m.d.sync += o_m0.eq(o_m0 + R)
                         with m.Else():
-                            m.d.sync += [o_m.eq(job["m"]), o_m0.eq(0)]
+                            o_m.load(m, job["m"])
+                            m.d.sync += o_m0.eq(0)
                             with m.If(~last_n):
-                                m.d.sync += [o_n.eq(o_n - C), o_slot.eq(~o_slot)]
+                                o_n.advance(m)
+                                m.d.sync += o_slot.eq(~o_slot)
                                 m.next = "PARAM_WAIT"
                             with m.Else():
                                 m.next = "IDLE"

@@ -281,8 +281,11 @@ def _dsp_plan(target: str, cfg: GemmConfig, modules: list[str], budget: int | No
               ) -> tuple[set[str], int]:
     """Which modules' multipliers go to LUTs under a budget of ``budget`` DSP blocks.
 
-    PE multipliers come first (one block each), in row-major order, then the requantizer (all
-    its lanes or none), whose cost is estimated from mul2dsp's splitting of signed operands.
+    The requantizer comes first (all its lanes or none; its cost is estimated from mul2dsp's
+    splitting of signed operands), then the PE multipliers, one block each, in row-major order.
+    A requantizer lane's W x 32-bit product in LUTs costs about 4,700 ECP5 LUT4s and one long
+    carry path (the Fmax limit at 4 x 4, docs/area.md), a PE's int8 x int8 product a few
+    hundred: the blocks go where they save the most.
 
     Returns
     -------
@@ -299,13 +302,18 @@ def _dsp_plan(target: str, cfg: GemmConfig, modules: list[str], budget: int | No
     _, a, b = DSP_CELLS[target]
     w = cfg.acc_bits
     per_lane = math.ceil(w / (a - 1)) * math.ceil(32 / (b - 1))
-    need = len(pes) + per_lane * cfg.cols * len(rq)
+    rq_need = per_lane * cfg.cols * len(rq)
+    need = len(pes) + rq_need
     if budget is None or budget >= need:
         return set(), need
-    lut = set(pes[budget:])
-    left = max(0, budget - len(pes))
-    if left < per_lane * cfg.cols:
-        lut.update(rq)
+    lut: set[str] = set()
+    left = budget
+    if rq_need:
+        if budget >= rq_need:
+            left -= rq_need
+        else:
+            lut.update(rq)
+    lut.update(pes[left:])
     return lut, need
 
 
