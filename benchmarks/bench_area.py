@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hw.config import GemmConfig  # noqa: E402
 from hw.synth import area, tool_versions  # noqa: E402
-from hw.synth import flow, hier, tools  # noqa: E402
+from hw.synth import flow, hier  # noqa: E402
 
 MAC_V = """// one registered int8 MAC, as wide as a PE of an R-row array
 module bare_mac(input clk, input signed [7:0] a, input signed [7:0] b,
@@ -54,7 +53,7 @@ def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True) -> dict
     work.mkdir(parents=True, exist_ok=True)
     (work / "bare_mac.v").write_text(MAC_V.format(w1=psum_width - 1))
     if target == "asic":
-        shutil.copyfile(tools.liberty_path(), work / tools.LIBERTY_NAME)
+        flow.asic_inputs(work)
     script = ["read_verilog bare_mac.v", "hierarchy -top bare_mac", "proc"]
     script += flow._synth_cmd(target, "bare_mac", True, dsp)
     script += [flow._stat_cmd(target)]

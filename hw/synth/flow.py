@@ -195,6 +195,29 @@ def _summary(target: str, cells: Counter, *, area_um2: float | None = None,
 
 # -- Yosys scripts ----------------------------------------------------------------------------
 
+#: ABC's timing constraints for the ``asic`` target, written into the work folder. With
+#: ``-constr`` Yosys' ABC script for a liberty ends in ``buffer; upsize {D}; dnsize {D}``
+#: (Yosys ``help abc``): high-fanout nets get buffer trees and cells are sized for the delay
+#: target. Without it (before 2026-11-30) a flip-flop drove the 2 x 2 design's memory decode
+#: (32,768 flip-flops of memory) through one INVX1: 74,940 ns on that one net in OpenSTA.
+ABC_CONSTR_NAME = "abc.constr"
+#: Driving cell of ABC's inputs (flip-flop outputs, ports) and load on its outputs (pF: about
+#: the D pin of DFFPOSX1, 0.0088 pF, in osu018_stdcells.lib).
+ABC_CONSTR = "set_driving_cell BUFX2\nset_load 0.009\n"
+
+
+def asic_inputs(work: Path) -> None:
+    """Copy the OSU 0.18 µm liberty into ``work`` (the YoWASP tools see only their working
+    folder) and write ABC's constraints file :data:`ABC_CONSTR_NAME` beside it.
+
+    Raises
+    ------
+    hw.tools.ToolNotFound
+        When Debian's ``qflow-tech-osu018`` is not installed."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tools.liberty_path(), work / tools.LIBERTY_NAME)
+    (work / ABC_CONSTR_NAME).write_text(ABC_CONSTR, encoding="utf-8")
+
 def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 200.0,
                between: list[str] | None = None) -> list[str]:
     nf = "" if flat else " -noflatten"
@@ -210,7 +233,8 @@ def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 
         # logic, so that one ABC run maps all of it and dfflibmap finds plain flip-flops.
         return [f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
                 "opt -fast", "memory_map", "opt -fast", "techmap", "opt -fast",
-                "dfflegalize -cell $_DFF_P_ 01", f"abc -D {period_ps} -liberty {lib}",
+                "dfflegalize -cell $_DFF_P_ 01",
+                f"abc -D {period_ps} -constr {ABC_CONSTR_NAME} -liberty {lib}",
                 f"dfflibmap -liberty {lib}", "opt_clean"]
     if target == "ecp5":
         cmd = f"synth_ecp5 -top {top}{nf}{'' if dsp else ' -nodsp'}"
@@ -332,7 +356,7 @@ def _prep(work: Path, cfg: GemmConfig, design: Path, target: str) -> None:
     shutil.copyfile(design / f"{cfg.name}.v", work / f"{cfg.name}.v")
     shutil.copyfile(design / f"{cfg.name}.sdc", work / f"{cfg.name}.sdc")
     if target == "asic":
-        shutil.copyfile(tools.liberty_path(), work / tools.LIBERTY_NAME)
+        asic_inputs(work)
 
 
 def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], dsp_on: bool,
