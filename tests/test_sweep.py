@@ -80,6 +80,20 @@ def test_sweep_cache(swept):
     assert [r["area"] for r in again.rows] == [r["area"] for r in first.rows]
 
 
+def test_cache_key_follows_generator_and_flow_sources(monkeypatch):
+    """A change to the RTL generator or to the synthesis scripts keeps the configuration
+    digest but changes the figures: the cache must not serve the old ones."""
+    cfg = GRID.configs()[0]
+    versions = {"yosys": "x"}
+    key = sw._cache_key(cfg, "generic", versions)
+    assert sw._cache_key(cfg, "generic", versions) == key
+    monkeypatch.setattr(sw.flow, "_GENERATOR_STAMP", "other generator sources")
+    assert sw._cache_key(cfg, "generic", versions) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(sw.flow, "_FLOW_STAMP", "other flow sources")
+    assert sw._cache_key(cfg, "generic", versions) != key
+
+
 def test_sweep_on_local_dask_cluster(swept, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     out, first = swept

@@ -3,8 +3,9 @@
 A grid (TOML, or flags of ``npugen sweep``) lists values of ``rows``, ``cols``, ``dataflow`` and
 ``k_max``; every combination is one design point, named ``sw_<rows>x<cols>_<dataflow>_k<k_max>``.
 The points run in parallel (local processes, or a Dask cluster given its scheduler's address);
-each result is cached under ``<out>/cache/`` by a key made of the design's digest, the target and
-the tool versions, so a repeated sweep only synthesizes what changed. The sweep writes
+each result is cached under ``<out>/cache/`` by a key made of the design's digest, the hashes of
+the generator's and the flow's sources, the target and the tool versions, so a repeated sweep
+only synthesizes what changed. The sweep writes
 ``<out>/sweep.csv`` and ``<out>/pareto.png`` (area against peak throughput, the Pareto front
 marked).
 
@@ -39,6 +40,7 @@ else:                                   # pragma: no cover
     import tomli as tomllib
 
 from ..config import ConfigError, GemmConfig, parse_toml
+from . import flow
 from .flow import QOR_VERSION, TARGETS, area, tool_versions
 
 __all__ = ["Grid", "load_grid", "sweep", "SweepResult", "AREA_KEY"]
@@ -129,7 +131,11 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
 
 
 def _cache_key(cfg: GemmConfig, target: str, versions: dict[str, str]) -> str:
+    """The design's hash: its configuration digest, the generator's and the flow's sources
+    (the same configuration gives other Verilog, or other figures, when they change), the
+    target and the tool versions."""
     blob = json.dumps({"digest": cfg.digest(), "name": cfg.name, "target": target,
+                       "generator": flow._GENERATOR_STAMP, "flow": flow._FLOW_STAMP,
                        "tools": versions, "qor": QOR_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
