@@ -20,15 +20,17 @@ def _check_width(name: str, value) -> int:
 class WeightStationaryPE(wiring.Component):
     """Weight-stationary PE with two weight registers (double buffering).
 
-    Each cycle: ``psum_out <= psum_in + a * w[sel]``, ``a_out <= a``, ``sel_out <= sel``. The
-    ``sel`` bit travels with the activation, so a whole array switches weight tiles on a
-    diagonal wavefront with no bubble. ``w_we[b]`` loads ``w_data`` into weight register ``b``.
+    Each cycle: ``psum_out <= psum_in + a * w[sel]``, ``a_out <= a``. The array gives ``sel``
+    to each PE on the diagonal wavefront of its activation (one delay line per array, tapped
+    at ``r + c``), so a whole array switches weight tiles with no bubble. ``w_we[b]`` loads
+    ``w_data`` into weight register ``b``.
 
     Parameters
     ----------
     psum_width : int
-        Width of the signed partial sum, bits (16 to 64). The array sizes it so that a column
-        of ``rows`` products cannot overflow: ``bit_length(16384 * rows) + 1``.
+        Width of the signed partial sum, bits (16 to 64). The array sizes each row's so that
+        the ``r + 1`` products summed down to array row ``r`` cannot overflow:
+        ``bit_length(16384 * (r + 1)) + 1``.
     pass_right : bool
         Register and output the activation for the PE to the right (false for the last column).
 
@@ -40,7 +42,6 @@ class WeightStationaryPE(wiring.Component):
     w_we : In(2)
     w_data : In(signed(8))
     a_out : Out(signed(8)), one cycle after ``a`` (absent when ``pass_right`` is false)
-    sel_out : Out(1), one cycle after ``sel`` (absent when ``pass_right`` is false)
     psum_out : Out(signed(psum_width)), one cycle after its inputs
     """
 
@@ -53,7 +54,7 @@ class WeightStationaryPE(wiring.Component):
             "psum_out": Out(signed(psum_width)),
         }
         if self.pass_right:
-            members.update({"a_out": Out(signed(8)), "sel_out": Out(1)})
+            members["a_out"] = Out(signed(8))
         super().__init__(members)
 
     #: Cycles from ``a``/``psum_in`` to ``psum_out``.
@@ -69,7 +70,7 @@ class WeightStationaryPE(wiring.Component):
             m.d.sync += w1.eq(self.w_data)
         m.d.sync += self.psum_out.eq(self.psum_in + self.a * Mux(self.sel, w1, w0))
         if self.pass_right:
-            m.d.sync += [self.a_out.eq(self.a), self.sel_out.eq(self.sel)]
+            m.d.sync += self.a_out.eq(self.a)
         return m
 
 

@@ -104,21 +104,33 @@ class WeightStationaryArray(wiring.Component):
                 en, row, buf = (_delay(m, v, 1, f"w_{n}_col{c}")
                                 for v, n in ((en, "en"), (row, "row"), (buf, "buf")))
             load.append((en, row, buf, _delay(m, self.w_data[c], c, f"w_data_col{c}")))
+        # sel reaches PE (r, c) with its row of A, r + c cycles after it entered: one delay
+        # line for the array, tapped per anti-diagonal. (Passed from PE to PE beside the
+        # activation, as before 2026-11-30, the copies on one anti-diagonal were the same
+        # flip-flop: the flat synthesis merged them, the per-module estimate could not.)
+        sel_taps = [self.sel]
+        for d in range(1, R + C - 1):
+            tap = Signal(name=f"sel_diag{d}")
+            m.d.sync += tap.eq(sel_taps[-1])
+            sel_taps.append(tap)
         psum_above = [0] * C
         for r in range(R):
             a = _delay(m, self.a[r], r, f"skew_a{r}")
-            sel = _delay(m, self.sel, r, f"skew_sel{r}")
             for c in range(C):
+                sel = sel_taps[r + c]
                 en_c, row_c, buf_c, data_c = load[c]
                 we = Signal(2, name=f"w_we_{r}_{c}")
                 hit = en_c & (row_c == r)
                 m.d.comb += we.eq(Cat(hit & ~buf_c, hit & buf_c))
-                pe = WeightStationaryPE(psum_width=self.psum_width, pass_right=c < C - 1)
+                # Row r's partial sums hold r + 1 products: each row only as wide as that
+                # needs (the last row: psum_width).
+                pe = WeightStationaryPE(psum_width=(16384 * (r + 1)).bit_length() + 1,
+                                        pass_right=c < C - 1)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [pe.a.eq(a), pe.sel.eq(sel), pe.psum_in.eq(psum_above[c]),
                              pe.w_we.eq(we), pe.w_data.eq(data_c)]
                 if c < C - 1:
-                    a, sel = pe.a_out, pe.sel_out
+                    a = pe.a_out
                 psum_above[c] = pe.psum_out
         for c in range(C):
             m.d.comb += self.c[c].eq(_delay(m, psum_above[c], C - 1 - c, f"deskew_c{c}"))
