@@ -326,7 +326,8 @@ class GemmEngine(wiring.Component):
                 t = Signal(tag_layout, name=f"tag_d{d + 1}")
                 m.d.sync += t.eq(tags[-1])
                 tags.append(t)
-            tag_pre = tags[array.latency - 1]   # one cycle before the row leaves the array
+            tag_early = tags[array.latency - 2]     # two cycles before the row leaves the array
+            tag_pre = tags[array.latency - 1]       # one cycle before
         else:
             self._os_sequencer(m, f, job, start, array, tag_in, wgt_lanes, act_lanes,
                                param_states, outstanding, credit_take, frame_set)
@@ -335,9 +336,10 @@ class GemmEngine(wiring.Component):
                 t = Signal(tag_layout, name=f"tag_d{d + 1}")
                 m.d.sync += t.eq(tags[-1])
                 tags.append(t)
-            tile = tags[array.latency - 1]
-            # Expand a tile's tag into one tag per row: row i leaves the array i cycles after
-            # row 0.
+            tile = tags[array.latency - 2]
+            # Expand a tile's tag into one tag per row (row i leaves the array i cycles after
+            # row 0), two cycles before the row leaves the array: tag_early; tag_pre is it
+            # registered.
             ex_tag = Signal(tag_layout)
             ex_row = Signal(range(R + 1))
             base = Signal(tag_layout)
@@ -351,23 +353,30 @@ class GemmEngine(wiring.Component):
                     m.d.sync += ex_row.eq(Mux(ex_row == R - 1, 0, ex_row + 1))
             if R == 1:
                 m.d.sync += ex_row.eq(0)
-            tag_pre = Signal(tag_layout)
+            tag_early = Signal(tag_layout)
             row_valid = (tile.valid | (ex_row != 0)) & base.valid & (row < base.rows)
             is_last_row = row == base.rows - 1
             m.d.comb += [
-                tag_pre.eq(base),
-                tag_pre.valid.eq(row_valid),
-                tag_pre.m.eq(base.m + row),
-                tag_pre.ntile_end.eq(base.ntile_end & is_last_row),
-                tag_pre.job_end.eq(base.job_end & is_last_row),
+                tag_early.eq(base),
+                tag_early.valid.eq(row_valid),
+                tag_early.m.eq(base.m + row),
+                tag_early.ntile_end.eq(base.ntile_end & is_last_row),
+                tag_early.job_end.eq(base.job_end & is_last_row),
             ]
+            tag_pre = Signal(tag_layout)
+            m.d.sync += tag_pre.eq(tag_early)
 
         # -- back end: s0 (accumulate) -> s1 (write back / requantize / raw) -> FIFO -----------
         acc_layout = data.ArrayLayout(signed(W), C)
         m.submodules.acc_mem = acc_mem = Memory(shape=acc_layout, depth=self.acc_depth, init=[])
         wr = acc_mem.write_port()
         rd = acc_mem.read_port(transparent_for=(wr,))
-        m.d.comb += rd.addr.eq(tag_pre.m)
+        # The row's accumulator is read two cycles before s0 and the block RAM's data is
+        # registered (rd_q), so that no adder follows the RAM's clock-to-out in the same cycle
+        # (the 2 x 2 ECP5 critical path, docs/area.md). Writes reach s0 from: the memory (up to
+        # the cycle before the read), the read port's transparency (the read's cycle), rd_q's
+        # bypass (the cycle after: the row at s1 then), and the forward below (s0's cycle).
+        m.d.comb += rd.addr.eq(tag_early.m)
 
         t0 = Signal(tag_layout)
         m.d.sync += t0.eq(tag_pre)
@@ -380,8 +389,10 @@ class GemmEngine(wiring.Component):
         # cycles, docs/architecture.md), so this only guards against a faster sequencer.
         forward = Signal()
         m.d.comb += forward.eq(s1_writes & (t1.m == t0.m))
+        rd_q = Signal(acc_layout)
+        m.d.sync += rd_q.eq(Mux(s1_writes & (t1.m == tag_pre.m), s1_sum, rd.data))
         prev = Signal(acc_layout)
-        m.d.comb += prev.eq(Mux(forward, s1_sum, rd.data))
+        m.d.comb += prev.eq(Mux(forward, s1_sum, rd_q))
         s0_sum = Signal(acc_layout)
         # s0_sum = c + (first ? bias + (acc_in ? prev : 0) : prev), summed as
         # (first & ~acc_in ? 0 : prev) + (c + (first ? bias : 0)): the same value modulo 2^W,

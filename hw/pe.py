@@ -20,7 +20,9 @@ def _check_width(name: str, value) -> int:
 class WeightStationaryPE(wiring.Component):
     """Weight-stationary PE with two weight registers (double buffering).
 
-    Each cycle: ``psum_out <= psum_in + a * w[sel]``, ``a_out <= a``. The array gives ``sel``
+    Each cycle: ``prod <= a * w[sel]``, ``psum_out <= psum_in + prod``, ``a_out <= a``: the
+    product is registered (in the DSP block's output on an FPGA), so the multiplier and the
+    adder are in separate cycles, and ``psum_in`` is expected one cycle after ``a``. The array gives ``sel``
     to each PE on the diagonal wavefront of its activation (one delay line per array, tapped
     at ``r + c``), so a whole array switches weight tiles with no bubble. ``w_we[b]`` loads
     ``w_data`` into weight register ``b``.
@@ -42,7 +44,7 @@ class WeightStationaryPE(wiring.Component):
     w_we : In(2)
     w_data : In(signed(8))
     a_out : Out(signed(8)), one cycle after ``a`` (absent when ``pass_right`` is false)
-    psum_out : Out(signed(psum_width)), one cycle after its inputs
+    psum_out : Out(signed(psum_width)), two cycles after ``a``, one after ``psum_in``
     """
 
     def __init__(self, *, psum_width: int, pass_right: bool = True):
@@ -57,8 +59,8 @@ class WeightStationaryPE(wiring.Component):
             members["a_out"] = Out(signed(8))
         super().__init__(members)
 
-    #: Cycles from ``a``/``psum_in`` to ``psum_out``.
-    latency = 1
+    #: Cycles from ``a`` to ``psum_out`` (from ``psum_in``: one).
+    latency = 2
 
     def elaborate(self, platform):
         m = Module()
@@ -68,7 +70,9 @@ class WeightStationaryPE(wiring.Component):
             m.d.sync += w0.eq(self.w_data)
         with m.If(self.w_we[1]):
             m.d.sync += w1.eq(self.w_data)
-        m.d.sync += self.psum_out.eq(self.psum_in + self.a * Mux(self.sel, w1, w0))
+        prod = Signal(signed(16))
+        m.d.sync += prod.eq(self.a * Mux(self.sel, w1, w0))
+        m.d.sync += self.psum_out.eq(self.psum_in + prod)
         if self.pass_right:
             m.d.sync += self.a_out.eq(self.a)
         return m

@@ -13,7 +13,11 @@ __all__ = ["Requantizer", "ROUNDING_MODES", "LATENCY"]
 ROUNDING_MODES = ("single", "double")
 
 #: Pipeline stages (:attr:`Requantizer.latency`) per rounding mode.
-LATENCY = {"single": 4, "double": 4}
+LATENCY = {"single": 5, "double": 5}
+
+#: Bits of the accumulator per partial product of ``acc * M0``: a 17-bit unsigned chunk times a
+#: 16-bit half of ``M0`` fits one 18 x 18 signed multiplier (ECP5 MULT18X18D, iCE40 SB_MAC16).
+_CHUNK = 17
 
 
 class Requantizer(wiring.Component):
@@ -82,12 +86,38 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an input beat to its output beat (4 in both modes).
+        """Cycles from an input beat to its output beat (5 in both modes).
 
-        ``single``: product; variable shift by ``30 - sh``; ``(t + 1) >> 1``; zero point and
-        clamp. ``double``: product; high half with nudge; rounding divide by a power of two;
-        zero point and clamp."""
+        Both: partial products of ``acc * M0`` (one multiplier block each); their sum. Then
+        ``single``: variable shift by ``30 - sh``; ``(t + 1) >> 1``; zero point and clamp.
+        ``double``: high half with nudge; rounding divide by a power of two; zero point and
+        clamp."""
         return LATENCY[self.rounding]
+
+    @staticmethod
+    def _product(m: Module, acc, mult, width: int, lane: int) -> Signal:
+        """``acc * mult`` (signed ``width`` x signed 32 bits, exact) in two registered stages:
+        the partial products of 17-bit chunks of ``acc`` (unsigned, the top one signed) and the
+        16-bit halves of ``mult`` (low unsigned, high signed), then their shifted sum. Each
+        partial product fits an 18 x 18 signed multiplier, so none needs an adder after its
+        DSP block in the same cycle (a 32 x 32 product split by Yosys' mul2dsp did: the
+        4 x 4 ECP5 critical path, docs/area.md)."""
+        m_lo = mult.as_unsigned()[:16]
+        m_hi = mult[16:].as_signed()
+        n = -(-width // _CHUNK)
+        terms = []
+        for j in range(n):
+            chunk = acc.as_unsigned()[_CHUNK * j:min(_CHUNK * (j + 1), width)]
+            if j == n - 1:
+                chunk = chunk.as_signed()
+            for half, (mpart, offset) in enumerate(((m_lo, 0), (m_hi, 16))):
+                e = chunk * mpart
+                pp = Signal(e.shape(), name=f"pp_{lane}_{j}_{half}")
+                m.d.sync += pp.eq(e)
+                terms.append(pp << (_CHUNK * j + offset))
+        prod = Signal(signed(width + 32), name=f"prod_{lane}")
+        m.d.sync += prod.eq(sum(terms[1:], terms[0]))
+        return prod
 
     def elaborate(self, platform):
         m = Module()
@@ -106,13 +136,16 @@ class Requantizer(wiring.Component):
         m.d.comb += self.o_valid.eq(valid[-1])
 
         for i in range(self.lanes):
-            acc, mult, sh = self.i_acc[i], self.i_multiplier[i], self.i_shift[i]
-            # Stage 1: the wide product acc * M0 (W + 32 bits, exact).
-            prod = Signal(signed(W + 32), name=f"prod_{i}")
-            m.d.sync += prod.eq(acc * mult)
+            acc, mult = self.i_acc[i], self.i_multiplier[i]
+            # Stages 1 and 2: the wide product acc * M0 (W + 32 bits, exact). The shift is
+            # delayed by one stage, so that below prod and sh are one stage apart as in a
+            # one-stage product.
+            prod = self._product(m, acc, mult, W, i)
+            sh = Signal(signed(8), name=f"shift_{i}_s0")
+            m.d.sync += sh.eq(self.i_shift[i])
             if self.rounding == "single":
                 # y = (prod + 2^(30 - sh)) >> (31 - sh), 31 - sh in [1, 62], computed as
-                # t = prod >> (30 - sh) (stage 2), y = (t + 1) >> 1 (stage 3): with
+                # t = prod >> (30 - sh) (stage 3), y = (t + 1) >> 1 (stage 4): with
                 # prod = t·2^u + r, 0 <= r < 2^u, both are floor((t + 1) / 2). The variable
                 # shift and the carry chain sit in separate stages (Fmax).
                 ushift = Signal(unsigned(6), name=f"ushift_{i}")
@@ -124,7 +157,7 @@ class Requantizer(wiring.Component):
             else:
                 sh1 = Signal(signed(8), name=f"shift_{i}_s1")
                 m.d.sync += sh1.eq(sh)
-                # Stage 2: h = SaturatingRoundingDoublingHighMul(acc << max(sh, 0), M0), exact:
+                # Stage 3: h = SaturatingRoundingDoublingHighMul(acc << max(sh, 0), M0), exact:
                 # p = prod << lshift, h = trunc_toward_zero((p + nudge) / 2^31).
                 lshift = Signal(unsigned(5), name=f"lshift_{i}")
                 m.d.comb += lshift.eq(Mux(sh1 > 0, sh1, 0))
@@ -137,7 +170,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += h.eq(Mux(nudged >= 0, nudged >> 31, (nudged + ((1 << 31) - 1)) >> 31))
                 sh2 = Signal(signed(8), name=f"shift_{i}_s2")
                 m.d.sync += sh2.eq(sh1)
-                # Stage 3: RoundingDivideByPOT(h, max(-sh, 0)), ties away from zero.
+                # Stage 4: RoundingDivideByPOT(h, max(-sh, 0)), ties away from zero.
                 e = Signal(unsigned(6), name=f"rshift_{i}")
                 m.d.comb += e.eq(Mux(sh2 < 0, -sh2, 0))
                 mask = Signal(unsigned(32), name=f"mask_{i}")

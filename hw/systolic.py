@@ -88,8 +88,9 @@ class WeightStationaryArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a row of A at :attr:`a` to its row of C at :attr:`c`."""
-        return self.rows + self.cols - 1
+        """Cycles from a row of A at :attr:`a` to its row of C at :attr:`c`: ``rows + cols``
+        (the skew, ``rows - 1 + cols - 1``, and the last PE's product and sum registers)."""
+        return self.rows + self.cols
 
     def elaborate(self, platform):
         m = Module()

@@ -14,7 +14,7 @@ over *passes* (ws: one K tile of one row chunk of one column tile, i.e. ``mc`` r
 one weight set) or *row tiles* (os), with ``max()`` terms where the double-buffered weight sets,
 the two parameter slots, the os drain spacing and the result credits make one side wait for the
 other. Only when the result FIFO is shallower than the result pipeline (``res_depth`` at most
-``rows + cols + 2`` plus the requantizer latency) do rows wait for credits; the model then
+``rows + cols + 3`` plus the requantizer latency) do rows wait for credits; the model then
 follows the credit rule row by row.
 
 The job itself must be one the engine accepts (``docs/isa.md``); a rejected command's status has
@@ -43,8 +43,8 @@ __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latenci
            "attention_params", "ATTENTION_TILE_SLOTS", "ATTENTION_PARAM_BEATS",
            "ATTENTION_LUT_BEATS"]
 
-#: ``Requantizer.latency`` (hw/requant.py): 4 stages in both rounding modes.
-REQUANT_LATENCY = {"single": 4, "double": 4}
+#: ``Requantizer.latency`` (hw/requant.py): 5 stages in both rounding modes.
+REQUANT_LATENCY = {"single": 5, "double": 5}
 #: Beats of a column tile's parameter block on ``s_axis_wgt`` (hw/isa.py ``PARAM_BEATS``).
 PARAM_BEATS = 9
 #: ``SyncFIFOBuffered`` (amaranth.lib.fifo): an entry written at cycle ``w`` into the empty
@@ -70,21 +70,21 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     Returns
     -------
     dict
-        ``array`` (``WeightStationaryArray.latency = R + C - 1``, ``OutputStationaryArray.latency
-        = R + C``), ``t1``: a ws row injected at ``t`` (or an os tile's last K step) to its
-        back-end stage s1 (``t1``, the cycle its sum is written back or sent on: ws ``R + C``, os
-        ``R + C + 1`` for the tile's first row); ``requant`` (0 for raw results); ``fifo``
+        ``array`` (``WeightStationaryArray.latency = R + C``: the skew and the PE's product
+        and sum registers; ``OutputStationaryArray.latency = R + C``); ``t1``: a ws row
+        injected at ``t`` (or an os tile's last K step) to its back-end stage s1 (``t1``, the
+        cycle its sum is written back or sent on: ``R + C + 1``, for os the tile's first row); ``requant`` (0 for raw results); ``fifo``
         (:data:`FIFO_LATENCY`); ``result``: injection (ws) / last step (os, first row) to the
         result beat on ``m_axis_res`` with a consumer that is always ready.
     """
     R, C = cfg.rows, cfg.cols
     rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
     if cfg.dataflow == "ws":
-        array = R + C - 1
+        array = R + C
         t1 = array + 1          # tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0
     else:
         array = R + C
-        t1 = array + 1          # tile tag expanded at tags[latency - 1]; then t0, t1
+        t1 = array + 1          # tile tag expanded at tags[latency - 2]; tag_pre, t0, t1
     return {"array": array, "t1": t1, "requant": rq, "fifo": FIFO_LATENCY,
             "result": t1 + rq + FIFO_LATENCY}
 
@@ -181,13 +181,13 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     With ``kt = ceil(k / R)``, ``nt = ceil(n / C)``, ``rq`` the requantizer latency (0 raw),
     for a job with results (not ``acc_out``):
 
-    - ws: ``m·kt·nt + min(k, R) + R + C + 15 + rq`` — every row of A streams once per K tile
+    - ws: ``m·kt·nt + min(k, R) + R + C + 16 + rq`` — every row of A streams once per K tile
       and column tile, back to back; the rest is paid once: 1 cycle to ``PARAM_WAIT``, the 9
       parameter beats, ``BUF_WAIT``, the first weight tile (``min(k, R)`` beats), the issuer's
-      ``WAIT``, the array (``R + C - 1``), s0/s1, the FIFO (2), the status (1). It holds when
-      the result credits never bind (``res_depth >= R + C + 3 + rq``), every K-tile switch is
+      ``WAIT``, the array (``R + C``), s0/s1, the FIFO (2), the status (1). It holds when
+      the result credits never bind (``res_depth >= R + C + 4 + rq``), every K-tile switch is
       hidden (passes of ``mc >= kc + 2`` rows, when there is more than one pass) and every
-      column-tile switch too (``m·kt >= R + C + kc0 + 12``, and ``mc >= kc0 + 13`` with one
+      column-tile switch too (``m·kt >= R + C + kc0 + 13``, and ``mc >= kc0 + 13`` with one
       pass per column tile, ``2·mc >= kc_max + kc0 + 13`` with more).
     - os: with ``T = ceil(m / R)`` row tiles per column tile, ``S = max(k, R)`` cycles per row
       tile and ``mr`` rows in the last one, the last step of the job is at ``X = 10 + k +
@@ -217,14 +217,14 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     if cfg.dataflow == "ws":
         mcs = [min(D, m - m0) for m0 in range(0, m, D)]
         kcs = [min(R, k - t * R) for t in range(kt)]
-        ok = cfg.res_depth >= R + C + 3 + rq
+        ok = cfg.res_depth >= R + C + 4 + rq
         passes = len(mcs) * kt
         if passes > 1:
             ok = ok and min(mcs) >= max(kcs) + 2
         if nt > 1:
-            ok = ok and m * kt >= R + C + kcs[0] + 12 and (
+            ok = ok and m * kt >= R + C + kcs[0] + 13 and (
                 min(mcs) >= kcs[0] + 13 if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + 13)
-        return m * kt * nt + kcs[0] + R + C + 15 + rq if ok else None
+        return m * kt * nt + kcs[0] + R + C + 16 + rq if ok else None
     T = ceil(m / R)
     mr = m - (T - 1) * R
     S = max(k, R)
@@ -339,8 +339,8 @@ def _os(cfg, m, k, n, requant, acc_out):
     last row of column tile ``j - 2``), and 9 ``PARAM`` beats: ``TILE`` starts at
     ``S = max(P, T1end[j-2] + 1) + 10`` and ``X = max(S + k - 1, X[i-1] + R, credit)``.
 
-    Row ``r`` of a tile reaches s1 at ``X + R + C + 1 + r`` (tag delay line of ``R + C - 1``,
-    then one row per cycle out of the expander, then t0, t1); its result beat is read at
+    Row ``r`` of a tile reaches s1 at ``X + R + C + 1 + r`` (tag delay line of ``R + C - 2``,
+    then one row per cycle out of the expander, then tag_pre, t0, t1); its result beat is read at
     ``X + result + r``. The status follows the last row's read (or s1, for ``acc_out``).
 
     RTL lines (hw/gemm.py at cc93fbc): ``since`` 569-571, ``room`` 579, ``PARAM_WAIT`` 590,

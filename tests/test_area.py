@@ -311,7 +311,13 @@ def test_dedupe_keeps_one_module_per_kind():
     text, rep, counts = hier.dedupe(render(cfg)["d8.v"].decode(), "d8")
     pes = {m: n for m, n in counts.items() if ".pe_" in m}
     assert sum(pes.values()) == 64                    # every PE instance accounted for
-    assert len(pes) <= cfg.rows + cfg.cols            # far fewer kinds than instances
+    # Far fewer kinds than instances: a PE's module depends on its column (first, middle,
+    # last: 3) and on its partial-sum widths in and out (hw/systolic.py: row r holds r + 1
+    # products in bit_length(16384 (r + 1)) + 1 bits), which repeat down the rows.
+    widths = [(16384 * (r + 1)).bit_length() + 1 for r in range(cfg.rows)]
+    row_kinds = {(widths[r - 1] if r else 0, widths[r]) for r in range(cfg.rows)}
+    assert len(row_kinds) == 6                        # 16, 17, 17, 18, 18, 18, 18, 19 bits
+    assert len(pes) <= 3 * len(row_kinds)
     mods = hier.split_modules(text)
     assert set(mods) == set(counts)
     # Merged modules may name a port differently (port$511$0 in one PE, port$567$0 in another):

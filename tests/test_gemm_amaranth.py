@@ -175,15 +175,69 @@ def test_engine_accumulate_across_jobs(cfg):
     np.testing.assert_array_equal(decode(cfg, j2, out[1][1]), want)
 
 
+@pytest.mark.parametrize("W", [17, 32, 35, 48, 64])
+def test_requantizer_product_is_exact(W):
+    """The two-stage product (17-bit chunks of acc times 16-bit halves of M0) equals Python's
+    acc * M0 for every sign combination, the extremes and the chunk boundaries, two cycles
+    after its inputs."""
+    from amaranth.hdl import Module, Signal, signed
+
+    class Dut:
+        def __init__(self):
+            self.acc = Signal(signed(W))
+            self.mult = Signal(signed(32))
+            self.prod = None
+
+        def elaborate(self, platform):
+            m = Module()
+            self.prod = Requantizer._product(m, self.acc, self.mult, W, 0)
+            return m
+
+    dut = Dut()
+    frag = dut.elaborate(None)
+    rng = random.Random(W)
+    lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+    accs = [lo, hi, 0, -1, 1] + [v for b in (16, 17, 33, 34, 50, 51) if b < W - 1
+                                  for v in ((1 << b) - 1, 1 << b, -(1 << b))]
+    accs += [rng.randint(lo, hi) for _ in range(60)]
+    mults = [0, 1 << 30, (1 << 31) - 1, -(1 << 31), -1, 0xFFFF, 0x10000]
+    mults += [rng.randint(-(1 << 31), (1 << 31) - 1) for _ in range(20)]
+    pairs = [(a, b) for a in accs for b in rng.sample(mults, 6)]
+    got = []
+
+    async def tb(ctx):
+        for i in range(len(pairs) + 2):
+            if i < len(pairs):
+                ctx.set(dut.acc, pairs[i][0])
+                ctx.set(dut.mult, pairs[i][1])
+            await ctx.tick()
+            if i >= 1:
+                got.append(ctx.get(dut.prod))
+
+    sim = Simulator(frag)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    # Pair i is set before tick i + 1 (partial products) and read after tick i + 2 (prod).
+    assert got[:len(pairs)] == [a * b for a, b in pairs]
+
+
 @pytest.mark.parametrize("rounding", ["single", "double"])
-def test_requantizer_matches_golden(rounding):
-    lanes, W = 4, 32
+@pytest.mark.parametrize("W", [32, 35, 48, 64])
+def test_requantizer_matches_golden(rounding, W):
+    """Widths that split ``acc`` into 2, 3 and 4 17-bit chunks for the partial products,
+    the chunk boundaries (bits 16/17, 33/34) and the extremes of each width."""
+    lanes = 4
     dut = Requantizer(lanes=lanes, acc_width=W, rounding=rounding)
-    rng = random.Random(5)
+    rng = random.Random(5 + W)
+    lo_acc, hi_acc = -(1 << (W - 1)), (1 << (W - 1)) - 1
+    edges = [v for b in (16, 17, 33, 34, 50, 51) if b < W - 1
+             for v in ((1 << b) - 1, 1 << b, -(1 << b), -(1 << b) - 1)]
     vectors = []
     for _ in range(200):
-        accs = [rng.choice([-(1 << 31), (1 << 31) - 1, rng.randint(-(1 << 31), (1 << 31) - 1),
-                            rng.randint(-3000, 3000)]) for _ in range(lanes)]
+        accs = [rng.choice([lo_acc, hi_acc, rng.randint(lo_acc, hi_acc),
+                            rng.randint(-3000, 3000), rng.choice(edges)])
+                for _ in range(lanes)]
         mults = [rng.choice([0, 1 << 30, (1 << 31) - 1, rng.randint(1 << 30, (1 << 31) - 1)])
                  for _ in range(lanes)]
         shifts = [rng.choice([-31, 30, rng.randint(-31, 30), rng.randint(-8, 2)])

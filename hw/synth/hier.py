@@ -126,6 +126,7 @@ def _rename(text: str, old: str, new: str, renames: dict[str, str],
 
 
 _DECL_RE = re.compile(r"^\s+(?:wire|reg|input|output|inout)\b[^;]*;\s*$")
+_DUMP_RE = re.compile(r"\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+")
 
 
 def _normalized(text: str, name: str, renames: dict[str, str],
@@ -136,6 +137,10 @@ def _normalized(text: str, name: str, renames: dict[str, str],
     in the statements, and declarations, which Yosys writes sorted by name, are sorted after
     renumbering, so two instances that differ only in those numbers normalize alike.
     """
+    # Yosys' write_verilog declares one dummy ``\$auto$verilog_backend.cc:<line>:dump_module$<n>``
+    # per module (<n> counts modules): its number is not one of the module's own and would
+    # otherwise share a renumbering slot with a generated ``\$<n>``.
+    text = _DUMP_RE.sub(r"\\$auto$dump_module", text)
     lines = _rename(text, name, "__self__", renames, port_maps).splitlines()
     decls = [ln for ln in lines if _DECL_RE.match(ln)]
     stmts = [ln for ln in lines if not _DECL_RE.match(ln)]
