@@ -6,7 +6,9 @@ For each size (default 4x4, 8x8, 16x16) and target (default ecp5 and asic) this 
 
 - area per MAC: LUT, FF, DSP (ecp5) or µm² (asic), memories excluded and reported on their own;
 - the overhead of skew, control and requantization: (design without memories - N x MAC) / (N x MAC);
-- Fmax: nextpnr's (ecp5, with place-and-route) or OpenSTA's register-to-register (asic).
+- Fmax: nextpnr's (ecp5, with place-and-route) or OpenSTA's register-to-register (asic);
+- after each target's table, the Fmax of the bare MAC with registered inputs, in one cycle and
+  with its product registered (as the PE), by the same tools: the ceiling of this flow.
 
 Usage::
 
@@ -33,12 +35,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hw.config import GemmConfig  # noqa: E402
 from hw.synth import area, tool_versions  # noqa: E402
 from hw.synth import flow, hier  # noqa: E402
+from hw.synth.devices import DEVICES  # noqa: E402
 
 MAC_V = """// one registered int8 MAC, as wide as a PE of an R-row array
 module bare_mac(input clk, input signed [7:0] a, input signed [7:0] b,
@@ -61,6 +65,54 @@ def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True) -> dict
     mod = next(v for k, v in stat["modules"].items() if "bare_mac" in k)
     cells = flow._cells(mod)
     return flow._summary(target, cells, area_um2=flow._num(mod.get("area")) or None)
+
+
+#: One int8 MAC with registered inputs, so that its multiply-add is a register-to-register path:
+#: ``one-cycle`` is the bare MAC above; ``product registered`` registers ``a * b`` first, as the
+#: weight-stationary PE does (hw/pe.py).
+MAC_FMAX_V = """module mac_fmax(input clk, input signed [7:0] a_i, input signed [7:0] b_i,
+                input signed [{w1}:0] c_i, output reg signed [{w1}:0] y);
+  reg signed [7:0] a, b;
+  reg signed [{w1}:0] c, c2;
+  reg signed [15:0] p;
+  always @(posedge clk) begin
+    a <= a_i; b <= b_i; c <= c_i;
+{body}
+  end
+endmodule
+"""
+MAC_FMAX_BODY = {
+    "one-cycle": "    y <= c + a * b;",
+    "product registered": "    p <= a * b; c2 <= c; y <= c2 + p;",
+}
+
+
+def bare_mac_fmax(target: str, psum_width: int, work: Path, clock_mhz: float) -> dict:
+    """Fmax (MHz) of one registered MAC per :data:`MAC_FMAX_BODY` variant, by the target's
+    timing: nextpnr-ecp5 out of context on the LFE5U-12F, or OpenSTA register to register on
+    the OSU 0.18 µm netlist (ABC buffered and sized for ``clock_mhz``)."""
+    out = {}
+    for kind, body in MAC_FMAX_BODY.items():
+        w = work / kind.replace(" ", "_")
+        w.mkdir(parents=True, exist_ok=True)
+        (w / "mac_fmax.v").write_text(MAC_FMAX_V.format(w1=psum_width - 1, body=body))
+        ns = SimpleNamespace(name="mac_fmax", clock_mhz=clock_mhz)
+        script = ["read_verilog mac_fmax.v", "hierarchy -top mac_fmax", "proc"]
+        if target == "asic":
+            flow.asic_inputs(w)
+            (w / "mac_fmax.sdc").write_text(
+                f"create_clock -name aclk -period {1000 / clock_mhz:.3f} [get_ports clk]\n")
+            script += flow._synth_cmd(target, "mac_fmax", True, True, clock_mhz)
+            script += ["write_verilog -noattr -noexpr mac_fmax_asic.v", flow._stat_cmd(target)]
+            flow._run_yosys(w, script, "mac")
+            out[kind] = flow._sta(w, ns).get("fmax_mhz")
+        else:
+            script += flow._synth_cmd(target, "mac_fmax", True, True, clock_mhz)
+            script += ["write_json ecp5_flat.json", flow._stat_cmd(target)]
+            flow._run_yosys(w, script, "mac")
+            dev = DEVICES["ecp5"][0]
+            out[kind] = flow._pnr(w, ns, "ecp5", dev, "ecp5_flat.json", ooc=True)["fmax_mhz"]
+    return out
 
 
 def pes_in_luts(cfg: GemmConfig, r: dict, out: Path) -> int:
@@ -226,6 +278,17 @@ def main() -> int:
                       f"{arr.get('ffs', 0) / macs:.1f} | {rq.get('area_um2', 0):,.0f} | "
                       f"{mem.get('area_um2', 0):,.0f} / "
                       f"{mem.get('ffs', 0):,} | {s.get('fmax_mhz', '–')} | {path} | {secs:.0f} |")
+            sys.stdout.flush()
+        if not args.estimate:
+            psum_width = (16384 * max(sizes)).bit_length() + 1
+            clock = GemmConfig(name="x", **extra).clock_mhz
+            try:
+                fm = bare_mac_fmax(target, psum_width, out / f"mac_fmax_{target}_{psum_width}",
+                                   clock)
+                print(f"\nBare MAC Fmax ({target}, {psum_width}-bit sum, registered inputs): "
+                      + ", ".join(f"{k} {v} MHz" for k, v in fm.items()))
+            except Exception as e:          # noqa: BLE001 - the line says what failed
+                print(f"\nBare MAC Fmax ({target}): failed: {type(e).__name__}: {str(e)[:300]}")
             sys.stdout.flush()
     return 0
 
