@@ -52,13 +52,21 @@ endmodule
 """
 
 
-def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True) -> dict:
-    """Figures of one registered MAC for ``target``, flat."""
+def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True,
+             clock_mhz: float = 200.0) -> dict:
+    """Figures of one registered MAC for ``target``, flat.
+
+    On ECP5 with the multiplier in LUTs (``dsp`` false) ABC9 maps it for a delay target of one
+    clock period, as the hierarchical estimate maps a PE whose multiplier is in LUTs
+    (hw/synth/flow.py): alone, the soft multiplier is its module's deepest path and ABC9 maps
+    it for minimum depth (about 420 LUT4s), which no PE inside a design is."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "bare_mac.v").write_text(MAC_V.format(w1=psum_width - 1))
     if target == "asic":
         flow.asic_inputs(work)
     script = ["read_verilog bare_mac.v", "hierarchy -top bare_mac", "proc"]
+    if target == "ecp5" and not dsp:
+        script += [f"scratchpad -set abc9.D {int(round(1e6 / clock_mhz))}"]
     script += flow._synth_cmd(target, "bare_mac", True, dsp)
     script += [flow._stat_cmd(target)]
     stat = flow._run_yosys(work, script, "mac")
