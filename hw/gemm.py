@@ -385,8 +385,9 @@ class GemmEngine(wiring.Component):
         s1_writes = Signal()
         m.d.comb += s1_writes.eq(t1.valid & (~t1.last | job["acc_out"]))
         # Forward the row being written back when the same accumulator row comes round on the
-        # very next cycle. Today's sequencing never does that (a pass takes at least kc + 1
-        # cycles, docs/architecture.md), so this only guards against a faster sequencer.
+        # very next cycle: a one-row pass behind a stalled activation stream, with both weight
+        # sets loaded, does that (found by review, 2026-11-30; the comment here used to say it
+        # never happened).
         forward = Signal()
         m.d.comb += forward.eq(s1_writes & (t1.m == t0.m))
         rd_q = Signal(acc_layout)
