@@ -553,7 +553,13 @@ class GemmEngine(wiring.Component):
         last_row = i_row == mc - 1
         producing = last_k & ~job["acc_out"]
         room = ~producing | (outstanding < self.res_depth)
-        m.d.comb += array.sel.eq(i_buf)
+        # The array takes sel one cycle ahead of its row of A: i_buf's next value.
+        i_buf_clear = Signal()
+        i_buf_flip = Signal()
+        i_buf_next = Signal()
+        m.d.comb += i_buf_next.eq(Mux(i_buf_clear, 0, i_buf ^ i_buf_flip))
+        m.d.sync += i_buf.eq(i_buf_next)
+        m.d.comb += array.sel.eq(i_buf_next)
 
         def goto_next(next_ready):
             with m.If(next_ready):
@@ -567,7 +573,8 @@ class GemmEngine(wiring.Component):
                     i_n.load(m, f["n"])
                     i_m.load(m, f["m"])
                     i_k.load(m, f["k"])
-                    m.d.sync += [i_buf.eq(0), i_slot.eq(0), i_row.eq(0)]
+                    m.d.comb += i_buf_clear.eq(1)
+                    m.d.sync += [i_slot.eq(0), i_row.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(wbuf_full.bit_select(i_buf, 1)):
@@ -589,7 +596,8 @@ class GemmEngine(wiring.Component):
                     m.d.sync += i_row.eq(i_row + 1)
                     with m.If(last_row):
                         m.d.comb += wbuf_clr.eq(Mux(i_buf, 0b10, 0b01))
-                        m.d.sync += [i_buf.eq(~i_buf), i_row.eq(0)]
+                        m.d.comb += i_buf_flip.eq(1)
+                        m.d.sync += i_row.eq(0)
                         # Go straight on when the next weight tile is already loaded: no bubble.
                         next_ready = wbuf_full.bit_select(~i_buf, 1)
                         with m.If(~last_k):

@@ -20,12 +20,16 @@ def _check_width(name: str, value) -> int:
 class WeightStationaryPE(wiring.Component):
     """Weight-stationary PE with two weight registers (double buffering).
 
-    Each cycle: ``prod <= a * w[sel]``, ``psum_out <= psum_in + prod``, ``a_out <= a``: the
+    Each cycle: ``prod <= a * w_cur``, ``psum_out <= psum_in + prod``, ``a_out <= a``: the
     product is registered (in the DSP block's output on an FPGA), so the multiplier and the
-    adder are in separate cycles, and ``psum_in`` is expected one cycle after ``a``. The array gives ``sel``
-    to each PE on the diagonal wavefront of its activation (one delay line per array, tapped
-    at ``r + c``), so a whole array switches weight tiles with no bubble. ``w_we[b]`` loads
-    ``w_data`` into weight register ``b``.
+    adder are in separate cycles, and ``psum_in`` is expected one cycle after ``a``.
+    ``w_cur`` is a register holding the weight this cycle's ``a`` meets, ``w[sel]``, selected
+    one cycle ahead from ``sel_next`` (the ``sel`` of the next cycle) with a bypass for a
+    weight written in that cycle; so the multiplier's operands both come straight from
+    registers, with no weight multiplexer in front of it (it was the critical path on ECP5:
+    docs/area.md). The array gives ``sel_next`` to each PE on the diagonal wavefront of its
+    activation (one delay line per array), so a whole array switches weight tiles with no
+    bubble. ``w_we[b]`` loads ``w_data`` into weight register ``b``.
 
     Parameters
     ----------
@@ -39,7 +43,7 @@ class WeightStationaryPE(wiring.Component):
     Members
     -------
     a : In(signed(8))
-    sel : In(1)
+    sel_next : In(1), the weight register the next cycle's ``a`` meets
     psum_in : In(signed(psum_width))
     w_we : In(2)
     w_data : In(signed(8))
@@ -51,7 +55,7 @@ class WeightStationaryPE(wiring.Component):
         self.psum_width = _check_width("Partial sum width", psum_width)
         self.pass_right = bool(pass_right)
         members = {
-            "a": In(signed(8)), "sel": In(1), "psum_in": In(signed(psum_width)),
+            "a": In(signed(8)), "sel_next": In(1), "psum_in": In(signed(psum_width)),
             "w_we": In(2), "w_data": In(signed(8)),
             "psum_out": Out(signed(psum_width)),
         }
@@ -70,8 +74,14 @@ class WeightStationaryPE(wiring.Component):
             m.d.sync += w0.eq(self.w_data)
         with m.If(self.w_we[1]):
             m.d.sync += w1.eq(self.w_data)
+        # w_cur(t) = w[sel(t)](t): sel one cycle early, and each register's value as it will
+        # be after this cycle's write.
+        w_cur = Signal(signed(8))
+        m.d.sync += w_cur.eq(Mux(self.sel_next,
+                                 Mux(self.w_we[1], self.w_data, w1),
+                                 Mux(self.w_we[0], self.w_data, w0)))
         prod = Signal(signed(16))
-        m.d.sync += prod.eq(self.a * Mux(self.sel, w1, w0))
+        m.d.sync += prod.eq(self.a * w_cur)
         m.d.sync += self.psum_out.eq(self.psum_in + prod)
         if self.pass_right:
             m.d.sync += self.a_out.eq(self.a)

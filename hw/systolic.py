@@ -45,7 +45,9 @@ class WeightStationaryArray(wiring.Component):
     ``r`` cycles), partial sums flow down the columns, and the outputs are deskewed (column ``n``
     delayed by ``cols - 1 - n``) so one full row of C leaves per cycle, :attr:`latency` cycles
     after its row of A entered. There is no stall: a cycle with no data is a bubble, which the
-    caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A.
+    caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A, and is
+    given one cycle ahead of its row: ``sel`` at cycle ``t`` is the tile of the row entering
+    at ``t + 1`` (each PE selects its weight into a register a cycle before the multiply).
 
     Weight loads are skewed too: a load presented at cycle ``t`` reaches column ``n`` at
     ``t + n``. A row of A entering at ``t`` meets column ``n`` of array row ``r`` at ``t + r + n``,
@@ -62,7 +64,7 @@ class WeightStationaryArray(wiring.Component):
     a : In(ArrayLayout(signed(8), rows))
         One row of A (``K`` lanes).
     sel : In(1)
-        Weight tile used for this row of A.
+        Weight tile used by the row of A entering at the next cycle.
     w_en : In(1)
         Load ``w_data`` into row ``w_row`` of weight tile ``w_buf``.
     w_row : In(range(rows))
@@ -105,10 +107,11 @@ class WeightStationaryArray(wiring.Component):
                 en, row, buf = (_delay(m, v, 1, f"w_{n}_col{c}")
                                 for v, n in ((en, "en"), (row, "row"), (buf, "buf")))
             load.append((en, row, buf, _delay(m, self.w_data[c], c, f"w_data_col{c}")))
-        # sel reaches PE (r, c) with its row of A, r + c cycles after it entered: one delay
-        # line for the array, tapped per anti-diagonal. (Passed from PE to PE beside the
-        # activation, as before 2026-11-30, the copies on one anti-diagonal were the same
-        # flip-flop: the flat synthesis merged them, the per-module estimate could not.)
+        # sel, one cycle ahead of its row of A, reaches PE (r, c) r + c cycles after it was
+        # given: the PE's sel_next. One delay line for the array, tapped per anti-diagonal.
+        # (Passed from PE to PE beside the activation, as before 2026-11-30, the copies on one
+        # anti-diagonal were the same flip-flop: the flat synthesis merged them, the
+        # per-module estimate could not.)
         sel_taps = [self.sel]
         for d in range(1, R + C - 1):
             tap = Signal(name=f"sel_diag{d}")
@@ -118,7 +121,7 @@ class WeightStationaryArray(wiring.Component):
         for r in range(R):
             a = _delay(m, self.a[r], r, f"skew_a{r}")
             for c in range(C):
-                sel = sel_taps[r + c]
+                sel_next = sel_taps[r + c]
                 en_c, row_c, buf_c, data_c = load[c]
                 we = Signal(2, name=f"w_we_{r}_{c}")
                 hit = en_c & (row_c == r)
@@ -128,7 +131,7 @@ class WeightStationaryArray(wiring.Component):
                 pe = WeightStationaryPE(psum_width=(16384 * (r + 1)).bit_length() + 1,
                                         pass_right=c < C - 1)
                 m.submodules[f"pe_{r}_{c}"] = pe
-                m.d.comb += [pe.a.eq(a), pe.sel.eq(sel), pe.psum_in.eq(psum_above[c]),
+                m.d.comb += [pe.a.eq(a), pe.sel_next.eq(sel_next), pe.psum_in.eq(psum_above[c]),
                              pe.w_we.eq(we), pe.w_data.eq(data_c)]
                 if c < C - 1:
                     a = pe.a_out

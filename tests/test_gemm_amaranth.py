@@ -296,11 +296,13 @@ def test_ws_array_latency_and_weight_switch():
                     ctx.set(dut.w_data[c], int(w[buf, r, c]))
                 await ctx.tick()
         ctx.set(dut.w_en, 0)
+        ctx.set(dut.sel, 0)          # sel is given one cycle ahead of its row of A
+        await ctx.tick()
         for t in range(len(a) + dut.latency):
             if t < len(a):
                 for r in range(R):
                     ctx.set(dut.a[r], int(a[t, r]))
-                ctx.set(dut.sel, t % 2)
+            ctx.set(dut.sel, (t + 1) % 2)
             await ctx.tick()
             got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
 
@@ -312,6 +314,60 @@ def test_ws_array_latency_and_weight_switch():
         want = [int(v) for v in a[t] @ w[t % 2]]
         assert got[t + dut.latency] == want
     assert dut.c[0].shape().width == (16384 * R).bit_length() + 1
+
+
+@pytest.mark.parametrize("R,C", [(1, 1), (3, 2), (4, 4)])
+def test_ws_array_weight_writes_at_any_cycle(R, C):
+    """Random weight writes every cycle, to either tile, including the one in use.
+
+    Independent model of the array's contract (class docstring): a write presented at cycle
+    ``t'`` reaches column ``n`` at ``t' + n``, and a row of A entering at ``t`` meets PE
+    ``(r, n)`` at ``t + r + n``; so row ``t`` sees, in PE ``(r, n)`` of tile ``sel``, the last
+    write to that register presented before cycle ``t + r``. This exercises the PE's weight
+    bypass (a weight written the cycle before it is used) and the one-cycle-early ``sel``.
+    """
+    dut = WeightStationaryArray(rows=R, cols=C)
+    rng = np.random.default_rng(10 * R + C)
+    T = 60
+    a = rng.integers(-128, 128, (T, R))
+    sel = rng.integers(0, 2, T)
+    w_en = rng.integers(0, 2, T)
+    w_row = rng.integers(0, R, T)
+    w_buf = rng.integers(0, 2, T)
+    w_data = rng.integers(-128, 128, (T, C))
+    got = {}
+
+    async def tb(ctx):
+        ctx.set(dut.sel, int(sel[0]))
+        await ctx.tick()
+        for t in range(T + dut.latency):
+            if t < T:
+                for r in range(R):
+                    ctx.set(dut.a[r], int(a[t, r]))
+                ctx.set(dut.w_en, int(w_en[t]))
+                ctx.set(dut.w_row, int(w_row[t]))
+                ctx.set(dut.w_buf, int(w_buf[t]))
+                for c in range(C):
+                    ctx.set(dut.w_data[c], int(w_data[t, c]))
+            else:
+                ctx.set(dut.w_en, 0)
+            ctx.set(dut.sel, int(sel[t + 1]) if t + 1 < T else 0)
+            await ctx.tick()
+            got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+    def weight(b, r, n, before):
+        hits = [t for t in range(min(before, T)) if w_en[t] and w_row[t] == r and w_buf[t] == b]
+        return int(w_data[hits[-1], n]) if hits else 0
+
+    for t in range(T):
+        want = [sum(int(a[t, r]) * weight(int(sel[t]), r, n, t + r) for r in range(R))
+                for n in range(C)]
+        assert got[t + dut.latency] == want, t
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
