@@ -85,8 +85,11 @@ def _load_npy(path: str, option: str):
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CliError(f"{option}: {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise CliError(f"{option}: {path}: not a .npy array ({e})") from None
+    except IsADirectoryError:
+        raise CliError(f"{option}: {path}: is a folder, not a .npy file") from None
+    except (OSError, ValueError):
+        raise CliError(f"{option}: {path}: not a NumPy .npy file (write one with numpy.save)") \
+            from None
     if not isinstance(arr, np.ndarray):
         raise CliError(f"{option}: {path}: not a .npy array (an .npz archive?)")
     return arr

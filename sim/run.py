@@ -41,6 +41,23 @@ def _config(config):
     return load_config(config)
 
 
+def _per_channel(value, name: str, n: int) -> np.ndarray:
+    """``value`` (one integer, or ``n`` of them) as an int64 array of shape ``(n,)``.
+
+    Raises
+    ------
+    ValueError
+        For a non-integer dtype, or a shape other than ``()``, ``(1,)`` or ``(n,)``.
+    """
+    arr = np.asarray(value)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, not dtype {arr.dtype}")
+    if arr.shape not in ((), (1,), (n,)):
+        raise ValueError(f"{name} must be one value or N = {n} values (one per output "
+                         f"channel), not shape {arr.shape}")
+    return np.broadcast_to(arr.astype(np.int64), (n,)).copy()
+
+
 def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scale_out=None,
              multiplier=None, shift=None, zp_out: int = 0, act_min: int = -128,
              act_max: int = 127, acc_in: bool = False, acc_out: bool = False,
@@ -80,7 +97,8 @@ def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scal
     ValueError
         When only some of the three scales are given, when scales and ``(multiplier, shift)``
         are both given, or for scales that :func:`sim.golden.quantize_multiplier` rejects
-        (:func:`sim.golden.effective_scale`: a shift outside [-31, 30]).
+        (:func:`sim.golden.effective_scale`: a shift outside [-31, 30]), or for a
+        ``multiplier``/``shift`` that is not integer or not one value or ``N`` values.
     TypeError
         For scales that are not real numbers.
     """
@@ -96,8 +114,8 @@ def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scal
         multiplier, shift = golden.effective_scale(scale_a, scale_b, scale_out)
     n = b.shape[1] if b.ndim == 2 else 0
     if multiplier is not None and shift is not None:
-        multiplier = np.broadcast_to(np.asarray(multiplier, dtype=np.int64), (n,)).copy()
-        shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,)).copy()
+        multiplier = _per_channel(multiplier, "multiplier", n)
+        shift = _per_channel(shift, "shift", n)
     return GemmJob(a=a, b=b, bias=bias, zp_a=zp_a, multiplier=multiplier, shift=shift,
                    zp_out=zp_out, act_min=act_min, act_max=act_max, acc_in=acc_in,
                    acc_out=acc_out, tag=tag)

@@ -327,17 +327,20 @@ def test_run_gemm_scalar_scale_b_and_multipliers(fake_sim, arrays):
                            "--multiplier/--shift, not both"),
     (["--scale-a", "x", "--scale-b", "1", "--scale-out", "1"], "--scale-a: 'x' is not a number"),
     (["--bias", "missing.npy"], "--bias: missing.npy: no such file"),
+    (["--bias", "a.txt"], "--bias: a.txt: not a NumPy .npy file (write one with numpy.save)"),
+    (["--bias", "."], "--bias: .: is a folder, not a .npy file"),
 ])
 def test_run_gemm_bad_arguments_write_nothing(fake_sim, arrays, capsys, monkeypatch, extra,
                                               message):
     calls, _ = fake_sim
     d, _, _ = arrays
     monkeypatch.chdir(d)
+    (d / "a.txt").write_text("1 2 3\n")
     assert cli.main(["run", "gemm", "--a", "a.npy", "--b", "b.npy", "--out", "c.npy",
                      *extra]) == 2
     assert one_error_line(capsys.readouterr().err) == f"npugen: error: {message}"
     assert calls["gemm"] == []
-    assert sorted(p.name for p in d.iterdir()) == ["a.npy", "b.npy"]
+    assert sorted(p.name for p in d.iterdir()) == ["a.npy", "a.txt", "b.npy"]
 
 
 def test_run_gemm_library_value_error_is_one_line(fake_sim, arrays, capsys):

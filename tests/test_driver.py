@@ -616,3 +616,28 @@ def test_attention_validation_messages(kw, cfg, msg):
 def test_attention_needs_an_attention_section():
     with pytest.raises(ValueError, match=r"configuration 'plain' has no \[attention\] section"):
         encode_attention(_att_job(), SimpleNamespace(name="plain", attention=None))
+
+
+# -- sim.run.make_job: per-channel multiplier/shift --------------------------------------------
+
+@pytest.mark.parametrize("multiplier,shift,message", [
+    (np.ones((2, 2), np.int64) << 30, 0,
+     r"multiplier must be one value or N = 4 values \(one per output channel\), not shape \(2, 2\)"),
+    (1 << 30, np.zeros(3, np.int64),
+     r"shift must be one value or N = 4 values \(one per output channel\), not shape \(3,\)"),
+    (np.full(4, 2.0 ** 30), 0, "multiplier must be integers, not dtype float64"),
+    (1 << 30, np.zeros(4, bool), "shift must be integers, not dtype bool"),
+])
+def test_make_job_rejects_malformed_multipliers(multiplier, shift, message):
+    from sim import run
+    a = np.zeros((2, 3), np.int8)
+    b = np.zeros((3, 4), np.int8)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        run.make_job(a, b, multiplier=multiplier, shift=shift)
+
+
+def test_make_job_broadcasts_one_multiplier_to_every_channel():
+    from sim import run
+    job = run.make_job(np.zeros((2, 3), np.int8), np.zeros((3, 4), np.int8),
+                       multiplier=np.array([1 << 30]), shift=-2)
+    assert job.multiplier.tolist() == [1 << 30] * 4 and job.shift.tolist() == [-2] * 4
