@@ -496,13 +496,22 @@ def _swap_in(tmp: Path, final: Path) -> None:
     raise OSError(errno.EBUSY, "gave up replacing a folder that keeps changing", str(final))
 
 
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
 def generate(cfg: GemmConfig, out_dir: str | os.PathLike[str] = "build", *,
              top: Callable[[GemmConfig], Any] | None = None) -> Path:
     """Write the design folder ``<out_dir>/<cfg.name>/`` atomically.
 
     All files are made in memory first (:func:`render`), then written to a temporary folder
     beside the destination, which then replaces it. A failure leaves no partial design behind
-    and keeps a previous design of the same name intact.
+    and keeps a previous design of the same name intact. A folder that already holds exactly
+    these files (byte for byte) is left as it is, with the results other commands keep in it
+    (``qor/``, ``report/``, ``perf/``); a different design replaces it, results and all.
 
     Parameters
     ----------
@@ -531,6 +540,8 @@ def generate(cfg: GemmConfig, out_dir: str | os.PathLike[str] = "build", *,
     final = out / cfg.name
     if final.exists() and not final.is_dir():
         raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(final))
+    if final.is_dir() and all(_same_bytes(final / name, data) for name, data in files.items()):
+        return final
     tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}.tmp-", dir=out))
     try:
         mode = 0o666 & ~_umask()

@@ -133,7 +133,8 @@ def _manifest(folder: Path) -> dict:
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # -- the folder ---------------------------------------------------------------------------------
@@ -391,6 +392,27 @@ def test_destination_that_is_a_file(tmp_path):
     with pytest.raises(FileExistsError):
         emit.generate(CFG, tmp_path, top=StandIn)
     assert (tmp_path / "npu").read_text() == "not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["npu"]
+
+
+def test_regenerating_the_same_design_keeps_its_results(tmp_path):
+    """Byte-identical files: the folder stays, with qor/, report/ and perf/ (other commands'
+    results); a different design under the same name replaces it, results and all."""
+    folder = emit.generate(CFG, tmp_path, top=StandIn)
+    for sub in ("qor", "report", "perf"):
+        (folder / sub).mkdir()
+        (folder / sub / "result.json").write_text("{}\n")
+    before = _tree(folder)
+    emit.generate(CFG, tmp_path, top=StandIn)
+    assert _tree(folder) == before
+    (folder / "npu.v").write_text("// edited by hand\n")       # no longer the design: rewritten
+    emit.generate(CFG, tmp_path, top=StandIn)
+    assert (folder / "npu.v").read_text() != "// edited by hand\n"
+    assert not (folder / "qor").exists()
+    emit.generate(CFG, tmp_path, top=StandIn)
+    (folder / "qor").mkdir()
+    emit.generate(dataclasses_replace(CFG, k_max=64), tmp_path, top=StandIn)
+    assert not (folder / "qor").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["npu"]
 
 
