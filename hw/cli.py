@@ -197,6 +197,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                     full=args.full))
 
 
+def _also_needs(given: list[str], missing: list[str]) -> str:
+    """``--a also needs --b and --c`` / ``--a and --b also need --c``."""
+    def words(names):
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{words(given)} also {'needs' if len(given) == 1 else 'need'} {words(missing)}"
+
+
 def cmd_run_gemm(args: argparse.Namespace) -> int:
     scales = {"--scale-a": args.scale_a, "--scale-b": args.scale_b,
               "--scale-out": args.scale_out}
@@ -207,11 +214,9 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
         raise CliError("give either --scale-a/--scale-b/--scale-out or --multiplier/--shift, "
                        "not both")
     if given_scales and len(given_scales) != len(scales):
-        missing = ", ".join(k for k in scales if k not in given_scales)
-        raise CliError(f"{', '.join(given_scales)} also needs {missing}")
+        raise CliError(_also_needs(given_scales, [k for k in scales if k not in given_scales]))
     if given_fixed and len(given_fixed) != len(fixed):
-        missing = ", ".join(k for k in fixed if k not in given_fixed)
-        raise CliError(f"{', '.join(given_fixed)} also needs {missing}")
+        raise CliError(_also_needs(given_fixed, [k for k in fixed if k not in given_fixed]))
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -220,12 +225,15 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
         raise CliError(f"--out: {out}: is a folder")
 
     cfg = _load_config(args.config)
-    a = _load_npy(args.a, "--a")
-    b = _load_npy(args.b, "--b")
+    a = _int8_matrix_arg(_load_npy(args.a, "--a"), "--a", "(M, K)")
+    b = _int8_matrix_arg(_load_npy(args.b, "--b"), "--b", "(K, N)")
+    if a.shape[1] != b.shape[0]:
+        raise CliError(f"--b: has {b.shape[0]} rows but --a has K = {a.shape[1]} columns "
+                       f"(A is M x K, B is K x N)")
     kwargs: dict[str, Any] = {
         "bias": _load_npy(args.bias, "--bias") if args.bias is not None else None,
-        "zp_a": args.zp_a,
-        "zp_out": args.zp_out,
+        "zp_a": _int8_arg(args.zp_a, "--zp-a"),
+        "zp_out": _int8_arg(args.zp_out, "--zp-out"),
         "act_min": args.act_min,
         "act_max": args.act_max,
     }

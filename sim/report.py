@@ -186,8 +186,9 @@ def _blocks(cfg, folder: Path, top, measured) -> list[tuple]:
     b.append(("h2", "Quality of results"))
     qor = _qor(folder)
     if not qor:
-        b.append(("p", f"No QoR computed yet: `npugen area --config ... --target generic` writes "
-                       f"`{folder / 'qor'}/<target>.json`."))
+        b.append(("p", f"No QoR computed yet: `npugen area --estimate` (add `--config FILE` "
+                       f"for a design other than the default, `--target T` for a target other "
+                       f"than generic) writes `{folder / 'qor'}/<target>.json`."))
     for r in qor:
         fig = r.get("flat") or r["estimate"]
         kind = "flat synthesis" if r.get("flat") else "hierarchical estimate"

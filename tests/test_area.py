@@ -82,6 +82,10 @@ def _check_schema(r: dict, target: str, *, flat: bool) -> None:
 
 def _files(out: Path, target: str) -> tuple[dict, str]:
     qor = out / CFG.name / "qor"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for suffix in ("json", "md"):       # like the design's other files, not mkstemp's 0600
+        assert (qor / f"{target}.{suffix}").stat().st_mode & 0o777 == 0o666 & ~mask
     data = json.loads((qor / f"{target}.json").read_text(encoding="utf-8"))
     return data, (qor / f"{target}.md").read_text(encoding="utf-8")
 

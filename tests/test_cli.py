@@ -320,12 +320,18 @@ def test_run_gemm_scalar_scale_b_and_multipliers(fake_sim, arrays):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--scale-a", "0.1"], "--scale-a also needs --scale-b, --scale-out"),
+    (["--scale-a", "0.1"], "--scale-a also needs --scale-b and --scale-out"),
     (["--shift", "s.npy"], "--shift also needs --multiplier"),
     (["--scale-a", "1", "--scale-b", "1", "--scale-out", "1", "--multiplier", "m.npy",
       "--shift", "s.npy"], "give either --scale-a/--scale-b/--scale-out or "
                            "--multiplier/--shift, not both"),
     (["--scale-a", "x", "--scale-b", "1", "--scale-out", "1"], "--scale-a: 'x' is not a number"),
+    (["--scale-a", "1", "--scale-out", "1"], "--scale-a and --scale-out also need --scale-b"),
+    (["--zp-a", "300"], "--zp-a: 300 is outside [-128, 127]"),
+    (["--zp-out", "-129"], "--zp-out: -129 is outside [-128, 127]"),
+    (["--a", "f.npy"], "--a: must hold int8 integers, not an array of dtype float64"),
+    (["--b", "a3.npy"], "--b: must be a 2-D (K, N) array, not shape (2, 2, 2)"),
+    (["--b", "a.npy"], "--b: has 3 rows but --a has K = 5 columns (A is M x K, B is K x N)"),
     (["--bias", "missing.npy"], "--bias: missing.npy: no such file"),
     (["--bias", "a.txt"], "--bias: a.txt: not a NumPy .npy file (write one with numpy.save)"),
     (["--bias", "."], "--bias: .: is a folder, not a .npy file"),
@@ -336,11 +342,14 @@ def test_run_gemm_bad_arguments_write_nothing(fake_sim, arrays, capsys, monkeypa
     d, _, _ = arrays
     monkeypatch.chdir(d)
     (d / "a.txt").write_text("1 2 3\n")
+    np.save(d / "f.npy", np.zeros((3, 4)))
+    np.save(d / "a3.npy", np.zeros((2, 2, 2), np.int8))
+    before = sorted(p.name for p in d.iterdir())
     assert cli.main(["run", "gemm", "--a", "a.npy", "--b", "b.npy", "--out", "c.npy",
                      *extra]) == 2
     assert one_error_line(capsys.readouterr().err) == f"npugen: error: {message}"
     assert calls["gemm"] == []
-    assert sorted(p.name for p in d.iterdir()) == ["a.npy", "a.txt", "b.npy"]
+    assert sorted(p.name for p in d.iterdir()) == before
 
 
 def test_run_gemm_library_value_error_is_one_line(fake_sim, arrays, capsys):

@@ -80,6 +80,23 @@ def test_sweep_cache(swept):
     assert [r["area"] for r in again.rows] == [r["area"] for r in first.rows]
 
 
+def test_progress_is_one_line_per_point_off_a_terminal(swept, tmp_path, capsys):
+    """Not on a terminal (CI, a log file) rich draws no live bar: each finished point prints
+    a line, so a long sweep is visibly alive."""
+    import json
+    import shutil
+    out, _ = swept
+    again = tmp_path / "sweep"
+    shutil.copytree(out, again)
+    caches = sorted((again / "cache").glob("*.json"))
+    names = {json.loads(p.read_text())["config"]["name"]: p for p in caches}
+    names["sw_1x2_ws_k16"].unlink()                      # that point runs again
+    res = sw.sweep(GRID, out=again, jobs=1, progress=True)
+    assert res.cached == 1
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("sweep: ")]
+    assert lines == ["sweep: 2/2 sw_1x2_ws_k16"]
+
+
 def test_cache_key_follows_generator_and_flow_sources(monkeypatch):
     """A change to the RTL generator or to the synthesis scripts keeps the configuration
     digest but changes the figures: the cache must not serve the old ones."""

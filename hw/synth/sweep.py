@@ -269,6 +269,9 @@ def sweep(grid: Grid, *, out: str | os.PathLike[str] = "build/sweep", jobs: int 
         tmp.write_text(json.dumps(report, sort_keys=True), encoding="utf-8")
         os.replace(tmp, cached_path)
         results[cfg.name] = (report, False)
+        if bar and not bar.console.is_terminal:
+            # Not a terminal (a log, CI): rich draws no live bar there, so one line per point.
+            bar.console.print(f"sweep: {len(results)}/{len(configs)} {cfg.name}", highlight=False)
 
     args = [(cfg.to_toml(), grid.target, str(designs)) for cfg, _ in todo]
     if bar:
