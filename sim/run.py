@@ -146,8 +146,8 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
         Per job: ``C`` of shape (M, N) — int8 for a requant job, int32 (``W`` = 32) or int64
         raw accumulators otherwise, None for an ``acc_out`` job — and its statistics:
         ``cycles`` (from the status beat), ``model_cycles`` (:func:`sim.perfmodel.gemm_cycles`,
-        the cycle-exact model; ``model`` is the same number), ``macs`` (M·K·N), ``utilization``
-        (``macs / (cycles * rows * cols)``),
+        the cycle-exact model), ``macs`` (M·K·N), ``utilization`` (a fraction,
+        ``macs / (cycles * rows * cols)``; the command line prints it as a percentage),
         ``sim``, ``config`` (the design's name) and ``waves`` (path or None).
 
     Raises
@@ -196,7 +196,6 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
             "model_cycles": model_cycles,
             "macs": macs,
             "utilization": macs / (int(cyc) * cfg.rows * cfg.cols) if cyc else 0.0,
-            "model": model_cycles,
             "sim": sim,
             "config": cfg.name,
             "waves": str(run.waves) if run.waves is not None else None,
