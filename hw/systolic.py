@@ -48,6 +48,8 @@ class WeightStationaryArray(wiring.Component):
     caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A, and is
     given one cycle ahead of its row: ``sel`` at cycle ``t`` is the tile of the row entering
     at ``t + 1`` (each PE selects its weight into a register a cycle before the multiply).
+    ``sel`` travels through registers, so after a reset rows of A see tile 0 until a ``sel``
+    given after the reset has reached them (``rows + cols - 2`` cycles at most).
 
     Weight loads are skewed too: a load presented at cycle ``t`` reaches column ``n`` at
     ``t + n``. A row of A entering at ``t`` meets column ``n`` of array row ``r`` at ``t + r + n``,

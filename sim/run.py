@@ -52,6 +52,8 @@ def _per_channel(value, name: str, n: int) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must be integers, not dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} = {int(arr.max())} is out of range")
     if arr.shape not in ((), (1,), (n,)):
         raise ValueError(f"{name} must be one value or N = {n} values (one per output "
                          f"channel), not shape {arr.shape}")
@@ -111,6 +113,10 @@ def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scal
     if all(given):
         if multiplier is not None or shift is not None:
             raise ValueError("give either scales or multiplier/shift, not both")
+        n = b.shape[1] if b.ndim == 2 else 0
+        if np.ndim(scale_b) and np.shape(scale_b) not in ((1,), (n,)):
+            raise ValueError(f"scale_b must be one value or N = {n} values (one per output "
+                             f"channel), not shape {np.shape(scale_b)}")
         multiplier, shift = golden.effective_scale(scale_a, scale_b, scale_out)
     n = b.shape[1] if b.ndim == 2 else 0
     if multiplier is not None and shift is not None:

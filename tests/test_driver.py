@@ -627,6 +627,7 @@ def test_attention_needs_an_attention_section():
      r"shift must be one value or N = 4 values \(one per output channel\), not shape \(3,\)"),
     (np.full(4, 2.0 ** 30), 0, "multiplier must be integers, not dtype float64"),
     (1 << 30, np.zeros(4, bool), "shift must be integers, not dtype bool"),
+    (1 << 30, np.full(4, 2**64 - 1, np.uint64), "shift = 18446744073709551615 is out of range"),
 ])
 def test_make_job_rejects_malformed_multipliers(multiplier, shift, message):
     from sim import run
@@ -641,3 +642,11 @@ def test_make_job_broadcasts_one_multiplier_to_every_channel():
     job = run.make_job(np.zeros((2, 3), np.int8), np.zeros((3, 4), np.int8),
                        multiplier=np.array([1 << 30]), shift=-2)
     assert job.multiplier.tolist() == [1 << 30] * 4 and job.shift.tolist() == [-2] * 4
+
+
+def test_make_job_names_a_wrong_length_scale_b():
+    from sim import run
+    with pytest.raises(ValueError, match=r"^scale_b must be one value or N = 4 values \(one per "
+                                         r"output channel\), not shape \(2,\)$"):
+        run.make_job(np.zeros((2, 3), np.int8), np.zeros((3, 4), np.int8), scale_a=0.1,
+                     scale_b=np.array([0.5, 0.25], np.float32), scale_out=0.3)
