@@ -512,6 +512,16 @@ def _add_waves(p: argparse.ArgumentParser) -> None:
                    help="write a waveform trace (default: off)")
 
 
+def _tag_subparsers(parser: argparse.ArgumentParser) -> None:
+    """Give each (sub)command's namespace its own parser, so that an unknown option is
+    reported with that command's usage line (``npugen generate --bogus``), not the top's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                p.set_defaults(_parser=p)
+                _tag_subparsers(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``npugen`` command."""
     parser = argparse.ArgumentParser(
@@ -753,6 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run a few jobs on the RTL (Verilator) and compare their cycles "
                         "with the model (default: off)")
     p.set_defaults(func=cmd_report)
+    _tag_subparsers(parser)
     return parser
 
 
@@ -774,7 +785,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .tools import ToolNotFound
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv
     try:
         return args.func(args)

@@ -64,6 +64,18 @@ def test_no_command_is_a_usage_error():
     assert proc.returncode == 2 and "usage: npugen" in proc.stderr
 
 
+@pytest.mark.parametrize("args, usage", [
+    (("generate", "--bogus"), "usage: npugen generate"),
+    (("run", "gemm", "--a", "a.npy", "--b", "b.npy", "--out", "c.npy", "--bogus"),
+     "usage: npugen run gemm"),
+])
+def test_unknown_option_shows_its_commands_usage(args, usage):
+    proc = npugen(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(usage), proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].endswith("error: unrecognized arguments: --bogus")
+
+
 def test_importing_the_cli_does_not_import_sim():
     proc = subprocess.run([sys.executable, "-c", "import sys, hw.cli; print('sim' in sys.modules)"],
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
