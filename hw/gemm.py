@@ -553,13 +553,14 @@ class GemmEngine(wiring.Component):
         last_row = i_row == mc - 1
         producing = last_k & ~job["acc_out"]
         room = ~producing | (outstanding < self.res_depth)
-        # The array takes sel one cycle ahead of its row of A: i_buf's next value.
+        # The array takes the tile of this cycle's row of A and of the next one: i_buf and
+        # its next value.
         i_buf_clear = Signal()
         i_buf_flip = Signal()
         i_buf_next = Signal()
         m.d.comb += i_buf_next.eq(Mux(i_buf_clear, 0, i_buf ^ i_buf_flip))
         m.d.sync += i_buf.eq(i_buf_next)
-        m.d.comb += array.sel.eq(i_buf_next)
+        m.d.comb += [array.sel.eq(i_buf), array.sel_next.eq(i_buf_next)]
 
         def goto_next(next_ready):
             with m.If(next_ready):

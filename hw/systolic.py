@@ -45,9 +45,12 @@ class WeightStationaryArray(wiring.Component):
     ``r`` cycles), partial sums flow down the columns, and the outputs are deskewed (column ``n``
     delayed by ``cols - 1 - n``) so one full row of C leaves per cycle, :attr:`latency` cycles
     after its row of A entered. There is no stall: a cycle with no data is a bubble, which the
-    caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A, and is
-    given one cycle ahead of its row: ``sel`` at cycle ``t`` is the tile of the row entering
-    at ``t + 1`` (each PE selects its weight into a register a cycle before the multiply).
+    caller tracks itself. Two weight tiles are held; ``sel`` picks one per row of A, and
+    ``sel_next`` is the ``sel`` of the next cycle (each PE selects its weight into a register a
+    cycle before the multiply, so it needs the tile a cycle ahead). The caller keeps ``sel`` in
+    a register and gives its next value as ``sel_next``: the array then starts its ``sel``
+    delay line from that register instead of repeating it (a copy of it here would be merged
+    by a flat synthesis but not across the boundary by the hierarchical estimate).
     ``sel`` travels through registers, so after a reset rows of A see tile 0 until a ``sel``
     given after the reset has reached them (``rows + cols - 2`` cycles at most).
 
@@ -66,7 +69,9 @@ class WeightStationaryArray(wiring.Component):
     a : In(ArrayLayout(signed(8), rows))
         One row of A (``K`` lanes).
     sel : In(1)
-        Weight tile used by the row of A entering at the next cycle.
+        Weight tile used by this cycle's row of A.
+    sel_next : In(1)
+        ``sel`` of the next cycle.
     w_en : In(1)
         Load ``w_data`` into row ``w_row`` of weight tile ``w_buf``.
     w_row : In(range(rows))
@@ -83,6 +88,7 @@ class WeightStationaryArray(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
             "sel": In(1),
+            "sel_next": In(1),
             "w_en": In(1),
             "w_row": In(range(rows)),
             "w_buf": In(1),
@@ -109,13 +115,13 @@ class WeightStationaryArray(wiring.Component):
                 en, row, buf = (_delay(m, v, 1, f"w_{n}_col{c}")
                                 for v, n in ((en, "en"), (row, "row"), (buf, "buf")))
             load.append((en, row, buf, _delay(m, self.w_data[c], c, f"w_data_col{c}")))
-        # sel, one cycle ahead of its row of A, reaches PE (r, c) r + c cycles after it was
-        # given: the PE's sel_next. One delay line for the array, tapped per anti-diagonal.
-        # (Passed from PE to PE beside the activation, as before 2026-11-30, the copies on one
-        # anti-diagonal were the same flip-flop: the flat synthesis merged them, the
-        # per-module estimate could not.)
-        sel_taps = [self.sel]
-        for d in range(1, R + C - 1):
+        # A PE on anti-diagonal d needs, as its sel_next, the sel_next given d cycles before:
+        # sel_next itself for d = 0, sel for d = 1, sel delayed by d - 1 registers after that.
+        # One delay line for the array, tapped per anti-diagonal. (Passed from PE to PE beside
+        # the activation, as before 2026-11-30, the copies on one anti-diagonal were the same
+        # flip-flop: the flat synthesis merged them, the per-module estimate could not.)
+        sel_taps = [self.sel_next, self.sel]
+        for d in range(2, R + C - 1):
             tap = Signal(name=f"sel_diag{d}")
             m.d.sync += tap.eq(sel_taps[-1])
             sel_taps.append(tap)

@@ -296,13 +296,14 @@ def test_ws_array_latency_and_weight_switch():
                     ctx.set(dut.w_data[c], int(w[buf, r, c]))
                 await ctx.tick()
         ctx.set(dut.w_en, 0)
-        ctx.set(dut.sel, 0)          # sel is given one cycle ahead of its row of A
+        ctx.set(dut.sel_next, 0)     # sel_next is the next cycle's sel
         await ctx.tick()
         for t in range(len(a) + dut.latency):
             if t < len(a):
                 for r in range(R):
                     ctx.set(dut.a[r], int(a[t, r]))
-            ctx.set(dut.sel, (t + 1) % 2)
+            ctx.set(dut.sel, t % 2)
+            ctx.set(dut.sel_next, (t + 1) % 2)
             await ctx.tick()
             got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
 
@@ -324,7 +325,7 @@ def test_ws_array_weight_writes_at_any_cycle(R, C):
     ``t'`` reaches column ``n`` at ``t' + n``, and a row of A entering at ``t`` meets PE
     ``(r, n)`` at ``t + r + n``; so row ``t`` sees, in PE ``(r, n)`` of tile ``sel``, the last
     write to that register presented before cycle ``t + r``. This exercises the PE's weight
-    bypass (a weight written the cycle before it is used) and the one-cycle-early ``sel``.
+    bypass (a weight written the cycle before it is used) and ``sel_next``.
     """
     dut = WeightStationaryArray(rows=R, cols=C)
     rng = np.random.default_rng(10 * R + C)
@@ -338,7 +339,7 @@ def test_ws_array_weight_writes_at_any_cycle(R, C):
     got = {}
 
     async def tb(ctx):
-        ctx.set(dut.sel, int(sel[0]))
+        ctx.set(dut.sel_next, int(sel[0]))
         await ctx.tick()
         for t in range(T + dut.latency):
             if t < T:
@@ -351,7 +352,8 @@ def test_ws_array_weight_writes_at_any_cycle(R, C):
                     ctx.set(dut.w_data[c], int(w_data[t, c]))
             else:
                 ctx.set(dut.w_en, 0)
-            ctx.set(dut.sel, int(sel[t + 1]) if t + 1 < T else 0)
+            ctx.set(dut.sel, int(sel[t]) if t < T else 0)
+            ctx.set(dut.sel_next, int(sel[t + 1]) if t + 1 < T else 0)
             await ctx.tick()
             got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
 
