@@ -135,7 +135,10 @@ def _normalized(text: str, name: str, renames: dict[str, str],
 
     Generated names (``\\$12``, ``\\port$396$0``) are renumbered in the order they first occur
     in the statements, and declarations, which Yosys writes sorted by name, are sorted after
-    renumbering, so two instances that differ only in those numbers normalize alike.
+    renumbering, so two instances that differ only in those numbers normalize alike. The port
+    list of the module's header is sorted too: its order follows the order in which the parent
+    drives the ports (a PE whose ``sel_next`` is a port of the array lists it earlier), and
+    instances connect ports by name.
     """
     # Yosys' write_verilog declares one dummy ``\$auto$verilog_backend.cc:<line>:dump_module$<n>``
     # per module (<n> counts modules): its number is not one of the module's own and would
@@ -144,14 +147,21 @@ def _normalized(text: str, name: str, renames: dict[str, str],
     lines = _rename(text, name, "__self__", renames, port_maps).splitlines()
     decls = [ln for ln in lines if _DECL_RE.match(ln)]
     stmts = [ln for ln in lines if not _DECL_RE.match(ln)]
+    header = next((i for i, ln in enumerate(stmts)
+                   if ln.startswith("module ") and ln.rstrip().endswith(");")), None)
     order: dict[str, int] = {}
-    for ln in stmts + decls:
+    body = [ln for i, ln in enumerate(stmts) if i != header]
+    for ln in body + decls + stmts:
         for num in _NUM_RE.findall(ln):
             order.setdefault(num, len(order))
 
     def sub(ln: str) -> str:
         return _NUM_RE.sub(lambda m: f"${order[m.group(1)]}", ln)
-    return "\n".join([sub(ln) for ln in stmts] + sorted(sub(ln) for ln in decls))
+    out = [sub(ln) for ln in stmts]
+    if header is not None:
+        head, _, ports = out[header].rstrip()[:-2].partition("(")
+        out[header] = f"{head}({', '.join(sorted(p.strip() for p in ports.split(',')))});"
+    return "\n".join(out + sorted(sub(ln) for ln in decls))
 
 
 def dedupe(verilog: str, top: str, variant: dict[str, str] | None = None
