@@ -24,6 +24,15 @@ from sim import driver
 from sim.golden import gemm_int8, requantize
 
 
+def _simulate(dut, *testbenches) -> None:
+    """Run ``testbenches`` on ``dut`` with a 100 MHz clock until they return."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    sim.run()
+
+
 def _pack_beat(stream, i, lanes):
     """Integer of beat ``i`` of a driver BeatStream, in the StructLayout(data, keep, last)."""
     data = int.from_bytes(stream.data[i].tobytes(), "little")
@@ -266,10 +275,7 @@ def test_requantizer_matches_golden(rounding, W):
             if ctx.get(dut.o_valid):
                 got.append([ctx.get(dut.o_data[i]) for i in range(lanes)])
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _simulate(dut, tb)
     assert len(got) == len(vectors)
     for (accs, mults, shifts, zp, lo, hi), y in zip(vectors, got):
         want = requantize(np.array(accs, dtype=np.int64), np.array(mults), np.array(shifts),
@@ -307,10 +313,7 @@ def test_ws_array_latency_and_weight_switch():
             await ctx.tick()
             got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _simulate(dut, tb)
     for t in range(len(a)):
         want = [int(v) for v in a[t] @ w[t % 2]]
         assert got[t + dut.latency] == want
@@ -357,10 +360,7 @@ def test_ws_array_weight_writes_at_any_cycle(R, C):
             await ctx.tick()
             got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _simulate(dut, tb)
 
     def weight(b, r, n, before):
         hits = [t for t in range(min(before, T)) if w_en[t] and w_row[t] == r and w_buf[t] == b]

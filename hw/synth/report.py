@@ -36,13 +36,12 @@ def estimate_error(target: str, flat: dict, est: dict) -> dict[str, float | None
 
 
 def _atomic(path: Path, text: str) -> None:
+    from ..emit import _umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        mask = os.umask(0o022)          # mkstemp makes 0600; the other outputs follow the umask
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; outputs follow the umask
         os.replace(tmp, path)
     except BaseException:
         try:
