@@ -235,6 +235,51 @@ def test_no_device_fits(out):
         monkey.undo()
 
 
+def test_memories_rule_out_a_device_before_synthesis(tmp_path):
+    """A design whose memories alone exceed every block RAM and flip-flop of every iCE40 is
+    ruled out in seconds, before any synthesis (the default 16 x 16 design spent over half an
+    hour in the estimate's ABC9 before this check)."""
+    from hw.synth import devices
+    cfg = GemmConfig(name="bigacc", rows=2, cols=2, k_max=64, acc_depth=4096, res_depth=4)
+    acc_bits = 4096 * 2 * 32               # the accumulator memory: depth x cols x 32 bits
+    with pytest.raises(NoDeviceFits) as e:
+        area(cfg, "ice40", out=tmp_path, write=False)
+    msg = str(e.value)
+    assert msg.startswith("bigacc does not fit any ice40 device: its memories hold ")
+    bits = int(msg.split("its memories hold ")[1].split(" bits")[0].replace(",", ""))
+    # the accumulator memory plus the result FIFO (4 entries of two 32-bit lanes and a tag)
+    assert acc_bits < bits < acc_bits + 5 * (2 * 32 + 8)
+    for dev in devices.DEVICES["ice40"]:
+        cap = dev.memory_capacity()
+        assert cap < bits and f"{dev.name} (holds at most {cap:,} memory bits" in msg
+    assert not (tmp_path / "bigacc" / "qor" / "ice40" / "hier.log").exists()
+
+
+def test_memories_rule_out_a_named_device(out):
+    """The same check for a named device, with LUT RAM counted (ECP5): a stand-in LFE5U-12F of
+    10 LUTs and 10 FFs holds at most 10 + 10 x 16 bits, less than the 2 x 2 design's memories."""
+    from hw.synth import devices
+    tiny = devices.Device("LFE5U-12F", "ecp5", ("--12k",), 10, 10, 0, 0)
+    monkey = pytest.MonkeyPatch()
+    monkey.setitem(devices.DEVICES, "ecp5", (tiny,))
+    try:
+        with pytest.raises(NoDeviceFits, match=r"^qor2 does not fit the LFE5U-12F: its memories "
+                           r"hold [\d,]+ bits; tried LFE5U-12F \(holds at most 170 memory bits "
+                           r"in 0 block RAMs, 10 FFs and LUT RAM\)$"):
+            area(CFG, "ecp5", out=out, device="LFE5U-12F", write=False)
+    finally:
+        monkey.undo()
+
+
+def test_device_memory_capacity_by_hand():
+    """Upper bounds on memory bits, from the data sheets' counts (docs in hw/synth/devices.py)."""
+    from hw.synth import devices
+    hx8k = devices.device_by_name("ice40", "iCE40HX8K")
+    assert hx8k.memory_capacity() == 32 * 4096 + 7680
+    f12 = devices.device_by_name("ecp5", "LFE5U-12F")
+    assert f12.memory_capacity() == 32 * 1024 * 18 + 12288 + 12288 * 16
+
+
 def npugen(*args: str, cwd: Path | None = None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "hw.cli", *args], cwd=cwd, env=env,

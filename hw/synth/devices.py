@@ -4,13 +4,26 @@ Capacities are from the vendors' family data sheets (Lattice FPGA-DS-02012 for E
 FPGA-DS-02008 for iCE40): logic cells (``LUT4`` with their flip-flop), multipliers (ECP5
 ``MULT18X18D``, iCE40 UltraPlus ``SB_MAC16``) and block RAMs (ECP5 ``DP16KD`` 18 kbit, iCE40
 ``SB_RAM40_4K`` 4 kbit).
+
+:meth:`Device.memory_capacity` bounds from above the memory bits a device can hold at all (block
+RAM, distributed RAM in LUTs, flip-flops), so that a design whose memories exceed it is ruled out
+before any synthesis. The flow does not use the iCE40 UltraPlus ``SB_SPRAM256KA`` single-port
+RAMs, so they do not count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Device", "DEVICES", "device_by_name"]
+__all__ = ["Device", "DEVICES", "device_by_name", "BRAM_BITS", "LUTRAM_BITS_PER_LUT"]
+
+#: Bits of one block RAM: ECP5 ``DP16KD`` 1024 x 18 (parity bits included), iCE40
+#: ``SB_RAM40_4K`` 256 x 16.
+BRAM_BITS = {"ecp5": 18432, "ice40": 4096}
+
+#: Bits a LUT4 holds as distributed RAM: ECP5 ``TRELLIS_DPR16X4`` is 16 x 4 bits on four LUT4s;
+#: iCE40 has no distributed RAM.
+LUTRAM_BITS_PER_LUT = {"ecp5": 16, "ice40": 0}
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,14 @@ class Device:
     ffs: int
     dsps: int
     brams: int
+
+    def memory_capacity(self) -> int:
+        """The most memory bits the device can hold: every block RAM full
+        (:data:`BRAM_BITS`), every LUT as distributed RAM (:data:`LUTRAM_BITS_PER_LUT`) and every
+        flip-flop holding one bit, all at once. An upper bound (the resources exclude each other),
+        so a design whose memories exceed it does not fit however it is synthesized."""
+        return (self.brams * BRAM_BITS[self.family] + self.ffs
+                + self.luts * LUTRAM_BITS_PER_LUT[self.family])
 
     def as_dict(self) -> dict:
         return {"name": self.name, "family": self.family, "luts": self.luts, "ffs": self.ffs,

@@ -702,6 +702,27 @@ def _fits(dev: devs.Device, s: dict) -> bool:
         s["brams"] <= dev.brams
 
 
+#: How far the hierarchical estimate's LUT count may be above the flat run's (its measured error
+#: is within 5 %, docs/area.md); its flip-flop, DSP and block RAM counts are the flat run's.
+ESTIMATE_LUT_MARGIN = 0.05
+
+
+def _may_fit(dev: devs.Device, est: dict) -> bool:
+    """Whether a design with the hierarchical estimate ``est`` may fit ``dev`` flat: worth the
+    flat run that decides."""
+    return est["luts"] <= dev.luts * (1 + ESTIMATE_LUT_MARGIN) and est["ffs"] <= dev.ffs and \
+        est["dsps"] <= dev.dsps and est["brams"] <= dev.brams
+
+
+def _memory_bits(work: Path, top: str) -> int:
+    """Bits of the design's memories as Yosys reads them (after ``opt_mem`` drops unused bits):
+    seconds even for the largest designs, before any synthesis."""
+    _run_yosys(work, [f"read_verilog {top}.v", f"hierarchy -top {top}", "proc", "opt_clean",
+                      "opt_mem", _stat_cmd("ecp5")], "memories")
+    data = json.loads((work / "memories_stat.json").read_text(encoding="utf-8"))
+    return int(data["design"].get("num_memory_bits", 0))
+
+
 def _need(s: dict) -> str:
     return f"{s['luts']} LUTs, {s['ffs']} FFs, {s['dsps']} DSPs, {s['brams']} block RAMs"
 
@@ -974,7 +995,16 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     chosen = None
     tried = []
     flat_done: dict[int | None, dict] = {}
+    lut_modules, need = set(), 0
+    mem_bits = _memory_bits(work, cfg.name) if family_devices else 0
     for dev in candidates:
+        if dev is not None and mem_bits > dev.memory_capacity():
+            # Ruled out before any synthesis: its memories alone exceed everything the device
+            # could store them in (the default 16 x 16 design on iCE40: 295,296 bits).
+            tried.append(f"{dev.name} (holds at most {dev.memory_capacity():,} memory bits "
+                         f"in {dev.brams} block RAMs, {dev.ffs} FFs"
+                         + (f" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
+            continue
         budget = budget_for(dev)
         if budget not in cache:
             lut_modules, need = _dsp_plan(target, cfg, modules, budget)
@@ -986,11 +1016,11 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             e = _hier_run(work, cfg, target, lut_modules, dsp_on)
             cache[budget] = (e, None, lut_modules, need, dsp_on)
         est, flat, lut_modules, need, dsp_on = cache[budget]
-        # The flat run (slow) only for a device the estimate fits, or when there is no device
-        # to choose; a device the estimate does not fit is skipped without it. The estimate
-        # slightly overestimates, so a design it rules out does not fit flat either but by
-        # the margin of its error.
-        if not estimate_only and (dev is None or _fits(dev, est) or wrapper):
+        # The flat run (slow) only for a device the estimate may fit (within its error), or
+        # when there is no device to choose; a device the estimate rules out is skipped without
+        # it. On iCE40 the flat run adds the pin wrapper (npugen_ooc), which only adds cells,
+        # so a design the estimate rules out does not fit with the wrapper either.
+        if not estimate_only and (dev is None or _may_fit(dev, est)):
             if budget not in flat_done:
                 say(f"synthesizing flat ({target})")
                 flat_done[budget] = _flat_run(work, cfg, target, lut_modules, dsp_on, wrapper)
@@ -1012,11 +1042,11 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     if family_devices:
         figures = flat if flat is not None else est
         if chosen is None:
-            placed = figures.get("with_wrapper", figures)
             which = f"the {dev_fixed.name}" if dev_fixed else f"any {target} device"
-            raise NoDeviceFits(
-                f"{cfg.name} does not fit {which}: it needs {_need(placed)}; "
-                f"tried {'; '.join(tried)}")
+            needs = (f"it needs {_need(figures.get('with_wrapper', figures))}"
+                     if figures is not None else f"its memories hold {mem_bits:,} bits")
+            raise NoDeviceFits(f"{cfg.name} does not fit {which}: {needs}; "
+                               f"tried {'; '.join(tried)}")
         report["device"] = chosen.as_dict()
         if pnr and not estimate_only:
             say(f"placing and routing on {chosen.name}")
