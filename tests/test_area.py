@@ -1,8 +1,9 @@
 """hw.synth and `npugen area`: every target on a 2 x 2 design, the report schema, the errors.
 
 One synthesis per target per session (module-scoped fixtures share it between the assertions).
-Place-and-route and static timing run on the 2 x 2 design; the ecp5 and ice40 place-and-route,
-the slowest steps, are marked ``full``.
+Place-and-route and static timing run on the 2 x 2 design; the ecp5 place-and-route and the
+ice40 synthesis, the slowest steps, are marked ``full``. The 2 x 2 design fits no iCE40, so the
+nextpnr-ice40 step is tested on a registered MAC.
 """
 
 from __future__ import annotations
@@ -192,29 +193,50 @@ def test_ecp5_pnr(out):
 
 @pytest.mark.full
 def test_ice40_synthesis(out):
-    try:
-        r = report_for(out, "ice40", pnr=False)
-    except NoDeviceFits as e:
-        # The requantizer's 32 x 32 multipliers in LUTs may not fit an iCE40: then the error
-        # must say what the design needs.
-        assert "does not fit any ice40 device" in str(e) and "LUTs" in str(e)
-        return
-    _check_schema(r, "ice40", flat=True)
-    assert r["device"]["family"] == "ice40"
-    assert r["flat"]["with_wrapper"]["ffs"] > r["flat"]["ffs"]
+    """The 2 x 2 design fits no iCE40: its two requantizer lanes (32 x 31-bit products, too many
+    SB_MAC16 pieces for the UP5K's 8, and the HX parts have none) need more LUT4s than the
+    largest part's 7,680. The error says so with the flat run's figures (pins wrapper
+    included), after trying every device."""
+    with pytest.raises(NoDeviceFits) as e:
+        report_for(out, "ice40", pnr=False)
+    msg = str(e.value)
+    assert msg.startswith("qor2 does not fit any ice40 device: it needs ")
+    luts = int(msg.split("it needs ")[1].split(" LUTs")[0])
+    assert luts > 7680
+    for name in ("iCE40HX1K", "iCE40UP5K", "iCE40HX8K"):
+        assert f"{name} (" in msg
 
 
-@pytest.mark.full
-def test_ice40_pnr(out):
-    """Place and route on iCE40 when the design fits; today the 2 x 2 design's soft 32 x 32
-    requantizer multipliers fit no iCE40, so the check is the error naming the family and
-    what the design needs (the nextpnr-ice40 path itself is not exercised by any test)."""
-    try:
-        r = report_for(out, "ice40")
-    except NoDeviceFits as e:
-        assert "does not fit any ice40 device" in str(e) and "LUTs" in str(e)
-        return
-    assert 1 < r["pnr"]["fmax_mhz"] < 1000
+def test_ice40_place_and_route_path(tmp_path):
+    """The nextpnr-ice40 step of the flow (hw.synth.flow._pnr) on a design small enough for the
+    iCE40HX1K: one registered int8 MAC with a 20-bit sum, as synth_ice40 maps it. Fmax,
+    utilization and the critical path come from nextpnr's report; an 8 x 8 multiplier and
+    20-bit adder in LUT4s cannot be faster than 1 GHz nor slower than 1 MHz."""
+    from types import SimpleNamespace
+
+    from hw.synth import devices, flow
+    (tmp_path / "mac.v").write_text(
+        "module mac(input clk, input signed [7:0] a_i, input signed [7:0] b_i,\n"
+        "           output reg signed [19:0] y);\n"
+        "  reg signed [7:0] a, b;\n"
+        "  always @(posedge clk) begin a <= a_i; b <= b_i; y <= y + a * b; end\n"
+        "endmodule\n")
+    script = ["read_verilog mac.v", "hierarchy -top mac", "proc",
+              *flow._synth_cmd("ice40", "mac", True, False, 100.0),
+              "write_json ice40_flat.json", flow._stat_cmd("ice40")]
+    stat = flow._run_yosys(tmp_path, script, "mac")
+    cells = flow._cells(next(iter(stat["modules"].values())))
+    assert flow._ffs("ice40", cells) == 8 + 8 + 20
+    hx1k = devices.device_by_name("ice40", "iCE40HX1K")
+    p = flow._pnr(tmp_path, SimpleNamespace(name="mac", clock_mhz=100.0), "ice40", hx1k,
+                  "ice40_flat.json", ooc=False)
+    assert p["device"]["name"] == "iCE40HX1K"
+    assert 1 < p["fmax_mhz"] < 1000
+    assert p["utilization"]["ICESTORM_LC"]["used"] >= flow._lut_equiv("ice40", cells)
+    cp = p["critical_path"]
+    # the path's delay adds clock-to-out and setup to its logic and routing; Fmax is its inverse
+    assert 0 < cp["logic_ns"] + cp["routing_ns"] < cp["delay_ns"]
+    assert p["fmax_mhz"] == pytest.approx(1000 / cp["delay_ns"], rel=0.01)
 
 
 # -- errors -------------------------------------------------------------------------------------
