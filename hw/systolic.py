@@ -74,7 +74,8 @@ class WeightStationaryArray(wiring.Component):
         ``sel`` of the next cycle.
     w_en : In(1)
         Load ``w_data`` into row ``w_row`` of weight tile ``w_buf``.
-    w_row : In(range(rows))
+    w_row : In(range(max(rows, 2)))
+        (one bit even at ``rows = 1``: Verilog has no zero-width port)
     w_buf : In(1)
     w_data : In(ArrayLayout(signed(8), cols))
     c : Out(ArrayLayout(signed(psum_width), cols))
@@ -90,7 +91,7 @@ class WeightStationaryArray(wiring.Component):
             "sel": In(1),
             "sel_next": In(1),
             "w_en": In(1),
-            "w_row": In(range(rows)),
+            "w_row": In(range(max(rows, 2))),
             "w_buf": In(1),
             "w_data": In(data.ArrayLayout(signed(8), cols)),
             "c": Out(data.ArrayLayout(signed(self.psum_width), cols)),
