@@ -182,6 +182,31 @@ def _liberty_areas() -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _liberty_pin_directions() -> dict[str, dict[str, str]]:
+    """``{cell: {pin: "input" | "output"}}`` of the liberty file. Yosys' JSON netlist gives no
+    port directions for liberty cells (they are not modules of the design), and the estimate's
+    block attribution walks from outputs to inputs."""
+    text = tools.liberty_path().read_text(encoding="utf-8", errors="replace")
+    out: dict[str, dict[str, str]] = {}
+    cell = pin = None
+    for line in text.splitlines():
+        m = re.match(r"\s*cell\s*\(\s*\"?(\w+)\"?\s*\)", line)
+        if m:
+            cell, pin = m.group(1), None
+            out[cell] = {}
+            continue
+        m = re.match(r"\s*pin\s*\(\s*\"?(\w+)\"?\s*\)", line)
+        if m and cell is not None:
+            pin = m.group(1)
+            continue
+        m = re.match(r"\s*direction\s*:\s*(input|output|inout)\s*;", line)
+        if m and cell is not None and pin is not None:
+            out[cell][pin] = m.group(1)
+            pin = None
+    return out
+
+
 def _summary(target: str, cells: Counter, *, area_um2: float | None = None,
              transistors: float | None = None, mem_bits: int = 0) -> dict[str, Any]:
     """The headline figures of a set of cells."""
@@ -457,12 +482,16 @@ def _line_blocks(text: str, top: str) -> list[tuple[int, int, str]]:
 
 
 def _attribute(netlist: Path, top: str, vfile: str, ranges: list[tuple[int, int, str]],
-               submodules: set[str]) -> dict[str, Counter]:
+               submodules: set[str], lib_dirs: dict[str, dict[str, str]] | None = None
+               ) -> dict[str, Counter]:
     """Own cells of the flattened top, by report block.
 
     A cell whose ``src`` attribute points into a module of ``vfile`` belongs to that module's
     block; a cell without one (the LUTs or gates ABC made) belongs to the block of the nearest
     cell it drives (a backward walk from the attributed cells); what is left, to ``control``.
+    ``lib_dirs`` gives the port directions of cells the netlist has none for (liberty cells,
+    :func:`_liberty_pin_directions`): without them no walk is possible, and before 2026-11-30
+    every ASIC gate ABC made went to ``control`` (the requantizer's area was its flip-flops').
     """
     data = json.loads(netlist.read_text(encoding="utf-8"))
     mods = data["modules"]
@@ -486,7 +515,7 @@ def _attribute(netlist: Path, top: str, vfile: str, ranges: list[tuple[int, int,
         b = block_of_src(str(c.get("attributes", {}).get("src", "")))
         if b is not None:
             block[n] = b
-        dirs = c.get("port_directions", {})
+        dirs = c.get("port_directions") or (lib_dirs or {}).get(c["type"].lstrip("\\"), {})
         for port, bits in c.get("connections", {}).items():
             if dirs.get(port) == "output":
                 for bit in bits:
@@ -498,7 +527,7 @@ def _attribute(netlist: Path, top: str, vfile: str, ranges: list[tuple[int, int,
         n = queue[i]
         i += 1
         c = cells[n]
-        dirs = c.get("port_directions", {})
+        dirs = c.get("port_directions") or (lib_dirs or {}).get(c["type"].lstrip("\\"), {})
         for port, bits in c.get("connections", {}).items():
             if dirs.get(port) == "output":
                 continue
@@ -606,7 +635,8 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
     mods = {k.lstrip("\\"): v for k, v in stat["modules"].items()}
     # The top's own cells (engine, requantizer, FIFO, flattened together) by block.
     top_split = _attribute(work / f"{target}_hier.json", top, f"{top}_hier.v",
-                           _line_blocks(text, top), set(mods))
+                           _line_blocks(text, top), set(mods),
+                           _liberty_pin_directions() if target == "asic" else None)
     n_inst = Counter()
 
     def walk(name: str, n: int) -> None:
