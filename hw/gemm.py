@@ -53,10 +53,18 @@ class _Countdown:
     11.2 ns). ``fresh`` is set by :meth:`load` and cleared by :meth:`advance`: ``left`` still
     holds the value loaded (``left == job.k`` without a 24-bit comparison).
 
+    With ``lanes``, ``lanes[r]`` is the register ``r < min(left, step)`` (a thermometer code of
+    the clip), made like the clip: the issuers' lane masks, so that no comparison stands
+    between the clip register and an activation lane's multiplexer in front of the array (the
+    4 x 4 ECP5 critical path after the change above ran from ``is_k_left_clip`` through
+    ``r < kc`` into PE (0, 0)'s multiplier: 10.5 ns).
+
     ``load`` must be the only way the counter is written."""
 
-    def __init__(self, name: str, step: int):
+    def __init__(self, name: str, step: int, lanes: bool = False):
         self.step = step
+        self.lanes = Signal(step, name=f"{name}_lanes") if lanes else None
+        self._next_lanes = Signal(step, name=f"{name}_next_lanes") if lanes else None
         self.left = Signal(24, name=name)
         self.clip = Signal(range(step + 1), name=f"{name}_clip")
         self.last = Signal(init=1, name=f"{name}_last")     # consistent with left = 0
@@ -81,6 +89,12 @@ class _Countdown:
         m.d.sync += [self.left.eq(value), self.clip.eq(clip), self.last.eq(last),
                      self.fresh.eq(1), self._next.eq(value - s),
                      self._next_clip.eq(nclip), self._next_last.eq(nlast)]
+        if self.lanes is not None:
+            m.d.sync += [self.lanes.eq(self._thermometer(clip)),
+                         self._next_lanes.eq(self._thermometer(nclip))]
+
+    def _thermometer(self, clip):
+        return Cat(clip > r for r in range(self.step))
 
     def advance(self, m):
         """``left <= left - step`` (only when ``~last``)."""
@@ -90,6 +104,9 @@ class _Countdown:
                      self.last.eq(self._next_last), self.fresh.eq(0),
                      self._next.eq(self._next - s),
                      self._next_clip.eq(nclip), self._next_last.eq(nlast)]
+        if self.lanes is not None:
+            m.d.sync += [self.lanes.eq(self._next_lanes),
+                         self._next_lanes.eq(self._thermometer(nclip))]
 
 
 class GemmEngine(wiring.Component):
@@ -579,7 +596,7 @@ class GemmEngine(wiring.Component):
         # Issuer: rows of A into the array, one per cycle, tagged.
         i_n = _Countdown("is_n_left", C)
         i_m = _Countdown("is_m_left", D)
-        i_k = _Countdown("is_k_left", R)
+        i_k = _Countdown("is_k_left", R, lanes=True)
         i_buf = Signal(name="is_buf")
         i_slot = Signal(name="is_slot")
         i_row = Signal(range(D), name="is_row")
@@ -618,7 +635,7 @@ class GemmEngine(wiring.Component):
             with m.State("ROWS"):
                 m.d.comb += self.act.ready.eq(room)
                 with m.If(self.act.valid & room):
-                    m.d.comb += [array.a[r].eq(Mux(r < kc, act_lanes[r], 0)) for r in range(R)]
+                    m.d.comb += [array.a[r].eq(Mux(i_k.lanes[r], act_lanes[r], 0)) for r in range(R)]
                     m.d.comb += [
                         tag_in.valid.eq(1), tag_in.m.eq(i_row), tag_in.rows.eq(1),
                         tag_in.nc.eq(nc),
@@ -659,7 +676,7 @@ class GemmEngine(wiring.Component):
                       outstanding, credit_take, frame_set):
         R, C, D = self.rows, self.cols, self.acc_depth
         o_n = _Countdown("os_n_left", C)
-        o_m = _Countdown("os_m_left", R)
+        o_m = _Countdown("os_m_left", R, lanes=True)
         o_m0 = Signal((D - 1).bit_length(), name="os_m0")
         o_kb = Signal(24, name="os_k_step")
         o_slot = Signal(name="os_slot")
@@ -695,7 +712,7 @@ class GemmEngine(wiring.Component):
                 m.d.comb += [self.act.ready.eq(self.wgt.valid & room),
                              self.wgt.ready.eq(self.act.valid & room)]
                 with m.If(self.act.valid & self.wgt.valid & room):
-                    m.d.comb += [array.a[r].eq(Mux(r < mr, act_lanes[r], 0)) for r in range(R)]
+                    m.d.comb += [array.a[r].eq(Mux(o_m.lanes[r], act_lanes[r], 0)) for r in range(R)]
                     m.d.comb += [array.b[c].eq(wgt_lanes[c]) for c in range(C)]
                     m.d.comb += [
                         array.valid.eq(1), array.last.eq(last_step),
