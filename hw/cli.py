@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import random
 import sys
@@ -767,6 +768,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.Handler):
+    """Log records as ``npugen: <message>`` lines on the current ``sys.stderr`` (looked up at
+    each record, so that a replaced stream, as under pytest's capture, is honoured)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"npugen: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _log_to_stderr() -> None:
+    """Show the simulation runner's progress (a design's first build takes minutes) on
+    stderr, once per process."""
+    log = logging.getLogger("sim.runner")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``npugen`` command.
 
@@ -784,6 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .emit import EmitError
     from .tools import ToolNotFound
 
+    _log_to_stderr()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -397,6 +397,8 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
         if built.exists():
             built.unlink()
         log_file = sdir / "build.log"
+        _log.info("compiling %s for %s (once per design and simulator; a few minutes for a "
+                  "large design with Verilator)", ecfg.name, sim)
         t0 = time.monotonic()
         with _environ(_sim_env(sim)):
             runner = get_runner(sim)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -540,3 +541,32 @@ def test_run_attention_through_the_rtl(tmp_path):
                                 zp_o=-2)
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
                                   golden.attention_int8(q, k, v, p, mask=mask))
+
+
+def test_simulator_build_progress_goes_to_stderr(capsys):
+    """A design's first simulator build takes minutes: the runner logs it, and the command
+    shows the runner's log on stderr as ``npugen: ...`` lines, once however often main runs."""
+    cli._log_to_stderr()
+    cli._log_to_stderr()
+    logging.getLogger("sim.runner").info("compiling %s for %s", "npu", "verilator")
+    captured = capsys.readouterr()
+    assert captured.err == "npugen: compiling npu for verilator\n"
+    assert captured.out == ""
+
+
+@pytest.mark.rtl
+def test_runner_logs_a_build_only_when_it_compiles(tmp_path, caplog):
+    """sim.runner.build says when it compiles and when it is done, and nothing on a cached
+    build (what `npugen run` shows on its first call for a design)."""
+    from hw.config import GemmConfig
+    from sim import runner
+    cfg = GemmConfig(name="logged", rows=1, cols=2, k_max=16, acc_depth=4, res_depth=4)
+    with caplog.at_level(logging.INFO, logger="sim.runner"):
+        runner.build(cfg, "verilator", tmp_path)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "sim.runner"]
+    assert msgs[0].startswith("compiling logged for verilator")
+    assert msgs[1].startswith("built logged for verilator in ")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sim.runner"):
+        runner.build(cfg, "verilator", tmp_path)
+    assert [r for r in caplog.records if r.name == "sim.runner"] == []
