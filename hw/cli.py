@@ -770,17 +770,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _StderrHandler(logging.Handler):
     """Log records as ``npugen: <message>`` lines on the current ``sys.stderr`` (looked up at
-    each record, so that a replaced stream, as under pytest's capture, is honoured)."""
+    each record, so that a replaced stream, as under pytest's capture, is honoured); nothing
+    when there is no stderr (never stdout, which may carry ``--json``)."""
+
+    npugen = True
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"npugen: {record.getMessage()}", file=sys.stderr, flush=True)
+        stream = sys.stderr
+        if stream is None:
+            return
+        try:
+            stream.write(f"npugen: {record.getMessage()}\n")
+            stream.flush()
+        except Exception:       # a closed or broken stderr must not fail the command
+            self.handleError(record)
 
 
 def _log_to_stderr() -> None:
     """Show the simulation runner's progress (a design's first build takes minutes) on
-    stderr, once per process."""
+    stderr, once per process (also after the module is reloaded)."""
     log = logging.getLogger("sim.runner")
-    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+    if not any(getattr(h, "npugen", False) for h in log.handlers):
         log.addHandler(_StderrHandler())
         log.setLevel(logging.INFO)
 

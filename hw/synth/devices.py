@@ -21,8 +21,9 @@ __all__ = ["Device", "DEVICES", "device_by_name", "BRAM_BITS", "LUTRAM_BITS_PER_
 #: ``SB_RAM40_4K`` 256 x 16.
 BRAM_BITS = {"ecp5": 18432, "ice40": 4096}
 
-#: Bits a LUT4 holds as distributed RAM: ECP5 ``TRELLIS_DPR16X4`` is 16 x 4 bits on four LUT4s;
-#: iCE40 has no distributed RAM.
+#: Bits a LUT4 holds as distributed RAM, at most: ECP5 ``TRELLIS_DPR16X4`` is 16 x 4 bits on
+#: four LUT4s (the data sheet's distributed RAM is about 8 bits a LUT overall, since only two
+#: of a PFU's four slices can be RAM; 16 keeps the bound an upper bound); iCE40 has none.
 LUTRAM_BITS_PER_LUT = {"ecp5": 16, "ice40": 0}
 
 
