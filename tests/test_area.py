@@ -209,7 +209,7 @@ def test_ice40_synthesis(out):
         report_for(out, "ice40", pnr=False)
     msg = str(e.value)
     assert msg.startswith("qor2 does not fit any ice40 device: it needs ")
-    luts = int(msg.split("it needs ")[1].split(" LUTs")[0])
+    luts = int(msg.split("it needs ")[1].split(" LUTs")[0].replace(",", ""))
     assert luts > 7680
     for name in ("iCE40HX1K", "iCE40UP5K", "iCE40HX8K"):
         assert f"{name} (" in msg

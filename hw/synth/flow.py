@@ -754,7 +754,7 @@ def _memory_bits(work: Path, top: str) -> int:
 
 
 def _need(s: dict) -> str:
-    return f"{s['luts']} LUTs, {s['ffs']} FFs, {s['dsps']} DSPs, {s['brams']} block RAMs"
+    return f"{s['luts']:,} LUTs, {s['ffs']:,} FFs, {s['dsps']} DSPs, {s['brams']} block RAMs"
 
 
 def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: str,
@@ -992,7 +992,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
         raise ValueError(f"--device: target {target} has no devices (only ecp5 and ice40)")
 
     t_start = time.monotonic()
-    say("generating the design")
+    say(f"the design: {Path(out) / cfg.name} (generated unless there and current)")
     design = design_folder(cfg, out)
     qor = design / "qor"
     work = qor / target
@@ -1032,7 +1032,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             # Ruled out before any synthesis: its memories alone exceed everything the device
             # could store them in (the default 16 x 16 design on iCE40: 295,296 bits).
             tried.append(f"{dev.name} (holds at most {dev.memory_capacity():,} memory bits "
-                         f"in {dev.brams} block RAMs, {dev.ffs} FFs"
+                         f"in {dev.brams} block RAMs, {dev.ffs:,} FFs"
                          + (f" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
             continue
         budget = budget_for(dev)
@@ -1062,7 +1062,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
         if _fits(dev, placed):
             chosen = dev
             break
-        tried.append(f"{dev.name} ({dev.luts} LUTs, {dev.ffs} FFs, {dev.dsps} DSPs, "
+        tried.append(f"{dev.name} ({dev.luts:,} LUTs, {dev.ffs:,} FFs, {dev.dsps} DSPs, "
                      f"{dev.brams} block RAMs)")
     report["dsp_budget"] = {"given": dsp, "applied": budget_for(chosen) if family_devices
                             else dsp, "needed_estimate": need,
