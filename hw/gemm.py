@@ -36,10 +36,6 @@ def acc_width_for(k_max: int) -> int:
     return max(32, (16384 * k_max).bit_length() + 1)
 
 
-def _min(a, b):
-    return Mux(a < b, a, b)
-
-
 class _Countdown:
     """A sequencer's 24-bit "left" counter (rows, columns or K left of a job) with
     ``min(left, step)`` and ``left <= step`` kept in registers beside it, so that the
@@ -600,7 +596,7 @@ class GemmEngine(wiring.Component):
         i_buf = Signal(name="is_buf")
         i_slot = Signal(name="is_slot")
         i_row = Signal(range(D), name="is_row")
-        kc, mc, nc = i_k.clip, i_m.clip, i_n.clip
+        mc, nc = i_m.clip, i_n.clip
         last_k, last_m, last_n = i_k.last, i_m.last, i_n.last
         last_row = i_row == mc - 1
         producing = last_k & ~job["acc_out"]

@@ -503,16 +503,7 @@ def test_run_attention_missing_scale_is_a_usage_error(qkv):
     assert not (d / "o.npy").exists()
 
 
-def _has_rtl_attention():
-    try:
-        import sim.run as run
-    except ImportError:
-        return False
-    return hasattr(run, "attention")
-
-
 @pytest.mark.rtl
-@pytest.mark.skipif(not _has_rtl_attention(), reason="sim.run.attention not present")
 def test_run_attention_through_the_rtl(tmp_path):
     """One small head through the simulated attention unit, bit-exact with the golden model."""
     from sim import golden

@@ -24,17 +24,6 @@ needs_model = pytest.mark.skipif(
     not HAVE_MODEL, reason=f"model package missing: {rd.INSTALL_HINT}")
 
 
-def _rtl_skip_reason():
-    """Why the RTL tests cannot run here, or None when they can."""
-    for mod, what in (("sim.run", "sim/run.py"), ("hw.emit", "hw/emit.py")):
-        try:
-            if importlib.util.find_spec(mod) is None:
-                return f"{what} not present: no RTL simulation to run"
-        except ImportError as exc:  # pragma: no cover - a broken parent package
-            return f"{what} cannot be imported: {exc}"
-    return None
-
-
 # ------------------------------------------------------------------------------------------
 # Quantization rules: hand vectors
 # ------------------------------------------------------------------------------------------
@@ -381,13 +370,6 @@ def test_fixture_is_reproducible(tmp_path):
 # Attention of the 12 heads (issue 5): golden model on the attention fixture
 # ------------------------------------------------------------------------------------------
 
-def _has_rtl_attention():
-    if _rtl_skip_reason() is not None:
-        return False
-    from sim import run
-    return hasattr(run, "attention")
-
-
 def test_split_heads_is_bert_layout():
     y = np.arange(2 * 12).reshape(2, 12)
     h = rd.split_heads(y, 3)
@@ -526,7 +508,6 @@ def test_attention_heads_use_the_projection_outputs():
 
 
 @pytest.mark.rtl
-@pytest.mark.skipif(not _has_rtl_attention(), reason="sim.run.attention not present")
 @pytest.mark.parametrize("head", [0, 11])
 def test_attention_fixture_head_through_rtl_bit_exact(head):
     import dataclasses
@@ -613,7 +594,6 @@ def test_qkv_jobs_full_size_golden_accuracy():
 # ------------------------------------------------------------------------------------------
 
 @pytest.mark.rtl
-@pytest.mark.skipif(_rtl_skip_reason() is not None, reason=str(_rtl_skip_reason()))
 def test_fixture_job_through_rtl_bit_exact(tmp_path):
     from hw.config import load_config
     from sim import run
@@ -631,7 +611,6 @@ def test_fixture_job_through_rtl_bit_exact(tmp_path):
 
 @pytest.mark.rtl
 @needs_model
-@pytest.mark.skipif(not _has_rtl_attention(), reason="sim.run.attention not present")
 def test_demo_through_rtl():
     """``npugen demo`` end to end: the three full-size projections and the 12 attention heads
     bit-exact on Verilator."""

@@ -171,40 +171,48 @@ CMOS_TRANSISTORS = {"$_NOT_": 2, "$_BUF_": 4, "$_NAND_": 4, "$_NOR_": 4, "$_DFF_
 
 
 @functools.lru_cache(maxsize=None)
-def _liberty_areas() -> dict[str, float]:
-    """Area of each cell of the liberty file, µm²."""
-    text = tools.liberty_path().read_text(encoding="utf-8", errors="replace")
-    out = {}
-    for m in re.finditer(r"^\s*cell\s*\(\s*\"?(\w+)\"?\s*\)", text, re.M):
-        a = re.search(r"^\s*area\s*:\s*([\d.]+)", text[m.end():], re.M)
-        if a:
-            out[m.group(1)] = float(a.group(1))
-    return out
-
-
 @functools.lru_cache(maxsize=1)
-def _liberty_pin_directions() -> dict[str, dict[str, str]]:
-    """``{cell: {pin: "input" | "output"}}`` of the liberty file. Yosys' JSON netlist gives no
-    port directions for liberty cells (they are not modules of the design), and the estimate's
-    block attribution walks from outputs to inputs."""
+def _liberty() -> dict[str, tuple[float, dict[str, str]]]:
+    """``{cell: (area µm², {pin: "input" | "output" | "inout"})}`` of the liberty file, read
+    once. The pin directions are for the estimate's block attribution, which walks from outputs
+    to inputs: Yosys' JSON netlist gives liberty cells none (they are not modules of the
+    design)."""
     text = tools.liberty_path().read_text(encoding="utf-8", errors="replace")
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, tuple[float, dict[str, str]]] = {}
     cell = pin = None
+    area: float | None = None
     for line in text.splitlines():
         m = re.match(r"\s*cell\s*\(\s*\"?(\w+)\"?\s*\)", line)
         if m:
-            cell, pin = m.group(1), None
-            out[cell] = {}
+            cell, pin, area = m.group(1), None, None
+            out[cell] = (0.0, {})
+            continue
+        if cell is None:
+            continue
+        m = re.match(r"\s*area\s*:\s*([\d.]+)", line)
+        if m and area is None:                  # the cell's own, the first after its header
+            area = float(m.group(1))
+            out[cell] = (area, out[cell][1])
             continue
         m = re.match(r"\s*pin\s*\(\s*\"?(\w+)\"?\s*\)", line)
-        if m and cell is not None:
+        if m:
             pin = m.group(1)
             continue
         m = re.match(r"\s*direction\s*:\s*(input|output|inout)\s*;", line)
-        if m and cell is not None and pin is not None:
-            out[cell][pin] = m.group(1)
+        if m and pin is not None:
+            out[cell][1][pin] = m.group(1)
             pin = None
     return out
+
+
+def _liberty_areas() -> dict[str, float]:
+    """Area of each cell of the liberty file, µm²."""
+    return {c: a for c, (a, _) in _liberty().items()}
+
+
+def _liberty_pin_directions() -> dict[str, dict[str, str]]:
+    """Pin directions of each cell of the liberty file (:func:`_liberty`)."""
+    return {c: d for c, (_, d) in _liberty().items()}
 
 
 def _summary(target: str, cells: Counter, *, area_um2: float | None = None,
@@ -856,8 +864,7 @@ def _unmapped(target: str, cell_types: dict[str, int], lib_cells: set[str] | Non
 
 
 def _liberty_cells() -> set[str]:
-    text = tools.liberty_path().read_text(encoding="utf-8", errors="replace")
-    return set(re.findall(r"^\s*cell\s*\(\s*\"?(\w+)\"?\s*\)", text, re.M))
+    return set(_liberty())
 
 
 def _checks(target: str, cfg: GemmConfig, flat: dict | None, est: dict) -> list[dict]:
@@ -1033,7 +1040,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             # could store them in (the default 16 x 16 design on iCE40: 295,296 bits).
             tried.append(f"{dev.name} (holds at most {dev.memory_capacity():,} memory bits "
                          f"in {dev.brams} block RAMs, {dev.ffs:,} FFs"
-                         + (f" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
+                         + (" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
             continue
         budget = budget_for(dev)
         if budget not in cache:
