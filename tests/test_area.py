@@ -117,6 +117,39 @@ def test_xilinx(out):
     assert r["flat"]["dsps"] >= CFG.rows * CFG.cols          # PE multipliers in DSP48E1s
     assert r["flat"]["cell_types"].get("DSP48E1", 0) == r["flat"]["dsps"]
     assert r["flat"]["luts"] > 0 and r["flat"]["ffs"] > 0
+    # Flat, xilinx_dsp packs flip-flops of neighbouring modules into the DSP48E1s' registers,
+    # which the estimate cannot: fewer fabric FFs flat, and more DSP register bits. The check
+    # passes on that and only that.
+    flat, est = r["flat"], r["estimate"]
+    moved = flat["dsp_register_bits"] - est["dsp_register_bits"]
+    assert 0 <= est["ffs"] - flat["ffs"] <= moved
+    (ff_check,) = [c for c in r["checks"] if c["name"].startswith("same flip-flop count")]
+    assert ff_check["ok"], ff_check
+
+
+def test_xilinx_flip_flops_agree_without_dsps(out):
+    """With every multiplier in LUTs (a DSP budget of 0), nothing can be packed into a DSP48E1,
+    and the flat and estimated flip-flop counts are equal: the difference with DSPs is the
+    packing alone."""
+    r = area(CFG, "xilinx", out=out, dsp=0, write=False)
+    assert r["flat"]["dsps"] == r["estimate"]["dsps"] == 0
+    assert r["flat"]["ffs"] == r["estimate"]["ffs"]
+    assert r["flat"]["dsp_register_bits"] == r["estimate"]["dsp_register_bits"] == 0
+
+
+@pytest.mark.parametrize("est_ffs, est_bits, ok", [
+    (1000, 500, True),       # equal
+    (1040, 460, True),       # 40 FFs moved into DSPs, 40 more bits there
+    (1040, 480, False),      # 40 FFs fewer flat, only 20 bits more in DSPs: an estimate error
+    (960, 400, False),       # more FFs flat than estimated: never from packing
+])
+def test_xilinx_flip_flop_check_allows_only_dsp_packing(est_ffs, est_bits, ok):
+    from hw.synth.flow import _checks
+    flat = {"ffs": 1000, "dsp_register_bits": 500, "cell_types": {}}
+    est = {"ffs": est_ffs, "dsp_register_bits": est_bits, "cell_types": {}, "blocks": {}}
+    (check,) = [c for c in _checks("xilinx", CFG, flat, est)
+                if c["name"].startswith("same flip-flop count")]
+    assert check["ok"] is ok, check
 
 
 @pytest.mark.full

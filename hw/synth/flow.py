@@ -359,6 +359,46 @@ def _mem_bits(netlist_json: Path) -> dict[str, int]:
     return dict(out)
 
 
+#: DSP48E1 register stages and the ports whose bits each stage holds (UG479: AREG and BREG
+#: are 0 to 2 stages of A and B, CREG, DREG, ADREG one of C, D and the pre-adder's output, PREG
+#: one of P); MREG holds the multiplier's internal product, the same flat and estimated.
+_DSP48E1_REGISTERS = (("AREG", "A"), ("BREG", "B"), ("CREG", "C"), ("DREG", "D"),
+                      ("ADREG", "A"), ("PREG", "P"))
+
+
+def _dsp_register_bits(netlist_json: Path, top: str) -> int:
+    """Register bits inside the DSP48E1s of a Yosys JSON netlist under ``top``, submodules
+    counted once per instance: for each block, the stages of each register times the distinct
+    nets on its port (a sign-extended 8-bit operand on the 30-bit A port holds 8 bits).
+
+    ``xilinx_dsp`` packs flip-flops that feed a DSP48E1 into its A/B/C/D registers, and the
+    P register after it; flat it can take them from a neighbouring module, which the
+    hierarchical estimate (one module at a time) cannot, so the flat run has fewer fabric
+    flip-flops and more DSP register bits. Measured on 4 x 4: 64 fewer FFs flat; with
+    ``-nodsp`` both runs have 4,546 (docs/area.md)."""
+    mods = json.loads(netlist_json.read_text(encoding="utf-8"))["modules"]
+    memo: dict[str, int] = {}
+
+    def walk(name: str) -> int:
+        if name in memo:
+            return memo[name]
+        bits = 0
+        for cell in mods[name]["cells"].values():
+            t = cell["type"]
+            if t in mods and not mods[t].get("attributes", {}).get("blackbox"):
+                bits += walk(t)
+            elif t == "DSP48E1":
+                par, con = cell["parameters"], cell["connections"]
+                for reg, port in _DSP48E1_REGISTERS:
+                    stages = int(str(par.get(reg, "0")), 2)
+                    if stages:
+                        bits += stages * len({b for b in con.get(port, [])
+                                              if not isinstance(b, str)})
+        memo[name] = bits
+        return bits
+    return walk(top)
+
+
 # -- DSP budget -------------------------------------------------------------------------------
 
 def _dsp_plan(target: str, cfg: GemmConfig, modules: list[str], budget: int | None
@@ -446,6 +486,8 @@ def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
     res.update(_summary(target, cells, area_um2=_num(mod.get("area")) or None,
                         transistors=_num(mod.get("estimated_num_transistors")),
                         mem_bits=mem_bits))
+    if target == "xilinx":
+        res["dsp_register_bits"] = _dsp_register_bits(work / f"{target}_flat.json", top)
     if wrapper:
         total = _cells(stat["design"])
         res["with_wrapper"] = _summary(target, total)
@@ -696,6 +738,8 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
            "distinct_modules": len(mods), "instances": sum(n_inst.values()),
            "cell_types": dict(sorted(total_cells.items())), "blocks": blocks,
            "boundary_duplicate_ffs": sum(dups.values())}
+    if target == "xilinx":
+        res["dsp_register_bits"] = _dsp_register_bits(work / f"{target}_hier.json", top)
     res.update(_summary(target, total_cells, area_um2=total_area, transistors=total_tr,
                         mem_bits=total_mem))
     return res
@@ -877,9 +921,19 @@ def _checks(target: str, cfg: GemmConfig, flat: dict | None, est: dict) -> list[
         out.append({"name": f"no unmapped coarse cells ({label})", "ok": not bad,
                     "detail": "none" if not bad else ", ".join(bad)})
     if flat is not None:
+        ok = flat["ffs"] == est["ffs"]
+        detail = f"flat {flat['ffs']:,}, hierarchical {est['ffs']:,}"
+        if not ok and "dsp_register_bits" in flat:
+            # Flat, xilinx_dsp may pack a neighbouring module's flip-flops into a DSP48E1
+            # (sometimes duplicating them): fewer fabric FFs, at least as many more bits in the
+            # DSPs' registers. Anything else is an error of the estimate.
+            moved = flat["dsp_register_bits"] - est["dsp_register_bits"]
+            ok = 0 < est["ffs"] - flat["ffs"] <= moved
+            detail += (f"; flat, xilinx_dsp packed flip-flops across module boundaries into "
+                       f"DSP48E1 registers: {moved:,} more register bits there than estimated"
+                       + ("" if ok else ", fewer than the flip-flops missing"))
         out.append({"name": "same flip-flop count flat and hierarchical",
-                    "ok": flat["ffs"] == est["ffs"],
-                    "detail": f"flat {flat['ffs']}, hierarchical {est['ffs']}"})
+                    "ok": ok, "detail": detail})
     if target in ("ecp5", "xilinx", "ice40"):
         run = flat or est
         types = run["cell_types"]
