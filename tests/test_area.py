@@ -298,6 +298,35 @@ def test_no_device_fits(out):
         monkey.undo()
 
 
+@pytest.mark.parametrize("mid_luts, budgets, chosen", [
+    (200, [0, 4], "LFE5U-85F"),          # the 4-DSP estimate rules out the middle device
+    pytest.param(10**6, [0, 4, 1], "LFE5U-45F",   # it does not: the middle device's own
+                 marks=pytest.mark.full),             # estimate (three 2 x 2 estimates)
+])
+def test_a_larger_dsp_budget_rules_out_the_devices_between(out, mid_luts, budgets, chosen):
+    """After a device does not fit, the estimate under the largest DSP budget left bounds the
+    LUTs of every device between (more DSPs, fewer multipliers in LUTs): a device it rules out
+    gets no estimate of its own."""
+    from hw.synth import devices
+    big = 10**6                          # FFs and block RAMs: room for any memory
+    devs = (devices.Device("LFE5U-12F", "ecp5", ("--12k",), 100, big, 0, 100),
+            devices.Device("LFE5U-45F", "ecp5", ("--45k",), mid_luts, big, 1, 100),
+            devices.Device("LFE5U-85F", "ecp5", ("--85k",), 10**6, big, 4, 100))
+    said: list[str] = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setitem(devices.DEVICES, "ecp5", devs)
+    try:
+        r = area(CFG, "ecp5", out=out, estimate_only=True, write=False, progress=said.append)
+    finally:
+        monkey.undo()
+    ran = [int(m.split("at most ")[1].split(" DSP")[0]) for m in said
+           if m.startswith("synthesizing the hierarchical estimate")]
+    assert ran == budgets
+    assert r["device"]["name"] == chosen
+    assert r["estimate"]["luts"] > 200 and r["estimate"]["dsps"] == (4 if chosen == "LFE5U-85F"
+                                                                     else 1)
+
+
 def test_memories_rule_out_a_device_before_synthesis(tmp_path):
     """A design whose memories alone exceed every block RAM and flip-flop of every iCE40 is
     ruled out in seconds, before any synthesis (the default 16 x 16 design spent over half an

@@ -1088,14 +1088,9 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     flat_done: dict[int | None, dict] = {}
     lut_modules, need = set(), 0
     mem_bits = _memory_bits(work, cfg.name) if family_devices else 0
-    for dev in candidates:
-        if dev is not None and mem_bits > dev.memory_capacity():
-            # Ruled out before any synthesis: its memories alone exceed everything the device
-            # could store them in (the default 16 x 16 design on iCE40: 295,296 bits).
-            tried.append(f"{dev.name} (holds at most {dev.memory_capacity():,} memory bits "
-                         f"in {dev.brams} block RAMs, {dev.ffs:,} FFs"
-                         + (" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
-            continue
+
+    def estimate_for(dev: devs.Device | None) -> int | None:
+        """The hierarchical estimate under ``dev``'s DSP budget, into ``cache``: the budget."""
         budget = budget_for(dev)
         if budget not in cache:
             lut_modules, need = _dsp_plan(target, cfg, modules, budget)
@@ -1103,9 +1098,32 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
                 dev is not None and dev.dsps > 0) or (dev is None and budget))
             if not dsp_on:              # -nodsp: every multiplier goes to LUTs anyway
                 lut_modules = set()
-            say(f"synthesizing the hierarchical estimate ({target})")
+            say(f"synthesizing the hierarchical estimate ({target}"
+                + (f", at most {budget} DSP blocks)" if budget is not None else ")"))
             e = _hier_run(work, cfg, target, lut_modules, dsp_on)
             cache[budget] = (e, None, lut_modules, need, dsp_on)
+        return budget
+
+    for i, dev in enumerate(candidates):
+        if dev is not None and mem_bits > dev.memory_capacity():
+            # Ruled out before any synthesis: its memories alone exceed everything the device
+            # could store them in (the default 16 x 16 design on iCE40: 295,296 bits).
+            tried.append(f"{dev.name} (holds at most {dev.memory_capacity():,} memory bits "
+                         f"in {dev.brams} block RAMs, {dev.ffs:,} FFs"
+                         + (" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
+            continue
+        if dev is not None and tried and budget_for(dev) not in cache:
+            # A smaller device did not fit. A larger DSP budget only takes multipliers out of
+            # LUTs, so the estimate under the largest budget of the devices left bounds this
+            # device's LUTs from below: one estimate rules out every device between (the
+            # default design on ECP5: one ~20-minute estimate instead of one per budget).
+            largest = max(candidates[i:], key=lambda d: budget_for(d) or 0)
+            bound = cache[estimate_for(largest)][0]
+            if bound["luts"] > dev.luts * (1 + ESTIMATE_LUT_MARGIN):
+                tried.append(f"{dev.name} ({dev.luts:,} LUTs; with {budget_for(largest)} DSP "
+                             f"blocks the estimate already needs {bound['luts']:,})")
+                continue
+        budget = estimate_for(dev)
         est, flat, lut_modules, need, dsp_on = cache[budget]
         # The flat run (slow) only for a device the estimate may fit (within its error), or
         # when there is no device to choose; a device the estimate rules out is skipped without
