@@ -359,22 +359,27 @@ def _mem_bits(netlist_json: Path) -> dict[str, int]:
     return dict(out)
 
 
-#: DSP48E1 register stages and the ports whose bits each stage holds (UG479: AREG and BREG
-#: are 0 to 2 stages of A and B, CREG, DREG, ADREG one of C, D and the pre-adder's output, PREG
-#: one of P); MREG holds the multiplier's internal product, the same flat and estimated.
-_DSP48E1_REGISTERS = (("AREG", "A"), ("BREG", "B"), ("CREG", "C"), ("DREG", "D"),
-                      ("ADREG", "A"), ("PREG", "P"))
+#: DSP48E1 input register stages, the port whose bits each holds, and the parameter's default
+#: when a netlist leaves it out (UG479: AREG and BREG 0 to 2 stages, default 1; CREG and DREG
+#: 0 or 1, default 1). These take in flip-flops that feed the block, which may sit in another
+#: module. ``MREG`` and ``PREG`` hold the block's own product and sum: what they take in is a
+#: register of the module with the multiplier, flat and estimated alike, and the P register's
+#: width in use is hidden when the sum leaves through the ``PCOUT`` cascade. ``ADREG`` (the
+#: pre-adder's 25-bit output) counts only when the D port is used.
+_DSP48E1_REGISTERS = (("AREG", "A"), ("BREG", "B"), ("CREG", "C"), ("DREG", "D"))
 
 
 def _dsp_register_bits(netlist_json: Path, top: str) -> int:
-    """Register bits inside the DSP48E1s of a Yosys JSON netlist under ``top``, submodules
-    counted once per instance: for each block, the stages of each register times the distinct
-    nets on its port (a sign-extended 8-bit operand on the 30-bit A port holds 8 bits).
+    """Bits of the input registers inside the DSP48E1s of a Yosys JSON netlist under ``top``
+    (:data:`_DSP48E1_REGISTERS`), submodules counted once per instance: for each block, the
+    stages of each register times the distinct signal nets on its port (a sign-extended 8-bit
+    operand on the 30-bit A port: 8 bits; the cascade input ``ACIN``/``BCIN`` when
+    ``A_INPUT``/``B_INPUT`` is ``CASCADE``).
 
-    ``xilinx_dsp`` packs flip-flops that feed a DSP48E1 into its A/B/C/D registers, and the
-    P register after it; flat it can take them from a neighbouring module, which the
-    hierarchical estimate (one module at a time) cannot, so the flat run has fewer fabric
-    flip-flops and more DSP register bits. Measured on 4 x 4: 64 fewer FFs flat; with
+    ``xilinx_dsp`` packs flip-flops that feed a DSP48E1 into its A/B/C/D registers; flat it
+    can take them from a neighbouring module, which the hierarchical estimate (one module at a
+    time) cannot, so the flat run has fewer fabric flip-flops and more DSP register bits (some
+    packed flip-flops keep a copy in the fabric, so the bits can exceed the flip-flops saved). Measured on 4 x 4: 64 fewer FFs flat; with
     ``-nodsp`` both runs have 4,546 (docs/area.md)."""
     mods = json.loads(netlist_json.read_text(encoding="utf-8"))["modules"]
     memo: dict[str, int] = {}
@@ -382,18 +387,29 @@ def _dsp_register_bits(netlist_json: Path, top: str) -> int:
     def walk(name: str) -> int:
         if name in memo:
             return memo[name]
+        cells = mods[name]["cells"]
         bits = 0
-        for cell in mods[name]["cells"].values():
+        for cell in cells.values():
             t = cell["type"]
             if t in mods and not mods[t].get("attributes", {}).get("blackbox"):
                 bits += walk(t)
             elif t == "DSP48E1":
                 par, con = cell["parameters"], cell["connections"]
+
+                def stages(reg: str) -> int:
+                    v = str(par.get(reg, "1"))
+                    return int(v, 2) if set(v) <= {"0", "1"} else int(v)
+
+                def nets(port: str) -> set:
+                    return {b for b in con.get(port, []) if not isinstance(b, str)}
                 for reg, port in _DSP48E1_REGISTERS:
-                    stages = int(str(par.get(reg, "0")), 2)
-                    if stages:
-                        bits += stages * len({b for b in con.get(port, [])
-                                              if not isinstance(b, str)})
+                    if reg == "DREG" and par.get("USE_DPORT", "FALSE") != "TRUE":
+                        continue
+                    if port in ("A", "B") and par.get(f"{port}_INPUT", "DIRECT") == "CASCADE":
+                        port = f"{port}CIN"
+                    bits += stages(reg) * len(nets(port))
+                if par.get("USE_DPORT", "FALSE") == "TRUE":
+                    bits += stages("ADREG") * min(25, len(nets("A") | nets("D")))
         memo[name] = bits
         return bits
     return walk(top)
@@ -928,10 +944,15 @@ def _checks(target: str, cfg: GemmConfig, flat: dict | None, est: dict) -> list[
             # (sometimes duplicating them): fewer fabric FFs, at least as many more bits in the
             # DSPs' registers. Anything else is an error of the estimate.
             moved = flat["dsp_register_bits"] - est["dsp_register_bits"]
-            ok = 0 < est["ffs"] - flat["ffs"] <= moved
-            detail += (f"; flat, xilinx_dsp packed flip-flops across module boundaries into "
-                       f"DSP48E1 registers: {moved:,} more register bits there than estimated"
-                       + ("" if ok else ", fewer than the flip-flops missing"))
+            fewer = est["ffs"] - flat["ffs"]
+            ok = 0 < fewer <= moved
+            if fewer < 0:
+                detail += "; more flip-flops flat than estimated, which packing cannot explain"
+            else:
+                detail += (f"; flat, xilinx_dsp packed flip-flops across module boundaries into "
+                           f"DSP48E1 registers: {moved:,} more register bits there than "
+                           f"estimated (an upper bound: some keep a copy in the fabric)"
+                           + ("" if ok else f", fewer than the {fewer:,} flip-flops missing"))
         out.append({"name": "same flip-flop count flat and hierarchical",
                     "ok": ok, "detail": detail})
     if target in ("ecp5", "xilinx", "ice40"):
@@ -1104,6 +1125,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             cache[budget] = (e, None, lut_modules, need, dsp_on)
         return budget
 
+    synthesized_no_fit = False
     for i, dev in enumerate(candidates):
         if dev is not None and mem_bits > dev.memory_capacity():
             # Ruled out before any synthesis: its memories alone exceed everything the device
@@ -1112,12 +1134,15 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
                          f"in {dev.brams} block RAMs, {dev.ffs:,} FFs"
                          + (" and LUT RAM" if devs.LUTRAM_BITS_PER_LUT[target] else "") + ")")
             continue
-        if dev is not None and tried and budget_for(dev) not in cache:
-            # A smaller device did not fit. A larger DSP budget only takes multipliers out of
-            # LUTs, so the estimate under the largest budget of the devices left bounds this
-            # device's LUTs from below: one estimate rules out every device between (the
-            # default design on ECP5: one ~20-minute estimate instead of one per budget).
-            largest = max(candidates[i:], key=lambda d: budget_for(d) or 0)
+        largest = max(candidates[i:], key=lambda d: budget_for(d) or 0)
+        if (dev is not None and synthesized_no_fit and budget_for(dev) not in cache
+                and (budget_for(largest) or 0) > (budget_for(dev) or 0)):
+            # A smaller device's synthesis did not fit. A larger DSP budget only takes
+            # multipliers out of LUTs (the requantizer's lanes first, each worth many PE
+            # multipliers: _dsp_plan), so the estimate under the largest budget of the devices
+            # left bounds this device's LUTs from below: it rules out every device between
+            # (the default design on ECP5: the 72-DSP estimate, ~20 minutes, is not made) at
+            # the price of one estimate when it does not.
             bound = cache[estimate_for(largest)][0]
             if bound["luts"] > dev.luts * (1 + ESTIMATE_LUT_MARGIN):
                 tried.append(f"{dev.name} ({dev.luts:,} LUTs; with {budget_for(largest)} DSP "
@@ -1143,6 +1168,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             break
         tried.append(f"{dev.name} ({dev.luts:,} LUTs, {dev.ffs:,} FFs, {dev.dsps} DSPs, "
                      f"{dev.brams} block RAMs)")
+        synthesized_no_fit = True
     report["dsp_budget"] = {"given": dsp, "applied": budget_for(chosen) if family_devices
                             else dsp, "needed_estimate": need,
                             "multipliers_in_luts": len(lut_modules)}
