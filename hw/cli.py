@@ -399,7 +399,8 @@ def cmd_area(args: argparse.Namespace) -> int:
             print(f"npugen area: {msg}", file=sys.stderr, flush=True)
 
     report = area(cfg, args.target, out=args.out, device=args.device, dsp=args.dsp,
-                  estimate_only=args.estimate, command=command, progress=progress)
+                  estimate_only=args.estimate, command=command, progress=progress,
+                  pnr_minutes=args.pnr_minutes)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -492,6 +493,16 @@ def _dsp_budget(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of DSP blocks")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _pnr_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of minutes")
     return value
 
 
@@ -681,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(p)
     p.set_defaults(func=cmd_demo)
 
-    from .synth.flow import TARGETS
+    from .synth.flow import PNR_MINUTES, TARGETS
     p = sub.add_parser("area", help="area and timing with open tools",
                        description="Synthesize the design with Yosys for a target, place and "
                                    "route it (ecp5, ice40: nextpnr) or time it (asic: OpenSTA), "
@@ -698,6 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate", action="store_true",
                    help="only the fast hierarchical estimate: no flat run, no place-and-route, "
                         "no timing (default: off)")
+    p.add_argument("--pnr-minutes", metavar="MIN", type=_pnr_minutes, default=PNR_MINUTES,
+                   help="stop nextpnr after MIN minutes and report Fmax after placement only "
+                        "(default: %(default)g)")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="folder of design folders (default: %(default)s)")
     p.add_argument("--json", action="store_true",

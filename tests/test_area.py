@@ -278,6 +278,63 @@ def test_ice40_place_and_route_path(tmp_path):
     # the path's delay adds clock-to-out and setup to its logic and routing; Fmax is its inverse
     assert 0 < cp["logic_ns"] + cp["routing_ns"] < cp["delay_ns"]
     assert p["fmax_mhz"] == pytest.approx(1000 / cp["delay_ns"], rel=0.01)
+    assert p["routed"] is True and 1 < p["placed_fmax_mhz"] < 1000   # from nextpnr's log
+
+    # The same run stopped after 10 ms: not routed, no Fmax, and no crash. (The WebAssembly
+    # tool takes longer than that to start, so it is stopped before placement.)
+    stopped = flow._pnr(tmp_path, SimpleNamespace(name="mac", clock_mhz=100.0), "ice40", hx1k,
+                        "ice40_flat.json", ooc=False, minutes=10e-3 / 60)
+    assert stopped["routed"] is False and stopped["fmax_mhz"] is None
+    assert stopped["minutes_limit"] == 10e-3 / 60 and stopped["critical_path"] is None
+
+
+#: nextpnr-ecp5's log of the default design's run on the LFE5U-85F (2026-11-30, cut short):
+#: its device utilisation and the timing after placement, as nextpnr printed them.
+_PNR_LOG = """Info: Device utilisation:
+Info: \t          TRELLIS_IO:       0/    365     0%
+Info: \t              DP16KD:      30/    208    14%
+Info: \t          MULT18X18D:     156/    156   100%
+Info: \t          TRELLIS_FF:   33441/  83640    39%
+Info: \t        TRELLIS_COMB:   63704/  83640    76%
+
+Info: Placed 0 cells based on constraints.
+Info: SA placement time 616.75s
+
+Info: Max frequency for clock 'aclk': 55.89 MHz (FAIL at 200.00 MHz)
+
+Info: Routing..
+"""
+
+
+def test_placement_timing_from_the_log():
+    """A run stopped while routing keeps nextpnr's Fmax after placement and the utilization,
+    read from its log (by hand from the excerpt above)."""
+    from hw.synth import flow
+    fmax, util = flow._placed_from_log(_PNR_LOG)
+    assert fmax == 55.89
+    assert util == {"DP16KD": {"used": 30, "available": 208},
+                    "MULT18X18D": {"used": 156, "available": 156},
+                    "TRELLIS_FF": {"used": 33441, "available": 83640},
+                    "TRELLIS_COMB": {"used": 63704, "available": 83640}}
+    assert flow._placed_from_log("Info: Packing IOs..\n") == (None, {})
+
+
+def test_markdown_says_when_not_routed(out):
+    r = dict(report_for(out, "xilinx"))
+    r["device"] = {"name": "LFE5U-85F", "luts": 83640, "ffs": 83640, "dsps": 156, "brams": 208}
+    r["pnr"] = {"routed": False, "minutes_limit": 60.0, "fmax_mhz": None,
+                "placed_fmax_mhz": 55.89, "target_mhz": 200.0, "seconds": 3600.2,
+                "utilization": {"DP16KD": {"used": 30, "available": 208}},
+                "critical_path": None}
+    md = markdown(r)
+    assert "**Not routed**: nextpnr stopped after 60 min" in md
+    assert "Fmax after placement (nextpnr's estimate, not a routed figure): 55.89 MHz" in md
+
+
+def test_bad_pnr_minutes(out):
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "5"):
+        with pytest.raises(ValueError, match=r"^--pnr-minutes: .* is not allowed"):
+            area(CFG, "ecp5", out=out, pnr_minutes=bad, write=False)
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -433,6 +490,14 @@ def test_cli_bad_dsp(tmp_path):
     proc = npugen("area", "--dsp", "-3", "--out", str(tmp_path))
     assert proc.returncode == 2
     assert "--dsp" in proc.stderr
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "soon", "inf"])
+def test_cli_bad_pnr_minutes(tmp_path, bad):
+    proc = npugen("area", "--target", "ecp5", "--pnr-minutes", bad, "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert f"argument --pnr-minutes: '{bad}' is not" in proc.stderr
+    assert not any(tmp_path.iterdir())                  # nothing written
 
 
 def test_cli_area_generic(out, tmp_path):

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -825,8 +826,40 @@ def _need(s: dict) -> str:
     return f"{s['luts']:,} LUTs, {s['ffs']:,} FFs, {s['dsps']} DSPs, {s['brams']} block RAMs"
 
 
+#: Default limit on one nextpnr run, minutes (``npugen area --pnr-minutes``). The 8 x 8
+#: design places and routes on the LFE5U-85F in 6 to 12 minutes; the default 16 x 16 design
+#: (73 % of its LUTs) placed in 13 minutes and had not routed after 39 (docs/area.md).
+PNR_MINUTES = 60.0
+
+
+def _placed_from_log(log: str) -> tuple[float | None, dict]:
+    """nextpnr's Fmax after placement (its first ``Max frequency for clock`` line, from
+    estimated delays, MHz) and the device utilization (``Device utilisation`` block: bel type
+    to used and available) from its log, for a run stopped before routing finished."""
+    fmax = None
+    m = re.search(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", log)
+    if m:
+        fmax = float(m.group(1))
+    util = {}
+    block = log.split("Device utilisation:", 1)
+    if len(block) == 2:
+        for line in block[1].splitlines()[1:]:
+            u = re.match(r"Info:\s+(\S+):\s+(\d+)/\s*(\d+)", line)
+            if not u:
+                break
+            if int(u.group(2)):
+                util[u.group(1)] = {"used": int(u.group(2)), "available": int(u.group(3))}
+    return fmax, util
+
+
 def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: str,
-         ooc: bool, seed: int = 1) -> dict[str, Any]:
+         ooc: bool, seed: int = 1, minutes: float = PNR_MINUTES) -> dict[str, Any]:
+    """Place and route ``json_name`` on ``dev`` with nextpnr, stopped after ``minutes``.
+
+    Returns the report's ``pnr`` record: ``routed`` true with nextpnr's ``fmax_mhz``,
+    utilization and critical path; or, when the time ran out, ``routed`` false, ``fmax_mhz``
+    None and ``placed_fmax_mhz``, nextpnr's estimate after placement (from its log), which
+    is the only timing a design that does not route in time has."""
     cmd = tools.yowasp(f"nextpnr-{family}") + [
         *dev.flags, "--json", json_name, "--report", "pnr_report.json",
         "--freq", f"{cfg.clock_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
@@ -836,7 +869,16 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
     if family == "ice40":
         cmd.append("--pcf-allow-unconstrained")
     t0 = time.monotonic()
-    tools.run(cmd, work, "pnr.out", f"nextpnr-{family} on {dev.name}")
+    try:
+        tools.run(cmd, work, "pnr.out", f"nextpnr-{family} on {dev.name}",
+                  timeout=minutes * 60)
+    except subprocess.TimeoutExpired:
+        log = (work / "pnr.log").read_text(encoding="utf-8", errors="replace")
+        placed, util = _placed_from_log(log)
+        return {"device": dev.as_dict(), "seconds": round(time.monotonic() - t0, 1),
+                "routed": False, "minutes_limit": minutes, "fmax_mhz": None,
+                "placed_fmax_mhz": placed, "target_mhz": cfg.clock_mhz, "utilization": util,
+                "critical_path": None}
     seconds = time.monotonic() - t0
     rep = json.loads((work / "pnr_report.json").read_text(encoding="utf-8"))
     fmax = rep.get("fmax", {})
@@ -855,7 +897,10 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
                         "routing_ns": round(sum(p.get("delay", 0) for p in path
                                                 if p.get("type") == "routing"), 3)}
             break
-    return {"device": dev.as_dict(), "seconds": round(seconds, 1),
+    placed, _ = _placed_from_log((work / "pnr.log").read_text(encoding="utf-8",
+                                                               errors="replace"))
+    return {"device": dev.as_dict(), "seconds": round(seconds, 1), "routed": True,
+            "minutes_limit": minutes, "placed_fmax_mhz": placed,
             "fmax_mhz": round(clk.get("achieved", 0.0), 2) if clk else None,
             "target_mhz": cfg.clock_mhz, "utilization": util, "critical_path": crit}
 
@@ -1017,7 +1062,7 @@ def check_target(target: str, *, pnr: bool = True, sta: bool = True) -> None:
 def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str] = "build",
          device: str | None = None, dsp: int | None = None, estimate_only: bool = False,
          pnr: bool = True, command: str | None = None, write: bool = True,
-         progress=None) -> dict[str, Any]:
+         progress=None, pnr_minutes: float = PNR_MINUTES) -> dict[str, Any]:
     """Synthesize ``cfg`` for ``target`` and report its area (and, where the target has it,
     timing).
 
@@ -1040,6 +1085,9 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
         Only the hierarchical estimate: no flat run, no place-and-route, no timing.
     pnr : bool
         Place and route (``ecp5``/``ice40``) or time (``asic``) the flat netlist.
+    pnr_minutes : float
+        ``ecp5``/``ice40``: stop nextpnr after this many minutes (placement and routing);
+        the report then has ``pnr.routed`` false and Fmax after placement only.
     command : str or None
         The command line to record in the report.
     write : bool
@@ -1068,6 +1116,9 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     check_target(target, pnr=pnr and not estimate_only, sta=pnr and not estimate_only)
     if dsp is not None and (not isinstance(dsp, int) or isinstance(dsp, bool) or dsp < 0):
         raise ValueError(f"--dsp: {dsp!r} is not allowed (a non-negative integer)")
+    if isinstance(pnr_minutes, bool) or not isinstance(pnr_minutes, (int, float)) or \
+            not 0 < pnr_minutes < math.inf:
+        raise ValueError(f"--pnr-minutes: {pnr_minutes!r} is not allowed (a positive number)")
     family_devices = devs.DEVICES.get(target)
     dev_fixed = devs.device_by_name(target, device) if device and family_devices else None
     if device and not family_devices:
@@ -1187,7 +1238,11 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             say(f"placing and routing on {chosen.name}")
             report["pnr"] = _pnr(work, cfg, target, chosen,
                                  "ice40_flat.json" if target == "ice40" else f"{target}_flat.json",
-                                 ooc=(target == "ecp5"))
+                                 ooc=(target == "ecp5"), minutes=pnr_minutes)
+            if not report["pnr"]["routed"]:
+                placed = report["pnr"]["placed_fmax_mhz"]
+                say(f"nextpnr did not finish in {pnr_minutes:g} min; Fmax after placement: "
+                    + (f"{placed:g} MHz" if placed is not None else "none (not placed)"))
     if target == "asic" and pnr and not estimate_only:
         say("timing with OpenSTA")
         report["sta"] = _sta(work, cfg)

@@ -108,9 +108,16 @@ def markdown(r: dict[str, Any]) -> str:
                       f"{b['multipliers_in_luts']} module(s) have their multipliers in LUTs."]
     if r.get("pnr"):
         p = r["pnr"]
-        lines += ["", "## Place and route", "",
-                  f"Fmax {_fmt(p['fmax_mhz'])} MHz (target {p['target_mhz']:g} MHz), "
-                  f"{p['seconds']} s.", "", "| resource | used | available |", "|---|---|---|"]
+        if p.get("routed", True):
+            head = (f"Fmax {_fmt(p['fmax_mhz'])} MHz (target {p['target_mhz']:g} MHz), "
+                    f"{p['seconds']} s.")
+        else:
+            head = (f"**Not routed**: nextpnr stopped after {p['minutes_limit']:g} min "
+                    f"(`--pnr-minutes`). Fmax after placement (nextpnr's estimate, not a "
+                    f"routed figure): {_fmt(p['placed_fmax_mhz'])} MHz (target "
+                    f"{p['target_mhz']:g} MHz).")
+        lines += ["", "## Place and route", "", head, "",
+                  "| resource | used | available |", "|---|---|---|"]
         for k, v in p["utilization"].items():
             lines.append(f"| {k} | {v['used']} | {v['available']} |")
         cp = p.get("critical_path")
