@@ -52,6 +52,15 @@ endmodule
 """
 
 
+
+def _pnr_fmax(p: dict) -> str:
+    """The Fmax cell of a place-and-route record: routed, or nextpnr's after placement."""
+    if not p:
+        return "–"
+    if not p.get("routed", True):
+        return f"not routed in {p['minutes_limit']:g} min (placed: {p.get('placed_fmax_mhz')})"
+    return str(p.get("fmax_mhz"))
+
 def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True,
              clock_mhz: float = 200.0) -> dict:
     """Figures of one registered MAC for ``target``, flat.
@@ -144,7 +153,8 @@ def reused(out: Path, cfg: GemmConfig, target: str, est_only: bool, timed: bool)
     if r.get("config_digest") != cfg.digest() or r.get("tools") != tool_versions(target):
         return None
     if not est_only and (r.get("flat") is None
-                         or (timed and not (r.get("pnr") or r.get("sta")))):
+                         or (timed and not (r.get("pnr") or r.get("sta")))
+                         or not (r.get("pnr") or {}).get("routed", True)):
         return None
     if est_only:
         r["flat"], r["pnr"], r["sta"] = None, None, None
@@ -269,7 +279,7 @@ def main() -> int:
                       f"{arr.get('luts', 0) / macs:.1f}/{arr.get('ffs', 0) / macs:.1f} | "
                       f"{rq.get('luts', 0)}/{rq.get('ffs', 0)}/{rq.get('dsps', 0)} | "
                       f"{fig['brams']} DP16KD, "
-                      f"{fig['lutram_cells']} DPR16X4 | {p.get('fmax_mhz', '–')} | "
+                      f"{fig['lutram_cells']} DPR16X4 | {_pnr_fmax(p)} | "
                       f"{path} | {secs:.0f} |")
             else:
                 a = fig["area_um2"] - mem.get("area_um2", 0)

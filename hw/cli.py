@@ -710,8 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the fast hierarchical estimate: no flat run, no place-and-route, "
                         "no timing (default: off)")
     p.add_argument("--pnr-minutes", metavar="MIN", type=_pnr_minutes, default=PNR_MINUTES,
-                   help="stop nextpnr after MIN minutes and report Fmax after placement only "
-                        "(default: %(default)g)")
+                   help="ecp5/ice40: stop nextpnr after MIN minutes (wall clock) and report "
+                        "Fmax after placement only (default: %(default)g)")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="folder of design folders (default: %(default)s)")
     p.add_argument("--json", action="store_true",

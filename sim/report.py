@@ -193,7 +193,10 @@ def _blocks(cfg, folder: Path, top, measured) -> list[tuple]:
         fig = r.get("flat") or r["estimate"]
         kind = "flat synthesis" if r.get("flat") else "hierarchical estimate"
         rows = [(k, _fmt(fig.get(k))) for k in _QOR_KEYS if fig.get(k) is not None]
-        if r.get("pnr"):
+        if r.get("pnr") and not r["pnr"].get("routed", True):
+            rows.append((f"Fmax, MHz (not routed in {r['pnr']['minutes_limit']:g} min; "
+                         f"after placement)", _fmt(r["pnr"].get("placed_fmax_mhz"))))
+        elif r.get("pnr"):
             rows.append(("Fmax, MHz (place and route)", _fmt(r["pnr"].get("fmax_mhz"))))
         if r.get("sta") and r["sta"].get("fmax_mhz"):
             rows.append(("Fmax, MHz (OpenSTA)", _fmt(r["sta"]["fmax_mhz"])))

@@ -286,6 +286,8 @@ def test_ice40_place_and_route_path(tmp_path):
                         "ice40_flat.json", ooc=False, minutes=10e-3 / 60)
     assert stopped["routed"] is False and stopped["fmax_mhz"] is None
     assert stopped["minutes_limit"] == 10e-3 / 60 and stopped["critical_path"] is None
+    # nothing of the finished run above is taken for the stopped one's
+    assert stopped["placed_fmax_mhz"] is None and stopped["utilization"] == {}
 
 
 #: nextpnr-ecp5's log of the default design's run on the LFE5U-85F (2026-11-30, cut short):
@@ -317,6 +319,12 @@ def test_placement_timing_from_the_log():
                     "TRELLIS_FF": {"used": 33441, "available": 83640},
                     "TRELLIS_COMB": {"used": 63704, "available": 83640}}
     assert flow._placed_from_log("Info: Packing IOs..\n") == (None, {})
+    # the routed timing after "Info: Routing" is not the placed one; aclk before other clocks
+    two = ("Info: Max frequency for clock 'other': 99.00 MHz (FAIL at 200.00 MHz)\n"
+           "Info: Max frequency for clock 'aclk': 55.89 MHz (FAIL at 200.00 MHz)\n"
+           "Info: Routing..\n"
+           "Info: Max frequency for clock 'aclk': 61.00 MHz (FAIL at 200.00 MHz)\n")
+    assert flow._placed_from_log(two)[0] == 55.89
 
 
 def test_markdown_says_when_not_routed(out):

@@ -833,13 +833,16 @@ PNR_MINUTES = 60.0
 
 
 def _placed_from_log(log: str) -> tuple[float | None, dict]:
-    """nextpnr's Fmax after placement (its first ``Max frequency for clock`` line, from
-    estimated delays, MHz) and the device utilization (``Device utilisation`` block: bel type
+    """nextpnr's Fmax after placement (its ``Max frequency for clock`` line before routing,
+    from estimated delays, MHz; ``aclk`` or ``clk`` before other clocks) and the device utilization (``Device utilisation`` block: bel type
     to used and available) from its log, for a run stopped before routing finished."""
+    placed = log.split("Info: Routing", 1)[0]       # the timing after routing comes later
+    clocks = dict(re.findall(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz", placed))
     fmax = None
-    m = re.search(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", log)
-    if m:
-        fmax = float(m.group(1))
+    for name in ("aclk", "clk", *clocks):
+        if name in clocks:
+            fmax = float(clocks[name])
+            break
     util = {}
     block = log.split("Device utilisation:", 1)
     if len(block) == 2:
@@ -868,12 +871,15 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
         cmd.append("--out-of-context")
     if family == "ice40":
         cmd.append("--pcf-allow-unconstrained")
+    for stale in ("pnr.log", "pnr_report.json"):    # never a previous run's figures
+        (work / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
     try:
         tools.run(cmd, work, "pnr.out", f"nextpnr-{family} on {dev.name}",
                   timeout=minutes * 60)
     except subprocess.TimeoutExpired:
-        log = (work / "pnr.log").read_text(encoding="utf-8", errors="replace")
+        log_path = work / "pnr.log"                   # none if stopped before nextpnr began
+        log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
         placed, util = _placed_from_log(log)
         return {"device": dev.as_dict(), "seconds": round(time.monotonic() - t0, 1),
                 "routed": False, "minutes_limit": minutes, "fmax_mhz": None,

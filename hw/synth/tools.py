@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from importlib import metadata, util
@@ -96,11 +97,28 @@ def run(cmd: list[str], cwd: Path, log: str, what: str, timeout: float | None = 
     ------
     SynthError
         If the tool exits with a non-zero code; the message quotes its first ``ERROR`` line.
+    subprocess.TimeoutExpired
+        If ``timeout`` (seconds, wall clock) ran out; the tool has been stopped.
     """
     path = Path(cwd) / log
     with open(path, "w", encoding="utf-8") as f:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, timeout=timeout)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # SIGINT first: the YoWASP wrapper then removes its temporary folder.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     text = path.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         lines = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "Error" in ln]
