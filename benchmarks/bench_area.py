@@ -52,7 +52,6 @@ endmodule
 """
 
 
-
 def _pnr_fmax(p: dict) -> str:
     """The Fmax cell of a place-and-route record: routed, or nextpnr's after placement."""
     if not p:
@@ -60,6 +59,7 @@ def _pnr_fmax(p: dict) -> str:
     if not p.get("routed", True):
         return f"not routed in {p['minutes_limit']:g} min (placed: {p.get('placed_fmax_mhz')})"
     return str(p.get("fmax_mhz"))
+
 
 def bare_mac(target: str, psum_width: int, work: Path, dsp: bool = True,
              clock_mhz: float = 200.0) -> dict:

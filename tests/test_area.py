@@ -280,14 +280,18 @@ def test_ice40_place_and_route_path(tmp_path):
     assert p["fmax_mhz"] == pytest.approx(1000 / cp["delay_ns"], rel=0.01)
     assert p["routed"] is True and 1 < p["placed_fmax_mhz"] < 1000   # from nextpnr's log
 
-    # The same run stopped after 10 ms: not routed, no Fmax, and no crash. (The WebAssembly
-    # tool takes longer than that to start, so it is stopped before placement.)
+    # The same run stopped after 10 ms: not routed, no Fmax, and no crash. A previous run's
+    # log (here a stand-in with an impossible Fmax) is never read for the stopped run's.
+    (tmp_path / "pnr.log").write_text(
+        "Info: Max frequency for clock 'clk': 12345.00 MHz (PASS at 100.00 MHz)\n")
     stopped = flow._pnr(tmp_path, SimpleNamespace(name="mac", clock_mhz=100.0), "ice40", hx1k,
                         "ice40_flat.json", ooc=False, minutes=10e-3 / 60)
     assert stopped["routed"] is False and stopped["fmax_mhz"] is None
     assert stopped["minutes_limit"] == 10e-3 / 60 and stopped["critical_path"] is None
-    # nothing of the finished run above is taken for the stopped one's
-    assert stopped["placed_fmax_mhz"] is None and stopped["utilization"] == {}
+    # SIGINT does not interrupt the WebAssembly tool at once, so within its 10 s of grace the
+    # stopped run may still have placed the MAC: its own figure, or none, never the stale one.
+    assert stopped["placed_fmax_mhz"] != 12345.0
+    assert stopped["placed_fmax_mhz"] is None or 1 < stopped["placed_fmax_mhz"] < 1000
 
 
 #: nextpnr-ecp5's log of the default design's run on the LFE5U-85F (2026-11-30, cut short):

@@ -171,7 +171,6 @@ def _lutrams(target: str, cells: Counter) -> dict[str, int]:
 CMOS_TRANSISTORS = {"$_NOT_": 2, "$_BUF_": 4, "$_NAND_": 4, "$_NOR_": 4, "$_DFF_P_": 16}
 
 
-@functools.lru_cache(maxsize=None)
 @functools.lru_cache(maxsize=1)
 def _liberty() -> dict[str, tuple[float, dict[str, str]]]:
     """``{cell: (area µm², {pin: "input" | "output" | "inout"})}`` of the liberty file, read
@@ -370,50 +369,40 @@ def _mem_bits(netlist_json: Path) -> dict[str, int]:
 _DSP48E1_REGISTERS = (("AREG", "A"), ("BREG", "B"), ("CREG", "C"), ("DREG", "D"))
 
 
-def _dsp_register_bits(netlist_json: Path, top: str) -> int:
-    """Bits of the input registers inside the DSP48E1s of a Yosys JSON netlist under ``top``
-    (:data:`_DSP48E1_REGISTERS`), submodules counted once per instance: for each block, the
-    stages of each register times the distinct signal nets on its port (a sign-extended 8-bit
-    operand on the 30-bit A port: 8 bits; the cascade input ``ACIN``/``BCIN`` when
-    ``A_INPUT``/``B_INPUT`` is ``CASCADE``).
+def _dsp_register_bits(netlist_json: Path) -> Counter:
+    """Bits of the input registers inside each module's own DSP48E1s in a Yosys JSON netlist
+    (:data:`_DSP48E1_REGISTERS`), by module: for each block, the stages of each register times
+    the distinct signal nets on its port (a sign-extended 8-bit operand on the 30-bit A port:
+    8 bits; the cascade input ``ACIN``/``BCIN`` when ``A_INPUT``/``B_INPUT`` is ``CASCADE``).
 
-    ``xilinx_dsp`` packs flip-flops that feed a DSP48E1 into its A/B/C/D registers; flat it
-    can take them from a neighbouring module, which the hierarchical estimate (one module at a
+    ``xilinx_dsp`` packs flip-flops that feed a DSP48E1 into its A/B/C/D registers; flat it can
+    take them from a neighbouring module, which the hierarchical estimate (one module at a
     time) cannot, so the flat run has fewer fabric flip-flops and more DSP register bits (some
-    packed flip-flops keep a copy in the fabric, so the bits can exceed the flip-flops saved). Measured on 4 x 4: 64 fewer FFs flat; with
-    ``-nodsp`` both runs have 4,546 (docs/area.md)."""
-    mods = json.loads(netlist_json.read_text(encoding="utf-8"))["modules"]
-    memo: dict[str, int] = {}
+    packed flip-flops keep a copy in the fabric, so the bits can exceed the flip-flops saved).
+    Measured on 4 x 4: 64 fewer FFs flat; with ``-nodsp`` both runs have 4,546
+    (docs/area.md)."""
+    out: Counter = Counter()
+    for name, mod in json.loads(netlist_json.read_text(encoding="utf-8"))["modules"].items():
+        for cell in mod.get("cells", {}).values():
+            if cell["type"] != "DSP48E1":
+                continue
+            par, con = cell["parameters"], cell["connections"]
 
-    def walk(name: str) -> int:
-        if name in memo:
-            return memo[name]
-        cells = mods[name]["cells"]
-        bits = 0
-        for cell in cells.values():
-            t = cell["type"]
-            if t in mods and not mods[t].get("attributes", {}).get("blackbox"):
-                bits += walk(t)
-            elif t == "DSP48E1":
-                par, con = cell["parameters"], cell["connections"]
+            def stages(reg: str) -> int:
+                v = str(par.get(reg, "1"))
+                return int(v, 2) if set(v) <= {"0", "1"} else int(v)
 
-                def stages(reg: str) -> int:
-                    v = str(par.get(reg, "1"))
-                    return int(v, 2) if set(v) <= {"0", "1"} else int(v)
-
-                def nets(port: str) -> set:
-                    return {b for b in con.get(port, []) if not isinstance(b, str)}
-                for reg, port in _DSP48E1_REGISTERS:
-                    if reg == "DREG" and par.get("USE_DPORT", "FALSE") != "TRUE":
-                        continue
-                    if port in ("A", "B") and par.get(f"{port}_INPUT", "DIRECT") == "CASCADE":
-                        port = f"{port}CIN"
-                    bits += stages(reg) * len(nets(port))
-                if par.get("USE_DPORT", "FALSE") == "TRUE":
-                    bits += stages("ADREG") * min(25, len(nets("A") | nets("D")))
-        memo[name] = bits
-        return bits
-    return walk(top)
+            def nets(port: str) -> set:
+                return {b for b in con.get(port, []) if not isinstance(b, str)}
+            for reg, port in _DSP48E1_REGISTERS:
+                if reg == "DREG" and par.get("USE_DPORT", "FALSE") != "TRUE":
+                    continue
+                if port in ("A", "B") and par.get(f"{port}_INPUT", "DIRECT") == "CASCADE":
+                    port = f"{port}CIN"
+                out[name] += stages(reg) * len(nets(port))
+            if par.get("USE_DPORT", "FALSE") == "TRUE":
+                out[name] += stages("ADREG") * min(25, len(nets("A") | nets("D")))
+    return out
 
 
 # -- DSP budget -------------------------------------------------------------------------------
@@ -504,7 +493,8 @@ def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
                         transistors=_num(mod.get("estimated_num_transistors")),
                         mem_bits=mem_bits))
     if target == "xilinx":
-        res["dsp_register_bits"] = _dsp_register_bits(work / f"{target}_flat.json", top)
+        res["dsp_register_bits"] = sum(
+            _dsp_register_bits(work / f"{target}_flat.json").values())
     if wrapper:
         total = _cells(stat["design"])
         res["with_wrapper"] = _summary(target, total)
@@ -756,7 +746,8 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
            "cell_types": dict(sorted(total_cells.items())), "blocks": blocks,
            "boundary_duplicate_ffs": sum(dups.values())}
     if target == "xilinx":
-        res["dsp_register_bits"] = _dsp_register_bits(work / f"{target}_hier.json", top)
+        own = _dsp_register_bits(work / f"{target}_hier.json")
+        res["dsp_register_bits"] = sum(own[name] * n for name, n in n_inst.items())
     res.update(_summary(target, total_cells, area_um2=total_area, transistors=total_tr,
                         mem_bits=total_mem))
     return res
@@ -834,8 +825,9 @@ PNR_MINUTES = 60.0
 
 def _placed_from_log(log: str) -> tuple[float | None, dict]:
     """nextpnr's Fmax after placement (its ``Max frequency for clock`` line before routing,
-    from estimated delays, MHz; ``aclk`` or ``clk`` before other clocks) and the device utilization (``Device utilisation`` block: bel type
-    to used and available) from its log, for a run stopped before routing finished."""
+    from estimated delays, MHz; ``aclk`` or ``clk`` before other clocks) and the device
+    utilization (``Device utilisation`` block: bel type to used and available) from its log,
+    for a run stopped before routing finished."""
     placed = log.split("Info: Routing", 1)[0]       # the timing after routing comes later
     clocks = dict(re.findall(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz", placed))
     fmax = None
@@ -873,14 +865,18 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
         cmd.append("--pcf-allow-unconstrained")
     for stale in ("pnr.log", "pnr_report.json"):    # never a previous run's figures
         (work / stale).unlink(missing_ok=True)
+    log_path = work / "pnr.log"
+
+    def placed_from_log() -> tuple[float | None, dict]:
+        # no log if stopped before nextpnr began
+        return _placed_from_log(log_path.read_text(encoding="utf-8", errors="replace")
+                                if log_path.exists() else "")
     t0 = time.monotonic()
     try:
         tools.run(cmd, work, "pnr.out", f"nextpnr-{family} on {dev.name}",
                   timeout=minutes * 60)
     except subprocess.TimeoutExpired:
-        log_path = work / "pnr.log"                   # none if stopped before nextpnr began
-        log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
-        placed, util = _placed_from_log(log)
+        placed, util = placed_from_log()
         return {"device": dev.as_dict(), "seconds": round(time.monotonic() - t0, 1),
                 "routed": False, "minutes_limit": minutes, "fmax_mhz": None,
                 "placed_fmax_mhz": placed, "target_mhz": cfg.clock_mhz, "utilization": util,
@@ -903,8 +899,7 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
                         "routing_ns": round(sum(p.get("delay", 0) for p in path
                                                 if p.get("type") == "routing"), 3)}
             break
-    placed, _ = _placed_from_log((work / "pnr.log").read_text(encoding="utf-8",
-                                                               errors="replace"))
+    placed, _ = placed_from_log()
     return {"device": dev.as_dict(), "seconds": round(seconds, 1), "routed": True,
             "minutes_limit": minutes, "placed_fmax_mhz": placed,
             "fmax_mhz": round(clk.get("achieved", 0.0), 2) if clk else None,

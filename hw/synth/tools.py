@@ -107,7 +107,8 @@ def run(cmd: list[str], cwd: Path, log: str, what: str, timeout: float | None = 
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            # SIGINT first: the YoWASP wrapper then removes its temporary folder.
+            # SIGINT first: the YoWASP wrapper removes its temporary folder when it gets
+            # control back (the WebAssembly call is not interrupted), else a kill after 10 s.
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=10)
