@@ -288,7 +288,8 @@ def main() -> int:
                 ov_f = (ffs - macs * mac["ffs"]) / (macs * mac["ffs"])
                 s = r.get("sta") or {}
                 rr = s.get("reg2reg") or {}
-                path = (f"{rr.get('from')} → {rr.get('to')} ({rr.get('arrival_ns')} ns)"
+                path = (f"{rr.get('from_register', rr.get('from'))} → "
+                        f"{rr.get('to_register', rr.get('to'))} ({rr.get('arrival_ns')} ns)"
                         if rr else "–")
                 print(f"| {n}x{n} | {run} | {a / macs:,.0f} | {ffs / macs:.1f} | "
                       f"{mac['area_um2']:,.0f} / {mac['ffs']} | {100 * ov:+.0f} % | "

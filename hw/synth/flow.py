@@ -480,7 +480,10 @@ def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
                          _lutmul_cmds(lut_modules))
     script += [_stat_cmd(target), f"write_json {target}_flat.json"]
     if target == "asic":
-        script += [f"write_verilog -noattr -noexpr {top}_asic.v"]
+        # -simple-lhs: OpenSTA's Verilog reader has no concatenation on the left of an
+        # ``assign`` (``assign { a[6], a[0] } = { 1'h0, a[5] };``); it reports a syntax error
+        # and drops the statement, and with it the connection (the 2 x 2 design had seven).
+        script += [f"write_verilog -noattr -noexpr -simple-lhs {top}_asic.v"]
     t0 = time.monotonic()
     stat = _run_yosys(work, script, "flat")
     seconds = time.monotonic() - t0
@@ -913,6 +916,34 @@ _ARRIVAL_RE = re.compile(r"^\s*(-?[\d.]+)\s+data arrival time", re.M)
 _POINT_RE = re.compile(r"^Startpoint: (\S+).*?^Endpoint: (\S+)", re.M | re.S)
 
 
+_INSTANCE_RE = re.compile(r"^\s*(\\\S+|\w+)\s+(\\\S+|\w+)\s*\($")
+_Q_PIN_RE = re.compile(r"^\s*\.Q\((.*)\),?$")
+
+
+def _flip_flop_q_nets(netlist: Path, cells: set[str]) -> dict[str, str]:
+    """The net on the ``Q`` pin of each of ``cells`` in a ``write_verilog -noexpr`` netlist,
+    as a register name: ``\\engine.requant.t_0 [0]`` becomes ``engine.requant.t_0[0]``. A
+    cell that is no flip-flop, or is not found, is left out."""
+    out: dict[str, str] = {}
+    inside = None
+    with open(netlist, encoding="utf-8") as f:
+        for line in f:
+            if inside is None:
+                m = _INSTANCE_RE.match(line.rstrip("\n"))
+                if m and m.group(2) in cells:
+                    inside = m.group(2)
+            elif line.strip() == ");":
+                inside = None
+            else:
+                q = _Q_PIN_RE.match(line.rstrip("\n"))
+                if q:
+                    out[inside] = q.group(1).strip().lstrip("\\").replace(" [", "[")
+                    inside = None
+                    if len(out) == len(cells):
+                        break
+    return out
+
+
 def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
     top = cfg.name
     period = 1000.0 / cfg.clock_mhz
@@ -932,6 +963,12 @@ def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
     text = tools.run([tools.sta_bin(), "-no_splash", "-exit", "sta.tcl"], work, "sta.log",
                      "OpenSTA")
     seconds = time.monotonic() - t0
+    errors = [line.strip() for line in text.splitlines() if line.startswith("Error")]
+    if errors:
+        # OpenSTA goes on after an error in the netlist and times what it could read: a
+        # dropped statement is a missing connection, and the figures would be wrong.
+        raise SynthError(f"OpenSTA: {errors[0]} ({len(errors)} error(s); log: "
+                         f"{work / 'sta.log'})")
     if "== reg2reg" not in text:
         raise SynthError(f"OpenSTA printed no report (log: {work / 'sta.log'})")
     worst, r2r = text.split("== reg2reg", 1)
@@ -949,6 +986,13 @@ def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
             out["from"], out["to"] = p.group(1), p.group(2)
         return out
     w, r = parse(worst), parse(r2r)
+    # ABC names the cells (``_63794_``); the register a flip-flop holds is its Q net.
+    ends = {v[k] for v in (w, r) if v for k in ("from", "to") if k in v}
+    q_nets = _flip_flop_q_nets(work / f"{top}_asic.v", ends)
+    for v in (w, r):
+        for k in ("from", "to"):
+            if v and v.get(k) in q_nets:
+                v[f"{k}_register"] = q_nets[v[k]]
     res: dict[str, Any] = {"seconds": round(seconds, 1), "clock_mhz": cfg.clock_mhz,
                            "period_ns": round(period, 3), "worst": w, "reg2reg": r}
     if r is not None:

@@ -131,8 +131,12 @@ def markdown(r: dict[str, Any]) -> str:
         for label, k in (("worst path", "worst"), ("register to register", "reg2reg")):
             v = s.get(k)
             if v:
-                lines.append(f"- {label}: slack {v['slack_ns']} ns, `{v.get('from')}` → "
-                             f"`{v.get('to')}`")
+                ends = f"`{v.get('from')}` → `{v.get('to')}`"
+                if v.get("from_register") or v.get("to_register"):
+                    # The registers the path runs between; the cells are ABC's names.
+                    ends = (f"`{v.get('from_register', v.get('from'))}` → "
+                            f"`{v.get('to_register', v.get('to'))}` (cells {ends})")
+                lines.append(f"- {label}: slack {v['slack_ns']} ns, {ends}")
         if s.get("fmax_mhz"):
             lines.append(f"- register-to-register Fmax: {s['fmax_mhz']} MHz")
     lines += ["", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
