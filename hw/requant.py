@@ -19,6 +19,14 @@ LATENCY = {"single": 5, "double": 5}
 #: 16-bit half of ``M0`` fits one 18 x 18 signed multiplier (ECP5 MULT18X18D, iCE40 SB_MAC16).
 _CHUNK = 17
 
+#: ``single`` rounding: bits of ``t = prod >> (30 - sh)`` kept after stage 4 saturates it to
+#: ``[-2^9, 2^9 - 1]``. Exact for every input: with ``y = (t + 1) >> 1`` and ``zp_out``,
+#: ``act_min``, ``act_max`` in ``[-128, 127]``, a ``t`` at or above ``2^9 - 1`` gives
+#: ``y >= 256`` and ``y + zp_out >= 128 > act_max``, and one at or below ``-2^9`` gives
+#: ``y <= -256`` (floor) and ``y + zp_out <= -129 < act_min``: the clamp returns ``act_max``
+#: or ``act_min`` for the saturated ``t`` as for the exact one, and nothing else changes.
+_T_BITS = 10
+
 
 class Requantizer(wiring.Component):
     """Requantize ``lanes`` accumulators per cycle to int8, fully pipelined.
@@ -152,8 +160,21 @@ class Requantizer(wiring.Component):
                 m.d.sync += ushift.eq((30 - sh)[:6])
                 t = Signal(signed(W + 32), name=f"t_{i}")
                 m.d.sync += t.eq(prod >> ushift)
-                y = Signal(signed(W + 34), name=f"y_{i}")
-                m.d.sync += y.eq((t + 1) >> 1)
+                # Stage 4 saturates t to _T_BITS bits before the increment (exact: see
+                # _T_BITS), so the increment, y, the zero-point add and the clamp are
+                # _T_BITS + 1 bits wide, not W + 32 to W + 35: the W + 32-bit increment's
+                # carry was the OSU 0.18 µm critical path (t_0 -> y_0, 8.0 ns, docs/area.md).
+                t_sat = Signal(signed(_T_BITS), name=f"t_sat_{i}")
+                above = t[_T_BITS - 1:] != 0        # for t >= 0: t >= 2^(T-1)
+                below = ~t[_T_BITS - 1:].all()       # for t < 0: t < -2^(T-1)
+                with m.If(t[-1] & below):
+                    m.d.comb += t_sat.eq(-(1 << (_T_BITS - 1)))
+                with m.Elif(~t[-1] & above):
+                    m.d.comb += t_sat.eq((1 << (_T_BITS - 1)) - 1)
+                with m.Else():
+                    m.d.comb += t_sat.eq(t[:_T_BITS].as_signed())
+                y = Signal(signed(_T_BITS), name=f"y_{i}")
+                m.d.sync += y.eq((t_sat + 1) >> 1)
             else:
                 sh1 = Signal(signed(8), name=f"shift_{i}_s1")
                 m.d.sync += sh1.eq(sh)
@@ -183,7 +204,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += y.eq((h >> e) + (rem > thr))
             # Last stage: add the output zero point and clamp.
             s = n_stages - 1
-            biased = Signal(signed(W + 35), name=f"biased_{i}")
+            biased = Signal(signed(len(y) + 1), name=f"biased_{i}")
             m.d.comb += biased.eq(y + zp[s])
             out = self.o_data[i]
             with m.If(biased < lo[s]):

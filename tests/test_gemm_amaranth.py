@@ -232,6 +232,55 @@ def test_requantizer_product_is_exact(W):
 
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
+def test_requantizer_at_the_saturation_edge(rounding):
+    """Every result from y = -700 to 700 around the clamp, with the zero point and the
+    activation range at their extremes: where the ``single`` datapath saturates
+    ``t = prod >> (30 - sh)`` to 10 bits (``hw.requant._T_BITS``), at t = -512 and 511.
+    With M0 = 2^30, sh = 0 gives t = acc and y = floor((acc + 1) / 2); sh = 1 gives t = 2 acc
+    and y = acc; sh = -1 gives y = round(acc / 4)."""
+    lanes = 4
+    dut = Requantizer(lanes=lanes, acc_width=32, rounding=rounding)
+    rng = random.Random(11)
+    clamps = [(0, -128, 127), (-128, -128, 127), (127, -128, 127), (-128, 0, 0),
+              (127, 0, 0), (0, -128, -128), (0, 127, 127), (-128, 127, 127), (127, -128, -128)]
+    vectors = []
+    for sh in (0, 1, -1):
+        accs = list(range(-1400, 1401)) if sh == 0 else list(range(-700, 701))
+        accs += [-(1 << 31), (1 << 31) - 1]
+        for k in range(0, len(accs), lanes):
+            chunk = (accs[k:k + lanes] + [0] * lanes)[:lanes]
+            zp, lo, hi = clamps[(k // lanes) % len(clamps)] if k % 3 else (
+                rng.randint(-128, 127), *sorted(rng.sample(range(-128, 128), 2)))
+            vectors.append((chunk, [1 << 30] * lanes, [sh] * lanes, zp, lo, hi))
+    got = []
+
+    async def tb(ctx):
+        for vec in vectors + [None] * dut.latency:
+            if vec is None:
+                ctx.set(dut.i_valid, 0)
+            else:
+                accs, mults, shifts, zp, lo, hi = vec
+                ctx.set(dut.i_valid, 1)
+                for i in range(lanes):
+                    ctx.set(dut.i_acc[i], accs[i])
+                    ctx.set(dut.i_multiplier[i], mults[i])
+                    ctx.set(dut.i_shift[i], shifts[i])
+                ctx.set(dut.i_zp_out, zp)
+                ctx.set(dut.i_act_min, lo)
+                ctx.set(dut.i_act_max, hi)
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                got.append([ctx.get(dut.o_data[i]) for i in range(lanes)])
+
+    _simulate(dut, tb)
+    assert len(got) == len(vectors)
+    for (accs, mults, shifts, zp, lo, hi), y in zip(vectors, got):
+        want = requantize(np.array(accs, dtype=np.int64), np.array(mults), np.array(shifts),
+                          zp_out=zp, act_min=lo, act_max=hi, rounding=rounding)
+        assert list(want) == y, (accs, shifts, zp, lo, hi)
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
 @pytest.mark.parametrize("W", [32, 35, 48, 64])
 def test_requantizer_matches_golden(rounding, W):
     """Widths that split ``acc`` into 2, 3 and 4 17-bit chunks for the partial products,
