@@ -39,7 +39,9 @@ class Requantizer(wiring.Component):
       computed exactly wide, with no saturation);
 
     then ``out = clamp(y + zp_out, act_min, act_max)``. Every intermediate is exact: the
-    datapath widths grow with ``acc_width`` so no legal input wraps.
+    datapath widths grow with ``acc_width`` so no legal input wraps. (``single`` saturates
+    ``y``'s input to 10 bits first, where the clamp's result is already decided: the output
+    is the same for every input, :data:`_T_BITS`.)
 
     Parameters
     ----------
