@@ -120,7 +120,7 @@ def bare_mac_fmax(target: str, psum_width: int, work: Path, clock_mhz: float) ->
             (w / "mac_fmax.sdc").write_text(
                 f"create_clock -name aclk -period {1000 / clock_mhz:.3f} [get_ports clk]\n")
             script += flow._synth_cmd(target, "mac_fmax", True, True, clock_mhz)
-            script += ["write_verilog -noattr -noexpr mac_fmax_asic.v", flow._stat_cmd(target)]
+            script += [f"{flow.WRITE_STA_NETLIST} mac_fmax_asic.v", flow._stat_cmd(target)]
             flow._run_yosys(w, script, "mac")
             out[kind] = flow._sta(w, ns).get("fmax_mhz")
         else:

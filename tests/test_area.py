@@ -257,6 +257,16 @@ def test_sta_refuses_a_netlist_it_cannot_read(tmp_path):
     r = flow._sta(tmp_path, cfg)
     assert r["reg2reg"]["from_register"] == "engine.requant.t_0[2]"
     assert r["reg2reg"]["to_register"] == "q"
+    # OpenSTA 2.0 has no `signed` declarations (the bare MAC of benchmarks/bench_area.py has
+    # signed ports, and its timing read six errors): _sta takes them out, and the path is the
+    # same
+    signed = _NETLIST.replace("  input d;", "  input signed d;").replace(
+        "  wire [3:0] \\engine", "  wire signed [3:0] \\engine")
+    assert signed.count("signed") == 2
+    (tmp_path / "t_asic.v").write_text(signed, encoding="utf-8")
+    r2 = flow._sta(tmp_path, cfg)
+    assert r2["reg2reg"] == r["reg2reg"]
+    assert "signed" not in (tmp_path / "t_asic.v").read_text(encoding="utf-8")
 
 
 def test_ecp5_synthesis(out):

@@ -276,6 +276,33 @@ def asic_inputs(work: Path) -> None:
     shutil.copyfile(tools.liberty_path(), work / tools.LIBERTY_NAME)
     (work / ABC_CONSTR_NAME).write_text(ABC_CONSTR, encoding="utf-8")
 
+#: How the ``asic`` target writes the netlist OpenSTA times. ``-simple-lhs``: OpenSTA 2.0's
+#: Verilog reader has no concatenation on the left of an ``assign`` (``assign { a[6], a[0] } =
+#: { 1'h0, a[5] };``); it reports a syntax error and drops the statement, and with it the
+#: connection (the 2 x 2 design had seven). It has no ``signed`` declarations either:
+#: :func:`_sta` takes those out.
+WRITE_STA_NETLIST = "write_verilog -noattr -noexpr -simple-lhs"
+
+_SIGNED_DECL_RE = re.compile(r"^(\s*(?:input|output|inout|wire|reg))\s+signed\b")
+
+
+def _unsigned_declarations(netlist: Path) -> None:
+    """Rewrite a gate-level netlist without ``signed`` in its declarations (OpenSTA 2.0 reads
+    ``input signed [7:0] a;`` as a syntax error and drops it). Signedness means nothing once
+    every operator is a library cell (``-noexpr``)."""
+    tmp = netlist.with_name(netlist.name + ".tmp")
+    changed = False
+    with open(netlist, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+        for line in src:
+            new = _SIGNED_DECL_RE.sub(r"\1", line)
+            changed |= new != line
+            dst.write(new)
+    if changed:
+        os.replace(tmp, netlist)
+    else:
+        tmp.unlink()
+
+
 def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 200.0,
                between: list[str] | None = None) -> list[str]:
     nf = "" if flat else " -noflatten"
@@ -480,10 +507,7 @@ def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
                          _lutmul_cmds(lut_modules))
     script += [_stat_cmd(target), f"write_json {target}_flat.json"]
     if target == "asic":
-        # -simple-lhs: OpenSTA's Verilog reader has no concatenation on the left of an
-        # ``assign`` (``assign { a[6], a[0] } = { 1'h0, a[5] };``); it reports a syntax error
-        # and drops the statement, and with it the connection (the 2 x 2 design had seven).
-        script += [f"write_verilog -noattr -noexpr -simple-lhs {top}_asic.v"]
+        script += [f"{WRITE_STA_NETLIST} {top}_asic.v"]
     t0 = time.monotonic()
     stat = _run_yosys(work, script, "flat")
     seconds = time.monotonic() - t0
@@ -947,6 +971,7 @@ def _flip_flop_q_nets(netlist: Path, cells: set[str]) -> dict[str, str]:
 def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
     top = cfg.name
     period = 1000.0 / cfg.clock_mhz
+    _unsigned_declarations(work / f"{top}_asic.v")
     script = "\n".join([
         f"read_liberty {tools.LIBERTY_NAME}",
         f"read_verilog {top}_asic.v",
