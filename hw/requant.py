@@ -19,13 +19,30 @@ LATENCY = {"single": 5, "double": 5}
 #: 16-bit half of ``M0`` fits one 18 x 18 signed multiplier (ECP5 MULT18X18D, iCE40 SB_MAC16).
 _CHUNK = 17
 
-#: ``single`` rounding: bits of ``t = prod >> (30 - sh)`` kept after stage 4 saturates it to
-#: ``[-2^9, 2^9 - 1]``. Exact for every input: with ``y = (t + 1) >> 1`` and ``zp_out``,
-#: ``act_min``, ``act_max`` in ``[-128, 127]``, a ``t`` at or above ``2^9 - 1`` gives
-#: ``y >= 256`` and ``y + zp_out >= 128 > act_max``, and one at or below ``-2^9`` gives
-#: ``y <= -256`` (floor) and ``y + zp_out <= -129 < act_min``: the clamp returns ``act_max``
-#: or ``act_min`` for the saturated ``t`` as for the exact one, and nothing else changes.
+#: Bits kept of the value the last rounding step adds to, saturated to ``[-2^9, 2^9 - 1]``:
+#: ``t = prod >> (30 - sh)`` before ``y = (t + 1) >> 1`` (``single``), ``h >> e`` before
+#: ``y = (h >> e) + (rem > thr)`` (``double``). Exact for every input: ``zp_out``, ``act_min``
+#: and ``act_max`` are in ``[-128, 127]``. ``single``: a ``t`` at or above ``2^9 - 1`` gives
+#: ``y >= 256`` and ``y + zp_out >= 128 > act_max``, one at or below ``-2^9`` gives
+#: ``y <= -256`` (floor) and ``y + zp_out <= -129 < act_min``. ``double``: ``y >= 511`` or
+#: ``y <= -512``, further still. So the clamp returns ``act_max`` or ``act_min`` for the
+#: saturated value as for the exact one, and nothing else changes.
 _T_BITS = 10
+
+
+def _saturate(m: Module, v, name: str) -> Signal:
+    """``v`` (signed) saturated to ``[-2^(T-1), 2^(T-1) - 1]``, ``T`` = :data:`_T_BITS`, as a
+    combinational signed ``T``-bit signal."""
+    out = Signal(signed(_T_BITS), name=name)
+    above = v[_T_BITS - 1:] != 0        # for v >= 0: v >= 2^(T-1)
+    below = ~v[_T_BITS - 1:].all()       # for v < 0: v < -2^(T-1)
+    with m.If(v[-1] & below):
+        m.d.comb += out.eq(-(1 << (_T_BITS - 1)))
+    with m.Elif(~v[-1] & above):
+        m.d.comb += out.eq((1 << (_T_BITS - 1)) - 1)
+    with m.Else():
+        m.d.comb += out.eq(v[:_T_BITS].as_signed())
+    return out
 
 
 class Requantizer(wiring.Component):
@@ -39,9 +56,9 @@ class Requantizer(wiring.Component):
       computed exactly wide, with no saturation);
 
     then ``out = clamp(y + zp_out, act_min, act_max)``. Every intermediate is exact: the
-    datapath widths grow with ``acc_width`` so no legal input wraps. (``single`` saturates
-    ``y``'s input to 10 bits first, where the clamp's result is already decided: the output
-    is the same for every input, :data:`_T_BITS`.)
+    datapath widths grow with ``acc_width`` so no legal input wraps. (The last rounding step's
+    input is saturated to 10 bits first, where the clamp's result is already decided: the
+    output is the same for every input, :data:`_T_BITS`.)
 
     Parameters
     ----------
@@ -166,17 +183,8 @@ class Requantizer(wiring.Component):
                 # _T_BITS), so the increment, y, the zero-point add and the clamp are
                 # _T_BITS + 1 bits wide, not W + 32 to W + 35: the W + 32-bit increment's
                 # carry was the OSU 0.18 µm critical path (t_0 -> y_0, 8.0 ns, docs/area.md).
-                t_sat = Signal(signed(_T_BITS), name=f"t_sat_{i}")
-                above = t[_T_BITS - 1:] != 0        # for t >= 0: t >= 2^(T-1)
-                below = ~t[_T_BITS - 1:].all()       # for t < 0: t < -2^(T-1)
-                with m.If(t[-1] & below):
-                    m.d.comb += t_sat.eq(-(1 << (_T_BITS - 1)))
-                with m.Elif(~t[-1] & above):
-                    m.d.comb += t_sat.eq((1 << (_T_BITS - 1)) - 1)
-                with m.Else():
-                    m.d.comb += t_sat.eq(t[:_T_BITS].as_signed())
                 y = Signal(signed(_T_BITS), name=f"y_{i}")
-                m.d.sync += y.eq((t_sat + 1) >> 1)
+                m.d.sync += y.eq((_saturate(m, t, f"t_sat_{i}") + 1) >> 1)
             else:
                 sh1 = Signal(signed(8), name=f"shift_{i}_s1")
                 m.d.sync += sh1.eq(sh)
@@ -202,8 +210,12 @@ class Requantizer(wiring.Component):
                 m.d.comb += rem.eq(h.as_unsigned()[:32] & mask)
                 thr = Signal(unsigned(32), name=f"thr_{i}")
                 m.d.comb += thr.eq((mask >> 1) + (h < 0))
-                y = Signal(signed(W + 34), name=f"y_{i}")
-                m.d.sync += y.eq((h >> e) + (rem > thr))
+                # As in single: h >> e saturated to _T_BITS bits before the rounding
+                # increment (a y of 511 or more, or -512 or less, clamps as the exact one).
+                hs = Signal(signed(W + 33), name=f"hs_{i}")
+                m.d.comb += hs.eq(h >> e)
+                y = Signal(signed(_T_BITS + 1), name=f"y_{i}")
+                m.d.sync += y.eq(_saturate(m, hs, f"hs_sat_{i}") + (rem > thr))
             # Last stage: add the output zero point and clamp.
             s = n_stages - 1
             biased = Signal(signed(len(y) + 1), name=f"biased_{i}")
