@@ -25,7 +25,7 @@ _CHUNK = 17
 #: and ``act_max`` are in ``[-128, 127]``. ``single``: a ``t`` at or above ``2^9 - 1`` gives
 #: ``y >= 256`` and ``y + zp_out >= 128 > act_max``, one at or below ``-2^9`` gives
 #: ``y <= -256`` (floor) and ``y + zp_out <= -129 < act_min``. ``double``: ``y >= 511`` or
-#: ``y <= -512``, further still. So the clamp returns ``act_max`` or ``act_min`` for the
+#: ``y <= -511``, further still. So the clamp returns ``act_max`` or ``act_min`` for the
 #: saturated value as for the exact one, and nothing else changes.
 _T_BITS = 10
 
@@ -181,7 +181,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += t.eq(prod >> ushift)
                 # Stage 4 saturates t to _T_BITS bits before the increment (exact: see
                 # _T_BITS), so the increment, y, the zero-point add and the clamp are
-                # _T_BITS + 1 bits wide, not W + 32 to W + 35: the W + 32-bit increment's
+                # 10 to 11 bits wide, not W + 32 to W + 35: the W + 32-bit increment's
                 # carry was the OSU 0.18 µm critical path (t_0 -> y_0, 8.0 ns, docs/area.md).
                 y = Signal(signed(_T_BITS), name=f"y_{i}")
                 m.d.sync += y.eq((_saturate(m, t, f"t_sat_{i}") + 1) >> 1)

@@ -230,9 +230,16 @@ endmodule
 def test_flip_flop_registers_by_hand(tmp_path):
     from hw.synth import flow
     path = tmp_path / "t_asic.v"
-    path.write_text(_NETLIST, encoding="utf-8")
-    got = flow._flip_flop_q_nets(path, {"_10_", "_11_", "_12_", "_99_"})
-    assert got == {"_10_": "engine.requant.t_0[2]", "_12_": "q"}
+    # and two more flip-flops: one with an escaped instance name (OpenSTA prints it without
+    # the backslash), one on a net Yosys named, which names no register
+    extra = ("  DFFPOSX1 \\engine.r$reg[2]  (\n    .CLK(aclk),\n    .D(d),\n"
+             "    .Q(\\engine.requant.t_0 [3])\n  );\n"
+             "  DFFPOSX1 _13_ (\n    .Q(_05_),\n    .CLK(aclk),\n    .D(d)\n  );\n")
+    path.write_text(_NETLIST.replace("endmodule", extra + "endmodule"), encoding="utf-8")
+    got = flow._flip_flop_q_nets(path, {"_10_", "_11_", "_12_", "_13_", "_99_",
+                                        "engine.r$reg[2]"})
+    assert got == {"_10_": "engine.requant.t_0[2]", "_12_": "q",
+                   "engine.r$reg[2]": "engine.requant.t_0[3]"}
 
 
 def test_sta_refuses_a_netlist_it_cannot_read(tmp_path):
@@ -251,6 +258,10 @@ def test_sta_refuses_a_netlist_it_cannot_read(tmp_path):
                            "  wire _05_;\n  wire [1:0] w;\n  assign { w[1], w[0] } = { 1'h0, d };\n")
     (tmp_path / "t_asic.v").write_text(bad, encoding="utf-8")
     with pytest.raises(SynthError, match=r"OpenSTA: Error: .*syntax error"):
+        flow._sta(tmp_path, cfg)
+    # a cell the liberty does not have is a black box, with a warning only: refused too
+    (tmp_path / "t_asic.v").write_text(_NETLIST.replace("INVX1", "FOOX1"), encoding="utf-8")
+    with pytest.raises(SynthError, match=r"OpenSTA: Warning: .*FOOX1 not found"):
         flow._sta(tmp_path, cfg)
     # the same netlist without that statement is timed
     (tmp_path / "t_asic.v").write_text(_NETLIST, encoding="utf-8")

@@ -238,15 +238,21 @@ def test_requantizer_at_the_saturation_edge(rounding):
     input (``t`` in ``single``, ``h >> e`` in ``double``) to 10 bits (``hw.requant._T_BITS``),
     at -512 and 511.
     With M0 = 2^30, sh = 0 gives t = acc and y = floor((acc + 1) / 2); sh = 1 gives t = 2 acc
-    and y = acc; sh = -1 gives y = round(acc / 4)."""
+    and y = acc; sh = -1 gives y = round(acc / 4). sh = -2 and -5 put y = round(acc / 2^(1 - sh))
+    at +-512, where ``double``'s rounding increment (rem > thr) carries a saturated
+    ``h >> e`` = 511 to 512 (and -512 to -511)."""
     lanes = 4
     dut = Requantizer(lanes=lanes, acc_width=32, rounding=rounding)
     rng = random.Random(11)
     clamps = [(0, -128, 127), (-128, -128, 127), (127, -128, 127), (-128, 0, 0),
               (127, 0, 0), (0, -128, -128), (0, 127, 127), (-128, 127, 127), (127, -128, -128)]
     vectors = []
-    for sh in (0, 1, -1):
-        accs = list(range(-1400, 1401)) if sh == 0 else list(range(-700, 701))
+    for sh in (0, 1, -1, -2, -5):
+        accs = {0: list(range(-1400, 1401)), 1: list(range(-700, 701)),
+                -1: list(range(-700, 701))}.get(sh)
+        if accs is None:
+            edge = 512 << (1 - sh)
+            accs = [v for c in (-edge, edge) for v in range(c - 200, c + 201)]
         accs += [-(1 << 31), (1 << 31) - 1]
         for k in range(0, len(accs), lanes):
             chunk = (accs[k:k + lanes] + [0] * lanes)[:lanes]

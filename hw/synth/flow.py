@@ -292,15 +292,16 @@ def _unsigned_declarations(netlist: Path) -> None:
     every operator is a library cell (``-noexpr``)."""
     tmp = netlist.with_name(netlist.name + ".tmp")
     changed = False
-    with open(netlist, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
-        for line in src:
-            new = _SIGNED_DECL_RE.sub(r"\1", line)
-            changed |= new != line
-            dst.write(new)
-    if changed:
-        os.replace(tmp, netlist)
-    else:
-        tmp.unlink()
+    try:
+        with open(netlist, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+            for line in src:
+                new = _SIGNED_DECL_RE.sub(r"\1", line)
+                changed |= new != line
+                dst.write(new)
+        if changed:
+            os.replace(tmp, netlist)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 200.0,
@@ -935,6 +936,7 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
 
 # -- static timing ----------------------------------------------------------------------------
 
+_STA_LINK_WARNING_RE = re.compile(r"not found|black box|unknown", re.I)
 _SLACK_RE = re.compile(r"^\s*(-?[\d.]+)\s+slack \((MET|VIOLATED)\)", re.M)
 _ARRIVAL_RE = re.compile(r"^\s*(-?[\d.]+)\s+data arrival time", re.M)
 _POINT_RE = re.compile(r"^Startpoint: (\S+).*?^Endpoint: (\S+)", re.M | re.S)
@@ -942,28 +944,36 @@ _POINT_RE = re.compile(r"^Startpoint: (\S+).*?^Endpoint: (\S+)", re.M | re.S)
 
 _INSTANCE_RE = re.compile(r"^\s*(\\\S+|\w+)\s+(\\\S+|\w+)\s*\($")
 _Q_PIN_RE = re.compile(r"^\s*\.Q\((.*)\),?$")
+_AUTO_NET_RE = re.compile(r"^_\d+_(\[\d+\])?$")
 
 
 def _flip_flop_q_nets(netlist: Path, cells: set[str]) -> dict[str, str]:
     """The net on the ``Q`` pin of each of ``cells`` in a ``write_verilog -noexpr`` netlist,
     as a register name: ``\\engine.requant.t_0 [0]`` becomes ``engine.requant.t_0[0]``. A
-    cell that is no flip-flop, or is not found, is left out."""
+    cell that is no flip-flop, or is not found, or whose Q net has no name of the design
+    (unconnected, or ``_0123_``), is left out."""
     out: dict[str, str] = {}
     inside = None
+    found = 0
     with open(netlist, encoding="utf-8") as f:
         for line in f:
             if inside is None:
                 m = _INSTANCE_RE.match(line.rstrip("\n"))
-                if m and m.group(2) in cells:
-                    inside = m.group(2)
+                # OpenSTA prints an escaped name (\\a.b$c ) without its backslash
+                if m and m.group(2).lstrip("\\") in cells:
+                    inside = m.group(2).lstrip("\\")
             elif line.strip() == ");":
                 inside = None
             else:
                 q = _Q_PIN_RE.match(line.rstrip("\n"))
                 if q:
-                    out[inside] = q.group(1).strip().lstrip("\\").replace(" [", "[")
+                    net = q.group(1).strip().lstrip("\\").replace(" [", "[")
+                    # an unconnected Q, or a net Yosys named (_0123_), names no register
+                    if net and not _AUTO_NET_RE.match(net):
+                        out[inside] = net
                     inside = None
-                    if len(out) == len(cells):
+                    found += 1
+                    if found == len(cells):
                         break
     return out
 
@@ -988,10 +998,12 @@ def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
     text = tools.run([tools.sta_bin(), "-no_splash", "-exit", "sta.tcl"], work, "sta.log",
                      "OpenSTA")
     seconds = time.monotonic() - t0
-    errors = [line.strip() for line in text.splitlines() if line.startswith("Error")]
+    errors = [line.strip() for line in text.splitlines() if line.startswith("Error")
+              or (line.startswith("Warning") and _STA_LINK_WARNING_RE.search(line))]
     if errors:
-        # OpenSTA goes on after an error in the netlist and times what it could read: a
-        # dropped statement is a missing connection, and the figures would be wrong.
+        # OpenSTA goes on after an error in the netlist, or a cell or port it cannot find
+        # (a warning, the instance a black box), and times what it could read: a dropped
+        # statement is a missing connection, and the figures would be wrong.
         raise SynthError(f"OpenSTA: {errors[0]} ({len(errors)} error(s); log: "
                          f"{work / 'sta.log'})")
     if "== reg2reg" not in text:
