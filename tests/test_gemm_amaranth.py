@@ -231,6 +231,39 @@ def test_requantizer_product_is_exact(W):
     assert got[:len(pairs)] == [a * b for a, b in pairs]
 
 
+def _check_requantizer(dut: Requantizer, vectors: list) -> None:
+    """Stream ``vectors`` (``(accs, multipliers, shifts, zp_out, act_min, act_max)``, one beat
+    each, ``dut.lanes`` lanes) through ``dut`` back to back and compare every output beat
+    with the golden ``requantize``."""
+    lanes = dut.lanes
+    got = []
+
+    async def tb(ctx):
+        for vec in vectors + [None] * dut.latency:
+            if vec is None:
+                ctx.set(dut.i_valid, 0)
+            else:
+                accs, mults, shifts, zp, lo, hi = vec
+                ctx.set(dut.i_valid, 1)
+                for i in range(lanes):
+                    ctx.set(dut.i_acc[i], accs[i])
+                    ctx.set(dut.i_multiplier[i], mults[i])
+                    ctx.set(dut.i_shift[i], shifts[i])
+                ctx.set(dut.i_zp_out, zp)
+                ctx.set(dut.i_act_min, lo)
+                ctx.set(dut.i_act_max, hi)
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                got.append([ctx.get(dut.o_data[i]) for i in range(lanes)])
+
+    _simulate(dut, tb)
+    assert len(got) == len(vectors)
+    for (accs, mults, shifts, zp, lo, hi), y in zip(vectors, got):
+        want = requantize(np.array(accs, dtype=np.int64), np.array(mults), np.array(shifts),
+                          zp_out=zp, act_min=lo, act_max=hi, rounding=dut.rounding)
+        assert list(want) == y, (accs, mults, shifts, zp, lo, hi)
+
+
 @pytest.mark.parametrize("rounding", ["single", "double"])
 def test_requantizer_at_the_saturation_edge(rounding):
     """Every result from y = -700 to 700 around the clamp, with the zero point and the
@@ -259,32 +292,7 @@ def test_requantizer_at_the_saturation_edge(rounding):
             zp, lo, hi = clamps[(k // lanes) % len(clamps)] if k % 3 else (
                 rng.randint(-128, 127), *sorted(rng.sample(range(-128, 128), 2)))
             vectors.append((chunk, [1 << 30] * lanes, [sh] * lanes, zp, lo, hi))
-    got = []
-
-    async def tb(ctx):
-        for vec in vectors + [None] * dut.latency:
-            if vec is None:
-                ctx.set(dut.i_valid, 0)
-            else:
-                accs, mults, shifts, zp, lo, hi = vec
-                ctx.set(dut.i_valid, 1)
-                for i in range(lanes):
-                    ctx.set(dut.i_acc[i], accs[i])
-                    ctx.set(dut.i_multiplier[i], mults[i])
-                    ctx.set(dut.i_shift[i], shifts[i])
-                ctx.set(dut.i_zp_out, zp)
-                ctx.set(dut.i_act_min, lo)
-                ctx.set(dut.i_act_max, hi)
-            await ctx.tick()
-            if ctx.get(dut.o_valid):
-                got.append([ctx.get(dut.o_data[i]) for i in range(lanes)])
-
-    _simulate(dut, tb)
-    assert len(got) == len(vectors)
-    for (accs, mults, shifts, zp, lo, hi), y in zip(vectors, got):
-        want = requantize(np.array(accs, dtype=np.int64), np.array(mults), np.array(shifts),
-                          zp_out=zp, act_min=lo, act_max=hi, rounding=rounding)
-        assert list(want) == y, (accs, shifts, zp, lo, hi)
+    _check_requantizer(dut, vectors)
 
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
@@ -311,32 +319,7 @@ def test_requantizer_matches_golden(rounding, W):
         lo = rng.randint(-128, 0)
         hi = rng.randint(lo, 127)
         vectors.append((accs, mults, shifts, zp, lo, hi))
-    got = []
-
-    async def tb(ctx):
-        for vec in vectors + [None] * dut.latency:
-            if vec is None:
-                ctx.set(dut.i_valid, 0)
-            else:
-                accs, mults, shifts, zp, lo, hi = vec
-                ctx.set(dut.i_valid, 1)
-                for i in range(lanes):
-                    ctx.set(dut.i_acc[i], accs[i])
-                    ctx.set(dut.i_multiplier[i], mults[i])
-                    ctx.set(dut.i_shift[i], shifts[i])
-                ctx.set(dut.i_zp_out, zp)
-                ctx.set(dut.i_act_min, lo)
-                ctx.set(dut.i_act_max, hi)
-            await ctx.tick()
-            if ctx.get(dut.o_valid):
-                got.append([ctx.get(dut.o_data[i]) for i in range(lanes)])
-
-    _simulate(dut, tb)
-    assert len(got) == len(vectors)
-    for (accs, mults, shifts, zp, lo, hi), y in zip(vectors, got):
-        want = requantize(np.array(accs, dtype=np.int64), np.array(mults), np.array(shifts),
-                          zp_out=zp, act_min=lo, act_max=hi, rounding=rounding)
-        assert list(want) == y, (accs, mults, shifts, zp, lo, hi)
+    _check_requantizer(dut, vectors)
 
 
 def test_ws_array_latency_and_weight_switch():
