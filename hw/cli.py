@@ -390,6 +390,7 @@ def cmd_area(args: argparse.Namespace) -> int:
     from .synth import area, check_target
     from .synth.report import markdown
 
+    dsp, pnr_minutes = _dsp_budget(args.dsp), _pnr_minutes(args.pnr_minutes)
     cfg = _load_config(args.config)
     check_target(args.target, pnr=not args.estimate, sta=not args.estimate)
     command = "npugen " + " ".join(args.argv)
@@ -398,9 +399,9 @@ def cmd_area(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"npugen area: {msg}", file=sys.stderr, flush=True)
 
-    report = area(cfg, args.target, out=args.out, device=args.device, dsp=args.dsp,
+    report = area(cfg, args.target, out=args.out, device=args.device, dsp=dsp,
                   estimate_only=args.estimate, command=command, progress=progress,
-                  pnr_minutes=args.pnr_minutes)
+                  pnr_minutes=pnr_minutes)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -486,23 +487,28 @@ def _str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def _dsp_budget(text: str) -> int:
+def _dsp_budget(text: str | None) -> int | None:
+    """``--dsp``: a bad value is one line, like a bad ``--target`` (CliError, exit 2)."""
+    if text is None:
+        return None
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of DSP blocks")
+        value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+        raise CliError(f"--dsp: {text!r} is not allowed (a number of DSP blocks, 0 or more)")
     return value
 
 
-def _pnr_minutes(text: str) -> float:
+def _pnr_minutes(text: str | float) -> float:
+    """``--pnr-minutes``: a bad value is one line (CliError, exit 2)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes")
+        value = 0.0
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of minutes")
+        raise CliError(f"--pnr-minutes: {text!r} is not allowed (a positive number of "
+                       f"minutes)")
     return value
 
 
@@ -703,13 +709,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthesis target (default: %(default)s)")
     p.add_argument("--device", metavar="NAME", default=None,
                    help="ecp5/ice40 device, e.g. LFE5U-45F (default: the smallest that fits)")
-    p.add_argument("--dsp", metavar="N", type=_dsp_budget, default=None,
+    p.add_argument("--dsp", metavar="N", default=None,
                    help="at most N DSP blocks; the other multipliers go to LUTs (default: as "
                         "many as the device has)")
     p.add_argument("--estimate", action="store_true",
                    help="only the fast hierarchical estimate: no flat run, no place-and-route, "
                         "no timing (default: off)")
-    p.add_argument("--pnr-minutes", metavar="MIN", type=_pnr_minutes, default=PNR_MINUTES,
+    p.add_argument("--pnr-minutes", metavar="MIN", default=PNR_MINUTES,
                    help="ecp5/ice40: stop nextpnr after MIN minutes (wall clock) and report "
                         "Fmax after placement only (default: %(default)g)")
     p.add_argument("--out", metavar="DIR", default="build",

@@ -435,6 +435,21 @@ def test_markdown_says_when_not_routed(out):
     assert "Fmax after placement (nextpnr's estimate, not a routed figure): 55.89 MHz" in md
 
 
+def test_markdown_explains_nextpnrs_larger_die(out):
+    """nextpnr places the LFE5U-12F on the -25F die (24,288 TRELLIS_COMB slots, as a real 2 x 2
+    run reported, for 12,288 LUTs): the report says which figure is the device's."""
+    r = dict(report_for(out, "xilinx"))
+    r["device"] = {"name": "LFE5U-12F", "luts": 12288, "ffs": 12288, "dsps": 28, "brams": 56}
+    r["pnr"] = {"routed": True, "minutes_limit": 60.0, "fmax_mhz": 97.48,
+                "placed_fmax_mhz": 99.0, "target_mhz": 200.0, "seconds": 40.0,
+                "utilization": {"TRELLIS_COMB": {"used": 5087, "available": 24288}},
+                "critical_path": None}
+    assert ("nextpnr models the LFE5U-12F on a larger die: `available` counts that die's "
+            "slots (24,288); the device has 12,288 LUTs") in markdown(r)
+    r["pnr"]["utilization"]["TRELLIS_COMB"]["available"] = 12288
+    assert "larger die" not in markdown(r)
+
+
 def test_bad_pnr_minutes(out):
     for bad in (0, -1.0, float("inf"), float("nan"), True, "5"):
         with pytest.raises(ValueError, match=r"^--pnr-minutes: .* is not allowed"):
@@ -590,17 +605,22 @@ def test_cli_missing_tool_message(tmp_path, monkeypatch, capsys):
     assert "qflow-tech-osu018" in line
 
 
-def test_cli_bad_dsp(tmp_path):
-    proc = npugen("area", "--dsp", "-3", "--out", str(tmp_path))
+@pytest.mark.parametrize("bad", ["-3", "many", "1.5"])
+def test_cli_bad_dsp(tmp_path, bad):
+    """One line, like a bad --target: the field, the value, what is allowed."""
+    proc = npugen("area", "--dsp", bad, "--out", str(tmp_path))
     assert proc.returncode == 2
-    assert "--dsp" in proc.stderr
+    assert proc.stderr == (f"npugen: error: --dsp: '{bad}' is not allowed (a number of DSP "
+                           f"blocks, 0 or more)\n")
+    assert not any(tmp_path.iterdir())                  # nothing written
 
 
 @pytest.mark.parametrize("bad", ["0", "-5", "soon", "inf"])
 def test_cli_bad_pnr_minutes(tmp_path, bad):
     proc = npugen("area", "--target", "ecp5", "--pnr-minutes", bad, "--out", str(tmp_path))
     assert proc.returncode == 2
-    assert f"argument --pnr-minutes: '{bad}' is not" in proc.stderr
+    assert proc.stderr == (f"npugen: error: --pnr-minutes: '{bad}' is not allowed (a positive "
+                           f"number of minutes)\n")
     assert not any(tmp_path.iterdir())                  # nothing written
 
 

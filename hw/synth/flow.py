@@ -1099,7 +1099,8 @@ def _checks(target: str, cfg: GemmConfig, flat: dict | None, est: dict) -> list[
         detail += f"; {ff_in_mem} FFs in memory modules (read registers)"
         if not need_bram:
             detail += f"; the accumulator memory ({acc_bits} bits) is small enough for LUT RAM"
-        out.append({"name": f"memories mapped to RAM ({bram_name}), not LUTs and FFs",
+        out.append({"name": f"memories mapped to RAM (block RAM {bram_name}; LUT RAM for small "
+                            f"ones), not to logic LUTs and FFs",
                     "ok": ok, "detail": detail})
     return out
 

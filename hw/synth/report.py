@@ -120,6 +120,13 @@ def markdown(r: dict[str, Any]) -> str:
                   "| resource | used | available |", "|---|---|---|"]
         for k, v in p["utilization"].items():
             lines.append(f"| {k} | {v['used']} | {v['available']} |")
+        luts = (r.get("device") or {}).get("luts")
+        comb = p["utilization"].get("TRELLIS_COMB", {}).get("available")
+        if luts and comb and comb != luts:
+            # LFE5U-12F: nextpnr places it on the -25F die (docs/area.md)
+            lines += ["", f"nextpnr models the {r['device']['name']} on a larger die: "
+                          f"`available` counts that die's slots ({comb:,}); the device has "
+                          f"{luts:,} LUTs (Device above)."]
         cp = p.get("critical_path")
         if cp:
             lines += ["", f"Critical path: `{cp['from']}` → `{cp['to']}`, {cp['delay_ns']} ns "
