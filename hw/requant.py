@@ -211,7 +211,7 @@ class Requantizer(wiring.Component):
                 thr = Signal(unsigned(32), name=f"thr_{i}")
                 m.d.comb += thr.eq((mask >> 1) + (h < 0))
                 # As in single: h >> e saturated to _T_BITS bits before the rounding
-                # increment (a y of 511 or more, or -512 or less, clamps as the exact one).
+                # increment (a y of 511 or more, or -511 or less, clamps as the exact one).
                 hs = Signal(signed(W + 33), name=f"hs_{i}")
                 m.d.comb += hs.eq(h >> e)
                 y = Signal(signed(_T_BITS + 1), name=f"y_{i}")
