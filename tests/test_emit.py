@@ -221,10 +221,16 @@ def test_header(design):
         assert line + "\n" in text
 
 
-def test_header_compiles(design, tmp_path):
+def _c_compiler() -> str:
+    """The C compiler on PATH; the test is skipped only when there is none."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no C compiler on PATH")
+    return cc
+
+
+def test_header_compiles(design, tmp_path):
+    cc = _c_compiler()
     checks = [f"NPU_CMD_{n.upper()}_LSB == {f.lsb}" for n, f in isa.CMD_FIELDS.items()]
     checks += [f"NPU_CMD_{n.upper()}_WIDTH == {f.width}" for n, f in isa.CMD_FIELDS.items()]
     checks += [f"NPU_STATUS_{n.upper()}_LSB == {f.lsb}" for n, f in isa.STATUS_FIELDS.items()]
@@ -597,9 +603,7 @@ def test_attention_header_has_the_attention_command(tmp_path):
     assert f"#define HATT_ERR_BAD_LUT {int(isa.Error.BAD_LUT)}u" in text
     plain = GemmConfig(name="hplain", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8)
     assert "ATT_CMD" not in (emit.generate(plain, tmp_path) / "hplain.h").read_text()
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler on PATH")
+    cc = _c_compiler()
     checks = [f"HATT_ATT_CMD_{n.upper()}_LSB == {f.lsb}" for n, f in isa.ATT_CMD_FIELDS.items()]
     checks += [f"HATT_ATT_CMD_{n.upper()}_WIDTH == {f.width}"
                for n, f in isa.ATT_CMD_FIELDS.items()]
