@@ -276,6 +276,7 @@ def asic_inputs(work: Path) -> None:
     shutil.copyfile(tools.liberty_path(), work / tools.LIBERTY_NAME)
     (work / ABC_CONSTR_NAME).write_text(ABC_CONSTR, encoding="utf-8")
 
+
 #: How the ``asic`` target writes the netlist OpenSTA times. ``-simple-lhs``: OpenSTA 2.0's
 #: Verilog reader has no concatenation on the left of an ``assign`` (``assign { a[6], a[0] } =
 #: { 1'h0, a[5] };``); it reports a syntax error and drops the statement, and with it the
@@ -940,8 +941,6 @@ _STA_LINK_WARNING_RE = re.compile(r"not found|black box|unknown", re.I)
 _SLACK_RE = re.compile(r"^\s*(-?[\d.]+)\s+slack \((MET|VIOLATED)\)", re.M)
 _ARRIVAL_RE = re.compile(r"^\s*(-?[\d.]+)\s+data arrival time", re.M)
 _POINT_RE = re.compile(r"^Startpoint: (\S+).*?^Endpoint: (\S+)", re.M | re.S)
-
-
 _INSTANCE_RE = re.compile(r"^\s*(\\\S+|\w+)\s+(\\\S+|\w+)\s*\($")
 _Q_PIN_RE = re.compile(r"^\s*\.Q\((.*)\),?$")
 _AUTO_NET_RE = re.compile(r"^_\d+_(\[\d+\])?$")
