@@ -71,7 +71,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [f"# {r['name']}: area and timing, target `{t}`", "",
              f"{cfg['rows']} × {cfg['cols']} {cfg['dataflow']}, k_max {cfg['k_max']}, "
              f"acc_depth {cfg['acc_depth']}, res_depth {cfg['res_depth']}, "
-             f"{r['macs']} MACs, peak {r['peak_gmacs']:g} GMAC/s at {cfg['clock_mhz']:g} MHz.", ""]
+             f"{r['macs']} MACs, peak {r['peak_gmacs']:g} GMAC/s at the configured "
+             f"{cfg['clock_mhz']:g} MHz (`clock_mhz`: a target, not a measured Fmax).", ""]
     if r.get("command"):
         lines += [f"Command: `{r['command']}`", ""]
     lines += ["## Totals", "", "| figure | flat | hierarchical estimate | error |", "|---|---|---|---|"]
