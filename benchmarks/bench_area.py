@@ -37,12 +37,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hw.config import GemmConfig  # noqa: E402
-from hw.synth import area, tool_versions  # noqa: E402
-from hw.synth import flow, hier  # noqa: E402
-from hw.synth.devices import DEVICES  # noqa: E402
+from npugen.hw.config import GemmConfig  # noqa: E402
+from npugen.hw.synth import area, tool_versions  # noqa: E402
+from npugen.hw.synth import flow, hier  # noqa: E402
+from npugen.hw.synth.devices import DEVICES  # noqa: E402
 
 MAC_V = """// one registered int8 MAC, as wide as a PE of an R-row array
 module bare_mac(input clk, input signed [7:0] a, input signed [7:0] b,
@@ -165,7 +164,7 @@ def reused(out: Path, cfg: GemmConfig, target: str, est_only: bool, timed: bool)
 def error_table(args, sizes: list[int], targets: list[str], extra: dict, out: Path) -> int:
     """``--error``: the hierarchical estimate against the flat run, per size, target and headline
     figure (no place-and-route or timing)."""
-    from hw.synth.report import HEADLINE, _LABELS
+    from npugen.hw.synth.report import HEADLINE, _LABELS
     print("\n| array | target | device | figure | flat | estimate | error | flat s | estimate s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for target in targets:

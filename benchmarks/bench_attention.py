@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from hw.config import AttentionConfig, load_config  # noqa: E402
-from sim import perfmodel, realdata, run  # noqa: E402
+from npugen.hw.config import AttentionConfig, load_config  # noqa: E402
+from npugen.sim import perfmodel, realdata, run  # noqa: E402
 
 
 def _row(label, m, n, d, cycles, model, ideal, wall):
@@ -84,7 +83,7 @@ def long_context(args) -> list[str]:
 
 
 def area(args) -> list[str]:
-    from hw.synth.flow import area as synth_area
+    from npugen.hw.synth.flow import area as synth_area
     base = load_config()
     small = dataclasses.replace(base, name="att_area0", rows=1, cols=1, k_max=64, acc_depth=2,
                                 res_depth=4)

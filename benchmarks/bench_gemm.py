@@ -19,8 +19,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hw.config import load_config
-from sim import run, runner
+from npugen.hw.config import load_config
+from npugen.sim import run, runner
 
 
 def main(argv=None) -> int:
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             b = rng.integers(-128, 128, (k, n), dtype=np.int8)
             jobs.append((f"random {m}x{k}x{n}", dict(a=a, b=b)))
         if args.minilm:
-            from sim import realdata
+            from npugen.sim import realdata
             for job in realdata.qkv_jobs():
                 jobs.append((f"MiniLM {job['name']}", realdata.gemm_args(job)))
         table = Table(title=f"GEMM on {cfg.name}, {args.sim}")

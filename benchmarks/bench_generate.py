@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hw.config import load_config
-from hw.emit import generate
-from hw.tools import verilator_bin, verilator_env
+from npugen.hw.config import load_config
+from npugen.hw.emit import generate
+from npugen.hw.tools import verilator_bin, verilator_env
 
 
 def main(argv=None) -> int:

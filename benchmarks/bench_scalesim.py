@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import GemmConfig
-from sim import perfmodel as pm
+from npugen.hw.config import GemmConfig
+from npugen.sim import perfmodel as pm
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [(8, 8, 8), (64, 64, 64), (128, 384, 384)]
@@ -96,7 +96,7 @@ def run_scalesim(py: Path, cfg, m: int, k: int, n: int, cache: Path) -> int | No
 
 def rtl_cycles(cfg, shapes) -> dict:
     """Status cycles of requantized jobs on Verilator (sim.run.gemm_many), by shape."""
-    from sim import run
+    from npugen.sim import run
     rng = np.random.default_rng(0)
     jobs = []
     for m, k, n in shapes:

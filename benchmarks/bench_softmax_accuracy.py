@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _softmax_emulations import (  # noqa: E402
     hls4ml_softmax_int8,
@@ -41,7 +40,7 @@ from _softmax_emulations import (  # noqa: E402
     tflite_softmax_int8,
 )
 
-from sim.golden import softmax_int8  # noqa: E402
+from npugen.sim.golden import softmax_int8  # noqa: E402
 
 B = 16
 

@@ -31,7 +31,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from hw import isa
+from npugen.hw import isa
 
 __all__ = [
     "GemmJob", "Beat", "BeatStream", "ResultPlan", "Streams", "Status",
@@ -954,7 +954,7 @@ def _lut_cached(c: float, F: int) -> tuple[int, ...]:
     """``make_lut(c, F)`` of the golden side (osi8.md), memoised: it is slow to evaluate."""
     key = (float(c), int(F))
     if key not in _LUTS:
-        from sim.golden import make_lut
+        from npugen.sim.golden import make_lut
         _LUTS[key] = tuple(make_lut(*key))
     return _LUTS[key]
 
@@ -996,7 +996,7 @@ def encode_attention(job: AttentionJob, cfg) -> AttentionStreams:
     """
     g = attention_geometry(cfg)
     d, P = g["d"], g["q_block"]
-    from sim.golden.attention import AttentionParams
+    from npugen.sim.golden.attention import AttentionParams
     params = job.params
     if not isinstance(params, AttentionParams):
         raise ValueError(f"params must be an AttentionParams, not {type(params).__name__}")

@@ -730,7 +730,7 @@ def golden_requant(job: dict) -> tuple[np.ndarray, np.ndarray]:
     shift : numpy.ndarray
         Integers in [-31, 30], shape ``(N,)``.
     """
-    from sim import golden
+    from npugen.sim import golden
 
     m0, sh = golden.effective_scale(job["scale_a"], job["scale_b"], job["scale_out"])
     return np.asarray(m0), np.asarray(sh)
@@ -751,7 +751,7 @@ def golden_output(job: dict, rounding: str = "single") -> np.ndarray:
     numpy.ndarray
         int8, shape ``(M, N)``.
     """
-    from sim import golden
+    from npugen.sim import golden
 
     m0, sh = golden_requant(job)
     c = golden.gemm_int8(job["a"], job["b"], bias=job["bias"], zp_a=job["zp_a"],
@@ -877,7 +877,7 @@ def attention_inputs(jobs, outputs=None, *, mask=None, heads: int = HEADS,
     ValueError
         Bad ``output_calibration`` or shapes.
     """
-    from sim import golden
+    from npugen.sim import golden
 
     if output_calibration not in ("head", "layer"):
         raise ValueError(f"output_calibration must be 'head' or 'layer', not "
@@ -970,7 +970,7 @@ def head_args(att: dict, h: int) -> dict:
 
 def head_params(att: dict, h: int):
     """:class:`sim.golden.AttentionParams` of head ``h`` (:func:`sim.golden.attention_params`)."""
-    from sim import golden
+    from npugen.sim import golden
 
     return golden.attention_params(
         float(att["scale_q"]), float(att["scale_k"]), float(att["scale_v"]),
@@ -987,7 +987,7 @@ def golden_attention(att: dict, h: int, *, F: int = 24, B: int = 16, G: int = 16
     numpy.ndarray
         int8, shape ``(T, d)``.
     """
-    from sim import golden
+    from npugen.sim import golden
 
     return np.asarray(golden.attention_int8(att["q"][h], att["k"][h], att["v"][h],
                                             head_params(att, h), F=F, B=B, G=G,
@@ -1017,7 +1017,7 @@ def attention_accuracy(o, att: dict, h: int) -> dict:
         unquantized scores): the part of the error the attention unit adds (score
         quantization, LUT, output rounding) beyond the projections' quantization.
     """
-    from sim import golden
+    from npugen.sim import golden
 
     so, zp = float(att["scale_out"][h]), int(att["zp_out"][h])
     job = {"ref": att["ref"][h], "scale_out": so, "zp_out": zp}
@@ -1445,14 +1445,14 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
         console.print(f"error: {exc}", markup=False, highlight=False)
         return 1
 
-    from hw.config import load_config
-    from hw.emit import generate
+    from npugen.hw.config import load_config
+    from npugen.hw.emit import generate
 
     cfg = load_config() if cfg is None else cfg
     rounding = getattr(cfg, "rounding", "single")
     generate(cfg, "build")
 
-    from sim import run as simrun  # imported here: realdata must load without the RTL
+    from npugen.sim import run as simrun  # imported here: realdata must load without the RTL
 
     results = simrun.gemm_many([gemm_args(j) for j in jobs], config=cfg, sim=sim)
 
@@ -1525,7 +1525,7 @@ def _attention_config(cfg):
     section's ``q_block`` is kept when the design has one)."""
     import dataclasses
 
-    from hw.config import AttentionConfig
+    from npugen.hw.config import AttentionConfig
 
     d = HIDDEN // HEADS
     att = getattr(cfg, "attention", None)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from sim import perfmodel as pm
+from npugen.sim import perfmodel as pm
 
 __all__ = ["write_report", "grid", "GRID_M", "GRID_K", "GRID_N"]
 
@@ -65,9 +65,9 @@ def _ports(cfg, folder: Path, top) -> tuple[list[dict], str]:
                 return data["ports"], f"`{manifest}`"
         except (ValueError, KeyError):
             pass
-    from hw import emit
+    from npugen.hw import emit
     if top is None:
-        from hw.top import NpuTop as top
+        from npugen.hw.top import NpuTop as top
     component = top(cfg)
     try:
         ports = [p.as_dict() for p in emit._signature_ports(component)]
@@ -145,7 +145,7 @@ def _measure(cfg, build_dir) -> list[dict]:
     """A few requantized jobs on Verilator: measured status cycles against the model."""
     import numpy as np
 
-    from sim import run
+    from npugen.sim import run
     R, C = cfg.rows, cfg.cols
     shapes = [(1, 1, 1), (R, R, C), (3 * R + 1, 2 * R + 1, 2 * C + 1), (64, 64, 64)]
     shapes = [s for s in shapes if s[1] <= cfg.k_max]

@@ -22,8 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sim import golden, perfmodel
-from sim.driver import GemmJob, encode_many
+from npugen.sim import golden, perfmodel
+from npugen.sim.driver import GemmJob, encode_many
 
 __all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "SimulationError"]
 
@@ -33,7 +33,7 @@ class SimulationError(RuntimeError):
 
 
 def _config(config):
-    from hw.config import GemmConfig, load_config
+    from npugen.hw.config import GemmConfig, load_config
     if config is None:
         return load_config()
     if isinstance(config, GemmConfig):
@@ -165,7 +165,7 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
     SimulationError
         If the simulation fails (an error status, a crash or a timeout).
     """
-    from sim import runner
+    from npugen.sim import runner
 
     cfg = _config(config)
     jobs = [j if isinstance(j, GemmJob) else make_job(**j) for j in jobs]
@@ -180,7 +180,7 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
     out_file = tdir / "out.npz"
     with open(jobs_file, "wb") as f:
         pickle.dump(jobs, f)
-    run = runner.test(cfg, "sim.benches.run_jobs", sim=sim, seed=0, waves=waves,
+    run = runner.test(cfg, "npugen.sim.benches.run_jobs", sim=sim, seed=0, waves=waves,
                       build_dir=build_dir, test_dir=tdir,
                       extra_env={"NPUGEN_JOBS": str(jobs_file), "NPUGEN_OUT": str(out_file)})
     if not run.ok or not out_file.is_file():
@@ -264,7 +264,7 @@ def _softmax_config(config):
     ``[softmax]`` section added (when it has none)."""
     import dataclasses
 
-    from hw.config import SoftmaxConfig
+    from npugen.hw.config import SoftmaxConfig
     cfg = _config(config)
     if config is None and cfg.softmax is None:
         cfg = dataclasses.replace(cfg, softmax=SoftmaxConfig())
@@ -329,8 +329,8 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
     SimulationError
         If the simulation fails (a crash, a timeout, malformed output framing).
     """
-    from sim import runner
-    from sim.golden.softmax import _check_scale, _check_scores   # the golden model's checks
+    from npugen.sim import runner
+    from npugen.sim.golden.softmax import _check_scale, _check_scores   # the golden model's checks
 
     c = _check_scale(scale)
     rows, mrows = _check_scores(scores, mask)
@@ -361,7 +361,7 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
     in_file = tdir / "scores.npz"
     out_file = tdir / "out.npz"
     np.savez(in_file, scores=rows.astype(np.int8), mask=mrows, scale=np.float64(c))
-    run = runner.test(cfg, "sim.benches.run_softmax", sim=sim, seed=0, waves=waves,
+    run = runner.test(cfg, "npugen.sim.benches.run_softmax", sim=sim, seed=0, waves=waves,
                       build_dir=build_dir, test_dir=tdir, top="softmax",
                       extra_env={"NPUGEN_SOFTMAX_IN": str(in_file),
                                  "NPUGEN_OUT": str(out_file)})
@@ -390,7 +390,7 @@ def _attention_config(config, d: int, heads: int):
     their defaults)."""
     import dataclasses
 
-    from hw.config import AttentionConfig
+    from npugen.hw.config import AttentionConfig
     cfg = _config(config)
     if config is None:
         cfg = dataclasses.replace(cfg, attention=AttentionConfig(d=d, heads=heads))
@@ -488,8 +488,8 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     """
     import numbers
 
-    from sim import runner
-    from sim.driver import AttentionJob, encode_attention
+    from npugen.sim import runner
+    from npugen.sim.driver import AttentionJob, encode_attention
 
     q_arr = np.asarray(q)
     if q_arr.ndim not in (2, 3):
@@ -520,7 +520,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
             shapes = "(N,) or (M, N)" + (" or (H, M, N)" if ndim == 3 else "")
             raise ValueError(f"mask must have shape {shapes}, not {mk.shape}")
     if scale_s is None:
-        from sim.golden import calibrate_score_scale
+        from npugen.sim.golden import calibrate_score_scale
         ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
     elif isinstance(scale_s, numbers.Real) and not isinstance(scale_s, bool):
         ss = [scale_s] * H
@@ -554,7 +554,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     out_file = tdir / "out.npz"
     with open(in_file, "wb") as f:
         pickle.dump(jobs, f)
-    run = runner.test(cfg, "sim.benches.run_attention", sim=sim, seed=0, waves=waves,
+    run = runner.test(cfg, "npugen.sim.benches.run_attention", sim=sim, seed=0, waves=waves,
                       build_dir=build_dir, test_dir=tdir, top="attention",
                       extra_env={"NPUGEN_ATTENTION_IN": str(in_file),
                                  "NPUGEN_OUT": str(out_file)})
@@ -567,7 +567,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
         errors = [int(e) for e in data["errors"]]
     bad = [h for h, e in enumerate(errors) if e]
     if bad:
-        from hw.isa import Error
+        from npugen.hw.isa import Error
         h = bad[0]
         raise SimulationError(f"head {h} of {name} ended with status {Error(errors[h]).name}; "
                               f"log: {run.log}")

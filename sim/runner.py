@@ -60,7 +60,7 @@ SIMULATORS = ("verilator", "icarus")
 TOPS = ("npu", "softmax", "attention")
 
 #: The regression bench module run by :func:`verify`.
-BENCH = "sim.benches.gemm_bench"
+BENCH = "npugen.sim.benches.gemm_bench"
 
 #: Timescale given to every build: Amaranth writes no `timescale, Icarus needs one.
 TIMESCALE = ("1ns", "1ps")
@@ -197,13 +197,13 @@ def _check_sim(sim: str) -> None:
     if sim not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     if sim == "icarus":
-        from hw.tools import ToolNotFound, icarus_bin
+        from npugen.hw.tools import ToolNotFound, icarus_bin
         try:
             icarus_bin()
         except ToolNotFound as e:
             raise SimError(str(e)) from None
     else:
-        from hw.tools import ToolNotFound, verilator_bin
+        from npugen.hw.tools import ToolNotFound, verilator_bin
         try:
             verilator_bin()
         except ToolNotFound as e:
@@ -260,13 +260,10 @@ VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include", "CFG_LDLIBS_THREADS=-pthre
 def _sim_env(sim: str) -> dict[str, str]:
     env = dict(os.environ)
     if sim == "verilator":
-        from hw.tools import verilator_env
+        from npugen.hw.tools import verilator_env
         env = verilator_env(env)
         flags = env.get("MAKEFLAGS", "").split()
         env["MAKEFLAGS"] = " ".join(flags + [v for v in VERILATOR_MAKE_VARS if v not in flags])
-    # the bench imports hw and sim: make sure the project is importable in the simulator
-    if str(_ROOT) not in sys.path:
-        sys.path.insert(0, str(_ROOT))
     return env
 
 
@@ -285,16 +282,16 @@ def _emitted(cfg, top: str):
     if top == "npu":
         return cfg, None
     if top == "attention":
-        from hw.top import AttentionTop
+        from npugen.hw.top import AttentionTop
         if getattr(cfg, "attention", None) is None:
             raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
         return dataclasses.replace(cfg, name=f"{cfg.name}_attention"), AttentionTop
-    from hw.top import SoftmaxTop
+    from npugen.hw.top import SoftmaxTop
     if cfg.softmax is None:
         raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
     lut = None
     if cfg.softmax.lut_rom_scale is not None:
-        from sim.golden import make_lut     # shared constants come from the golden side
+        from npugen.sim.golden import make_lut     # shared constants come from the golden side
         lut = make_lut(cfg.softmax.lut_rom_scale, cfg.softmax.F)
     return (dataclasses.replace(cfg, name=f"{cfg.name}_softmax"),
             lambda c: SoftmaxTop(c, lut=lut))
@@ -371,7 +368,7 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
         cfg_file = ddir / "config.toml"
         src_stamp = ddir / "rtl.stamp"
         if not (rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == stamp):
-            from hw.emit import EmitError, generate
+            from npugen.hw.emit import EmitError, generate
             try:
                 generate(ecfg, ddir / "rtl", top=builder)
             except EmitError as e:

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from sim import runner
+from npugen.sim import runner
 
 __all__ = ["need_sim", "seed_for", "run_bench"]
 

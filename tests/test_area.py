@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from hw.config import GemmConfig
-from hw.synth import TARGETS, NoDeviceFits, area
-from hw.synth import hier
-from hw.synth.flow import QOR_VERSION
-from hw.synth.report import HEADLINE, markdown
-from hw.tools import ToolNotFound
+from npugen.hw.config import GemmConfig
+from npugen.hw.synth import TARGETS, NoDeviceFits, area
+from npugen.hw.synth import hier
+from npugen.hw.synth.flow import QOR_VERSION
+from npugen.hw.synth.report import HEADLINE, markdown
+from npugen.hw.tools import ToolNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ CFG = GemmConfig(name="qor2", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=
 def _require_asic() -> None:
     """Skip, naming the package, only when the asic target's Debian packages are missing
     (`.ci/run` installs them)."""
-    from hw.synth import tools
+    from npugen.hw.synth import tools
     try:
         tools.liberty_path()
         tools.sta_bin()
@@ -146,7 +146,7 @@ def test_xilinx_flip_flops_agree_without_dsps(out):
     (960, 400, False),       # more FFs flat than estimated: never from packing
 ])
 def test_xilinx_flip_flop_check_allows_only_dsp_packing(est_ffs, est_bits, ok):
-    from hw.synth.flow import _checks
+    from npugen.hw.synth.flow import _checks
     flat = {"ffs": 1000, "dsp_register_bits": 500, "cell_types": {}}
     est = {"ffs": est_ffs, "dsp_register_bits": est_bits, "cell_types": {}, "blocks": {}}
     (check,) = [c for c in _checks("xilinx", CFG, flat, est)
@@ -227,7 +227,7 @@ endmodule
 
 
 def test_flip_flop_registers_by_hand(tmp_path):
-    from hw.synth import flow
+    from npugen.hw.synth import flow
     path = tmp_path / "t_asic.v"
     # and two more flip-flops: one with an escaped instance name (OpenSTA prints it without
     # the backslash), one on a net Yosys named, which names no register
@@ -245,8 +245,8 @@ def test_sta_refuses_a_netlist_it_cannot_read(tmp_path):
     """OpenSTA goes on after a syntax error and times what it read; the flow must not report
     that. The statement is the form Yosys wrote without -simple-lhs."""
     _require_asic()
-    from hw.synth import flow
-    from hw.synth.tools import SynthError
+    from npugen.hw.synth import flow
+    from npugen.hw.synth.tools import SynthError
     cfg = GemmConfig(name="t")
     flow.asic_inputs(tmp_path)
     (tmp_path / "t.sdc").write_text("create_clock -name aclk -period 5.0 [get_ports aclk]\n",
@@ -344,7 +344,7 @@ def test_ice40_place_and_route_path(tmp_path):
     20-bit adder in LUT4s cannot be faster than 1 GHz nor slower than 1 MHz."""
     from types import SimpleNamespace
 
-    from hw.synth import devices, flow
+    from npugen.hw.synth import devices, flow
     (tmp_path / "mac.v").write_text(
         "module mac(input clk, input signed [7:0] a_i, input signed [7:0] b_i,\n"
         "           output reg signed [19:0] y);\n"
@@ -404,7 +404,7 @@ Info: Routing..
 def test_placement_timing_from_the_log():
     """A run stopped while routing keeps nextpnr's Fmax after placement and the utilization,
     read from its log (by hand from the excerpt above)."""
-    from hw.synth import flow
+    from npugen.hw.synth import flow
     fmax, util = flow._placed_from_log(_PNR_LOG)
     assert fmax == 55.89
     assert util == {"DP16KD": {"used": 30, "available": 208},
@@ -457,7 +457,7 @@ def test_bad_pnr_minutes(out):
 
 def test_no_device_fits(out):
     """A design larger than the largest device, or than a named one, is a clear error."""
-    from hw.synth import devices
+    from npugen.hw.synth import devices
     tiny = devices.Device("LFE5U-12F", "ecp5", ("--12k",), 100, 100, 0, 0)
     monkey = pytest.MonkeyPatch()
     monkey.setitem(devices.DEVICES, "ecp5", (tiny,))
@@ -480,7 +480,7 @@ def test_a_larger_dsp_budget_rules_out_the_devices_between(out, mid_luts, budget
     """After a device does not fit, the estimate under the largest DSP budget left bounds the
     LUTs of every device between (more DSPs, fewer multipliers in LUTs): a device it rules out
     gets no estimate of its own."""
-    from hw.synth import devices
+    from npugen.hw.synth import devices
     big = 10**6                          # FFs and block RAMs: room for any memory
     devs = (devices.Device("LFE5U-12F", "ecp5", ("--12k",), 100, big, 0, 100),
             devices.Device("LFE5U-45F", "ecp5", ("--45k",), mid_luts, big, 1, 100),
@@ -504,7 +504,7 @@ def test_memories_rule_out_a_device_before_synthesis(tmp_path):
     """A design whose memories alone exceed every block RAM and flip-flop of every iCE40 is
     ruled out in seconds, before any synthesis (the default 16 x 16 design spent over half an
     hour in the estimate's ABC9 before this check)."""
-    from hw.synth import devices
+    from npugen.hw.synth import devices
     cfg = GemmConfig(name="bigacc", rows=2, cols=2, k_max=64, acc_depth=4096, res_depth=4)
     acc_bits = 4096 * 2 * 32               # the accumulator memory: depth x cols x 32 bits
     with pytest.raises(NoDeviceFits) as e:
@@ -523,7 +523,7 @@ def test_memories_rule_out_a_device_before_synthesis(tmp_path):
 def test_memories_rule_out_a_named_device(out):
     """The same check for a named device, with LUT RAM counted (ECP5): a stand-in LFE5U-12F of
     10 LUTs and 10 FFs holds at most 10 + 10 x 16 bits, less than the 2 x 2 design's memories."""
-    from hw.synth import devices
+    from npugen.hw.synth import devices
     tiny = devices.Device("LFE5U-12F", "ecp5", ("--12k",), 10, 10, 0, 0)
     monkey = pytest.MonkeyPatch()
     monkey.setitem(devices.DEVICES, "ecp5", (tiny,))
@@ -538,7 +538,7 @@ def test_memories_rule_out_a_named_device(out):
 
 def test_device_memory_capacity_by_hand():
     """Upper bounds on memory bits, from the data sheets' counts (docs in hw/synth/devices.py)."""
-    from hw.synth import devices
+    from npugen.hw.synth import devices
     hx8k = devices.device_by_name("ice40", "iCE40HX8K")
     assert hx8k.memory_capacity() == 32 * 4096 + 7680
     f12 = devices.device_by_name("ecp5", "LFE5U-12F")
@@ -546,8 +546,8 @@ def test_device_memory_capacity_by_hand():
 
 
 def npugen(*args: str, cwd: Path | None = None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hw.cli", *args], cwd=cwd, env=env,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "npugen.sim.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
@@ -583,8 +583,8 @@ def test_cli_device_for_a_target_without_devices(tmp_path):
 
 def test_cli_missing_tool(tmp_path, monkeypatch):
     """A missing optional tool is one line naming the package, exit 2."""
-    from hw import cli
-    from hw.synth import tools
+    from npugen.sim import cli
+    from npugen.hw.synth import tools
 
     monkeypatch.setattr(tools, "LIBERTY_PATHS", (str(tmp_path / "none.lib"),))
     rc = cli.main(["area", "--target", "asic", "--out", str(tmp_path)])
@@ -593,8 +593,8 @@ def test_cli_missing_tool(tmp_path, monkeypatch):
 
 
 def test_cli_missing_tool_message(tmp_path, monkeypatch, capsys):
-    from hw import cli
-    from hw.synth import tools
+    from npugen.sim import cli
+    from npugen.hw.synth import tools
 
     monkeypatch.setattr(tools, "LIBERTY_PATHS", (str(tmp_path / "none.lib"),))
     assert cli.main(["area", "--target", "asic", "--out", str(tmp_path)]) == 2
@@ -636,7 +636,7 @@ def test_cli_area_generic(out, tmp_path):
 # -- hierarchical estimate ----------------------------------------------------------------------
 
 def test_dedupe_keeps_one_module_per_kind():
-    from hw.emit import render
+    from npugen.hw.emit import render
     cfg = GemmConfig(name="d8", rows=8, cols=8, k_max=64, acc_depth=16, res_depth=8)
     text, rep, counts = hier.dedupe(render(cfg)["d8.v"].decode(), "d8")
     pes = {m: n for m, n in counts.items() if ".pe_" in m}
@@ -665,7 +665,7 @@ def test_dsp_plan_requantizer_before_pes():
     """The DSP budget goes to the requantizer's lanes first (all or none), then to the PEs in
     row-major order. Block counts worked by hand: ECP5 MULT18X18D takes 18 x 18 signed, so a
     32 x 32 product is ceil(32/17) * ceil(32/17) = 4 blocks a lane, 2 lanes = 8 blocks."""
-    from hw.synth.flow import _dsp_plan
+    from npugen.hw.synth.flow import _dsp_plan
     pes = [f"qor2.engine.array.pe_{r}_{c}" for r in range(2) for c in range(2)]
     mods = ["qor2", "qor2.engine", "qor2.engine.requant", "qor2.engine.array"] + pes
     assert _dsp_plan("ecp5", CFG, mods, None) == (set(), 12)

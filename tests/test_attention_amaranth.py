@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.attention import AttentionUnit, attention_widths
-from sim.driver import AttentionJob, decode_status, encode_attention
-from sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
+from npugen.hw import isa
+from npugen.hw.attention import AttentionUnit, attention_widths
+from npugen.sim.driver import AttentionJob, decode_status, encode_attention
+from npugen.sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
 
 # Units made only for their properties, or whose constructor raises, are never elaborated.
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

@@ -24,10 +24,10 @@ import pytest
 from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.attention import AttentionUnit
-from sim.driver import AttentionJob, decode_status, encode_attention
-from sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
+from npugen.hw import isa
+from npugen.hw.attention import AttentionUnit
+from npugen.sim.driver import AttentionJob, decode_status, encode_attention
+from npugen.sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
                                   attention_params, attention_scores, calibrate_score_scale)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -439,7 +439,7 @@ def test_overflow_corners_small_F_many_rescales():
 def test_negative_rounding_ties():
     """Divider ties (4 equal scores, G = 1: A·2^G/L = x.5, negative) and output ties
     (M0_o = 2^30, k = 31: q/2), driven directly."""
-    from sim.golden.attention import attention_state
+    from npugen.sim.golden.attention import attention_state
     rng = np.random.default_rng(4)
     jobs, ties = [], 0
     for it in range(14):
@@ -508,7 +508,7 @@ def _cfg(unit):
 def test_cycle_model_edge_shapes():
     """perfmodel.attention_cycles equals the status cycles: fully masked tiles, q_block > d,
     tiles of one key, a rescale on the last tile of a block followed by another block."""
-    from sim import perfmodel
+    from npugen.sim import perfmodel
     rng = np.random.default_rng(3)
     cases = []
     # q_block > d, B = 1, fully masked leading tiles

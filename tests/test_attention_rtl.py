@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sim.runner as runner
+import npugen.sim.runner as runner
 from rtl_helpers import need_sim, run_bench, seed_for
-from hw.config import AttentionConfig, GemmConfig, SoftmaxConfig, load_config
-from sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
+from npugen.hw.config import AttentionConfig, GemmConfig, SoftmaxConfig, load_config
+from npugen.sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
 
 pytestmark = pytest.mark.rtl
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
-BENCH = "sim.benches.attention_bench"
+BENCH = "npugen.sim.benches.attention_bench"
 
 
 def _cfg(name, *, d, q_block, heads, rounding="single", **sm) -> GemmConfig:
@@ -101,10 +101,10 @@ def _golden(q, k, v, scale_s, *, zp_v, zp_o, mask=None, causal=False, cfg=None):
 
 
 def test_run_api_heads_match_golden():
-    """sim.run.attention with 3-D input (two heads in one simulation) on the default design
+    """npugen.sim.run.attention with 3-D input (two heads in one simulation) on the default design
     plus [attention] d = 4, heads = 2: each head equals the golden model; the calibrated score
     scales are reported; cycles add up."""
-    from sim import run
+    from npugen.sim import run
 
     rng = np.random.default_rng(seed_for("run-api"))
     H, M, N, d = 2, 5, 19, 4
@@ -128,7 +128,7 @@ def test_run_api_heads_match_golden():
 def test_run_api_one_head_given_scale_and_mask():
     """2-D input, a given score scale and a padding mask, on a given configuration (one LUT
     slot for three heads: each head reloads it), on Icarus."""
-    from sim import run
+    from npugen.sim import run
 
     need_sim("icarus")
     cfg = CONFIGS["a8p2h3"]
@@ -174,7 +174,7 @@ def test_run_api_one_head_given_scale_and_mask():
     (dict(scale_out=1e-12), "scale_out is too small"),
 ])
 def test_run_api_rejects_bad_input_before_building(kwargs, message, monkeypatch):
-    from sim import run
+    from npugen.sim import run
 
     def no_build(*a, **k):
         raise AssertionError("built a design for bad input")

@@ -1,4 +1,4 @@
-"""hw.cli: the npugen command, as a user runs it (a subprocess) and in-process with stand-ins
+"""npugen.sim.cli: the npugen command, as a user runs it (a subprocess) and in-process with stand-ins
 for the sim modules that it calls."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw import __version__, cli
+from npugen.hw import __version__
+from npugen.sim import cli
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,11 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def npugen(*args: str, cwd: Path | None = None, env: dict | None = None):
-    """Run ``python -m hw.cli`` as a user would."""
-    base = dict(os.environ, PYTHONPATH=str(ROOT))
+    """Run ``python -m npugen.sim.cli`` as a user would."""
+    base = dict(os.environ)
     if env:
         base.update(env)
-    return subprocess.run([sys.executable, "-m", "hw.cli", *args], cwd=cwd, env=base,
+    return subprocess.run([sys.executable, "-m", "npugen.sim.cli", *args], cwd=cwd, env=base,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
@@ -48,9 +49,14 @@ def test_version():
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"npugen {__version__}\n", "")
 
 
-def test_version_matches_pyproject():
+def test_version_has_one_definition():
+    """pyproject.toml takes the version from npugen.hw.__version__; the metadata agrees."""
+    from importlib import metadata
     with open(ROOT / "pyproject.toml", "rb") as f:
-        assert tomllib.load(f)["project"]["version"] == __version__
+        project = tomllib.load(f)
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "npugen.hw.__version__"}
+    assert metadata.version("npugen") == __version__
 
 
 def test_help():
@@ -77,11 +83,12 @@ def test_unknown_option_shows_its_commands_usage(args, usage):
     assert proc.stderr.rstrip().splitlines()[-1].endswith("error: unrecognized arguments: --bogus")
 
 
-def test_importing_the_cli_does_not_import_sim():
-    proc = subprocess.run([sys.executable, "-c", "import sys, hw.cli; print('sim' in sys.modules)"],
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
-                          text=True, check=True)
-    assert proc.stdout == "False\n"
+def test_importing_the_cli_loads_no_simulator_or_hdl():
+    """`npugen --help` starts fast: the CLI module imports the heavy modules inside commands."""
+    code = ("import sys, npugen.sim.cli; print(sorted(m for m in ('amaranth', 'cocotb', 'numpy', "
+            "'npugen.sim.runner', 'npugen.sim.run', 'npugen.sim.golden') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout == "[]\n"
 
 
 @pytest.mark.parametrize("text,message", [
@@ -189,14 +196,14 @@ def fake_sim(monkeypatch):
     calls: dict[str, list] = {"verify": [], "gemm": [], "demo": [], "attention": []}
     result = {"verify": 0, "demo": 0, "gemm_error": None}
 
-    runner = types.ModuleType("sim.runner")
+    runner = types.ModuleType("npugen.sim.runner")
 
     def verify(cfg, *, sim, seed, waves, full):
         calls["verify"].append(dict(cfg=cfg, sim=sim, seed=seed, waves=waves, full=full))
         return result["verify"]
     runner.verify = verify
 
-    run = types.ModuleType("sim.run")
+    run = types.ModuleType("npugen.sim.run")
 
     def gemm(a, b, **kwargs):
         calls["gemm"].append(dict(a=a, b=b, **kwargs))
@@ -213,16 +220,16 @@ def fake_sim(monkeypatch):
             "cycles": np.int64(321), "model_cycles": 321, "utilization": 0.25}
     run.attention = attention
 
-    realdata = types.ModuleType("sim.realdata")
+    realdata = types.ModuleType("npugen.sim.realdata")
 
     def demo(cfg, *, sim):
         calls["demo"].append(dict(cfg=cfg, sim=sim))
         return result["demo"]
     realdata.demo = demo
 
-    import sim
+    import npugen.sim as sim
     for name, module in (("runner", runner), ("run", run), ("realdata", realdata)):
-        monkeypatch.setitem(sys.modules, f"sim.{name}", module)
+        monkeypatch.setitem(sys.modules, f"npugen.sim.{name}", module)
         monkeypatch.setattr(sim, name, module, raising=False)
     return calls, result
 
@@ -265,21 +272,21 @@ def test_demo_calls_realdata(fake_sim, tmp_path):
 
 
 def test_missing_sim_module_is_one_line(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "sim.realdata", None)     # import raises ImportError
+    monkeypatch.setitem(sys.modules, "npugen.sim.realdata", None)     # import raises ImportError
     assert cli.main(["demo"]) == 1
     err = capsys.readouterr().err
-    assert one_error_line(err).startswith("npugen: error: cannot import sim.realdata: ")
+    assert one_error_line(err).startswith("npugen: error: cannot import npugen.sim.realdata: ")
 
 
 def test_import_error_inside_the_library_is_one_line(fake_sim, monkeypatch, capsys):
-    import sim
+    import npugen.sim as sim
 
     def demo(cfg, *, sim):
-        raise ModuleNotFoundError("No module named 'sim.run'", name="sim.run")
+        raise ModuleNotFoundError("No module named 'npugen.sim.run'", name="npugen.sim.run")
     monkeypatch.setattr(sim.realdata, "demo", demo)
     assert cli.main(["demo"]) == 1
     assert one_error_line(capsys.readouterr().err) == \
-        "npugen: error: a part of npugen cannot be imported: No module named 'sim.run'"
+        "npugen: error: a part of npugen cannot be imported: No module named 'npugen.sim.run'"
 
 
 def test_run_gemm_raw(fake_sim, arrays, capsys):
@@ -424,7 +431,7 @@ def _att_args(d, *extra):
 
 
 def test_run_attention_calibrates_and_prints_the_score_scale(fake_sim, qkv, capsys):
-    from sim import golden
+    from npugen.sim import golden
 
     calls, _ = fake_sim
     d, q, k, v = qkv
@@ -506,7 +513,7 @@ def test_run_attention_missing_scale_is_a_usage_error(qkv):
 @pytest.mark.rtl
 def test_run_attention_through_the_rtl(tmp_path):
     """One small head through the simulated attention unit, bit-exact with the golden model."""
-    from sim import golden
+    from npugen.sim import golden
 
     rng = np.random.default_rng(5)
     q = rng.integers(-127, 128, (5, 4), dtype=np.int8)
@@ -539,7 +546,7 @@ def test_simulator_build_progress_goes_to_stderr(capsys):
     shows the runner's log on stderr as ``npugen: ...`` lines, once however often main runs."""
     cli._log_to_stderr()
     cli._log_to_stderr()
-    logging.getLogger("sim.runner").info("compiling %s for %s", "npu", "verilator")
+    logging.getLogger("npugen.sim.runner").info("compiling %s for %s", "npu", "verilator")
     captured = capsys.readouterr()
     assert captured.err == "npugen: compiling npu for verilator\n"
     assert captured.out == ""
@@ -547,17 +554,17 @@ def test_simulator_build_progress_goes_to_stderr(capsys):
 
 @pytest.mark.rtl
 def test_runner_logs_a_build_only_when_it_compiles(tmp_path, caplog):
-    """sim.runner.build says when it compiles and when it is done, and nothing on a cached
+    """npugen.sim.runner.build says when it compiles and when it is done, and nothing on a cached
     build (what `npugen run` shows on its first call for a design)."""
-    from hw.config import GemmConfig
-    from sim import runner
+    from npugen.hw.config import GemmConfig
+    from npugen.sim import runner
     cfg = GemmConfig(name="logged", rows=1, cols=2, k_max=16, acc_depth=4, res_depth=4)
-    with caplog.at_level(logging.INFO, logger="sim.runner"):
+    with caplog.at_level(logging.INFO, logger="npugen.sim.runner"):
         runner.build(cfg, "verilator", tmp_path)
-    msgs = [r.getMessage() for r in caplog.records if r.name == "sim.runner"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "npugen.sim.runner"]
     assert msgs[0].startswith("compiling logged for verilator")
     assert msgs[1].startswith("built logged for verilator in ")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sim.runner"):
+    with caplog.at_level(logging.INFO, logger="npugen.sim.runner"):
         runner.build(cfg, "verilator", tmp_path)
-    assert [r for r in caplog.records if r.name == "sim.runner"] == []
+    assert [r for r in caplog.records if r.name == "npugen.sim.runner"] == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.config import (AttentionConfig, ConfigError, GemmConfig, SoftmaxConfig, default_toml,
+from npugen.hw.config import (AttentionConfig, ConfigError, GemmConfig, SoftmaxConfig, default_toml,
                        derived_acc_width, load_config, parse_toml)
 
 ROOT = Path(__file__).resolve().parent.parent

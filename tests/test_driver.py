@@ -16,10 +16,10 @@ import re
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import GemmConfig
-from sim import golden
-from sim.driver import (Beat, GemmJob, column_bounds, decode_results, decode_status, encode,
+from npugen.hw import isa
+from npugen.hw.config import GemmConfig
+from npugen.sim import golden
+from npugen.sim.driver import (Beat, GemmJob, column_bounds, decode_results, decode_status, encode,
                         encode_many, result_plan)
 
 
@@ -506,8 +506,8 @@ def test_overflow_boundary_with_wide_accumulator():
 
 from types import SimpleNamespace  # noqa: E402
 
-from sim.driver import AttentionJob, decode_rows, encode_attention  # noqa: E402
-from sim.golden.attention import AttentionParams  # noqa: E402
+from npugen.sim.driver import AttentionJob, decode_rows, encode_attention  # noqa: E402
+from npugen.sim.golden.attention import AttentionParams  # noqa: E402
 
 
 def _att_cfg(d=2, heads=2, q_block=2, N_max=8, F=16, G=16):
@@ -630,7 +630,7 @@ def test_attention_needs_an_attention_section():
     (1 << 30, np.full(4, 2**64 - 1, np.uint64), "shift = 18446744073709551615 is out of range"),
 ])
 def test_make_job_rejects_malformed_multipliers(multiplier, shift, message):
-    from sim import run
+    from npugen.sim import run
     a = np.zeros((2, 3), np.int8)
     b = np.zeros((3, 4), np.int8)
     with pytest.raises(ValueError, match=f"^{message}$"):
@@ -638,14 +638,14 @@ def test_make_job_rejects_malformed_multipliers(multiplier, shift, message):
 
 
 def test_make_job_broadcasts_one_multiplier_to_every_channel():
-    from sim import run
+    from npugen.sim import run
     job = run.make_job(np.zeros((2, 3), np.int8), np.zeros((3, 4), np.int8),
                        multiplier=np.array([1 << 30]), shift=-2)
     assert job.multiplier.tolist() == [1 << 30] * 4 and job.shift.tolist() == [-2] * 4
 
 
 def test_make_job_names_a_wrong_length_scale_b():
-    from sim import run
+    from npugen.sim import run
     with pytest.raises(ValueError, match=r"^scale_b must be one value or N = 4 values \(one per "
                                          r"output channel\), not shape \(2,\)$"):
         run.make_job(np.zeros((2, 3), np.int8), np.zeros((3, 4), np.int8), scale_a=0.1,

@@ -1,4 +1,4 @@
-"""hw.emit: the design folder (files, manifest, determinism, atomicity) and the Verilator lint.
+"""npugen.hw.emit: the design folder (files, manifest, determinism, atomicity) and the Verilator lint.
 
 Most tests use :class:`StandIn`, a small component with the exported top's ports, so that they
 check the emitter and not the engine; the tests at the end generate small real designs.
@@ -21,9 +21,9 @@ from amaranth.hdl import Cat, ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw import __version__, emit, isa
-from hw.config import GemmConfig
-from hw.tools import verilator_bin, verilator_env, verilator_root
+from npugen.hw import __version__, emit, isa
+from npugen.hw.config import GemmConfig
+from npugen.hw.tools import verilator_bin, verilator_env, verilator_root
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = {"npu.v", "npu.f", "npu.core", "npu.h", "npu.sdc", "report.md", "manifest.json"}
@@ -295,13 +295,13 @@ def test_byte_identical_across_folders(tmp_path, design):
 
 
 def test_byte_identical_across_processes(tmp_path, design):
-    script = ("import sys; from test_emit import CFG, StandIn; from hw import emit; "
+    script = ("import sys; from test_emit import CFG, StandIn; from npugen.hw import emit; "
               "emit.generate(CFG, sys.argv[1], top=StandIn)")
     for seed in ("1", "2"):
         cwd = tmp_path / f"cwd{seed}"
         cwd.mkdir()
         env = dict(os.environ, PYTHONHASHSEED=seed,
-                   PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+                   PYTHONPATH=str(ROOT / "tests"),
                    AMARANTH_USE_YOSYS="system,builtin")
         subprocess.run([sys.executable, "-c", script, "out"], cwd=cwd, env=env, check=True)
         assert _tree(cwd / "out" / "npu") == _tree(design)
@@ -564,8 +564,8 @@ def test_real_design_generates_and_lints_clean(tmp_path, cfg):
 def test_attention_section_adds_the_attention_ports_and_lints_clean(tmp_path):
     """An [attention] section puts the attention unit into the exported top, its ports named
     s_axis_att_* / m_axis_att_* (docs/attention.md), with widths from d and q_block."""
-    from hw.config import AttentionConfig
-    from hw.top import AttentionTop
+    from npugen.hw.config import AttentionConfig
+    from npugen.hw.top import AttentionTop
     cfg = GemmConfig(rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8,
                      attention=AttentionConfig(d=3, heads=2, q_block=2))
     folder = emit.generate(cfg, tmp_path)
@@ -591,7 +591,7 @@ def test_attention_section_adds_the_attention_ports_and_lints_clean(tmp_path):
 def test_attention_header_has_the_attention_command(tmp_path):
     """With [attention], the C header carries the attention command fields and parameters,
     and compiles."""
-    from hw.config import AttentionConfig
+    from npugen.hw.config import AttentionConfig
     cfg = GemmConfig(name="hatt", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8,
                      attention=AttentionConfig(d=8, heads=3, q_block=2))
     folder = emit.generate(cfg, tmp_path)

@@ -14,14 +14,14 @@ import pytest
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.config import GemmConfig
-from hw.gemm import GemmEngine
-from hw.pe import OutputStationaryPE, WeightStationaryPE
-from hw.requant import Requantizer
-from hw.systolic import OutputStationaryArray, WeightStationaryArray
-from sim import driver
-from sim.golden import gemm_int8, requantize
+from npugen.hw import isa
+from npugen.hw.config import GemmConfig
+from npugen.hw.gemm import GemmEngine
+from npugen.hw.pe import OutputStationaryPE, WeightStationaryPE
+from npugen.hw.requant import Requantizer
+from npugen.hw.systolic import OutputStationaryArray, WeightStationaryArray
+from npugen.sim import driver
+from npugen.sim.golden import gemm_int8, requantize
 
 
 def _simulate(dut, *testbenches) -> None:

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.config import GemmConfig, load_config
-from sim import golden
-import sim.runner as runner
+from npugen.hw.config import GemmConfig, load_config
+from npugen.sim import golden
+import npugen.sim.runner as runner
 from rtl_helpers import need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
@@ -106,8 +106,8 @@ def test_default_smoke(sim):
 
 
 def test_run_api_matches_golden():
-    """sim.run.gemm / gemm_many return what the golden model computes, with cycle counts."""
-    from sim import run
+    """npugen.sim.run.gemm / gemm_many return what the golden model computes, with cycle counts."""
+    from npugen.sim import run
 
     cfg = CONFIGS["g4x4ws"]
     rng = np.random.default_rng(seed_for("run-api"))
@@ -141,7 +141,7 @@ def test_run_api_matches_golden():
 
 
 def test_run_api_rejects_invalid_jobs_before_simulating():
-    from sim import run
+    from npugen.sim import run
 
     with pytest.raises(ValueError, match="K=65 exceeds this design's k_max=64"):
         run.gemm(np.zeros((1, 65), np.int8), np.zeros((65, 1), np.int8),

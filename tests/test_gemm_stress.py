@@ -22,11 +22,11 @@ import pytest
 from amaranth.hdl import ResetInserter, Signal, Value
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.config import GemmConfig
-from hw.gemm import GemmEngine
-from sim import driver
-from sim.golden import gemm_int8, requantize
+from npugen.hw import isa
+from npugen.hw.config import GemmConfig
+from npugen.hw.gemm import GemmEngine
+from npugen.sim import driver
+from npugen.sim.golden import gemm_int8, requantize
 
 INT32_MAX = (1 << 31) - 1
 
@@ -50,7 +50,7 @@ def engine_cfg(rows, cols, dataflow, *, k_max=16, acc_width=None, rounding="sing
                res_depth=None):
     """A config-like namespace for engine parameters GemmConfig does not allow (res_depth < 4):
     GemmEngine itself only requires res_depth >= rows."""
-    from hw.gemm import acc_width_for
+    from npugen.hw.gemm import acc_width_for
     w = acc_width if acc_width is not None else acc_width_for(k_max)
     return SimpleNamespace(rows=rows, cols=cols, dataflow=dataflow, k_max=k_max, acc_width=w,
                            acc_bits=w, lane_bits=8 * -(-w // 8), rounding=rounding,

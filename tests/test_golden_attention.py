@@ -16,18 +16,11 @@ None of the expected values was copied from the code under test.
 """
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-try:
-    import sim.golden  # noqa: F401
-except ImportError:  # the project is neither installed nor on sys.path: use this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sim.golden import (
+from npugen.sim.golden import (
     AttentionParams,
     attention_float,
     attention_int8,

@@ -8,19 +8,12 @@ explicit vectors. A second, independent formulation of both rounding modes with 
 """
 
 import math
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-try:
-    import sim.golden  # noqa: F401
-except ImportError:  # the project is neither installed nor on sys.path: use this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sim.golden import (
+from npugen.sim.golden import (
     acc_width_for,
     check_accumulator_bound,
     effective_scale,

@@ -25,18 +25,11 @@ Each external package is optional (``pytest.importorskip``); with them installed
 
 import importlib
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-try:
-    import sim.golden  # noqa: F401
-except ImportError:  # the project is neither installed nor on sys.path: use this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sim.golden import check_accumulator_bound, effective_scale, gemm_int8, matmul_int8
+from npugen.sim.golden import check_accumulator_bound, effective_scale, gemm_int8, matmul_int8
 
 
 # --------------------------------------------------------------------------------------------

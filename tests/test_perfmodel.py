@@ -20,14 +20,14 @@ import pytest
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.config import GemmConfig, SoftmaxConfig
-from hw.gemm import GemmEngine, acc_width_for
-from hw.softmax import SoftmaxUnit
-from sim import driver
-from sim import perfmodel
-from sim.perfmodel import gemm_cycles, ideal_cycles, utilization
-from sim.perfmodel import (SOFTMAX_PASS2_LATENCY, softmax_closed_form, softmax_cycles,
+from npugen.hw import isa
+from npugen.hw.config import GemmConfig, SoftmaxConfig
+from npugen.hw.gemm import GemmEngine, acc_width_for
+from npugen.hw.softmax import SoftmaxUnit
+from npugen.sim import driver
+from npugen.sim import perfmodel
+from npugen.sim.perfmodel import gemm_cycles, ideal_cycles, utilization
+from npugen.sim.perfmodel import (SOFTMAX_PASS2_LATENCY, softmax_closed_form, softmax_cycles,
                            softmax_row_cycles, softmax_utilization)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -227,8 +227,8 @@ def _rtl_jobs(cfg, shapes, seed):
 
 @pytest.mark.rtl
 def test_model_equals_verilator_cycles():
-    """sim.run.gemm_many / gemm on Verilator: status cycles == model (and the stats carry it)."""
-    from sim import run
+    """npugen.sim.run.gemm_many / gemm on Verilator: status cycles == model (and the stats carry it)."""
+    from npugen.sim import run
 
     shapes = [(1, 1, 1), (5, 1, 2), (5, 6, 7), (4, 3, 3), (9, 4, 1), (2, 5, 5), (19, 7, 4)]
     jobs = _rtl_jobs(RTL_WS, shapes, 31)
@@ -327,7 +327,7 @@ def test_scalesim_formula_matches_the_documented_examples():
 def test_cli_perf_scalesim(tmp_path, capsys):
     import configparser
 
-    from hw import cli
+    from npugen.sim import cli
     (tmp_path / "d.toml").write_text('name = "p8"\nrows = 8\ncols = 8\ndataflow = "os"\n')
     assert cli.main(["perf", "--config", str(tmp_path / "d.toml"), "--m", "128", "--k", "384",
                      "--n", "384", "--scalesim", "--out", str(tmp_path)]) == 0
@@ -348,7 +348,7 @@ def test_cli_perf_scalesim(tmp_path, capsys):
 
 
 def test_cli_perf_rejects_bad_jobs(capsys):
-    from hw import cli
+    from npugen.sim import cli
     assert cli.main(["perf", "--m", "1", "--k", "5000", "--n", "1"]) == 2
     assert capsys.readouterr().err.startswith("npugen: error: k = 5000 exceeds k_max = 4096")
     with pytest.raises(SystemExit):
@@ -358,7 +358,7 @@ def test_cli_perf_rejects_bad_jobs(capsys):
 def test_cli_report(tmp_path, capsys):
     """A page per design: parameters, ports (from the signature: no manifest here), the QoR of
     a qor/*.json, the model's grid and the plot."""
-    from hw import cli
+    from npugen.sim import cli
     (tmp_path / "d.toml").write_text('name = "r2"\nrows = 2\ncols = 3\nk_max = 64\n')
     qor = tmp_path / "r2" / "qor"
     qor.mkdir(parents=True)
@@ -391,7 +391,7 @@ def measure_softmax(P, B, lengths, *, out_depth=16, max_cycles=200_000):
     probability beat is accepted, both counted. Scores, masks and the LUT do not change the
     timing: zeros, every lane kept and attended, a ROM LUT.
     """
-    from sim.golden import make_lut
+    from npugen.sim.golden import make_lut
 
     dut = SoftmaxUnit(lanes=P, F=16, B=B, n_max=1 << 16, lut=make_lut(0.1, 16),
                       out_depth=out_depth)
@@ -492,10 +492,10 @@ def test_softmax_model_equals_rtl_cycles(P, B):
 
 @pytest.mark.rtl
 def test_softmax_model_equals_verilator_cycles():
-    """sim.run.softmax on the default design through Verilator: cycles == model_cycles ==
+    """npugen.sim.run.softmax on the default design through Verilator: cycles == model_cycles ==
     softmax_cycles (the cocotb bench asserts the same in every run_rows without backpressure,
     tests/test_softmax_rtl.py)."""
-    from sim import run
+    from npugen.sim import run
 
     rng = np.random.default_rng(41)
     cfg = GemmConfig(softmax=SoftmaxConfig())

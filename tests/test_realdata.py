@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import realdata as rd
+from npugen.sim import realdata as rd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -380,7 +380,7 @@ def test_split_heads_is_bert_layout():
 
 
 def test_float_attention_matches_golden_float():
-    from sim import golden
+    from npugen.sim import golden
 
     rng = np.random.default_rng(3)
     q, k = rng.integers(-127, 128, (5, 8)), rng.integers(-127, 128, (7, 8))
@@ -422,7 +422,7 @@ def test_attention_fixture_small_and_complete():
 
 
 def test_attention_fixture_scales_are_calibrated():
-    from sim import golden
+    from npugen.sim import golden
 
     att = rd.load_attention_fixture()
     sq, sk = float(att["scale_q"]), float(att["scale_k"])
@@ -453,7 +453,7 @@ def test_attention_fixture_golden_accuracy():
 
 def _golden_runner(att, corrupt=None):
     """A stand-in for sim.run.attention that returns the golden output of the head."""
-    from sim import golden
+    from npugen.sim import golden
 
     calls = []
 
@@ -512,8 +512,8 @@ def test_attention_heads_use_the_projection_outputs():
 def test_attention_fixture_head_through_rtl_bit_exact(head):
     import dataclasses
 
-    from hw.config import AttentionConfig, load_config
-    from sim import run
+    from npugen.hw.config import AttentionConfig, load_config
+    from npugen.sim import run
 
     cfg = load_config()
     cfg = dataclasses.replace(cfg, attention=AttentionConfig(d=32, heads=12))
@@ -543,7 +543,7 @@ def test_missing_package_message(monkeypatch):
 
 def test_import_needs_no_rtl():
     code = ("import sys, sim.realdata; "
-            "bad = [m for m in ('sim.run', 'sim.golden', 'hw.emit', 'safetensors', 'tokenizers')"
+            "bad = [m for m in ('npugen.sim.run', 'npugen.sim.golden', 'npugen.hw.emit', 'safetensors', 'tokenizers')"
             " if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
@@ -595,8 +595,8 @@ def test_qkv_jobs_full_size_golden_accuracy():
 
 @pytest.mark.rtl
 def test_fixture_job_through_rtl_bit_exact(tmp_path):
-    from hw.config import load_config
-    from sim import run
+    from npugen.hw.config import load_config
+    from npugen.sim import run
 
     cfg = load_config()
     job = rd.fixture_job(rd.load_fixture())
@@ -631,7 +631,7 @@ def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
     """Replace hw.emit.generate and sim.run by stand-ins returning the golden outputs."""
     import types
 
-    import sim
+    import npugen.sim as sim
 
     calls = {}
 
@@ -642,7 +642,7 @@ def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
         calls["gemm_many"] = (len(jobs), sim)
         out = []
         for i, j in enumerate(jobs):
-            from sim import golden
+            from npugen.sim import golden
             m0, sh = golden.effective_scale(j["scale_a"], j["scale_b"], j["scale_out"])
             c = golden.gemm_int8(j["a"], j["b"], bias=j["bias"], zp_a=j["zp_a"], multiplier=m0,
                                  shift=sh, zp_out=j["zp_out"])
@@ -656,7 +656,7 @@ def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
 
     def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp_v=0,
                   zp_out=0, mask=None, causal=False, config=None, sim="verilator", **kw):
-        from sim import golden
+        from npugen.sim import golden
         calls["attention"].append((q.shape, config.attention, sim))
         p = golden.attention_params(scale_q, scale_k, scale_v, scale_s, scale_out, q.shape[1],
                                     zp_v=zp_v, zp_o=zp_out)
@@ -666,9 +666,9 @@ def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
             o[1, 2] = o[1, 2] + 1 if o[1, 2] < 127 else 126
         return o, {"cycles": 150 + len(calls["attention"])}
 
-    monkeypatch.setitem(sys.modules, "hw.emit", types.SimpleNamespace(generate=generate))
+    monkeypatch.setitem(sys.modules, "npugen.hw.emit", types.SimpleNamespace(generate=generate))
     fake_run = types.SimpleNamespace(gemm_many=gemm_many, attention=attention)
-    monkeypatch.setitem(sys.modules, "sim.run", fake_run)
+    monkeypatch.setitem(sys.modules, "npugen.sim.run", fake_run)
     monkeypatch.setattr(sim, "run", fake_run, raising=False)
     return calls
 
@@ -678,7 +678,7 @@ def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
 def test_demo_checks_bit_exactness(monkeypatch, corrupt, corrupt_head):
     from rich.console import Console
 
-    from hw.config import AttentionConfig, load_config
+    from npugen.hw.config import AttentionConfig, load_config
 
     calls = _fake_rtl(monkeypatch, corrupt, corrupt_head)
     console = Console(record=True, width=120)

@@ -8,8 +8,8 @@ import pytest
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from hw.softmax import SoftmaxUnit
-from sim.golden.softmax import make_lut, softmax_int8
+from npugen.hw.softmax import SoftmaxUnit
+from npugen.sim.golden.softmax import make_lut, softmax_int8
 
 
 def _beats(row, mask, lanes):
@@ -135,9 +135,9 @@ def test_softmax_tops_generate_and_lint_clean(tmp_path, rom):
     import dataclasses
     import json
 
-    from hw import emit
-    from hw.config import GemmConfig, SoftmaxConfig
-    from hw.top import NpuTop, SoftmaxTop
+    from npugen.hw import emit
+    from npugen.hw.config import GemmConfig, SoftmaxConfig
+    from npugen.hw.top import NpuTop, SoftmaxTop
 
     sm = SoftmaxConfig(lanes=2, B=4, lut_rom_scale=0.05 if rom else None)
     cfg = GemmConfig(name="acc", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=8, softmax=sm)
@@ -155,8 +155,8 @@ def test_softmax_tops_generate_and_lint_clean(tmp_path, rom):
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_softmax_rom_needs_the_golden_lut():
-    from hw.config import GemmConfig, SoftmaxConfig
-    from hw.top import SoftmaxTop
+    from npugen.hw.config import GemmConfig, SoftmaxConfig
+    from npugen.hw.top import SoftmaxTop
     cfg = GemmConfig(rows=2, cols=2, softmax=SoftmaxConfig(lut_rom_scale=0.05))
     with pytest.raises(ValueError, match="softmax.lut_rom_scale and a baked LUT go together"):
         SoftmaxTop(cfg)

@@ -40,16 +40,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.config import GemmConfig, SoftmaxConfig, load_config
-from sim.golden import softmax_int8
-import sim.runner as runner
+from npugen.hw.config import GemmConfig, SoftmaxConfig, load_config
+from npugen.sim.golden import softmax_int8
+import npugen.sim.runner as runner
 from rtl_helpers import need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
-BENCH = "sim.benches.softmax_bench"
+BENCH = "npugen.sim.benches.softmax_bench"
 
 #: The scale baked into the ROM variant (the near-tie scale of osi8.md S5).
 ROM_SCALE = 0.05382167030057292
@@ -126,8 +126,8 @@ def test_softmax_top_needs_a_softmax_section():
 # -- sim.run.softmax --------------------------------------------------------------------------
 
 def test_run_api_matches_golden():
-    """sim.run.softmax on the default design: rows and one row, masks, cycle counts."""
-    from sim import run
+    """npugen.sim.run.softmax on the default design: rows and one row, masks, cycle counts."""
+    from npugen.sim import run
 
     rng = np.random.default_rng(seed_for("run-api"))
     scores = rng.integers(-128, 128, (3, 37)).astype(np.int8)
@@ -153,7 +153,7 @@ def test_run_api_matches_golden():
 
 def test_run_api_rom_and_waves_on_icarus():
     """A ROM design through sim.run.softmax, on Icarus, with a waveform."""
-    from sim import run
+    from npugen.sim import run
 
     need_sim("icarus")
     cfg = CONFIGS["s20b4l2r"]
@@ -185,7 +185,7 @@ def test_run_api_rom_and_waves_on_icarus():
     (dict(config=load_config()), ValueError, "configuration 'npu' has no \\[softmax\\] section"),
 ])
 def test_run_api_rejects_bad_input_before_building(kwargs, exc, message, monkeypatch):
-    from sim import run
+    from npugen.sim import run
 
     def no_build(*a, **k):
         raise AssertionError("built a design for bad input")
@@ -200,8 +200,8 @@ def test_run_api_rejects_bad_input_before_building(kwargs, exc, message, monkeyp
 # -- npugen run softmax -----------------------------------------------------------------------
 
 def _npugen(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hw.cli", *args], cwd=cwd, env=env,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "npugen.sim.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.synth import sweep as sw
+from npugen.hw.synth import sweep as sw
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,8 +20,8 @@ GRID = sw.Grid(rows=(1, 2), cols=(2,), dataflow=("ws",), k_max=(16,),
 
 
 def npugen(*args: str):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hw.cli", *args], env=env, capture_output=True,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "npugen.sim.cli", *args], env=env, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL)
 
 

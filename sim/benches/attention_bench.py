@@ -34,14 +34,14 @@ from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from hw import isa
-from hw.config import GemmConfig
-from sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
+from npugen.hw import isa
+from npugen.hw.config import GemmConfig
+from npugen.sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
                             pause_pattern)
-from sim.driver import (AttentionJob, AttentionStreams, Status, attention_geometry, decode_rows,
+from npugen.sim.driver import (AttentionJob, AttentionStreams, Status, attention_geometry, decode_rows,
                         decode_status, encode_attention)
-from sim import perfmodel
-from sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
+from npugen.sim import perfmodel
+from npugen.sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
                                   attention_params, attention_scores, calibrate_score_scale)
 
 __all__ = ["AttentionTB", "JobOutcome"]

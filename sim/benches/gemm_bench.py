@@ -20,10 +20,10 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from hw import isa
-from sim.benches.tb import PATTERNS, TB, bench_full, random_job, requant_params, wait_high
-from sim.driver import GemmJob, decode_results, encode
-from sim.perfmodel import REJECT_CYCLES, gemm_cycles
+from npugen.hw import isa
+from npugen.sim.benches.tb import PATTERNS, TB, bench_full, random_job, requant_params, wait_high
+from npugen.sim.driver import GemmJob, decode_results, encode
+from npugen.sim.perfmodel import REJECT_CYCLES, gemm_cycles
 
 
 def _cmd(cfg, **over) -> int:

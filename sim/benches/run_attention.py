@@ -18,8 +18,8 @@ import numpy as np
 
 import cocotb
 
-from sim.benches.attention_bench import AttentionTB
-from sim.driver import encode_attention
+from npugen.sim.benches.attention_bench import AttentionTB
+from npugen.sim.driver import encode_attention
 
 
 @cocotb.test()

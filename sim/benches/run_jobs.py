@@ -16,8 +16,8 @@ import numpy as np
 
 import cocotb
 
-from sim.benches.tb import TB
-from sim.driver import decode_results, encode_many
+from npugen.sim.benches.tb import TB
+from npugen.sim.driver import decode_results, encode_many
 
 
 @cocotb.test()

@@ -19,7 +19,7 @@ import numpy as np
 
 import cocotb
 
-from sim.benches.softmax_bench import SoftmaxTB
+from npugen.sim.benches.softmax_bench import SoftmaxTB
 
 
 @cocotb.test()

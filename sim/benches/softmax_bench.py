@@ -40,11 +40,11 @@ from cocotb.utils import get_sim_steps, get_sim_time
 
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from hw.config import GemmConfig
-from sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
+from npugen.hw.config import GemmConfig
+from npugen.sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
                             pause_pattern)
-from sim.golden import make_lut, softmax_int8
-from sim.perfmodel import softmax_cycles
+from npugen.sim.golden import make_lut, softmax_int8
+from npugen.sim.perfmodel import softmax_cycles
 
 __all__ = ["SoftmaxTB", "LN2", "encode_pass", "bench_manifest"]
 

@@ -30,10 +30,10 @@ from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from hw import isa
-from hw.config import GemmConfig, load_config
-from sim import golden
-from sim.driver import Beat, GemmJob, Status, decode_results, decode_status, encode
+from npugen.hw import isa
+from npugen.hw.config import GemmConfig, load_config
+from npugen.sim import golden
+from npugen.sim.driver import Beat, GemmJob, Status, decode_results, decode_status, encode
 
 __all__ = ["ClockedTB", "TB", "Model", "JobResult", "PATTERNS", "pause_pattern", "bench_config",
            "bench_seed", "bench_full", "random_job", "requant_params", "wait_high"]

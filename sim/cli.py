@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
+from ..hw import __version__
 
 __all__ = ["main", "build_parser"]
 
@@ -54,13 +54,13 @@ class CliError(Exception):
 # -- helpers ----------------------------------------------------------------------------------
 
 def _load_config(path: str | None):
-    from .config import load_config
+    from ..hw.config import load_config
     return load_config(path)
 
 
 def _check_sim(sim: str) -> None:
     """Fail early, with the package to install, if the chosen simulator is missing."""
-    from .tools import icarus_bin, verilator_root
+    from ..hw.tools import icarus_bin, verilator_root
     if sim == "icarus":
         icarus_bin()
     else:
@@ -70,9 +70,9 @@ def _check_sim(sim: str) -> None:
 def _import_sim(name: str):
     """Import ``sim.<name>``, turning a missing or broken module into one line."""
     try:
-        return importlib.import_module(f"sim.{name}")
+        return importlib.import_module(f"npugen.sim.{name}")
     except ImportError as e:
-        raise CliError(f"cannot import sim.{name}: {e}", code=1) from None
+        raise CliError(f"cannot import npugen.sim.{name}: {e}", code=1) from None
 
 
 def _exit_code(value: Any) -> int:
@@ -155,18 +155,18 @@ def top_builder(cfg):
     """The top of ``cfg`` for :func:`hw.emit.generate`: :class:`hw.top.NpuTop`, with the softmax
     LUT computed by the golden side when ``softmax.lut_rom_scale`` bakes it as a ROM (the CLI is
     where hardware and golden models meet)."""
-    from .top import NpuTop
+    from ..hw.top import NpuTop
     sm = cfg.softmax
     if sm is None or sm.lut_rom_scale is None:
         return None
-    from sim.golden import make_lut
+    from npugen.sim.golden import make_lut
     lut = make_lut(sm.lut_rom_scale, sm.F)
     return lambda c: NpuTop(c, softmax_lut=lut)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .emit import LINT_WAIVERS, generate, lint
-    from .tools import verilator_version
+    from ..hw.emit import LINT_WAIVERS, generate, lint
+    from ..hw.tools import verilator_version
 
     cfg = _load_config(args.config)
     folder = generate(cfg, args.out, top=top_builder(cfg))
@@ -348,7 +348,7 @@ def cmd_run_attention(args: argparse.Namespace) -> int:
               for name in ("scale_q", "scale_k", "scale_v", "scale_out")}
     zp_v = _int8_arg(args.zp_v, "--zp-v")
     zp_out = _int8_arg(args.zp_out, "--zp-out")
-    from sim import golden      # imported here: the CLI loads without sim
+    from npugen.sim import golden      # imported here: the CLI loads without sim
     if args.scale_s is not None:
         scale_s = _positive_scale(args.scale_s, "--scale-s")
         calibrated = False
@@ -387,8 +387,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_area(args: argparse.Namespace) -> int:
-    from .synth import area, check_target
-    from .synth.report import markdown
+    from ..hw.synth import area, check_target
+    from ..hw.synth.report import markdown
 
     dsp, pnr_minutes = _dsp_budget(args.dsp), _pnr_minutes(args.pnr_minutes)
     cfg = _load_config(args.config)
@@ -411,8 +411,8 @@ def cmd_area(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .synth import check_target
-    from .synth import sweep as sw
+    from ..hw.synth import check_target
+    from ..hw.synth import sweep as sw
 
     if args.grid is not None:
         grid = sw.load_grid(args.grid)
@@ -698,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(p)
     p.set_defaults(func=cmd_demo)
 
-    from .synth.flow import PNR_MINUTES, TARGETS
+    from ..hw.synth.flow import PNR_MINUTES, TARGETS
     p = sub.add_parser("area", help="area and timing with open tools",
                        description="Synthesize the design with Yosys for a target, place and "
                                    "route it (ecp5, ice40: nextpnr) or time it (asic: OpenSTA), "
@@ -809,7 +809,7 @@ class _StderrHandler(logging.Handler):
 def _log_to_stderr() -> None:
     """Show the simulation runner's progress (a design's first build takes minutes) on
     stderr, once per process (also after the module is reloaded)."""
-    log = logging.getLogger("sim.runner")
+    log = logging.getLogger("npugen.sim.runner")
     if not any(getattr(h, "npugen", False) for h in log.handlers):
         log.addHandler(_StderrHandler())
         log.setLevel(logging.INFO)
@@ -829,8 +829,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 success, 1 a failed check, 2 a bad argument, configuration, input file
         or missing tool.
     """
-    from .emit import EmitError
-    from .tools import ToolNotFound
+    from ..hw.emit import EmitError
+    from ..hw.tools import ToolNotFound
 
     _log_to_stderr()
     argv = list(sys.argv[1:] if argv is None else argv)
