@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npugen.hw.config import GemmConfig
+from npugen.hw.config import Dataflow, GemmConfig
 from npugen.sim import perfmodel as pm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,24 +113,34 @@ def why(cfg, m: int, k: int, n: int, ours: int, theirs: int) -> str:
     rq = pm.REQUANT_LATENCY[cfg.rounding]
     nt = ceil(n / C)
     tail = R + C + 3 + rq          # last row in -> status: array, s0/s1, requantizer, FIFO, status
-    if cfg.dataflow == "ws":
-        folds = ceil(k / R) * nt
-        passes = ceil(m / cfg.acc_depth) * ceil(k / R) * nt
-        stream = m * ceil(k / R) * nt
-        head = 13 + min(k, R)       # accept, PARAM_WAIT, 9 parameter beats, BUF_WAIT, load, WAIT
-        fill = 2 * R + C - 2
-        if folds == 1:
-            return (f"one fold, nothing to overlap: SCALE-Sim's {theirs} cycles are the array's "
-                    f"preload, skew, {m} rows and drain; our {ours} run from command to status: "
-                    f"{head} before the first row (parameter block and its hand-over, the "
-                    f"weight tile), {m} rows, {tail - 1} after the last until its beat is read "
-                    f"(array, accumulate, requantizer, result FIFO).")
-        return (f"SCALE-Sim pays {fill} cycles of weight preload, skew and drain (2R+C-2) in each "
-                f"of its {folds} folds ({folds * fill} in all; folds never overlap); we load the "
-                f"next weight tile while the current one streams (double buffering) and switch "
-                f"tiles on a diagonal wavefront, so our {passes} passes stream {stream} rows back "
-                f"to back and the fill ({ours - stream} cycles: parameters, first tile, pipeline, "
-                f"requantizer) is paid once: {theirs - ours} fewer.")
+    return Dataflow(cfg.dataflow).pick(ws=_why_ws, os=_why_os)(cfg, m, k, n, ours, theirs, nt, tail)
+
+
+def _why_ws(cfg, m, k, n, ours, theirs, nt, tail):
+    """:func:`why` for a weight-stationary design."""
+    R, C = cfg.rows, cfg.cols
+    folds = ceil(k / R) * nt
+    passes = ceil(m / cfg.acc_depth) * ceil(k / R) * nt
+    stream = m * ceil(k / R) * nt
+    head = 13 + min(k, R)       # accept, PARAM_WAIT, 9 parameter beats, BUF_WAIT, load, WAIT
+    fill = 2 * R + C - 2
+    if folds == 1:
+        return (f"one fold, nothing to overlap: SCALE-Sim's {theirs} cycles are the array's "
+                f"preload, skew, {m} rows and drain; our {ours} run from command to status: "
+                f"{head} before the first row (parameter block and its hand-over, the "
+                f"weight tile), {m} rows, {tail - 1} after the last until its beat is read "
+                f"(array, accumulate, requantizer, result FIFO).")
+    return (f"SCALE-Sim pays {fill} cycles of weight preload, skew and drain (2R+C-2) in each "
+            f"of its {folds} folds ({folds * fill} in all; folds never overlap); we load the "
+            f"next weight tile while the current one streams (double buffering) and switch "
+            f"tiles on a diagonal wavefront, so our {passes} passes stream {stream} rows back "
+            f"to back and the fill ({ours - stream} cycles: parameters, first tile, pipeline, "
+            f"requantizer) is paid once: {theirs - ours} fewer.")
+
+
+def _why_os(cfg, m, k, n, ours, theirs, nt, tail):
+    """:func:`why` for an output-stationary design."""
+    R, C = cfg.rows, cfg.cols
     tiles = ceil(m / R) * nt
     stream = tiles * max(k, R)
     fill = R + C - 2

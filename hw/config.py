@@ -13,6 +13,7 @@ The embedded default configuration is ``hw/default.toml`` (shipped inside the pa
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import math
@@ -31,7 +32,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 import tomli_w
 
-__all__ = ["ConfigError", "GemmConfig", "SoftmaxConfig", "AttentionConfig", "load_config",
+__all__ = ["ConfigError", "Dataflow", "GemmConfig", "SoftmaxConfig", "AttentionConfig", "load_config",
            "parse_toml", "derived_acc_width"]
 
 
@@ -80,6 +81,37 @@ _VERILOG_KEYWORDS = frozenset("""
 #: dataclass with ``from_dict``/``to_dict``, stored in the field of :class:`GemmConfig` of the
 #: same name. Any other table is an unknown section.
 _SECTIONS: dict[str, Any] = {}   # filled in below the section classes
+
+
+class Dataflow(str, enum.Enum):
+    """The systolic array's dataflow, a closed set.
+
+    A ``str`` enumeration: ``Dataflow.WS == "ws"``, and it prints, formats and serializes (JSON,
+    TOML) as its value. Code that depends on the dataflow dispatches with :meth:`pick`, its one
+    dispatch point, never with an ``if``/``else`` that a third dataflow would fall into.
+    """
+
+    #: Weight-stationary: a ``rows x cols`` weight tile stays in the PEs, activations stream.
+    WS = "ws"
+    #: Output-stationary: a ``rows x cols`` output tile accumulates in the PEs.
+    OS = "os"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def pick(self, *, ws: Any, os: Any) -> Any:
+        """The argument named for this dataflow (a value, class or function to call).
+
+        Raises
+        ------
+        KeyError
+            For a member this method does not name: a new dataflow must be added here, and
+            every caller then names what it does for it.
+        """
+        return {Dataflow.WS: ws, Dataflow.OS: os}[self]
 
 
 class ConfigError(ValueError):
@@ -321,8 +353,9 @@ class GemmConfig:
         Processing-element rows R of the systolic array, 1 to 64.
     cols : int
         Processing-element columns C of the systolic array, 1 to 64.
-    dataflow : str
-        ``"ws"`` (weight-stationary) or ``"os"`` (output-stationary).
+    dataflow : Dataflow or str
+        ``"ws"`` (weight-stationary) or ``"os"`` (output-stationary); stored as a
+        :class:`Dataflow`.
     k_max : int
         Largest reduction length K of one job, 1 to 2**24 - 1 (the command's ``k`` field).
     acc_width : int or None
@@ -355,7 +388,7 @@ class GemmConfig:
     name: str = "npu"
     rows: int = 16
     cols: int = 16
-    dataflow: str = "ws"
+    dataflow: Dataflow = Dataflow.WS
     k_max: int = 4096
     acc_width: int | None = None
     rounding: str = "single"
@@ -511,6 +544,12 @@ def _int_range(key: str, lo: int, hi: int):
     return check
 
 
+def _check_dataflow(cfg: GemmConfig, value: Any) -> Dataflow:
+    if not isinstance(value, str) or value not in {d.value for d in Dataflow}:
+        raise _bad("dataflow", value, " or ".join(json.dumps(d.value) for d in Dataflow))
+    return Dataflow(value)
+
+
 def _choice(key: str, choices: tuple[str, ...]):
     def check(cfg: GemmConfig, value: Any) -> str:
         if not isinstance(value, str) or value not in choices:
@@ -577,7 +616,7 @@ _CHECKS = {
     "name": _check_name,
     "rows": _int_range("rows", 1, _MAX_DIM),
     "cols": _int_range("cols", 1, _MAX_DIM),
-    "dataflow": _choice("dataflow", ("ws", "os")),
+    "dataflow": _check_dataflow,
     "k_max": _int_range("k_max", 1, _MAX_K),
     "acc_width": _check_acc_width,
     "rounding": _choice("rounding", ("single", "double")),

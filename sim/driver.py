@@ -32,6 +32,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from npugen.hw import isa
+from npugen.hw.config import Dataflow
 
 __all__ = [
     "GemmJob", "Beat", "BeatStream", "ResultPlan", "Streams", "Status",
@@ -443,9 +444,7 @@ def _spans(total: int, step: int) -> list[tuple[int, int]]:
 
 def _row_groups(m: int, cfg) -> list[tuple[int, int]]:
     """Row chunks (ws, at most ``acc_depth``) or row tiles (os, at most ``rows``)."""
-    if cfg.dataflow == "ws":
-        return _spans(m, _cfg_int(cfg, "acc_depth"))
-    return _spans(m, _cfg_int(cfg, "rows"))
+    return _spans(m, _cfg_int(cfg, Dataflow(cfg.dataflow).pick(ws="acc_depth", os="rows")))
 
 
 def result_plan(m: int, n: int, cfg, acc_out: bool = False) -> ResultPlan:
@@ -532,13 +531,10 @@ def encode(job: GemmJob, cfg, *, held: Sequence[int] | None = None) -> Streams:
         mult = np.zeros(n, dtype=np.int64)
         shift = np.zeros(n, dtype=np.int64)
 
-    if cfg.dataflow == "ws":
-        k_tiles = _spans(k, rows)
-        n_act = len(col_tiles) * len(k_tiles) * m
-        n_wgt = len(col_tiles) * (isa.PARAM_BEATS + len(groups) * k)
-    else:
-        n_act = len(col_tiles) * len(groups) * k
-        n_wgt = len(col_tiles) * (isa.PARAM_BEATS + len(groups) * k)
+    dataflow = Dataflow(cfg.dataflow)
+    k_tiles = _spans(k, rows)
+    n_act = len(col_tiles) * dataflow.pick(ws=len(k_tiles) * m, os=len(groups) * k)
+    n_wgt = len(col_tiles) * (isa.PARAM_BEATS + len(groups) * k)
     act = np.zeros((n_act, rows), dtype=np.uint8)
     act_keep = np.zeros((n_act, rows), dtype=bool)
     act_last = np.zeros(n_act, dtype=bool)
@@ -554,24 +550,18 @@ def encode(job: GemmJob, cfg, *, held: Sequence[int] | None = None) -> Streams:
         pw += isa.PARAM_BEATS
         wgt_last[pw - 1] = True
         for m0, mc in groups:
-            if cfg.dataflow == "ws":
-                for k0, kc in k_tiles:
-                    wgt[pw:pw + kc, :nc] = b[k0:k0 + kc, n0:n0 + nc]
-                    wgt_keep[pw:pw + kc, :nc] = True
-                    pw += kc
-                    wgt_last[pw - 1] = True
-                    act[pa:pa + mc, :kc] = a[m0:m0 + mc, k0:k0 + kc]
-                    act_keep[pa:pa + mc, :kc] = True
-                    pa += mc
-                    act_last[pa - 1] = True
-            else:
-                wgt[pw:pw + k, :nc] = b[:, n0:n0 + nc]
-                wgt_keep[pw:pw + k, :nc] = True
-                pw += k
+            # ws: per K tile, its weight rows, then the chunk's rows of A (a K tile wide);
+            # os: all K weight rows, then the tile's A transposed (one K step a beat)
+            for k0, kc in dataflow.pick(ws=k_tiles, os=[(0, k)]):
+                wgt[pw:pw + kc, :nc] = b[k0:k0 + kc, n0:n0 + nc]
+                wgt_keep[pw:pw + kc, :nc] = True
+                pw += kc
                 wgt_last[pw - 1] = True
-                act[pa:pa + k, :mc] = a[m0:m0 + mc, :].T
-                act_keep[pa:pa + k, :mc] = True
-                pa += k
+                beats = dataflow.pick(ws=a[m0:m0 + mc, k0:k0 + kc], os=a[m0:m0 + mc, :].T)
+                nb, width = beats.shape
+                act[pa:pa + nb, :width] = beats
+                act_keep[pa:pa + nb, :width] = True
+                pa += nb
                 act_last[pa - 1] = True
     assert pa == n_act and pw == n_wgt
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections import deque
 from math import ceil
 
+from npugen.hw.config import Dataflow
+
 __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
            "REQUANT_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES",
@@ -79,18 +81,16 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     """
     R, C = cfg.rows, cfg.cols
     rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
-    if cfg.dataflow == "ws":
-        array = R + C
-        t1 = array + 1          # tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0
-    else:
-        array = R + C
-        t1 = array + 1          # tile tag expanded at tags[latency - 2]; tag_pre, t0, t1
+    # ws: tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0.
+    # os: the tile tag expanded at tags[latency - 2]; tag_pre, t0, t1. The same count for both.
+    array = R + C
+    t1 = array + 1
     return {"array": array, "t1": t1, "requant": rq, "fifo": FIFO_LATENCY,
             "result": t1 + rq + FIFO_LATENCY}
 
 
 def _check(cfg, m, k, n, requant, acc_in, acc_out):
-    if cfg.dataflow not in ("ws", "os"):
+    if cfg.dataflow not in {d.value for d in Dataflow}:
         raise ValueError(f"dataflow must be 'ws' or 'os', not {cfg.dataflow!r}")
     for name, v in (("m", m), ("k", k), ("n", n)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -140,10 +140,8 @@ def gemm_cycles(cfg, m: int, k: int, n: int, *, requant: bool = True, acc_in: bo
         ``cycles == 1`` and an error code), or an unknown dataflow.
     """
     _check(cfg, m, k, n, requant, acc_in, acc_out)
-    if cfg.dataflow == "ws":
-        t = _ws(cfg, m, k, n, requant and not acc_out, acc_out)
-    else:
-        t = _os(cfg, m, k, n, requant and not acc_out, acc_out)
+    t = Dataflow(cfg.dataflow).pick(ws=_ws, os=_os)(cfg, m, k, n, requant and not acc_out,
+                                                     acc_out)
     return min(t, (1 << 32) - 1)
 
 
@@ -214,17 +212,26 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
     rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
     kt, nt = ceil(k / R), ceil(n / C)
-    if cfg.dataflow == "ws":
-        mcs = [min(D, m - m0) for m0 in range(0, m, D)]
-        kcs = [min(R, k - t * R) for t in range(kt)]
-        ok = cfg.res_depth >= R + C + 4 + rq
-        passes = len(mcs) * kt
-        if passes > 1:
-            ok = ok and min(mcs) >= max(kcs) + 2
-        if nt > 1:
-            ok = ok and m * kt >= R + C + kcs[0] + 13 and (
-                min(mcs) >= kcs[0] + 13 if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + 13)
-        return m * kt * nt + kcs[0] + R + C + 16 + rq if ok else None
+    closed = Dataflow(cfg.dataflow).pick(ws=_closed_ws, os=_closed_os)
+    return closed(cfg, m, k, n, R, C, D, rq, kt, nt)
+
+
+def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt):
+    """:func:`closed_form_cycles` of a weight-stationary design (arguments as computed there)."""
+    mcs = [min(D, m - m0) for m0 in range(0, m, D)]
+    kcs = [min(R, k - t * R) for t in range(kt)]
+    ok = cfg.res_depth >= R + C + 4 + rq
+    passes = len(mcs) * kt
+    if passes > 1:
+        ok = ok and min(mcs) >= max(kcs) + 2
+    if nt > 1:
+        ok = ok and m * kt >= R + C + kcs[0] + 13 and (
+            min(mcs) >= kcs[0] + 13 if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + 13)
+    return m * kt * nt + kcs[0] + R + C + 16 + rq if ok else None
+
+
+def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt):
+    """:func:`closed_form_cycles` of an output-stationary design (arguments as there)."""
     T = ceil(m / R)
     mr = m - (T - 1) * R
     S = max(k, R)
@@ -584,12 +591,9 @@ def scalesim_formula(cfg, m: int, k: int, n: int) -> int:
         Cycles.
     """
     R, C = cfg.rows, cfg.cols
-    if cfg.dataflow == "ws":
-        sr, sc, t = k, n, m
-        per_fold = 2 * R + C + t - 2
-    else:
-        sr, sc, t = m, n, k
-        per_fold = R + C + t - 2
+    sr, sc, t, fill = Dataflow(cfg.dataflow).pick(ws=(k, n, m, 2 * R + C - 2),
+                                                   os=(m, n, k, R + C - 2))
+    per_fold = fill + t
     return ceil(sr / R) * ceil(sc / C) * per_fold - 1
 
 

@@ -21,6 +21,7 @@ import cocotb
 from cocotb.triggers import ClockCycles
 
 from npugen.hw import isa
+from npugen.hw.config import Dataflow
 from npugen.sim.benches.tb import PATTERNS, TB, bench_full, random_job, requant_params, wait_high
 from npugen.sim.driver import GemmJob, decode_results, encode
 from npugen.sim.perfmodel import REJECT_CYCLES, gemm_cycles
@@ -320,8 +321,10 @@ async def test_job_stream(dut, pattern):
             items.append(("job", j2, j2.tag))
             continue
         big = tb.rng.random() < 0.2
-        m = int(tb.rng.integers(1, (2 * cfg.acc_depth + 2) if big and cfg.dataflow == "ws"
-                                else 2 * R + 2))
+        # a big ws job spans several accumulator chunks; an os job a few row tiles
+        m_hi = Dataflow(cfg.dataflow).pick(ws=2 * cfg.acc_depth + 2 if big else 2 * R + 2,
+                                           os=2 * R + 2)
+        m = int(tb.rng.integers(1, m_hi))
         k = int(tb.rng.integers(1, min(cfg.k_max, 3 * R + 1) + 1))
         n = int(tb.rng.integers(1, 2 * C + 2))
         items.append(("job", random_job(tb.rng, m, k, n, requant=bool(tb.rng.integers(2)),
