@@ -33,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from npugen.hw.config import AttentionConfig, load_config  # noqa: E402
-from npugen.sim import perfmodel, realdata, run  # noqa: E402
+from npugen.sim import realdata, run  # noqa: E402
+from npugen.sim.design import build_npu  # noqa: E402
 
 
 def _row(label, m, n, d, cycles, model, ideal, wall):
@@ -97,7 +98,7 @@ def area(args) -> list[str]:
                                                                       q_block=4)))):
         t = time.time()
         rep = synth_area(cfg, "generic", out=ROOT / "build" / "bench_attention",
-                         estimate_only=True, write=False)
+                         estimate_only=True, write=False, top=build_npu)
         e = rep["estimate"]
         figs.append(e)
         lines.append(f"| {label} | {e['cells']} | {e['nand2_eq']} | {e['ffs']} | "

@@ -102,6 +102,9 @@ class AttentionUnit(wiring.Component):
         For a parameter of the wrong type or value.
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "attention"
+
     def __init__(self, *, d: int = 64, q_block: int = 4, heads: int = 1, F: int = 24,
                  B: int = 16, n_max: int = 32768, G: int = 16, rounding: str = "single",
                  rescale_lanes: int = 1):

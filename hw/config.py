@@ -32,7 +32,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 import tomli_w
 
-__all__ = ["ConfigError", "Dataflow", "GemmConfig", "SoftmaxConfig", "AttentionConfig", "load_config",
+from .errors import InputError, MissingSectionError
+
+__all__ = ["ConfigError", "MissingSectionError", "Dataflow", "GemmConfig", "SoftmaxConfig", "AttentionConfig", "load_config",
            "parse_toml", "derived_acc_width"]
 
 
@@ -114,7 +116,7 @@ class Dataflow(str, enum.Enum):
         return {Dataflow.WS: ws, Dataflow.OS: os}[self]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value, key or file that npugen cannot use.
 
     The message is one line naming the key, the value and what is allowed, for example

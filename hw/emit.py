@@ -39,6 +39,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from . import __version__, isa
 from .config import GemmConfig
+from .blocks import module_blocks
+from .files import umask
+from .errors import CheckFailed
 
 __all__ = ["EmitError", "Port", "render", "generate", "lint", "LINT_WAIVERS", "MANIFEST_VERSION",
            "IO_DELAY_FRACTION"]
@@ -74,7 +77,7 @@ LINT_WAIVERS = (
 _FILE_KINDS = (".v", ".f", ".core", ".h", ".sdc")
 
 
-class EmitError(RuntimeError):
+class EmitError(CheckFailed, RuntimeError):
     """The top component does not meet the contract of an exported design."""
 
 
@@ -409,6 +412,7 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
     try:
         ports = _signature_ports(component)
         latencies = _latencies(component)
+        blocks = module_blocks(component, cfg.name)
         with _builtin_yosys():
             text = amaranth_verilog.convert(component, name=cfg.name, emit_src=False)
     except BaseException:
@@ -447,6 +451,7 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
         "isa_version": isa.ISA_VERSION,
         "ports": [p.as_dict() for p in ports],
         "latencies": latencies,
+        "blocks": blocks,
         "tools": tools,
         "files": {name: {"bytes": len(data), "sha256": _sha256(data)}
                   for name, data in files.items()},
@@ -456,12 +461,6 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
 
 
 # -- writing ----------------------------------------------------------------------------------
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
 
 def _swap_in(tmp: Path, final: Path) -> None:
     """Move the finished folder ``tmp`` to ``final``, replacing a previous one.
@@ -544,12 +543,12 @@ def generate(cfg: GemmConfig, out_dir: str | os.PathLike[str] = "build", *,
         return final
     tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}.tmp-", dir=out))
     try:
-        mode = 0o666 & ~_umask()
+        mode = 0o666 & ~umask()
         for name, data in files.items():
             path = tmp / name
             path.write_bytes(data)
             os.chmod(path, mode)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         _swap_in(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -145,6 +145,9 @@ class GemmEngine(wiring.Component):
         For a parameter of the wrong type or value.
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
+
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64):

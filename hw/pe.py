@@ -51,6 +51,9 @@ class WeightStationaryPE(wiring.Component):
     psum_out : Out(signed(psum_width)), two cycles after ``a``, one after ``psum_in``
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "array"
+
     def __init__(self, *, psum_width: int, pass_right: bool = True):
         self.psum_width = _check_width("Partial sum width", psum_width)
         self.pass_right = bool(pass_right)
@@ -110,6 +113,9 @@ class OutputStationaryPE(wiring.Component):
     b_out : Out(signed(8))  (when ``pass_down``)
     done : Out(signed(acc_width)), the last finished sum, held until the next ``last``
     """
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "array"
 
     def __init__(self, *, acc_width: int, pass_right: bool = True, pass_down: bool = True):
         self.acc_width = _check_width("Accumulator width", acc_width)

@@ -89,6 +89,9 @@ class Requantizer(wiring.Component):
         For a parameter of the wrong type or value.
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "requantizer"
+
     def __init__(self, *, lanes: int, acc_width: int, rounding: str = "single"):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"Lanes must be a positive integer, not {lanes!r}")

@@ -70,6 +70,9 @@ class SoftmaxUnit(wiring.Component):
         For a parameter of the wrong type or value.
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "softmax"
+
     def __init__(self, *, lanes: int = 1, F: int = 24, B: int = 16, n_max: int = 32768,
                  lut=None, out_depth: int = 16):
         for name, v, lo, hi in (("Lanes", lanes, 1, 64), ("F", F, 8, 30), ("B", B, 1, 4096),

@@ -82,6 +82,9 @@ class WeightStationaryArray(wiring.Component):
         One row of C; ``psum_width = bit_length(16384 * rows) + 1`` bits, exact.
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "array"
+
     def __init__(self, *, rows: int, cols: int):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
@@ -176,6 +179,9 @@ class OutputStationaryArray(wiring.Component):
     c : Out(ArrayLayout(signed(acc_width), cols))
         One row of C per cycle during the drain (unqualified: the caller knows when).
     """
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "array"
 
     def __init__(self, *, rows: int, cols: int, acc_width: int):
         check_dims(rows, cols)

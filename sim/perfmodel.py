@@ -34,6 +34,7 @@ from collections import deque
 from math import ceil
 
 from npugen.hw.config import Dataflow
+from npugen.hw.errors import InputError, MissingSectionError
 
 __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
@@ -91,18 +92,18 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
 
 def _check(cfg, m, k, n, requant, acc_in, acc_out):
     if cfg.dataflow not in {d.value for d in Dataflow}:
-        raise ValueError(f"dataflow must be 'ws' or 'os', not {cfg.dataflow!r}")
+        raise InputError(f"dataflow must be 'ws' or 'os', not {cfg.dataflow!r}")
     for name, v in (("m", m), ("k", k), ("n", n)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+            raise InputError(f"{name} must be a positive integer, not {v!r}")
     k_max = getattr(cfg, "k_max", None)
     if k_max is not None and k > k_max:
-        raise ValueError(f"k = {k} exceeds k_max = {k_max} (the engine rejects it: BAD_SHAPE)")
+        raise InputError(f"k = {k} exceeds k_max = {k_max} (the engine rejects it: BAD_SHAPE)")
     if (acc_in or acc_out) and (m > cfg.acc_depth or n > cfg.cols):
-        raise ValueError(f"an acc_in/acc_out job needs m <= acc_depth ({cfg.acc_depth}) and "
+        raise InputError(f"an acc_in/acc_out job needs m <= acc_depth ({cfg.acc_depth}) and "
                          f"n <= cols ({cfg.cols}), not m = {m}, n = {n} (BAD_ACC)")
     if acc_out and requant:
-        raise ValueError("an acc_out job cannot be a requant job (BAD_ACC)")
+        raise InputError("an acc_out job cannot be a requant job (BAD_ACC)")
 
 
 def gemm_cycles(cfg, m: int, k: int, n: int, *, requant: bool = True, acc_in: bool = False,
@@ -427,14 +428,14 @@ def softmax_params(cfg) -> tuple[int, int, int]:
     """
     sm = getattr(cfg, "softmax", cfg)
     if sm is None:
-        raise ValueError(f"configuration {getattr(cfg, 'name', cfg)!r} has no [softmax] section")
+        raise MissingSectionError(cfg, "softmax")
     P, B = sm.lanes, sm.B
     D = getattr(sm, "out_depth", SOFTMAX_OUT_DEPTH)
     for name, v in (("lanes", P), ("B", B), ("out_depth", D)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"softmax {name} must be a positive integer, not {v!r}")
+            raise InputError(f"softmax {name} must be a positive integer, not {v!r}")
     if B % P:
-        raise ValueError(f"softmax B must be a multiple of lanes ({P}), not {B!r}")
+        raise InputError(f"softmax B must be a multiple of lanes ({P}), not {B!r}")
     return P, B, D
 
 
@@ -442,17 +443,17 @@ def _lengths(n, rows) -> list[int]:
     if isinstance(n, int) and not isinstance(n, bool):
         rows = 1 if rows is None else rows
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
-            raise ValueError(f"rows must be a positive integer, not {rows!r}")
+            raise InputError(f"rows must be a positive integer, not {rows!r}")
         lengths = [n] * rows
     else:
         lengths = list(n)
         if rows is not None and rows != len(lengths):
-            raise ValueError(f"rows = {rows!r} but {len(lengths)} row lengths given")
+            raise InputError(f"rows = {rows!r} but {len(lengths)} row lengths given")
         if not lengths:
-            raise ValueError("at least one row is needed")
+            raise InputError("at least one row is needed")
     for v in lengths:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"a row must hold a positive number of keys, not {v!r}")
+            raise InputError(f"a row must hold a positive number of keys, not {v!r}")
     return lengths
 
 
@@ -728,7 +729,7 @@ def attention_params(cfg) -> dict[str, int]:
     """
     att = getattr(cfg, "attention", None)
     if att is None:
-        raise ValueError(f"configuration {getattr(cfg, 'name', cfg)!r} has no [attention] section")
+        raise MissingSectionError(cfg, "attention")
     sm = cfg.osi8
     q_max = (255 * 2 ** sm.F + 128 * 255) * 2 ** sm.G // 2 ** sm.F + 2
     return {"d": att.d, "P": att.q_block, "B": sm.B, "QB": q_max.bit_length(),
@@ -758,7 +759,7 @@ def attention_tile_needs(scores, mask, B: int, q_block: int) -> list[list[bool]]
     s = np.asarray(scores, dtype=np.int64)
     on = np.asarray(mask, dtype=bool)
     if s.ndim != 2 or on.shape != s.shape:
-        raise ValueError(f"scores and mask must be 2-D arrays of one shape, not {s.shape} and "
+        raise InputError(f"scores and mask must be 2-D arrays of one shape, not {s.shape} and "
                          f"{on.shape}")
     M, N = s.shape
     out = []
@@ -828,13 +829,13 @@ def attention_cycles(cfg, m: int, n: int, tile_needs=None, *, load_lut: bool = T
     d, P, B, QB, Lr, RL = p["d"], p["P"], p["B"], p["QB"], p["Lr"], p["RL"]
     for name, v in (("m", m), ("n", n)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+            raise InputError(f"{name} must be a positive integer, not {v!r}")
     T = -(-n // B)
     blocks = [min(P, m - m0) for m0 in range(0, m, P)]
     if tile_needs is None:
         tile_needs = [[False] * T for _ in blocks]
     if len(tile_needs) != len(blocks) or any(len(f) != T for f in tile_needs):
-        raise ValueError(f"tile_needs must hold {len(blocks)} lists of {T} flags")
+        raise InputError(f"tile_needs must hold {len(blocks)} lists of {T} flags")
     NS = ATTENTION_TILE_SLOTS
     a_next = ATTENTION_PARAM_BEATS + (ATTENTION_LUT_BEATS if load_lut else 0) + 1
     R: list[int] = []                 # last read-back cycle of each tile

@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from npugen.hw.errors import InputError, ToolMissing
+
 __all__ = [
     "PACKAGE", "INSTALL_HINT", "HIDDEN", "LAYER_NORM_EPS", "DEFAULT_SENTENCE", "PROJECTIONS",
     "FIXTURE_PATH", "ModelUnavailableError",
@@ -108,7 +110,7 @@ _FX_N = 32
 _INT32_MAX = 2**31 - 1
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(ToolMissing, RuntimeError):
     """The all-MiniLM-L6-v2 package (weights and tokenizer) is not installed or incomplete."""
 
 
@@ -294,7 +296,7 @@ def layer0_input(sentence: str) -> tuple[list[str], np.ndarray]:
     pos = t[_PREFIX_EMB + "position_embeddings.weight"]
     typ = t[_PREFIX_EMB + "token_type_embeddings.weight"]
     if len(ids) > pos.shape[0]:
-        raise ValueError(f"Sentence has {len(ids)} tokens, more than the model's {pos.shape[0]}")
+        raise InputError(f"Sentence has {len(ids)} tokens, more than the model's {pos.shape[0]}")
     eps = float(_config().get("layer_norm_eps", LAYER_NORM_EPS))
     e = (word[ids].astype(np.float64) + pos[: len(ids)].astype(np.float64)
          + typ[0].astype(np.float64))
@@ -337,7 +339,7 @@ def _module_name(name: str) -> str:
     for short, mod, _ in PROJECTIONS:
         if name in (short, mod):
             return mod
-    raise ValueError(f"Projection must be one of Q, K, V, not {name!r}")
+    raise InputError(f"Projection must be one of Q, K, V, not {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,7 +393,7 @@ def asymmetric_params(rmin, rmax, qmin: int = -128, qmax: int = 127) -> tuple[np
     """
     lo, hi = np.float32(rmin), np.float32(rmax)
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
-        raise ValueError(f"Range must be finite with min <= max, not [{rmin!r}, {rmax!r}]")
+        raise InputError(f"Range must be finite with min <= max, not [{rmin!r}, {rmax!r}]")
     lo = min(lo, np.float32(0.0))
     hi = max(hi, np.float32(0.0))
     scale = np.float32((hi - lo) / np.float32(qmax - qmin))
@@ -432,7 +434,7 @@ def symmetric_params(absmax, qmax: int = 127) -> np.float32:
     """
     a = np.asarray(absmax, dtype=np.float32)
     if not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise ValueError(f"absmax must be finite and >= 0, not {absmax!r}")
+        raise InputError(f"absmax must be finite and >= 0, not {absmax!r}")
     s = (a / np.float32(qmax)).astype(np.float32)
     return np.float32(s) if s.ndim == 0 else s
 
@@ -464,9 +466,9 @@ def quantize_activation(x, scale, zero_point: int) -> np.ndarray:
     """
     scale = np.float32(scale)
     if not scale > 0:
-        raise ValueError(f"Scale must be positive, not {scale!r}")
+        raise InputError(f"Scale must be positive, not {scale!r}")
     if not -128 <= int(zero_point) <= 127:
-        raise ValueError(f"Zero point must be in [-128, 127], not {zero_point!r}")
+        raise InputError(f"Zero point must be in [-128, 127], not {zero_point!r}")
     q = round_half_away(np.asarray(x, dtype=np.float32) / scale) + int(zero_point)
     return np.clip(q, -128, 127).astype(np.int8)
 
@@ -498,9 +500,9 @@ def quantize_weights_per_channel(w) -> tuple[np.ndarray, np.ndarray]:
     """
     w = np.asarray(w, dtype=np.float32)
     if w.ndim != 2:
-        raise ValueError(f"Weights must be 2-D (out, in), not shape {w.shape}")
+        raise InputError(f"Weights must be 2-D (out, in), not shape {w.shape}")
     if not np.all(np.isfinite(w)):
-        raise ValueError("Weights must be finite")
+        raise InputError("Weights must be finite")
     half_range = np.abs(w).max(axis=1)
     scales = symmetric_params(half_range)
     with np.errstate(divide="ignore"):
@@ -597,7 +599,7 @@ def make_job(x, w, b, *, symmetric_out: bool, name: str = "", act_range=None) ->
     w = np.asarray(w, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     if x.ndim != 2 or w.ndim != 2 or b.shape != (w.shape[0],) or x.shape[1] != w.shape[1]:
-        raise ValueError(f"Shapes must be x (M, K), w (N, K), b (N,), not {x.shape}, "
+        raise InputError(f"Shapes must be x (M, K), w (N, K), b (N,), not {x.shape}, "
                          f"{w.shape}, {b.shape}")
     lo, hi = (float(x.min()), float(x.max())) if act_range is None else act_range
     scale_a, zp_a = asymmetric_params(lo, hi)
@@ -702,7 +704,7 @@ def accuracy(c, job: dict) -> dict:
     ref = np.asarray(job["ref"], dtype=np.float64)
     c = np.asarray(c)
     if c.shape != ref.shape:
-        raise ValueError(f"Output shape {c.shape} does not match the reference {ref.shape}")
+        raise InputError(f"Output shape {c.shape} does not match the reference {ref.shape}")
     deq = dequantize(c, job["scale_out"], job["zp_out"])
     err = np.abs(deq - ref)
     d, r = deq.ravel(), ref.ravel()
@@ -797,7 +799,7 @@ def split_heads(y, heads: int = HEADS) -> np.ndarray:
     """
     y = np.asarray(y)
     if y.ndim != 2 or heads < 1 or y.shape[1] % heads:
-        raise ValueError(f"Cannot split shape {y.shape} into {heads} heads")
+        raise InputError(f"Cannot split shape {y.shape} into {heads} heads")
     t, c = y.shape
     return np.ascontiguousarray(y.reshape(t, heads, c // heads).transpose(1, 0, 2))
 
@@ -880,7 +882,7 @@ def attention_inputs(jobs, outputs=None, *, mask=None, heads: int = HEADS,
     from npugen.sim import golden
 
     if output_calibration not in ("head", "layer"):
-        raise ValueError(f"output_calibration must be 'head' or 'layer', not "
+        raise InputError(f"output_calibration must be 'head' or 'layer', not "
                          f"{output_calibration!r}")
     jq, jk, jv = jobs
     if outputs is None:
@@ -889,7 +891,7 @@ def attention_inputs(jobs, outputs=None, *, mask=None, heads: int = HEADS,
     t, d = q.shape[1], q.shape[2]
     mask = np.ones(t, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != (t,):
-        raise ValueError(f"mask must have shape ({t},), not {mask.shape}")
+        raise InputError(f"mask must have shape ({t},), not {mask.shape}")
     qf, kf, vf = (split_heads(j["ref"], heads) for j in jobs)
     ref = np.stack([float_attention(qf[h], kf[h], vf[h], mask) for h in range(heads)])
     sq, sk, sv = (np.float32(j["scale_out"]) for j in jobs)

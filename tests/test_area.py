@@ -667,7 +667,9 @@ def test_dsp_plan_requantizer_before_pes():
     32 x 32 product is ceil(32/17) * ceil(32/17) = 4 blocks a lane, 2 lanes = 8 blocks."""
     from npugen.hw.synth.flow import _dsp_plan
     pes = [f"qor2.engine.array.pe_{r}_{c}" for r in range(2) for c in range(2)]
-    mods = ["qor2", "qor2.engine", "qor2.engine.requant", "qor2.engine.array"] + pes
+    # the report blocks of the manifest; dict order is not the PEs' order
+    mods = {"qor2": "control", "qor2.engine": "control", "qor2.engine.requant": "requantizer",
+            "qor2.engine.array": "array", **{p: "array" for p in reversed(pes)}}
     assert _dsp_plan("ecp5", CFG, mods, None) == (set(), 12)
     assert _dsp_plan("ecp5", CFG, mods, 12) == (set(), 12)
     # 9 blocks: 8 for the requantizer, 1 for PE (0, 0).

@@ -372,10 +372,11 @@ def test_run_gemm_bad_arguments_write_nothing(fake_sim, arrays, capsys, monkeypa
     assert sorted(p.name for p in d.iterdir()) == before
 
 
-def test_run_gemm_library_value_error_is_one_line(fake_sim, arrays, capsys):
+def test_run_gemm_library_input_error_is_one_line(fake_sim, arrays, capsys):
+    from npugen.hw.errors import InputError
     calls, result = fake_sim
     d, _, _ = arrays
-    result["gemm_error"] = ValueError("k = 5000 exceeds k_max = 4096\n(second line)")
+    result["gemm_error"] = InputError("k = 5000 exceeds k_max = 4096\n(second line)")
     assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
                      "--out", str(d / "c.npy")]) == 2
     assert one_error_line(capsys.readouterr().err) == \
@@ -384,10 +385,11 @@ def test_run_gemm_library_value_error_is_one_line(fake_sim, arrays, capsys):
 
 
 def test_run_gemm_keeps_the_previous_result_on_failure(fake_sim, arrays):
+    from npugen.hw.errors import InputError
     _, result = fake_sim
     d, _, _ = arrays
     np.save(d / "c.npy", np.arange(3))
-    result["gemm_error"] = ValueError("bad")
+    result["gemm_error"] = InputError("bad")
     assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
                      "--out", str(d / "c.npy")]) == 2
     np.testing.assert_array_equal(np.load(d / "c.npy"), np.arange(3))

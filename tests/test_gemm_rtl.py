@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from npugen.hw.config import GemmConfig, load_config
+from npugen.hw.tools import ToolNotFound
 from npugen.sim import golden
 import npugen.sim.runner as runner
 from rtl_helpers import need_sim, run_bench, seed_for
@@ -186,7 +187,7 @@ def test_runner_reports_a_failing_bench(tmp_path, monkeypatch, capsys):
 
 def test_missing_icarus_is_one_line(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(runner.SimError, match="iverilog") as exc:
+    with pytest.raises(ToolNotFound, match="iverilog") as exc:
         runner.build(CONFIGS["g1x1ws"], "icarus", BUILD)
     assert "\n" not in str(exc.value) and "apt-get install iverilog" in str(exc.value)
     assert runner.verify(CONFIGS["g1x1ws"], sim="icarus", build_dir=BUILD) == 2

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 __all__ = ["Device", "DEVICES", "device_by_name", "BRAM_BITS", "LUTRAM_BITS_PER_LUT"]
 
 #: Bits of one block RAM: ECP5 ``DP16KD`` 1024 x 18 (parity bits included), iCE40
@@ -79,4 +81,4 @@ def device_by_name(family: str, name: str) -> Device:
         if d.name.lower() == name.lower():
             return d
     known = ", ".join(d.name for d in DEVICES[family])
-    raise ValueError(f"--device: {name!r} is not a known {family} device (known: {known})")
+    raise InputError(f"--device: {name!r} is not a known {family} device (known: {known})")

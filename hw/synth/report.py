@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..files import write_atomic
 
 __all__ = ["write", "markdown", "estimate_error", "HEADLINE"]
 
@@ -19,7 +19,8 @@ HEADLINE = {
     "asic": ("area_um2", "ffs", "cells"),
 }
 
-_LABELS = {"nand2_eq": "NAND2 eq.", "ffs": "FFs", "cells": "cells", "luts": "LUTs",
+#: The report's name of each figure (``nand2_eq`` is 'NAND2 eq.').
+LABELS = {"nand2_eq": "NAND2 eq.", "ffs": "FFs", "cells": "cells", "luts": "LUTs",
            "dsps": "DSPs", "brams": "block RAMs", "area_um2": "area µm²",
            "memory_bits": "memory bits", "lutram_cells": "LUT-RAM cells"}
 
@@ -33,22 +34,6 @@ def estimate_error(target: str, flat: dict, est: dict) -> dict[str, float | None
             continue
         out[key] = round(100.0 * (e - f) / f, 2) if f else (0.0 if e == f else None)
     return out
-
-
-def _atomic(path: Path, text: str) -> None:
-    from ..emit import _umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; outputs follow the umask
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _fmt(v: Any) -> str:
@@ -79,7 +64,7 @@ def markdown(r: dict[str, Any]) -> str:
     flat, est, err = r.get("flat") or {}, r["estimate"], r.get("estimate_error") or {}
     for k in keys:
         e = err.get(k)
-        lines.append(f"| {_LABELS.get(k, k)} | {_fmt(flat.get(k))} | {_fmt(est.get(k))} | "
+        lines.append(f"| {LABELS.get(k, k)} | {_fmt(flat.get(k))} | {_fmt(est.get(k))} | "
                      f"{'–' if e is None else f'{e:+.2f} %'} |")
     lines.append(f"| synthesis time, s | {_fmt(flat.get('seconds'))} | {_fmt(est.get('seconds'))} | |")
     if flat.get("with_wrapper"):
@@ -87,7 +72,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", f"Placed with the pin wrapper (shift register in, XOR out): "
                       f"{w['luts']} LUTs, {w['ffs']} FFs in all."]
     lines += ["", "## Breakdown (hierarchical estimate)", "",
-              "| block | " + " | ".join(_LABELS.get(k, k) for k in keys) + " |",
+              "| block | " + " | ".join(LABELS.get(k, k) for k in keys) + " |",
               "|---|" + "---|" * len(keys)]
     for b, v in est.get("blocks", {}).items():
         lines.append(f"| {b} | " + " | ".join(_fmt(v.get(k)) for k in keys) + " |")
@@ -159,6 +144,6 @@ def write(r: dict[str, Any], qor: Path) -> tuple[Path, Path]:
     """Write ``qor/<target>.json`` and ``qor/<target>.md`` atomically; return their paths."""
     qor.mkdir(parents=True, exist_ok=True)
     j, m = qor / f"{r['target']}.json", qor / f"{r['target']}.md"
-    _atomic(j, json.dumps(r, indent=2, sort_keys=True) + "\n")
-    _atomic(m, markdown(r))
+    write_atomic(j, json.dumps(r, indent=2, sort_keys=True) + "\n")
+    write_atomic(m, markdown(r))
     return j, m

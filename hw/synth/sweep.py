@@ -32,7 +32,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +40,8 @@ else:                                   # pragma: no cover
     import tomli as tomllib
 
 from ..config import ConfigError, GemmConfig, parse_toml
+from ..errors import InputError
+from ..files import atomic_open, write_atomic
 from . import flow
 from .flow import QOR_VERSION, TARGETS, area, tool_versions
 
@@ -65,11 +67,11 @@ class Grid:
 
     def __post_init__(self):
         if self.target not in TARGETS:
-            raise ValueError(f"target: {self.target!r} is not a target (choose from "
+            raise InputError(f"target: {self.target!r} is not a target (choose from "
                              f"{', '.join(TARGETS)})")
         for key in ("rows", "cols", "dataflow", "k_max"):
             if not getattr(self, key):
-                raise ValueError(f"{key}: the grid needs at least one value")
+                raise InputError(f"{key}: the grid needs at least one value")
         for cfg in self.configs():      # check every point before running any
             pass
 
@@ -90,7 +92,7 @@ class Grid:
             try:
                 out.append(GemmConfig.from_dict(data, source="grid"))
             except ConfigError as e:
-                raise ValueError(f"grid point {data['name']}: {e}") from None
+                raise InputError(f"grid point {data['name']}: {e}") from None
         return out
 
 
@@ -108,11 +110,11 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         try:
             data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML: {e}") from None
+            raise InputError(f"{path}: invalid TOML: {e}") from None
     known = {"rows", "cols", "dataflow", "k_max", "target", "base"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown key {unknown[0]} (allowed: {', '.join(sorted(known))})")
+        raise InputError(f"{path}: unknown key {unknown[0]} (allowed: {', '.join(sorted(known))})")
     kwargs: dict[str, Any] = {}
     for key in ("rows", "cols", "dataflow", "k_max"):
         if key in data:
@@ -122,12 +124,12 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
         kwargs["target"] = data["target"]
     if "base" in data:
         if not isinstance(data["base"], dict):
-            raise ValueError(f"{path}: base must be a table")
+            raise InputError(f"{path}: base must be a table")
         kwargs["base"] = tuple(sorted(data["base"].items()))
     try:
         return Grid(**kwargs)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
 
 
 def _cache_key(cfg: GemmConfig, target: str, versions: dict[str, str]) -> str:
@@ -140,11 +142,12 @@ def _cache_key(cfg: GemmConfig, target: str, versions: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_point(config: str, target: str, out: str) -> dict[str, Any]:
+def run_point(config: str, target: str, out: str, top=None) -> dict[str, Any]:
     """One point: the hierarchical estimate of ``config`` (its TOML text, so it pickles for
-    process pools and Dask workers)."""
+    process pools and Dask workers) with the top builder ``top`` (a module-level function, so
+    it pickles too; see :func:`npugen.hw.synth.area`)."""
     cfg = parse_toml(config, source="sweep point")
-    return area(cfg, target, out=out, estimate_only=True,
+    return area(cfg, target, out=out, estimate_only=True, top=top,
                 command=f"npugen sweep (point {cfg.name})")
 
 
@@ -206,10 +209,9 @@ def _plot(rows: list[dict[str, Any]], target: str, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _progress(enabled: bool, total: int):
@@ -222,7 +224,7 @@ def _progress(enabled: bool, total: int):
 
 
 def sweep(grid: Grid, *, out: str | os.PathLike[str] = "build/sweep", jobs: int | None = None,
-          scheduler: str | None = None, progress: bool = True) -> SweepResult:
+          scheduler: str | None = None, progress: bool = True, top=None) -> SweepResult:
     """Run the hierarchical estimate on every point of ``grid``.
 
     Parameters
@@ -238,6 +240,9 @@ def sweep(grid: Grid, *, out: str | os.PathLike[str] = "build/sweep", jobs: int 
         which must share ``out`` with this machine and have npugen installed.
     progress : bool
         Show a progress bar.
+    top : callable or None
+        The top builder each point's design is generated with (:func:`npugen.hw.synth.area`);
+        a module-level function, as it is pickled for the workers.
 
     Returns
     -------
@@ -265,15 +270,13 @@ def sweep(grid: Grid, *, out: str | os.PathLike[str] = "build/sweep", jobs: int 
     bar = _progress(progress, len(configs))
 
     def done(cfg: GemmConfig, cached_path: Path, report: dict) -> None:
-        tmp = cached_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, cached_path)
+        write_atomic(cached_path, json.dumps(report, sort_keys=True))
         results[cfg.name] = (report, False)
         if bar and not bar.console.is_terminal:
             # Not a terminal (a log, CI): rich draws no live bar there, so one line per point.
             bar.console.print(f"sweep: {len(results)}/{len(configs)} {cfg.name}", highlight=False)
 
-    args = [(cfg.to_toml(), grid.target, str(designs)) for cfg, _ in todo]
+    args = [(cfg.to_toml(), grid.target, str(designs), top) for cfg, _ in todo]
     if bar:
         bar.start()
         task = bar.add_task("sweep", total=len(configs), completed=len(configs) - len(todo))
@@ -310,11 +313,9 @@ def sweep(grid: Grid, *, out: str | os.PathLike[str] = "build/sweep", jobs: int 
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    tmp = csv_path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, csv_path)
     _plot(rows, grid.target, png_path)
     return SweepResult(rows, csv_path, png_path, sum(1 for r in rows if r["cached"]))

@@ -32,6 +32,7 @@ from importlib import metadata, util
 from pathlib import Path
 
 from ..tools import ToolNotFound
+from ..errors import CheckFailed
 
 __all__ = ["ToolNotFound", "SynthError", "yowasp", "run", "yosys_version", "nextpnr_version",
            "liberty_path", "sta_bin", "sta_version", "LIBERTY_NAME"]
@@ -51,7 +52,7 @@ LIBERTY_HINT = "install Debian's qflow-tech-osu018 package: apt-get install qflo
 STA_HINT = "install Debian's opensta package: apt-get install opensta"
 
 
-class SynthError(RuntimeError):
+class SynthError(CheckFailed, RuntimeError):
     """A synthesis, place-and-route or timing tool failed; the message says which and where its
     log is."""
 

@@ -20,7 +20,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
