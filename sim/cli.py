@@ -109,6 +109,7 @@ def _scale(text: str, option: str):
 def _save_npy_atomic(path: Path, array) -> None:
     """Write ``array`` to ``path`` so that ``path`` is either the old file or the whole new one."""
     import numpy as np
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
         np.save(f, array, allow_pickle=False)
 
@@ -177,6 +178,7 @@ def _also_needs(given: list[str], missing: list[str]) -> str:
 
 
 def cmd_run_gemm(args: argparse.Namespace) -> int:
+    import numpy as np
     scales = {"--scale-a": args.scale_a, "--scale-b": args.scale_b,
               "--scale-out": args.scale_out}
     fixed = {"--multiplier": args.multiplier, "--shift": args.shift}
@@ -190,18 +192,14 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
     if given_fixed and len(given_fixed) != len(fixed):
         raise CliError(_also_needs(given_fixed, [k for k in fixed if k not in given_fixed]))
 
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise CliError(f"--out: {out.parent}: no such folder")
-    if out.is_dir():
-        raise CliError(f"--out: {out}: is a folder")
-
+    out = _out_file(args.out)
     cfg = _load_config(args.config)
     a = _int8_matrix_arg(_load_npy(args.a, "--a"), "--a", "(M, K)")
     b = _int8_matrix_arg(_load_npy(args.b, "--b"), "--b", "(K, N)")
     if a.shape[1] != b.shape[0]:
         raise CliError(f"--b: has {b.shape[0]} rows but --a has K = {a.shape[1]} columns "
                        f"(A is M x K, B is K x N)")
+    _check_k(a.shape[1], cfg, f"--a has K = {a.shape[1]} columns")
     kwargs: dict[str, Any] = {
         "bias": _load_npy(args.bias, "--bias") if args.bias is not None else None,
         "zp_a": _int8_arg(args.zp_a, "--zp-a"),
@@ -210,9 +208,11 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
         "act_max": args.act_max,
     }
     if given_scales:
-        kwargs["scale_a"] = _float32(args.scale_a, "--scale-a")
+        kwargs["scale_a"] = _positive_scale(args.scale_a, "--scale-a")
         kwargs["scale_b"] = _scale(args.scale_b, "--scale-b")
-        kwargs["scale_out"] = _float32(args.scale_out, "--scale-out")
+        if not np.all(np.asarray(kwargs["scale_b"]) > 0):
+            raise CliError(f"--scale-b: {args.scale_b!r} holds a value that is not positive")
+        kwargs["scale_out"] = _positive_scale(args.scale_out, "--scale-out")
     if given_fixed:
         kwargs["multiplier"] = _load_npy(args.multiplier, "--multiplier")
         kwargs["shift"] = _load_npy(args.shift, "--shift")
@@ -232,11 +232,7 @@ def cmd_run_gemm(args: argparse.Namespace) -> int:
 
 
 def cmd_run_softmax(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise CliError(f"--out: {out.parent}: no such folder")
-    if out.is_dir():
-        raise CliError(f"--out: {out}: is a folder")
+    out = _out_file(args.out)
 
     # No --config: None, so sim.run.softmax adds a default [softmax] section to the embedded
     # default; a given file must have its own.
@@ -275,6 +271,22 @@ def _int8_matrix_arg(arr, option: str, shape: str):
     return arr.astype(np.int8)
 
 
+def _check_k(k: int, cfg, what: str) -> None:
+    """One wording, for every command, of a job longer than the design's reduction limit."""
+    if k > cfg.k_max:
+        raise CliError(f"{what}, more than this design's k_max = {cfg.k_max} (config key "
+                       f"k_max; the engine rejects the job: BAD_SHAPE)")
+
+
+def _out_file(text: str) -> Path:
+    """``--out`` of a command that writes one array: that file (its folder is made, if missing,
+    when the result is written: :func:`_save_npy_atomic`)."""
+    out = Path(text)
+    if out.is_dir():
+        raise CliError(f"--out: {out}: is a folder (--out names the file this command writes)")
+    return out
+
+
 def _positive_scale(text: str, option: str) -> float:
     value = _float32(text, option)
     if not value > 0:
@@ -289,11 +301,7 @@ def _int8_arg(value: int, option: str) -> int:
 
 
 def cmd_run_attention(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise CliError(f"--out: {out.parent}: no such folder")
-    if out.is_dir():
-        raise CliError(f"--out: {out}: is a folder")
+    out = _out_file(args.out)
 
     cfg = _load_config(args.config) if args.config is not None else None
     q = _int8_matrix_arg(_load_npy(args.q, "--q"), "--q", "(M, d)")
@@ -408,6 +416,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     pm = _import_sim("perfmodel")
     m, k, n = args.m, args.k, args.n
+    _check_k(k, cfg, f"--k {k}")
     requant = not args.raw
     cycles = pm.gemm_cycles(cfg, m, k, n, requant=requant)
     util = pm.utilization(cfg, m, k, n, cycles=cycles)

@@ -354,7 +354,8 @@ def _validate(job: GemmJob, cfg, held: Sequence[int] | None) -> tuple[GemmJob, n
     if m < 1 or k < 1 or n < 1:
         raise InputError(f"M, K and N must be at least 1, not M={m}, K={k}, N={n}")
     if k > k_max:
-        raise InputError(f"K={k} exceeds this design's k_max={k_max}")
+        raise InputError(f"K = {k} exceeds this design's k_max = {k_max} (config key k_max; the engine "
+                         f"rejects the job: BAD_SHAPE)")
     if m > _DIM_MAX or n > _DIM_MAX:
         raise InputError(f"M and N must be at most {_DIM_MAX}, not M={m}, N={n}")
 

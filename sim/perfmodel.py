@@ -98,7 +98,8 @@ def _check(cfg, m, k, n, requant, acc_in, acc_out):
             raise InputError(f"{name} must be a positive integer, not {v!r}")
     k_max = getattr(cfg, "k_max", None)
     if k_max is not None and k > k_max:
-        raise InputError(f"k = {k} exceeds k_max = {k_max} (the engine rejects it: BAD_SHAPE)")
+        raise InputError(f"K = {k} exceeds this design's k_max = {k_max} (config key k_max; the engine "
+                         f"rejects the job: BAD_SHAPE)")
     if (acc_in or acc_out) and (m > cfg.acc_depth or n > cfg.cols):
         raise InputError(f"an acc_in/acc_out job needs m <= acc_depth ({cfg.acc_depth}) and "
                          f"n <= cols ({cfg.cols}), not m = {m}, n = {n} (BAD_ACC)")

@@ -395,11 +395,47 @@ def test_run_gemm_keeps_the_previous_result_on_failure(fake_sim, arrays):
     np.testing.assert_array_equal(np.load(d / "c.npy"), np.arange(3))
 
 
-def test_run_gemm_out_folder_must_exist(fake_sim, arrays, capsys):
-    d, _, _ = arrays
+def test_run_gemm_makes_the_out_folder(fake_sim, arrays, capsys):
+    """--out names the file of a command that writes one array; missing folders are made (as
+    every command does), but not for a command that fails."""
+    d, a, b = arrays
     assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
-                     "--out", str(d / "nope" / "c.npy")]) == 2
-    assert "no such folder" in one_error_line(capsys.readouterr().err)
+                     "--out", str(d / "new" / "deeper" / "c.npy")]) == 0
+    np.testing.assert_array_equal(np.load(d / "new" / "deeper" / "c.npy"),
+                                  a.astype(np.int32) @ b.astype(np.int32))
+    assert cli.main(["run", "gemm", "--a", str(d / "missing.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "other" / "c.npy")]) == 2
+    assert not (d / "other").exists()
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "new")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_k_beyond_k_max_is_worded_once(fake_sim, tmp_path, capsys):
+    """run gemm and perf name the option and the config key, in the same words."""
+    (tmp_path / "c.toml").write_text("rows = 2\ncols = 2\nk_max = 64\n")
+    np.save(tmp_path / "a.npy", np.ones((2, 100), np.int8))
+    np.save(tmp_path / "b.npy", np.ones((100, 2), np.int8))
+    cfg = ["--config", str(tmp_path / "c.toml")]
+    assert cli.main(["run", "gemm", "--a", str(tmp_path / "a.npy"), "--b",
+                     str(tmp_path / "b.npy"), "--out", str(tmp_path / "c.npy"), *cfg]) == 2
+    gemm = one_error_line(capsys.readouterr().err)
+    assert cli.main(["perf", "--m", "2", "--k", "100", "--n", "2", *cfg]) == 2
+    perf = one_error_line(capsys.readouterr().err)
+    tail = ", more than this design's k_max = 64 (config key k_max; the engine rejects the job: " \
+           "BAD_SHAPE)"
+    assert gemm == "npugen: error: --a has K = 100 columns" + tail
+    assert perf == "npugen: error: --k 100" + tail
+
+
+@pytest.mark.parametrize("option,value", [("--scale-a", "0"), ("--scale-out", "-1")])
+def test_scales_name_the_option(fake_sim, arrays, capsys, option, value):
+    d, _, _ = arrays
+    scales = {"--scale-a": "0.5", "--scale-b": "0.25", "--scale-out": "2", option: value}
+    assert cli.main(["run", "gemm", "--a", str(d / "a.npy"), "--b", str(d / "b.npy"),
+                     "--out", str(d / "c.npy"), *[x for kv in scales.items() for x in kv]]) == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        f"npugen: error: {option}: {value!r} is not a positive number"
 
 
 # -- run attention ------------------------------------------------------------------------------

@@ -388,7 +388,8 @@ BAD_JOBS = [
     (dict(a=np.zeros((0, 3), np.int8)), "M, K and N must be at least 1, not M=0"),
     (dict(a=np.zeros((2, 0), np.int8), b=np.zeros((0, 4), np.int8)), "must be at least 1"),
     (dict(a=np.zeros((1, 257), np.int8), b=np.zeros((257, 1), np.int8)),
-     "K=257 exceeds this design's k_max=256"),
+     r"K = 257 exceeds this design's k_max = 256 \(config key k_max; the engine rejects the "
+     r"job: BAD_SHAPE\)"),
     (dict(bias=np.zeros(3, np.int32)), r"bias must have shape \(4,\), not \(3,\)"),
     (dict(bias=np.zeros(4, np.float64)), "bias must have an integer dtype, not float64"),
     (dict(bias=np.array([0, 0, 1 << 31, 0])), r"bias\[2\] = 2147483648 is outside"),

@@ -144,7 +144,7 @@ def test_run_api_matches_golden():
 def test_run_api_rejects_invalid_jobs_before_simulating():
     from npugen.sim import run
 
-    with pytest.raises(ValueError, match="K=65 exceeds this design's k_max=64"):
+    with pytest.raises(ValueError, match="K = 65 exceeds this design's k_max = 64 .config key k_max"):
         run.gemm(np.zeros((1, 65), np.int8), np.zeros((65, 1), np.int8),
                  config=CONFIGS["g2x2ws"], build_dir=BUILD)
     with pytest.raises(ValueError, match="scale_a, scale_b and scale_out must be given together"):

@@ -350,7 +350,8 @@ def test_cli_perf_scalesim(tmp_path, capsys):
 def test_cli_perf_rejects_bad_jobs(capsys):
     from npugen.sim import cli
     assert cli.main(["perf", "--m", "1", "--k", "5000", "--n", "1"]) == 2
-    assert capsys.readouterr().err.startswith("npugen: error: k = 5000 exceeds k_max = 4096")
+    assert capsys.readouterr().err.startswith(
+        "npugen: error: --k 5000, more than this design's k_max = 4096")
     with pytest.raises(SystemExit):
         cli.main(["perf", "--m", "0", "--k", "1", "--n", "1"])
 
