@@ -271,3 +271,23 @@ def test_the_wheel_installs_npugen_only(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(np.load(user / "c.npy"), a.astype(np.int32) @ b.astype(np.int32))
+
+
+# -- width formulas: one copy on each side, equal over every accepted value ----------------------
+
+def test_accumulator_width_agrees_with_the_golden_model():
+    """hw.config.derived_acc_width (the hardware's one copy) and the golden model's own
+    acc_width_for, over the k_max the configuration accepts (1 to 2**24 - 1): every value up to
+    2**16, every power of two with its neighbours up to 2**24 (where a width can step), and
+    5,000 random values (all 2**24 take minutes)."""
+    from npugen.hw.config import derived_acc_width
+    from npugen.sim.golden import acc_width_for
+    k_hi = (1 << 24) - 1
+    with pytest.raises(InputError):
+        GemmConfig(k_max=k_hi + 1)
+    assert GemmConfig(k_max=k_hi).k_max == k_hi
+    rng = np.random.default_rng(24)
+    ks = {*range(1, 1 << 16), *(p + d for p in (1 << j for j in range(25)) for d in (-1, 0, 1)),
+          *(int(k) for k in rng.integers(1, k_hi + 1, 5000))}
+    diff = [k for k in sorted(ks) if 1 <= k <= k_hi and derived_acc_width(k) != acc_width_for(k)]
+    assert diff == []
