@@ -222,3 +222,43 @@ def test_full_bench(name, sim):
 def test_full_default(sim):
     """The whole bench, long variant, on the embedded default design."""
     _run(DEFAULT, sim, full=True, label="full")
+
+
+def _exact_multiple_pairs(count: int) -> list[tuple[int, int]]:
+    """(acc, M0) with acc in [-127, -1] and M0 in [2^30, 2^31) such that ``double`` rounding's
+    nudged product ``acc * M0 + (1 - 2^30)`` is a negative exact multiple of 2^31: acc * M0 is
+    2^30 - 1 modulo 2^31 (numerics.md, SaturatingRoundingDoublingHighMul). Random jobs reach
+    that about once in 2^31."""
+    mod = 1 << 31
+    out = []
+    for acc in range(-1, -128, -2):
+        m0 = ((1 << 30) - 1) * pow(acc % mod, -1, mod) % mod
+        if m0 >= 1 << 30:
+            assert (acc * m0 + 1 - (1 << 30)) % mod == 0
+            out.append((acc, m0))
+    return out[:count]
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_double_rounding_exact_multiple_nudges(sim):
+    """``double`` rounding where the nudged product is a negative exact multiple of 2^31, through
+    the RTL on both simulators: its truncating division must not round it once more. Hand
+    value: acc = -1, M0 = 2^30 + 1, sh = 0 gives nudged = -(2^30 + 1) + 1 - 2^30 = -2^31, so
+    the doubling high multiply h = nudged / 2^31 = -1 exactly, and with sh = 0 no further
+    rounding shift: y = -1 (a division that rounds the exact quotient once more gives 0)."""
+    need_sim(sim)
+    from npugen.sim import run
+    cfg = CONFIGS["g2x2ws"]
+    assert cfg.rounding == "double"
+    pairs = _exact_multiple_pairs(8)
+    assert pairs[0] == (-1, (1 << 30) + 1)
+    shifts = np.array([0, -3])
+    jobs = [dict(a=np.array([[acc], [acc + 2], [-acc]], np.int8), b=np.ones((1, 2), np.int8),
+                 multiplier=np.full(2, m0), shift=shifts) for acc, m0 in pairs]
+    out = run.gemm_many(jobs, config=cfg, sim=sim, build_dir=BUILD)
+    for (acc, m0), job, (c, _) in zip(pairs, jobs, out):
+        want = golden.gemm_int8(job["a"], job["b"], multiplier=job["multiplier"],
+                                shift=shifts, rounding="double")
+        np.testing.assert_array_equal(c, want, err_msg=f"acc={acc} M0={m0}")
+    assert golden.requantize(np.array([-1]), (1 << 30) + 1, 0, rounding="double")[0] == -1
+    assert out[0][0][0, 0] == -1

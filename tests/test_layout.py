@@ -226,16 +226,23 @@ def test_config_prints_the_embedded_default(capsys):
 @pytest.mark.rtl
 def test_the_wheel_installs_npugen_only(tmp_path):
     """Build the wheel, install it alone into a folder, and use it from outside the repo."""
+    import shutil
+    src = tmp_path / "src"            # a copy of what git tracks, so the checkout stays clean
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, src / f)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(src)], check=True, capture_output=True)
+    assert not (src / "build").exists()     # setuptools' own build/lib goes elsewhere
     (wheel,) = wheels.glob("npugen-*.whl")
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(site), str(wheel)], check=True, capture_output=True)
     assert sorted(p.name for p in site.iterdir() if not p.name.endswith(".dist-info")) \
         == ["bin", "npugen"]
-    assert not (ROOT / "build" / "lib").exists()
     user = tmp_path / "user"
     user.mkdir()
     (user / "sim.py").write_text("raise SystemExit('the user sim.py was imported')\n")
