@@ -277,3 +277,30 @@ def test_full_bench(name, sim):
 def test_full_default(sim):
     """The whole bench, long variant (N = N_max = 32768 equal scores), on the default section."""
     _run(DEFAULT, sim, full=True, label="full")
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_masked_only_maximum_takes_no_part(sim):
+    """Rows whose only maximum (127) is masked, at a coarse score scale (c = 0.5: every other key
+    is at least 100 steps below it, where exp(-c * 100) is far below the LUT's resolution): the
+    masked key must not enter the running max, or every kept key's exponent underflows to zero
+    and the row comes out all -128 instead of a real distribution. The maximum sits first,
+    last, in the middle and on a block boundary, through the RTL on both simulators."""
+    from npugen.sim import run
+    cfg = CONFIGS["s24b16l4"]
+    n = 40
+    rng = np.random.default_rng(seed_for("masked-max"))
+    scores = rng.integers(-27, 1, (5, n)).astype(np.int8)
+    mask = np.ones((5, n), dtype=bool)
+    for row, pos in enumerate((0, n - 1, n // 2, cfg.softmax.B, cfg.softmax.B - 1)):
+        scores[row, pos] = 127
+        mask[row, pos] = False
+    c = 0.5
+    y, _ = run.softmax(scores, c, mask=mask, config=cfg, sim=sim, build_dir=BUILD)
+    want = softmax_int8(scores, c, F=cfg.softmax.F, B=cfg.softmax.B, mask=mask)
+    np.testing.assert_array_equal(y, want)
+    # independent of the golden model: the masked key is -128 (probability 0) and the kept keys
+    # carry a real distribution (their probabilities, 1/256 apart, sum to about 1)
+    assert np.all(y[~mask] == -128)
+    kept = np.where(mask, y.astype(np.int32) + 128, 0).sum(axis=1)
+    assert np.all(np.abs(kept - 256) <= n), kept
