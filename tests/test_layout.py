@@ -140,13 +140,13 @@ def test_a_component_without_a_block_is_an_error():
 # -- one builder --------------------------------------------------------------------------------
 
 LUT_TOML = ('name = "lay_lut"\nrows = 2\ncols = 2\nk_max = 16\nacc_depth = 4\nres_depth = 4\n'
-            '[softmax]\nlanes = 2\nB = 4\nN_max = 64\nlut_rom_scale = 0.0731\n')
+            '[softmax]\nlanes = 2\nB = 4\nN_max = 64\nlut_rom_scale = 0.0625\n')
 
 
 def test_builder_bakes_the_golden_lut():
     from npugen.sim.golden import make_lut
     cfg = parse_toml(LUT_TOML)
-    assert design.softmax_lut(cfg) == make_lut(0.0731, cfg.softmax.F)
+    assert design.softmax_lut(cfg) == make_lut(0.0625, cfg.softmax.F)
     assert design.softmax_lut(GemmConfig()) is None
     assert design.emitted(cfg, "softmax")[0].name == "lay_lut_softmax"
     with pytest.raises(MissingSectionError, match=r"'npu' has no \[attention\] section"):
@@ -174,12 +174,12 @@ def test_every_command_builds_a_baked_lut_design(tmp_path):
     rng = np.random.default_rng(3)
     scores = rng.integers(-128, 128, (3, 20), dtype=np.int8)
     np.save(tmp_path / "s.npy", scores)
-    proc = _npugen("run", "softmax", "--scores", "s.npy", "--scale", "0.0731", "--out", "p.npy",
-                   *cfg, cwd=tmp_path)
+    proc = _npugen("run", "softmax", "--scores", "s.npy", "--scale", "0.0625", "--out",
+                   "p.npy", *cfg, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     from npugen.sim.golden import softmax_int8
-    sm = SoftmaxConfig(lanes=2, B=4, N_max=64, lut_rom_scale=0.0731)
-    want = softmax_int8(scores, 0.0731, F=sm.F, B=sm.B)
+    sm = SoftmaxConfig(lanes=2, B=4, N_max=64, lut_rom_scale=0.0625)
+    want = softmax_int8(scores, 0.0625, F=sm.F, B=sm.B)
     assert np.array_equal(np.load(tmp_path / "p.npy"), want)
     proc = _npugen("verify", *cfg, "--seed", "5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
