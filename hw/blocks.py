@@ -8,6 +8,8 @@ systolic array), ``"requantizer"`` (the GEMM engine's output requantizer), ``"co
 subtree: the attention unit's own score requantizer counts toward ``"attention"``. Amaranth's
 library blocks (a FIFO) count toward their parent's block. ``"memories"`` is the storage of the
 memories (accumulator memory, result FIFO), which the synthesis flows split off by cell type.
+A component that is not npugen's (a top of the caller's own) without ``report_block`` counts as
+``"control"``.
 
 :func:`module_blocks` walks an elaborated design and names the block of every Verilog module;
 ``npugen generate`` writes that map into ``manifest.json`` (``blocks``) and the area flows read
@@ -35,11 +37,14 @@ class BlockError(Exception):
 
 
 def _declared(origins) -> str | None:
-    """The block the fragment's elaboratable declares; None for a library block."""
+    """The block the fragment's elaboratable declares; None for one that is not npugen's (a
+    library block, a user's own top) and declares none."""
     for obj in origins or ():
         if type(obj).__module__.startswith("amaranth."):
             continue
         block = getattr(obj, "report_block", None)
+        if block is None and not type(obj).__module__.startswith("npugen."):
+            continue
         if block is None:
             raise BlockError(f"{type(obj).__module__}.{type(obj).__qualname__} declares no "
                              f"report_block (one of {', '.join(REPORT_BLOCKS)})")
@@ -69,7 +74,7 @@ def module_blocks(component, name: str) -> dict[str, str]:
     Raises
     ------
     BlockError
-        If a generator component declares no block or an unknown one.
+        If a component of npugen declares no block, or any component an unknown one.
     """
     out: dict[str, str] = {}
 
@@ -78,9 +83,7 @@ def module_blocks(component, name: str) -> dict[str, str]:
             block = parent
         else:
             block = _declared(frag.origins) or parent
-        if block is None:
-            raise BlockError(f"module {path} and its parents declare no report_block")
-        out[path] = block
+        out[path] = block or "control"
         for sub, sub_name, _ in frag.subfragments:
             if type(sub) is Fragment:           # MemoryInstance and Instance are cells
                 walk(sub, f"{path}.{sub_name}", block)

@@ -165,13 +165,14 @@ def test_filelist_is_relative(design):
 def test_manifest_schema(design):
     m = _manifest(design)
     assert set(m) == {"manifest_version", "name", "top", "config", "config_digest", "isa_version",
-                      "ports", "latencies", "tools", "files"}
+                      "ports", "latencies", "blocks", "tools", "files"}
     assert m["manifest_version"] == emit.MANIFEST_VERSION
     assert m["name"] == m["top"] == "npu"
     assert m["config"] == CFG.to_dict(resolved=True)
     assert m["config_digest"] == CFG.digest()
     assert m["isa_version"] == isa.ISA_VERSION
     assert m["latencies"] == {"result": 1, "status": 1}
+    assert m["blocks"] == {"npu": "control"}     # a stand-in top of the test's own: control
     ports = {p["name"]: (p["direction"], p["width"]) for p in m["ports"]}
     assert [p["name"] for p in m["ports"]][:2] == ["aclk", "aresetn"]
     assert ports["s_axis_cmd_tdata"] == ("input", 128)
