@@ -44,8 +44,8 @@ from .blocks import module_blocks
 from .files import umask
 from .errors import CheckFailed
 
-__all__ = ["EmitError", "Port", "render", "generate", "lint", "lint_waivers", "LINT_WAIVERS",
-           "MANIFEST_VERSION", "IO_DELAY_FRACTION"]
+__all__ = ["EmitError", "Port", "render", "generate", "lint", "lint_waivers", "parameter_rows",
+           "LINT_WAIVERS", "MANIFEST_VERSION", "IO_DELAY_FRACTION"]
 
 #: Version of the layout of ``manifest.json``; raised when a key changes meaning or goes away.
 MANIFEST_VERSION = 1
@@ -397,17 +397,7 @@ def _report(cfg: GemmConfig, ports: list[Port], latencies: dict[str, int],
         "| key | value |",
         "|---|---|",
     ]
-    for key, value in cfg.to_dict(resolved=True).items():
-        if value is None:
-            shown = f"none (no [{key}] section)" if key in ("softmax", "attention") else "none"
-        elif isinstance(value, dict):
-            shown = ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}"
-                              for k, v in value.items())
-        else:
-            shown = _num(value) if isinstance(value, float) else str(value)
-        if key == "acc_width" and cfg.acc_width is None:
-            shown += " (derived from k_max)"
-        out.append(f"| `{key}` | {shown} |")
+    out += [f"| `{key}` | {shown} |" for key, shown in parameter_rows(cfg)]
     out += [
         "",
         "## Sizes",
@@ -438,6 +428,29 @@ def _report(cfg: GemmConfig, ports: list[Port], latencies: dict[str, int],
     out += ["", "## Files", "", "| file | bytes |", "|---|---|"]
     out += [f"| `{name}` | {len(data)} |" for name, data in files.items()]
     return "\n".join(out) + "\n"
+
+
+def parameter_rows(cfg: GemmConfig) -> list[tuple[str, str]]:
+    """The configuration as (key, value) text, as the reports show it.
+
+    Every key of ``cfg.to_dict(resolved=True)``, in that order: floats as short as they can be
+    written (``200``, not ``200.0``), an absent ``[softmax]`` or ``[attention]`` section as
+    ``none (no [softmax] section)``, a derived ``acc_width`` marked so. The design folder's
+    ``report.md`` and ``npugen report``'s page both use it.
+    """
+    rows = []
+    for key, value in cfg.to_dict(resolved=True).items():
+        if value is None:
+            shown = f"none (no [{key}] section)" if key in ("softmax", "attention") else "none"
+        elif isinstance(value, dict):
+            shown = ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}"
+                              for k, v in value.items())
+        else:
+            shown = _num(value) if isinstance(value, float) else str(value)
+        if key == "acc_width" and cfg.acc_width is None:
+            shown += " (derived from k_max)"
+        rows.append((key, shown))
+    return rows
 
 
 def _num(value: float) -> str:

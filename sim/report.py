@@ -10,7 +10,6 @@ formula; with ``measure=True`` also a few jobs measured on the RTL (Verilator) a
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import re
@@ -19,7 +18,7 @@ from typing import Any, Callable
 
 from npugen.sim import perfmodel as pm
 
-__all__ = ["write_report", "grid", "GRID_M", "GRID_K", "GRID_N"]
+__all__ = ["write_report", "grid", "sweeps", "GRID_M", "GRID_K", "GRID_N"]
 
 #: The grid of the cycle table: every (M, K) row against every N column.
 GRID_M = (1, 16, 64, 256, 1024)
@@ -27,7 +26,7 @@ GRID_K = (16, 64, 256, 1024)
 GRID_N = (16, 64, 256)
 #: The sizes swept in the plot (powers of two).
 SWEEP = tuple(2 ** i for i in range(0, 11))
-#: The other two dimensions while one is swept.
+#: The other two dimensions while one is swept, each clamped to the design's limit (K to k_max).
 SWEEP_FIXED = 256
 
 
@@ -104,23 +103,38 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def sweeps(cfg) -> list[tuple[str, list[tuple[int, int, int, int]]]]:
+    """The four panels of the utilization plot: a label and the swept ``(size, m, k, n)``.
+
+    One panel sweeps M = K = N, the others one dimension with the other two fixed at
+    :data:`SWEEP_FIXED`, clamped to what the design accepts (K at most ``k_max``), so every
+    panel has points. Shapes with ``k > k_max`` are left out.
+    """
+    fm, fk, fn = SWEEP_FIXED, min(SWEEP_FIXED, cfg.k_max), SWEEP_FIXED
+
+    def fixed(**dims):                  # "K = N = 256", or "K = 64, N = 256"
+        values = set(dims.values())
+        if len(values) == 1:
+            return " = ".join(dims) + f" = {values.pop()}"
+        return ", ".join(f"{d} = {v}" for d, v in dims.items())
+
+    panels = [("M = K = N", lambda s: (s, s, s)),
+              (f"M ({fixed(K=fk, N=fn)})", lambda s: (s, fk, fn)),
+              (f"K ({fixed(M=fm, N=fn)})", lambda s: (fm, s, fn)),
+              (f"N ({fixed(M=fm, K=fk)})", lambda s: (fm, fk, s))]
+    return [(label, [(s, *shape(s)) for s in SWEEP if shape(s)[1] <= cfg.k_max])
+            for label, shape in panels]
+
+
 def _plot(cfg, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharey=True)
-    F = SWEEP_FIXED
-    panels = [("M = K = N", lambda s: (s, s, s)),
-              (f"M (K = N = {F})", lambda s: (s, F, F)),
-              (f"K (M = N = {F})", lambda s: (F, s, F)),
-              (f"N (M = K = {F})", lambda s: (F, F, s))]
-    for ax, (label, shape) in zip(axes.flat, panels):
+    for ax, (label, points) in zip(axes.flat, sweeps(cfg)):
         xs, ours, ss = [], [], []
-        for s in SWEEP:
-            m, k, n = shape(s)
-            if k > cfg.k_max:
-                continue
+        for s, m, k, n in points:
             ideal = pm.ideal_cycles(cfg, m, k, n)
             xs.append(s)
             ours.append(100 * ideal / pm.gemm_cycles(cfg, m, k, n))
@@ -167,15 +181,8 @@ def _blocks(cfg, folder: Path, top, measured) -> list[tuple]:
                    f"{R * C} MACs per cycle at peak, "
                    f"{R * C * cfg.clock_mhz / 1000:g} GMAC/s at {cfg.clock_mhz:g} MHz. "
                    "Written by `npugen report`."))
-    params = []
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if f.name == "acc_width":
-            v = f"{cfg.acc_bits}" + (" (derived from k_max)" if v is None else "")
-        elif f.name == "softmax":
-            v = "none" if v is None else ", ".join(
-                f"{g.name} {getattr(v, g.name)}" for g in dataclasses.fields(v))
-        params.append((f"`{f.name}`", str(v)))
+    from npugen.hw.emit import parameter_rows
+    params = [(f"`{key}`", shown) for key, shown in parameter_rows(cfg)]   # as generate's report
     b += [("h2", "Parameters"), ("table", ("parameter", "value"), params)]
 
     ports, source = _ports(cfg, folder, top)

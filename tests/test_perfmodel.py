@@ -382,6 +382,41 @@ def test_cli_report(tmp_path, capsys):
     assert (rdir / "utilization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_plot_has_points_in_every_panel_when_k_max_is_small():
+    """The sweep's fixed K is clamped to k_max: with k_max = 64 (configs/tiny_2x2.toml) the M and
+    N panels used to fix K = 256 and were empty."""
+    from npugen.sim.report import SWEEP_FIXED, sweeps
+    cfg = GemmConfig(name="t", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=4)
+    panels = sweeps(cfg)
+    assert len(panels) == 4
+    for label, points in panels:
+        assert points, label
+        assert all(k <= cfg.k_max for _, _, k, _ in points)
+    fixed_k = {k for _, _, k, _ in panels[1][1]} | {k for _, _, k, _ in panels[3][1]}
+    assert fixed_k == {64}
+    assert panels[1][0] == "M (K = 64, N = 256)" and panels[2][0] == "K (M = N = 256)"
+    big = sweeps(GemmConfig(rows=2, cols=2, k_max=4096))
+    assert {k for _, _, k, _ in big[1][1]} == {SWEEP_FIXED}
+    assert big[1][0] == f"M (K = N = {SWEEP_FIXED})"
+
+
+def test_report_parameters_read_like_the_generated_report(tmp_path):
+    """`npugen report` and `npugen generate`'s report.md show the parameters the same way:
+    `200`, not `200.0`; `none (no [attention] section)` for both absent sections, never
+    `None`."""
+    from npugen.hw import emit
+    from npugen.sim.report import write_report
+    cfg = GemmConfig(name="t", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=4)
+    md = write_report(cfg, tmp_path)[0].read_text()
+    assert "| `clock_mhz` | 200 |" in md and "200.0" not in md
+    assert "| `softmax` | none (no [softmax] section) |" in md
+    assert "| `attention` | none (no [attention] section) |" in md
+    assert "None" not in md
+    generated = emit.render(cfg)["report.md"].decode()
+    rows = [line for line in generated.splitlines() if line.startswith("| `")][:12]
+    assert rows and all(line in md for line in rows)
+
+
 # -- softmax (hw/softmax.py) --------------------------------------------------------------------
 
 def measure_softmax(P, B, lengths, *, out_depth=16, max_cycles=200_000):
