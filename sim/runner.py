@@ -8,7 +8,8 @@ A thin wrapper over :mod:`cocotb_tools.runner`:
   :meth:`hw.config.GemmConfig.digest`), one sub-folder per simulator (``verilator``,
   ``icarus``, ``verilator-waves``, ...). A file lock per design makes concurrent builds from
   ``pytest -n auto`` safe, and a stamp of the generator's sources (``hw/*.py``) rebuilds the
-  cache when the RTL changes.
+  cache when the RTL changes. Each compile runs in a temporary folder renamed into place when
+  complete, so an interrupted build leaves no half-built folder.
 - :func:`test` runs one cocotb module against a build in its own folder, passing the
   configuration and the seed to the bench through files and environment variables
   (``NPUGEN_CONFIG``, ``NPUGEN_SEED``, ``NPUGEN_FULL``, ...), never through design parameters.
@@ -38,6 +39,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -55,6 +57,12 @@ __all__ = ["SIMULATORS", "TOPS", "BENCH", "SimError", "TestFailed", "TestRun", "
            "build", "test", "verify", "available_simulators"]
 
 
+#: Each simulator by its own name, for messages.
+SIM_NAMES = {"verilator": "Verilator", "icarus": "Icarus Verilog"}
+
+#: How long a first build takes, for the message that announces it.
+_BUILD_TIME = {"verilator": "a few minutes for a large design",
+               "icarus": "seconds"}
 
 #: The regression bench module run by :func:`verify`.
 BENCH = "npugen.sim.benches.gemm_bench"
@@ -287,7 +295,10 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     Returns
     -------
     pathlib.Path
-        The simulator build folder, ``<design_dir>/<sim>[-waves]``.
+        The simulator build folder, ``<design_dir>/<sim>[-waves]``. It is built in a
+        temporary folder beside it (``.<sim>.tmp-*``) and renamed into place when complete, so
+        an interrupted build leaves no half-built folder; a failed build's log is kept as
+        ``<design_dir>/<sim>[-waves].build.log``.
 
     Raises
     ------
@@ -299,61 +310,94 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     SimError
         If the build fails (naming the build log).
     """
-    from cocotb_tools.runner import get_runner
-
     check_simulator(sim)
     ecfg, builder = emitted(cfg, top)
     ddir = design_dir(cfg, build_dir, top)
     sdir = ddir / (f"{sim}-waves" if waves else sim)
     stamp = _SOURCE_STAMP
     with _locked(ddir / ".lock"):
+        t0 = time.monotonic()
         rtl = ddir / "rtl" / ecfg.name / f"{ecfg.name}.v"
         cfg_file = ddir / "config.toml"
         src_stamp = ddir / "rtl.stamp"
+        generated = None
         if not (rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == stamp):
             from npugen.hw.emit import EmitError, generate
+            _log.info("generating the Verilog of %s", ecfg.name)
             try:
                 generate(ecfg, ddir / "rtl", top=builder)
             except EmitError as e:
                 raise SimError(f"generating {ecfg.name} failed: {e}") from None
             cfg_file.write_text(cfg.to_toml())
             src_stamp.write_text(stamp)
-        built = sdir / ".built"
+            generated = time.monotonic() - t0
         build_args = list(VERILATOR_BUILD_ARGS if sim == "verilator" else ICARUS_BUILD_ARGS)
-        sources = [rtl]
-        if sim == "icarus" and waves:
-            # cocotb's own dump module is SystemVerilog (a `string`), which -g2005 rejects
-            sdir.mkdir(parents=True, exist_ok=True)
-            dump = sdir / "npugen_dump.v"
-            dump.write_text(_ICARUS_DUMP.format(top=ecfg.name))
-            sources.append(dump)
-            build_args += ["-s", "npugen_dump"]
         h = hashlib.sha256(rtl.read_bytes())
         h.update(repr((sim, waves, build_args, VERILATOR_MAKE_VARS)).encode())
         vhash = h.hexdigest()
+        built = sdir / ".built"
         if built.is_file() and built.read_text() == vhash:
             return sdir
-        sdir.mkdir(parents=True, exist_ok=True)
-        if built.exists():
-            built.unlink()
-        log_file = sdir / "build.log"
-        _log.info("compiling %s for %s (once per design and simulator; a few minutes for a "
-                  "large design with Verilator)", ecfg.name, sim)
-        t0 = time.monotonic()
-        with _environ(_sim_env(sim)):
-            runner = get_runner(sim)
-            try:
-                runner.build(sources=sources, hdl_toplevel=ecfg.name, build_dir=sdir,
-                             always=True, timescale=TIMESCALE,
-                             waves=waves and sim == "verilator",
-                             build_args=build_args, log_file=log_file)
-            except (RuntimeError, SystemExit) as e:
-                raise SimError(f"{sim} build of {ecfg.name} failed ({e}); see {log_file}") from None
-        for pch in sdir.glob("*.gch"):      # Verilator's precompiled headers: ~80 MB each
-            pch.unlink()
-        _log.info("built %s for %s in %.1f s", ecfg.name, sim, time.monotonic() - t0)
-        built.write_text(vhash)
+        # Build into a fresh folder beside the final one and rename it into place when done,
+        # so an interrupted or failed build never leaves a half-built <sim> folder. Folders
+        # left by a killed build are stale: this process holds the design's lock.
+        for stale in ddir.glob(f".{sdir.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sdir.name}.tmp-", dir=ddir))
+        try:
+            failed_log = ddir / f"{sdir.name}.build.log"
+            seconds = _compile(ecfg.name, sim, waves, rtl, build_args, tmp, failed_log)
+            failed_log.unlink(missing_ok=True)
+            (tmp / ".built").write_text(vhash)
+            if sdir.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{sdir.name}.old-", dir=ddir))
+                os.replace(sdir, old / sdir.name)
+                shutil.rmtree(old, ignore_errors=True)
+            os.rename(tmp, sdir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        done = f"{SIM_NAMES[sim]} {seconds:.1f} s"
+        if generated is not None:
+            done = f"Verilog {generated:.1f} s, {done}"
+        _log.info("built %s for %s in %.1f s (%s)", ecfg.name, sim, time.monotonic() - t0, done)
     return sdir
+
+
+def _compile(name: str, sim: str, waves: bool, rtl: Path, build_args: list[str], sdir: Path,
+             failed_log: Path) -> float:
+    """Compile ``rtl`` for ``sim`` into ``sdir``; the seconds it took. On failure the build log
+    is copied to ``failed_log`` (the caller removes ``sdir``)."""
+    from cocotb_tools.runner import get_runner
+
+    sources = [rtl]
+    build_args = list(build_args)
+    if sim == "icarus" and waves:
+        # cocotb's own dump module is SystemVerilog (a `string`), which -g2005 rejects
+        dump = sdir / "npugen_dump.v"
+        dump.write_text(_ICARUS_DUMP.format(top=name))
+        sources.append(dump)
+        build_args += ["-s", "npugen_dump"]
+    log_file = sdir / "build.log"
+    _log.info("compiling %s with %s (once per design; %s)", name, SIM_NAMES[sim],
+              _BUILD_TIME[sim])
+    t0 = time.monotonic()
+    with _environ(_sim_env(sim)):
+        runner = get_runner(sim)
+        try:
+            runner.build(sources=sources, hdl_toplevel=name, build_dir=sdir,
+                         always=True, timescale=TIMESCALE,
+                         waves=waves and sim == "verilator",
+                         build_args=build_args, log_file=log_file)
+        except (RuntimeError, SystemExit) as e:
+            try:
+                shutil.copyfile(log_file, failed_log)
+            except OSError:
+                pass
+            raise SimError(f"{sim} build of {name} failed ({e}); see {failed_log}") from None
+    for pch in sdir.glob("*.gch"):      # Verilator's precompiled headers: ~80 MB each
+        pch.unlink()
+    return time.monotonic() - t0
 
 
 def _test_filter(testcase) -> str | None:
