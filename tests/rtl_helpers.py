@@ -1,17 +1,43 @@
-"""Shared helpers of the cocotb regressions (tests/test_*_rtl.py): simulator availability,
-per-test seeds and one bench run that fails the test with its seed and a replay hint."""
+"""Shared helpers of the cocotb regressions (tests/test_*_rtl.py): the build root, simulator
+availability, per-test seeds and one bench run that fails the test with its seed and a replay
+hint."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import tempfile
 import zlib
+from pathlib import Path
 
 import pytest
 
 from npugen.sim import runner
 
-__all__ = ["need_sim", "seed_for", "run_bench"]
+__all__ = ["BUILD", "WORK", "need_sim", "seed_for", "run_bench"]
+
+
+def _work() -> Path:
+    """``$NPUGEN_TEST_BUILD``, else ``<system temp>/npugen-tests-<uid>/<checkout hash>``."""
+    env = os.environ.get("NPUGEN_TEST_BUILD")
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    key = hashlib.sha256(str(checkout).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"npugen-tests-{os.getuid()}" / key
+
+
+#: Working folder of the tests that run a command as a user does (its ``./build`` is
+#: :data:`BUILD`), outside the source tree.
+WORK = _work()
+
+#: Build root of every simulator build the tests make (``build_dir`` of :mod:`sim.runner` and
+#: :mod:`sim.run`), outside the source tree: one cache shared by all pytest-xdist workers and kept
+#: between runs, one per checkout (two checkouts' generators differ). The runner's file lock per
+#: design (``fcntl.flock`` on ``_sim/<digest>/.lock``) builds each design once, whichever worker
+#: asks first; the others wait and reuse it. ``NPUGEN_TEST_BUILD`` chooses another folder.
+BUILD = WORK / "build"
 
 
 def need_sim(sim: str) -> None:
@@ -38,4 +64,6 @@ def run_bench(cfg, sim: str, *, build_dir, top: str = "npu", bench: str | None =
         name = cfg.name if top == "npu" else f"{cfg.name}_{top}"
         pytest.fail(f"{name} on {sim}, seed {seed}: {run.summary()}\n"
                     f"replay: NPUGEN_SEED={seed} pytest ...", pytrace=False)
+    if not waves:
+        shutil.rmtree(run.test_dir, ignore_errors=True)     # a failed run's folder is kept
     return run

@@ -23,20 +23,17 @@ simulators. ``NPUGEN_SEED=<n>`` replays a seed.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import npugen.sim.runner as runner
-from rtl_helpers import need_sim, run_bench, seed_for
+from rtl_helpers import BUILD, need_sim, run_bench, seed_for
 from npugen.hw.config import AttentionConfig, GemmConfig, SoftmaxConfig, load_config
 from npugen.sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
 
 pytestmark = pytest.mark.rtl
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "build"
 BENCH = "npugen.sim.benches.attention_bench"
 
 

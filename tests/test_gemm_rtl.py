@@ -20,7 +20,6 @@ on every configuration and both simulators. ``NPUGEN_SEED=<n>`` replays a seed.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +28,10 @@ from npugen.hw.config import GemmConfig, load_config
 from npugen.hw.tools import ToolNotFound
 from npugen.sim import golden
 import npugen.sim.runner as runner
-from rtl_helpers import need_sim, run_bench, seed_for
+from rtl_helpers import BUILD, need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
 
-BUILD = Path(__file__).resolve().parents[1] / "build"
 
 #: Small configurations of the matrix. Rounding alternates so both modes meet both dataflows;
 #: k_max is small so the K = k_max test stays quick.

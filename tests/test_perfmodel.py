@@ -12,7 +12,6 @@ interface definition, not only to the engine's counter.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,6 +28,7 @@ from npugen.sim import perfmodel
 from npugen.sim.perfmodel import gemm_cycles, ideal_cycles, utilization
 from npugen.sim.perfmodel import (SOFTMAX_PASS2_LATENCY, softmax_closed_form, softmax_cycles,
                            softmax_row_cycles, softmax_utilization)
+from rtl_helpers import BUILD       # the tests' shared simulator builds, outside the source tree
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -209,7 +209,6 @@ def test_model_equals_rtl_credit_bound_long_passes():
 
 # -- through the emitted Verilog on Verilator ----------------------------------------------------
 
-BUILD = Path(__file__).resolve().parents[1] / "build"
 
 #: Two designs of the cocotb regression (tests/test_gemm_rtl.py; same names and parameters, so
 #: the same cached builds): 2x2 ws whose result FIFO binds (res_depth 4) with row chunks

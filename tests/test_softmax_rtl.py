@@ -43,12 +43,10 @@ import pytest
 from npugen.hw.config import GemmConfig, SoftmaxConfig, load_config
 from npugen.sim.golden import softmax_int8
 import npugen.sim.runner as runner
-from rtl_helpers import need_sim, run_bench, seed_for
+from rtl_helpers import BUILD, WORK, need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "build"
 BENCH = "npugen.sim.benches.softmax_bench"
 
 #: The scale baked into the ROM variant (the near-tie scale of osi8.md S5).
@@ -207,7 +205,8 @@ def _npugen(*args, cwd):
 
 def test_cli_run_softmax(tmp_path):
     """`npugen run softmax` as a user runs it: a tiny case through Verilator (the default
-    design, cached in ./build of the working folder: here the repository's)."""
+    design, cached in ./build of the working folder: here the tests' shared build root)."""
+    WORK.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed_for("cli"))
     scores = rng.integers(-128, 128, (2, 11)).astype(np.int8)
     mask = rng.random((2, 11)) < 0.7
@@ -215,7 +214,7 @@ def test_cli_run_softmax(tmp_path):
     np.save(tmp_path / "m.npy", mask)
     out = tmp_path / "p.npy"
     proc = _npugen("run", "softmax", "--scores", str(tmp_path / "s.npy"), "--scale", "0.1",
-                   "--mask", str(tmp_path / "m.npy"), "--out", str(out), cwd=ROOT)
+                   "--mask", str(tmp_path / "m.npy"), "--out", str(out), cwd=WORK)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 1, proc.stdout
@@ -227,7 +226,7 @@ def test_cli_run_softmax(tmp_path):
     np.testing.assert_array_equal(np.load(out), softmax_int8(scores, c, F=24, B=16, mask=mask))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
     proc = _npugen("run", "softmax", "--scores", str(tmp_path / "s.npy"), "--scale", "0.1",
-                   "--json", "--out", str(out), cwd=ROOT)
+                   "--json", "--out", str(out), cwd=WORK)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["config"] == "npu_softmax" and record["rows"] == 2 and record["cycles"] > 0
