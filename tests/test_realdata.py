@@ -8,6 +8,8 @@ quantization steps, not from the code under test.
 from __future__ import annotations
 
 import importlib.util
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 
 from npugen.sim import realdata as rd
+from rtl_helpers import BUILD
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -519,7 +522,7 @@ def test_attention_fixture_head_through_rtl_bit_exact(head):
     cfg = dataclasses.replace(cfg, attention=AttentionConfig(d=32, heads=12))
     att = rd.load_attention_fixture()
     (h, o, stats), = rd.attention_rtl(att, run.attention, heads=[head], config=cfg,
-                                      sim="verilator")
+                                      sim="verilator", build_dir=BUILD)
     osi8 = cfg.osi8
     gold = rd.golden_attention(att, head, F=osi8.F, B=osi8.B, G=osi8.G, rounding=cfg.rounding)
     np.testing.assert_array_equal(o, gold)
@@ -600,7 +603,7 @@ def test_fixture_job_through_rtl_bit_exact(tmp_path):
 
     cfg = load_config()
     job = rd.fixture_job(rd.load_fixture())
-    c, stats = run.gemm(**rd.gemm_args(job), config=cfg, sim="verilator")
+    c, stats = run.gemm(**rd.gemm_args(job), config=cfg, sim="verilator", build_dir=BUILD)
     gold = rd.golden_output(job, rounding=cfg.rounding)
     np.testing.assert_array_equal(np.asarray(c), gold)
     m, k = job["a"].shape
@@ -617,7 +620,7 @@ def test_demo_through_rtl():
     from rich.console import Console
 
     console = Console(record=True, width=100)
-    assert rd.demo(console=console) == 0
+    assert rd.demo(console=console, build_dir=BUILD) == 0
     text = console.export_text()
     assert text.count(" yes ") == 3 + 12 and "NO" not in text
     assert text.count("20x384x384") == 3
@@ -705,6 +708,85 @@ def test_demo_checks_bit_exactness(monkeypatch, corrupt, corrupt_head):
         assert "differs from the golden model" in text
     if corrupt_head is not None:
         assert "attention heads [5] differ" in text
+
+
+@needs_model
+@pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
+def test_demo_shows_progress_of_its_long_steps(monkeypatch, terminal):
+    """Generating the design, the projections and the 12 attention heads (tens of seconds each
+    on the default design) show progress on their own console (the CLI's: stderr): a line per
+    step and per head in a log, a bar with counts on a terminal; stdout gets none of it."""
+    from rich.console import Console
+
+    from npugen.hw.config import load_config
+
+    _fake_rtl(monkeypatch)
+    out = Console(record=True, width=120)
+    err = Console(file=io.StringIO(), force_terminal=terminal, width=120)
+    assert rd.demo(cfg=load_config(), console=out, progress=err) == 0
+    text = err.file.getvalue()
+    assert "generating npu" in text
+    assert "Q, K and V projections on npu (verilator)" in text
+    assert "attention heads on npu_attention (verilator)" in text
+    if terminal:
+        assert "12/12" in text and "1/1" in text
+    else:
+        lines = text.splitlines()
+        assert lines[0] == "demo: generating npu ..."
+        assert lines[1].startswith("demo: generating npu done (")
+        heads = [x for x in lines if x.startswith("demo: attention heads on npu_attention")]
+        assert heads[0].endswith(" ...") and len(heads) == 13
+        assert heads[-1].startswith("demo: attention heads on npu_attention (verilator) 12/12 (")
+    assert "demo:" not in out.export_text() and "12/12" not in out.export_text()
+
+
+def test_demo_progress_can_be_off(monkeypatch, capsys):
+    """``progress=False``: nothing on stderr (the model is not needed to check: the demo stops
+    at the missing model, before the first step, either way)."""
+    def missing():
+        raise rd.ModelUnavailableError(f"all-MiniLM-L6-v2 weights not found: {rd.INSTALL_HINT}")
+
+    monkeypatch.setattr(rd, "model_dir", missing)
+    rd.load_tokenizer.cache_clear()
+    try:
+        assert rd.demo(progress=False) == 1
+    finally:
+        rd.load_tokenizer.cache_clear()
+    assert capsys.readouterr().err == ""
+
+
+def test_console_does_not_wrap_when_piped(monkeypatch):
+    """Output piped to a file is not wrapped at 80 columns mid-sentence, and tables keep their
+    natural width."""
+    from rich.table import Table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    buf = io.StringIO()                                 # not a terminal
+    con = rd.make_console(file=buf)
+    line = "sentence: " + " ".join(["word"] * 40)       # 209 characters
+    con.print(line, markup=False, highlight=False)
+    table = Table()
+    for i in range(12):
+        table.add_column(f"column {i}", no_wrap=True)
+    table.add_row(*[f"value {i}" for i in range(12)])
+    con.print(table)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == line
+    assert all("…" not in x for x in lines) and max(map(len, lines)) > 80
+
+
+def test_realdata_piped_output_is_not_wrapped():
+    """`python -m npugen.sim.realdata` (the golden report) with its output piped: the sentence
+    stays on one line."""
+    if not HAVE_MODEL:
+        pytest.skip(f"model package missing: {rd.INSTALL_HINT}")
+    sentence = "a sentence long enough to be wrapped at eighty columns by a console that " \
+               "writes to no terminal at all"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([sys.executable, "-m", "npugen.sim.realdata", "--sentence", sentence],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert f"sentence: {sentence}" in proc.stdout.splitlines()
 
 
 def test_demo_without_model_is_one_line(monkeypatch):
