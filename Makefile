@@ -44,4 +44,4 @@ generate: $(STAMP)
 	$(BIN)/npugen generate
 
 clean:
-	rm -rf build sim_build .pytest_cache
+	rm -rf build sim_build .pytest_cache .setuptools-build

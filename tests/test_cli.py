@@ -59,6 +59,26 @@ def test_version_has_one_definition():
     assert metadata.version("npugen") == __version__
 
 
+def test_setuptools_builds_outside_build(monkeypatch):
+    """`pip wheel .` and `pip install .` keep setuptools' intermediate files (build/lib,
+    build/bdist.*) out of build/, where npugen writes its designs: setup.cfg moves build_base,
+    and every build folder setuptools derives from it follows."""
+    from setuptools.dist import Distribution
+
+    monkeypatch.chdir(ROOT)
+    dist = Distribution({"name": "npugen"})
+    dist.parse_config_files(filenames=[f for f in ["setup.cfg"] if Path(f).is_file()])
+    build = dist.get_command_obj("build")
+    build.ensure_finalized()
+    base = (ROOT / build.build_base).resolve()
+    ours = (ROOT / "build").resolve()
+    assert base != ours and ours not in base.parents
+    for folder in (build.build_lib, build.build_temp, build.build_scripts):
+        assert base in (ROOT / folder).resolve().parents
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert f"{Path(build.build_base).name}/" in ignored
+
+
 def test_help():
     proc = npugen("--help")
     assert proc.returncode == 0
