@@ -621,8 +621,9 @@ def test_runner_logs_a_build_only_when_it_compiles(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="npugen.sim.runner"):
         runner.build(cfg, "verilator", tmp_path)
     msgs = [r.getMessage() for r in caplog.records if r.name == "npugen.sim.runner"]
-    assert msgs[0].startswith("compiling logged for verilator")
-    assert msgs[1].startswith("built logged for verilator in ")
+    assert msgs[0] == "generating the Verilog of logged"
+    assert msgs[1].startswith("compiling logged with Verilator")
+    assert msgs[2].startswith("built logged for verilator in ")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="npugen.sim.runner"):
         runner.build(cfg, "verilator", tmp_path)
