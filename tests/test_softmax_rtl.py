@@ -244,7 +244,9 @@ def test_cli_run_softmax(tmp_path):
      "mask must be a bool array (True = attend), not an array of dtype int8"),
     (["--scale", "0.1", "--config", "{d}/nosm.toml"],
      "configuration 'nosm' has no [softmax] section"),
-    (["--scale", "0.1", "--out", "{d}/missing/p.npy"], "--out: {d}/missing: no such folder"),
+    (["--scale", "0.1", "--out", "{d}"], "--out: {d}: is a folder (--out names the file this "
+                                           "command writes)"),
+    (["--scale", "abc", "--out", "{d}/new/p.npy"], "--scale: 'abc' is not a number"),
 ])
 def test_cli_run_softmax_bad_input(tmp_path, extra, message):
     """Bad input: one error line, exit code 2, nothing written."""
@@ -258,6 +260,7 @@ def test_cli_run_softmax_bad_input(tmp_path, extra, message):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == f"npugen: error: {message.format(d=tmp_path)}\n"
     assert proc.stdout == "" and not (tmp_path / "p.npy").exists()
+    assert not (tmp_path / "new").exists()          # no folder made for a failed command
 
 
 # --------------------------------------------------------------------------------------------
