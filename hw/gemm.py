@@ -563,20 +563,29 @@ class WeightStationarySequencer(_Sequencer):
 
     def elaborate(self, platform):
         m = Module()
-        R, C, D = self.rows, self.cols, self.acc_depth
-        array, new, job = self.array, self.new_job, self.job
         act_lanes, wgt_lanes = self._lanes(m)
+        # Bit b of wbuf_full: weight set b holds a tile the issuer has not finished with. The
+        # loader sets it (wbuf_set) with a tile's last row, the issuer clears it (wbuf_clr)
+        # with the last row of A that uses the tile. Weight loads are skewed like the rows of A
+        # (hw/systolic.py), so a set can be reloaded from the cycle after that row entered.
         wbuf_full = Signal(2)
         wbuf_set = Signal(2)
         wbuf_clr = Signal(2)
         m.d.sync += wbuf_full.eq((wbuf_full | wbuf_set) & ~wbuf_clr)
-        # Weight loads are skewed like the rows of A (hw/systolic.py), so a weight tile can be
-        # reloaded from the cycle after its last row of A entered the array.
         frame_ld = Signal()
         frame_is = Signal()
         m.d.comb += self.frame_err.eq(frame_ld | frame_is)
+        self._loader(m, wgt_lanes, wbuf_full, wbuf_set, frame_ld)
+        tag = self._issuer(m, act_lanes, wbuf_full, wbuf_clr, frame_is)
+        # The tag delay line: each row's tag, tag_delay cycles after the row.
+        m.d.comb += self.tag.eq(_delay(m, tag, self.tag_delay, "tag"))
+        return m
 
-        # Loader: parameter blocks and weight tiles from the weight stream.
+    def _loader(self, m, wgt_lanes, wbuf_full, wbuf_set, frame):
+        """The loader: parameter blocks and weight tiles from the weight stream, each tile
+        into the free weight set."""
+        R, C, D = self.rows, self.cols, self.acc_depth
+        array, new, job = self.array, self.new_job, self.job
         l_n = _Countdown("ld_n_left", C)
         l_m = _Countdown("ld_m_left", D)
         l_k = _Countdown("ld_k_left", R)
@@ -593,7 +602,7 @@ class WeightStationarySequencer(_Sequencer):
                     l_k.load(m, new.k)
                     m.d.sync += [l_buf.eq(0), l_slot.eq(0)]
                     m.next = "PARAM_WAIT"
-            self._param_states(m, l_slot, l_beat, frame_ld, then="BUF_WAIT")
+            self._param_states(m, l_slot, l_beat, frame, then="BUF_WAIT")
             with m.State("BUF_WAIT"):
                 with m.If(~wbuf_full.bit_select(l_buf, 1)):
                     m.d.sync += l_beat.eq(0)
@@ -604,7 +613,7 @@ class WeightStationarySequencer(_Sequencer):
                     last_beat = l_beat == l_kc - 1
                     m.d.comb += [
                         array.w_en.eq(1), array.w_row.eq(l_beat), array.w_buf.eq(l_buf),
-                        frame_ld.eq(self.wgt.payload.last != last_beat),
+                        frame.eq(self.wgt.payload.last != last_beat),
                     ]
                     m.d.comb += [array.w_data[c].eq(wgt_lanes[c]) for c in range(C)]
                     m.d.sync += l_beat.eq(l_beat + 1)
@@ -628,7 +637,11 @@ class WeightStationarySequencer(_Sequencer):
                                 with m.Else():
                                     m.next = "IDLE"
 
-        # Issuer: rows of A into the array, one per cycle, tagged.
+    def _issuer(self, m, act_lanes, wbuf_full, wbuf_clr, frame):
+        """The issuer: rows of A into the array, one per cycle, on the weight set loaded for
+        them; returns the tag of the row injected this cycle."""
+        R, C, D = self.rows, self.cols, self.acc_depth
+        array, new, job = self.array, self.new_job, self.job
         i_n = _Countdown("is_n_left", C)
         i_m = _Countdown("is_m_left", D)
         i_k = _Countdown("is_k_left", R, lanes=True)
@@ -679,7 +692,7 @@ class WeightStationarySequencer(_Sequencer):
                         tag.ntile_end.eq(last_row & last_k & last_m),
                         tag.job_end.eq(last_row & last_k & last_m & last_n),
                         self.reserve.eq(producing),
-                        frame_is.eq(self.act.payload.last != last_row),
+                        frame.eq(self.act.payload.last != last_row),
                     ]
                     m.d.sync += i_row.eq(i_row + 1)
                     with m.If(last_row):
@@ -704,10 +717,7 @@ class WeightStationarySequencer(_Sequencer):
                                     goto_next(next_ready)
                                 with m.Else():
                                     m.next = "IDLE"
-
-        # The tag delay line: each row's tag, tag_delay cycles after the row.
-        m.d.comb += self.tag.eq(_delay(m, tag, self.tag_delay, "tag"))
-        return m
+        return tag
 
 
 class OutputStationarySequencer(_Sequencer):
@@ -848,9 +858,15 @@ class OutputStationarySequencer(_Sequencer):
                             with m.Else():
                                 m.next = "IDLE"
 
-        # The tile's tag, tag_delay cycles after its final step, expanded into one tag per
-        # row (row i leaves the array i cycles after row 0).
-        tile = _delay(m, tile, self.tag_delay, "tag")
+        # The tile's tag, tag_delay cycles after its final step, expanded into one tag per row.
+        self._row_tags(m, _delay(m, tile, self.tag_delay, "tag"))
+        return m
+
+    def _row_tags(self, m, tile):
+        """Drive :attr:`tag` from ``tile``, the tag of a tile (``valid`` in one cycle): one tag
+        per row, row ``i`` of the tile ``i`` cycles later (it leaves the array ``i`` cycles
+        after row 0)."""
+        R = self.rows
         ex_tag = Signal(tile.shape())
         ex_row = Signal(range(R + 1))
         base = Signal(tile.shape())
@@ -873,7 +889,6 @@ class OutputStationarySequencer(_Sequencer):
             self.tag.ntile_end.eq(base.ntile_end & is_last_row),
             self.tag.job_end.eq(base.job_end & is_last_row),
         ]
-        return m
 
 
 # -- back end ---------------------------------------------------------------------------------
