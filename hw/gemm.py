@@ -38,7 +38,8 @@ from .systolic import OutputStationaryArray, WeightStationaryArray, check_dims
 
 __all__ = ["GemmEngine", "CommandDecoder", "ParameterSlots", "WeightStationarySequencer",
            "OutputStationarySequencer", "Accumulator", "ResultQueue", "JOB_LAYOUT",
-           "acc_width_for", "beat_layout", "tag_layout"]
+           "acc_width_for", "beat_layout", "tag_layout", "param_write_signature",
+           "param_read_signature"]
 
 
 def acc_width_for(k_max: int) -> int:

@@ -59,7 +59,8 @@ def _cmd(**fields) -> int:
     return isa.pack(isa.CMD_FIELDS, **base)
 
 
-_RESERVED_BITS = [b for b in range(isa.CMD_WIDTH) if isa.reserved_mask(isa.CMD_FIELDS, isa.CMD_WIDTH) >> b & 1]
+_RESERVED = isa.reserved_mask(isa.CMD_FIELDS, isa.CMD_WIDTH)
+_RESERVED_BITS = [b for b in range(isa.CMD_WIDTH) if _RESERVED >> b & 1]
 
 MALFORMED = [
     ("opcode 0", _cmd(opcode=0), isa.Error.BAD_OPCODE),
