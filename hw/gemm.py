@@ -1,10 +1,21 @@
 """The GEMM engine: command decode, tile sequencing, systolic array, accumulation, requantization.
 
 The binary interface (command, status, stream orders) is ``docs/isa.md``; the numerics are
-``docs/numerics.md``. Both dataflows share one back end: the array delivers finished rows of a
-C tile, tagged with where they go; the back end adds the bias (and the held or partial
-accumulator from the accumulator memory), writes partial sums back, and sends finished rows
-through the requantizer (or raw) into the result FIFO.
+``docs/numerics.md``. :class:`GemmEngine` only wires its sub-components, in the order a job's
+data passes through them (``docs/architecture.md`` has the block diagram):
+
+- :class:`CommandDecoder`: checks each command beat (error codes), keeps the running job's
+  fields and the held-accumulator state, counts the job's cycles and sends its status;
+- :class:`ParameterSlots`: the two parameter slots (per-column bias, multiplier and shift of a
+  column tile), written from the weight stream and freed by the back end;
+- :class:`WeightStationarySequencer` or :class:`OutputStationarySequencer` (the design's
+  dataflow picks one): takes the activation and weight streams apart into parameter blocks,
+  weight tiles and rows (or K steps) for the array, tags each row of C with where it goes, and
+  takes result credits;
+- the systolic array (:mod:`hw.systolic`);
+- the back end: :class:`Accumulator` (adds the bias and the accumulator memory's row, writes
+  partial sums back), the :class:`~hw.requant.Requantizer`, and :class:`ResultQueue` (the
+  result FIFO, its credits and the result stream).
 
 Flow control: input streams are never stalled by the array itself. A cycle with no input beat is
 a bubble that flows through the array tagged invalid. Results never stall the array either: a row
@@ -21,10 +32,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .config import Dataflow
 from .requant import ROUNDING_MODES, Requantizer
 from .systolic import OutputStationaryArray, WeightStationaryArray, check_dims
 
-__all__ = ["GemmEngine", "acc_width_for"]
+__all__ = ["GemmEngine", "CommandDecoder", "ParameterSlots", "WeightStationarySequencer",
+           "OutputStationarySequencer", "Accumulator", "ResultQueue", "JOB_LAYOUT",
+           "acc_width_for", "beat_layout", "tag_layout", "param_write_signature",
+           "param_read_signature"]
 
 
 def acc_width_for(k_max: int) -> int:
@@ -35,6 +50,318 @@ def acc_width_for(k_max: int) -> int:
     """
     return max(32, (16384 * k_max).bit_length() + 1)
 
+
+def _field_shape(field: isa.Field):
+    return signed(field.width) if field.signed else unsigned(field.width)
+
+
+#: A command beat's fields where ``hw/isa.py`` puts them (reserved bits are in no field).
+_CMD_LAYOUT = data.FlexibleLayout(isa.CMD_WIDTH, {
+    name: data.Field(_field_shape(f), f.lsb) for name, f in isa.CMD_FIELDS.items()})
+
+#: The fields of a command that the engine keeps while its job runs (``hw/isa.py``).
+JOB_LAYOUT = data.StructLayout({
+    name: _field_shape(isa.CMD_FIELDS[name])
+    for name in ("requant", "acc_in", "acc_out", "m", "k", "n", "zp_out", "act_min", "act_max")})
+
+
+def beat_layout(lanes: int) -> data.StructLayout:
+    """One beat of an int8 input stream (``act``, ``wgt``): ``data`` (``lanes`` signed int8
+    lanes), ``keep`` (one bit per lane; a lane whose bit is 0 reads as 0) and ``last``."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(8), lanes),
+                              "keep": unsigned(lanes), "last": unsigned(1)})
+
+
+def tag_layout(rows: int, cols: int, acc_depth: int) -> data.StructLayout:
+    """The tag that travels beside a row of C (or, before an os tile is expanded into rows,
+    beside the tile): where the row goes and what finishes with it."""
+    return data.StructLayout({
+        "valid": 1,
+        "m": unsigned((acc_depth - 1).bit_length()),  # accumulator memory row
+        "rows": unsigned(rows.bit_length()),   # os: valid rows of the tile
+        "nc": unsigned(cols.bit_length()),     # valid columns of the tile
+        "first": 1,      # first K tile: start from the bias
+        "last": 1,       # last K tile: the row is finished
+        "pslot": 1,      # parameter slot
+        "ntile_end": 1,  # the column tile's last row: frees its parameter slot
+        "job_end": 1,    # the job's last row
+    })
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    """``value`` if it is an integer in ``[lo, hi]``; else ``TypeError`` or ``ValueError``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an integer {bound}, not {value!r}")
+    return value
+
+
+def _check_depth(name: str, value) -> int:
+    _check_int(name, value, 2)
+    if value & (value - 1):
+        raise ValueError(f"{name} must be a power of two >= 2, not {value!r}")
+    return value
+
+
+def _delay(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` registers ``<name>_d1`` ... (``value`` itself for 0)."""
+    for d in range(cycles):
+        reg = Signal(value.shape(), name=f"{name}_d{d + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+# -- command decoder --------------------------------------------------------------------------
+
+class CommandDecoder(wiring.Component):
+    """Command decoder and job state: checks each command beat, keeps the running job's fields,
+    counts its cycles and sends its status (``docs/isa.md``).
+
+    A command beat is taken only while no job runs and no status waits. It is checked in the
+    cycle it is taken, in this order: ``opcode`` (``BAD_OPCODE``), ``version``
+    (``BAD_VERSION``), reserved bits (``BAD_RESERVED``), ``m``, ``k``, ``n`` zero or
+    ``k > k_max`` (``BAD_SHAPE``), a requant job's ``act_min > act_max`` (``BAD_CLAMP``),
+    then the accumulator rules (``BAD_ACC``: ``acc_in``/``acc_out`` with ``m > acc_depth`` or
+    ``n > cols``; ``acc_in`` unless the accumulator held matches ``m`` and ``n``; ``acc_out``
+    with ``requant``). The first failing check names the error. A rejected command starts no
+    job; its status (``cycles`` = 1) is offered the next cycle. An accepted one raises
+    :attr:`start` for that cycle and runs until :attr:`done`; its status is offered the cycle
+    after ``done``: ``FRAME`` if :attr:`frame_err` was raised during the job, else ``OK``.
+    A finished ``acc_out`` job without a framing error leaves its ``m`` and ``n`` as the held
+    accumulator (which only that job's ``acc_in`` successor can use: any accepted job drops it).
+
+    Parameters
+    ----------
+    cols : int
+        Columns of the array (``n`` of an ``acc_in``/``acc_out`` job), 1 to 64.
+    k_max : int
+        Largest ``k`` a command may ask for, 1 to 2**24 - 1.
+    acc_depth : int
+        Rows of the accumulator memory (largest ``m`` of an ``acc_in``/``acc_out`` job).
+
+    Members
+    -------
+    cmd : In(stream.Signature(unsigned(128)))
+        Command beats (``isa.CMD_FIELDS``).
+    status : Out(stream.Signature(unsigned(64)))
+        One status beat per command (``isa.STATUS_FIELDS``); ``cycles`` counts ``aclk`` cycles
+        from the cycle the command was taken to the cycle the status is first offered,
+        saturating at 2**32 - 1.
+    start : Out(1)
+        One cycle: a command passed every check and was taken; its job runs from the next cycle.
+    new_job : Out(JOB_LAYOUT)
+        The fields of the command beat on :attr:`cmd` (combinational; meaningful with
+        :attr:`start`). ``m``, ``k``, ``n`` unsigned, ``zp_out``, ``act_min``, ``act_max``
+        signed int8.
+    job : Out(JOB_LAYOUT)
+        The running job's fields: registered at :attr:`start`, held until the next one.
+    done : In(1)
+        One cycle: the running job is complete (its last result beat taken, or for ``acc_out``
+        its last row written).
+    frame_err : In(1)
+        A data beat's ``tlast`` was not where the stream order puts it (any cycle of the job).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
+    #: Cycles from a rejected command beat, or from :attr:`done`, to its status beat.
+    latency = 1
+
+    def __init__(self, *, cols: int, k_max: int, acc_depth: int):
+        self.cols = _check_int("Cols", cols, 1, 64)
+        self.k_max = _check_int("k_max", k_max, 1, 2 ** 24 - 1)
+        self.acc_depth = _check_depth("Accumulator depth", acc_depth)
+        super().__init__({
+            "cmd": In(stream.Signature(unsigned(isa.CMD_WIDTH))),
+            "status": Out(stream.Signature(unsigned(isa.STATUS_WIDTH))),
+            "start": Out(1),
+            "new_job": Out(JOB_LAYOUT),
+            "job": Out(JOB_LAYOUT),
+            "done": In(1),
+            "frame_err": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        word = self.cmd.payload
+        f = data.View(_CMD_LAYOUT, word)
+        reserved = isa.reserved_mask(isa.CMD_FIELDS, isa.CMD_WIDTH)
+        m.d.comb += [self.new_job[name].eq(f[name]) for name in JOB_LAYOUT.members]
+        job = self.job
+        job_tag = Signal(8)
+        # The accumulator left by the last acc_out job, if any: its shape.
+        held = Signal()
+        held_m = Signal(24)
+        held_n = Signal(24)
+
+        err = Signal(8)
+        acc_job = f.acc_in | f.acc_out
+        with m.If(f.opcode != isa.Opcode.GEMM):
+            m.d.comb += err.eq(isa.Error.BAD_OPCODE)
+        with m.Elif(f.version != isa.ISA_VERSION):
+            m.d.comb += err.eq(isa.Error.BAD_VERSION)
+        with m.Elif((word & reserved) != 0):
+            m.d.comb += err.eq(isa.Error.BAD_RESERVED)
+        with m.Elif((f.m == 0) | (f.k == 0) | (f.n == 0) | (f.k > self.k_max)):
+            m.d.comb += err.eq(isa.Error.BAD_SHAPE)
+        with m.Elif(f.requant & (f.act_min > f.act_max)):
+            m.d.comb += err.eq(isa.Error.BAD_CLAMP)
+        with m.Elif((acc_job & ((f.m > self.acc_depth) | (f.n > self.cols)))
+                    | (f.acc_in & ~(held & (held_m == f.m) & (held_n == f.n)))
+                    | (f.acc_out & f.requant)):
+            m.d.comb += err.eq(isa.Error.BAD_ACC)
+
+        frame_err = Signal()      # sticky per job
+        cycles = Signal(32)
+        status_err = Signal(8)
+        with m.FSM(name="job"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += cycles.eq(1)
+                    m.d.sync += job_tag.eq(f.tag)
+                    with m.If(err != 0):
+                        m.d.sync += status_err.eq(err)
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.d.comb += self.start.eq(1)
+                        m.d.sync += job.eq(self.new_job)
+                        m.d.sync += [held.eq(0), frame_err.eq(0)]
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += cycles.eq(cycles + (cycles != 0xFFFF_FFFF))
+                with m.If(self.frame_err):
+                    m.d.sync += frame_err.eq(1)
+                with m.If(self.done):
+                    framing = frame_err | self.frame_err
+                    m.d.sync += status_err.eq(Mux(framing, isa.Error.FRAME, isa.Error.OK))
+                    with m.If(job.acc_out & ~framing):
+                        m.d.sync += [held.eq(1), held_m.eq(job.m), held_n.eq(job.n)]
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [
+                    self.status.valid.eq(1),
+                    self.status.payload.eq(Cat(status_err, Const(isa.ISA_VERSION, 8),
+                                               job_tag, Const(0, 8), cycles)),
+                ]
+                with m.If(self.status.ready):
+                    m.next = "IDLE"
+        return m
+
+
+# -- parameter slots --------------------------------------------------------------------------
+
+def param_write_signature(cols: int) -> wiring.Signature:
+    """The write side of :class:`ParameterSlots`, as its writer (a sequencer) sees it.
+
+    ``en``: store ``data`` (one int8 lane per column) as beat ``beat`` of slot ``slot``'s
+    parameter block (``docs/isa.md``: beats 0-3 the bias bytes, 4-7 the multiplier bytes,
+    little-endian, 8 the shift); ``busy`` (in): bit ``s`` is set while slot ``s`` holds a block
+    the back end has not finished with.
+    """
+    return wiring.Signature({
+        "en": Out(1), "slot": Out(1), "beat": Out(range(isa.PARAM_BEATS)),
+        "data": Out(data.ArrayLayout(signed(8), cols)),
+        "busy": In(2),
+    })
+
+
+def param_read_signature(cols: int) -> wiring.Signature:
+    """The read side of :class:`ParameterSlots`, as its reader (the back end) sees it.
+
+    ``slot``: which slot ``bias``, ``mult`` and ``shift`` (in, combinational) show; ``free``:
+    bit ``s`` releases slot ``s`` (its column tile's last row has been read).
+    """
+    return wiring.Signature({
+        "slot": Out(1), "free": Out(2),
+        "bias": In(data.ArrayLayout(signed(32), cols)),
+        "mult": In(data.ArrayLayout(signed(32), cols)),
+        "shift": In(data.ArrayLayout(signed(8), cols)),
+    })
+
+
+class ParameterSlots(wiring.Component):
+    """Two parameter slots, each holding a column tile's per-column bias, requantizer
+    multiplier ``M0`` and shift, so that the next column tile's block loads while the
+    current one is used.
+
+    A slot is written one beat at a time through :attr:`w` (``isa.PARAM_BEATS`` beats, in
+    any order; writing its last beat, ``isa.PARAM_BEATS - 1``, marks the slot busy from the
+    next cycle) and stays busy until the back end frees it through :attr:`r` (the slot is free
+    from the cycle after). A writer waits for ``busy`` to clear before it writes a slot. The
+    read is combinational: ``r.bias``, ``r.mult`` and ``r.shift`` show slot ``r.slot``.
+
+    Parameters
+    ----------
+    cols : int
+        Columns (lanes), 1 to 64.
+
+    Members
+    -------
+    w : In(param_write_signature(cols))
+    r : In(param_read_signature(cols))
+        ``bias`` and ``mult`` signed int32 per column, ``shift`` signed int8.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
+
+    def __init__(self, *, cols: int):
+        self.cols = _check_int("Cols", cols, 1, 64)
+        super().__init__({"w": In(param_write_signature(cols)),
+                          "r": In(param_read_signature(cols))})
+
+    def elaborate(self, platform):
+        m = Module()
+        C = self.cols
+        bias = [[Signal(signed(32), name=f"bias{s}_{c}") for c in range(C)] for s in range(2)]
+        mult = [[Signal(signed(32), name=f"mult{s}_{c}") for c in range(C)] for s in range(2)]
+        shift = [[Signal(signed(8), name=f"shift{s}_{c}") for c in range(C)] for s in range(2)]
+        busy = Signal(2)
+        busy_set = Signal(2)
+        m.d.sync += busy.eq((busy | busy_set) & ~self.r.free)
+        m.d.comb += self.w.busy.eq(busy)
+
+        w = self.w
+        with m.If(w.en):
+            with m.If(w.beat == isa.PARAM_BEATS - 1):
+                m.d.comb += busy_set.eq(Mux(w.slot, 0b10, 0b01))
+            for s in range(2):
+                with m.If(w.slot == s):
+                    with m.Switch(w.beat):
+                        for b in range(isa.PARAM_BEATS):
+                            with m.Case(b):
+                                for c in range(C):
+                                    if b < 4:
+                                        dst = bias[s][c].as_unsigned()[8 * b:8 * b + 8]
+                                    elif b < 8:
+                                        dst = mult[s][c].as_unsigned()[8 * (b - 4):8 * (b - 4) + 8]
+                                    else:
+                                        dst = shift[s][c]
+                                    m.d.sync += dst.eq(w.data[c])
+
+        r = self.r
+        for c in range(C):
+            m.d.comb += [r.bias[c].eq(Mux(r.slot, bias[1][c], bias[0][c])),
+                         r.mult[c].eq(Mux(r.slot, mult[1][c], mult[0][c])),
+                         r.shift[c].eq(Mux(r.slot, shift[1][c], shift[0][c]))]
+        return m
+
+
+# -- sequencers -------------------------------------------------------------------------------
 
 class _Countdown:
     """A sequencer's 24-bit "left" counter (rows, columns or K left of a job) with
@@ -105,8 +432,752 @@ class _Countdown:
                          self._next_lanes.eq(self._thermometer(nclip))]
 
 
+class _Sequencer(wiring.Component):
+    """What both sequencers share: their constructor, the members other than ``array``, the
+    lane masks and the ``PARAM_WAIT``/``PARAM`` states (see the subclasses)."""
+
+    #: The area report's block (npugen.hw.blocks).
+    report_block = "control"
+
+    def __init__(self, *, rows: int, cols: int, acc_depth: int, res_depth: int,
+                 tag_delay: int, array_members: dict):
+        check_dims(rows, cols)
+        self.rows, self.cols = rows, cols
+        self.acc_depth = _check_depth("Accumulator depth", acc_depth)
+        self.res_depth = _check_int("Result FIFO depth", res_depth, rows)
+        self.tag_delay = _check_int("Tag delay", tag_delay, 0)
+        super().__init__({
+            "act": In(stream.Signature(beat_layout(rows))),
+            "wgt": In(stream.Signature(beat_layout(cols))),
+            "start": In(1),
+            "new_job": In(JOB_LAYOUT),
+            "job": In(JOB_LAYOUT),
+            "param": Out(param_write_signature(cols)),
+            "array": Out(wiring.Signature(array_members)),
+            "tag": Out(tag_layout(rows, cols, acc_depth)),
+            "reserved": In(range(res_depth + 1)),
+            "reserve": Out(range(rows + 1)),
+            "frame_err": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a row of C's injection (ws: its row of A taken on :attr:`act`; os: its
+        tile's last K step, for the tile's first row) to its tag on :attr:`tag`: the
+        ``tag_delay`` parameter."""
+        return self.tag_delay
+
+    def _lanes(self, m):
+        """The activation and weight lanes, a lane whose ``keep`` bit is 0 read as 0."""
+        act, wgt = self.act.payload, self.wgt.payload
+        act_lanes = [Mux(act.keep[r], act.data[r], 0) for r in range(self.rows)]
+        wgt_lanes = [Mux(wgt.keep[c], wgt.data[c], 0) for c in range(self.cols)]
+        m.d.comb += [self.param.data[c].eq(wgt_lanes[c]) for c in range(self.cols)]
+        return act_lanes, wgt_lanes
+
+    def _param_states(self, m, slot, beat, frame, then):
+        """The ``PARAM_WAIT`` and ``PARAM`` states of a sequencer's FSM: wait until parameter
+        slot ``slot`` is free, store the parameter block from the weight stream into it
+        (``beat`` counts its beats, ``frame`` flags a misplaced ``tlast``), then go to state
+        ``then``."""
+        with m.State("PARAM_WAIT"):
+            with m.If(~self.param.busy.bit_select(slot, 1)):
+                m.d.sync += beat.eq(0)
+                m.next = "PARAM"
+        with m.State("PARAM"):
+            m.d.comb += self.wgt.ready.eq(1)
+            with m.If(self.wgt.valid):
+                m.d.comb += self.param.en.eq(1)
+                m.d.comb += frame.eq(self.wgt.payload.last != (beat == isa.PARAM_BEATS - 1))
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(beat == isa.PARAM_BEATS - 1):
+                    m.next = then
+
+
+class WeightStationarySequencer(_Sequencer):
+    """Sequencer of a weight-stationary array (:class:`hw.systolic.WeightStationaryArray`).
+
+    Two processes. The loader takes the weight stream apart: for each column tile a parameter
+    block into the free parameter slot, then for each row chunk of at most ``acc_depth`` rows
+    and each K tile of ``kc = min(R, k - k0)`` rows its ``kc`` weight beats, into the array's
+    free weight set (``w_en``, ``w_row``, ``w_buf``). The issuer sends the chunk's rows of A
+    into the array, one per cycle, with ``sel`` on the set loaded for them, and tags each
+    (``tag_layout``): its accumulator-memory row, its valid columns, first and last K tile,
+    parameter slot, and whether it ends the column tile and the job. Weight sets are double
+    buffered: the loader fills one while the issuer streams through the other, so a K-tile
+    switch costs no cycle when the weights keep up (docs/architecture.md).
+
+    Transfer rules: ``act``, ``wgt``: a beat is taken when ``valid`` and ``ready`` (``ready``
+    never waits for ``valid``); an activation beat whose row of C will be a result (last K
+    tile, not ``acc_out``) is taken only while fewer than ``res_depth`` result entries are
+    reserved, and raises ``reserve`` to 1 in its cycle. A ``tlast`` not on a parameter block's
+    beat 8, a K tile's last weight beat or a chunk's last activation beat raises
+    ``frame_err`` (the job runs on, counting beats by its shape). Both processes start at
+    ``start`` from ``new_job``'s shape and reload from ``job``'s.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size, 1 to 64 each.
+    acc_depth : int
+        Rows of the accumulator memory (a power of two, >= 2): the largest row chunk.
+    res_depth : int
+        Result FIFO entries, >= ``rows``.
+    tag_delay : int
+        Cycles from a row's injection to its tag on ``tag``, >= 0: the array's latency less
+        :attr:`Accumulator.tag_lead`.
+
+    Members
+    -------
+    act : In(stream.Signature(beat_layout(rows)))
+    wgt : In(stream.Signature(beat_layout(cols)))
+    start : In(1); new_job, job : In(JOB_LAYOUT)
+        From :class:`CommandDecoder`.
+    param : Out(param_write_signature(cols))
+        To :class:`ParameterSlots`.
+    array : Out(Signature(a, sel, sel_next, w_en, w_row, w_buf, w_data))
+        The array's inputs (:class:`hw.systolic.WeightStationaryArray`), combinational from the
+        streams; ``a`` lanes past ``kc`` are 0.
+    tag : Out(tag_layout(rows, cols, acc_depth))
+        The tag of the row injected :attr:`latency` cycles before (``valid`` 0 for a bubble).
+    reserved : In(range(res_depth + 1))
+        Result FIFO entries reserved (:class:`ResultQueue`).
+    reserve : Out(range(rows + 1))
+        Entries to reserve this cycle (0 or 1).
+    frame_err : Out(1)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    def __init__(self, *, rows: int, cols: int, acc_depth: int, res_depth: int,
+                 tag_delay: int):
+        super().__init__(rows=rows, cols=cols, acc_depth=acc_depth, res_depth=res_depth,
+                         tag_delay=tag_delay, array_members={
+                             "a": Out(data.ArrayLayout(signed(8), rows)),
+                             "sel": Out(1), "sel_next": Out(1),
+                             "w_en": Out(1), "w_row": Out(range(max(rows, 2))), "w_buf": Out(1),
+                             "w_data": Out(data.ArrayLayout(signed(8), cols)),
+                         })
+
+    def elaborate(self, platform):
+        m = Module()
+        act_lanes, wgt_lanes = self._lanes(m)
+        # Bit b of wbuf_full: weight set b holds a tile the issuer has not finished with. The
+        # loader sets it (wbuf_set) with a tile's last row, the issuer clears it (wbuf_clr)
+        # with the last row of A that uses the tile. Weight loads are skewed like the rows of A
+        # (hw/systolic.py), so a set can be reloaded from the cycle after that row entered.
+        wbuf_full = Signal(2)
+        wbuf_set = Signal(2)
+        wbuf_clr = Signal(2)
+        m.d.sync += wbuf_full.eq((wbuf_full | wbuf_set) & ~wbuf_clr)
+        frame_ld = Signal()
+        frame_is = Signal()
+        m.d.comb += self.frame_err.eq(frame_ld | frame_is)
+        self._loader(m, wgt_lanes, wbuf_full, wbuf_set, frame_ld)
+        tag = self._issuer(m, act_lanes, wbuf_full, wbuf_clr, frame_is)
+        # The tag delay line: each row's tag, tag_delay cycles after the row.
+        m.d.comb += self.tag.eq(_delay(m, tag, self.tag_delay, "tag"))
+        return m
+
+    def _loader(self, m, wgt_lanes, wbuf_full, wbuf_set, frame):
+        """The loader: parameter blocks and weight tiles from the weight stream, each tile
+        into the free weight set."""
+        R, C, D = self.rows, self.cols, self.acc_depth
+        array, new, job = self.array, self.new_job, self.job
+        l_n = _Countdown("ld_n_left", C)
+        l_m = _Countdown("ld_m_left", D)
+        l_k = _Countdown("ld_k_left", R)
+        l_buf = Signal(name="ld_buf")
+        l_slot = Signal(name="ld_slot")
+        l_beat = Signal(range(max(R, isa.PARAM_BEATS) + 1), name="ld_beat")
+        l_kc = l_k.clip
+        m.d.comb += [self.param.slot.eq(l_slot), self.param.beat.eq(l_beat)]
+        with m.FSM(name="ws_loader"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    l_n.load(m, new.n)
+                    l_m.load(m, new.m)
+                    l_k.load(m, new.k)
+                    m.d.sync += [l_buf.eq(0), l_slot.eq(0)]
+                    m.next = "PARAM_WAIT"
+            self._param_states(m, l_slot, l_beat, frame, then="BUF_WAIT")
+            with m.State("BUF_WAIT"):
+                with m.If(~wbuf_full.bit_select(l_buf, 1)):
+                    m.d.sync += l_beat.eq(0)
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += self.wgt.ready.eq(1)
+                with m.If(self.wgt.valid):
+                    last_beat = l_beat == l_kc - 1
+                    m.d.comb += [
+                        array.w_en.eq(1), array.w_row.eq(l_beat), array.w_buf.eq(l_buf),
+                        frame.eq(self.wgt.payload.last != last_beat),
+                    ]
+                    m.d.comb += [array.w_data[c].eq(wgt_lanes[c]) for c in range(C)]
+                    m.d.sync += l_beat.eq(l_beat + 1)
+                    with m.If(last_beat):
+                        m.d.comb += wbuf_set.eq(Mux(l_buf, 0b10, 0b01))
+                        m.d.sync += [l_buf.eq(~l_buf), l_beat.eq(0)]
+                        with m.If(~l_k.last):
+                            l_k.advance(m)
+                            m.next = "BUF_WAIT"
+                        with m.Else():
+                            l_k.load(m, job.k)
+                            with m.If(~l_m.last):
+                                l_m.advance(m)
+                                m.next = "BUF_WAIT"
+                            with m.Else():
+                                l_m.load(m, job.m)
+                                with m.If(~l_n.last):
+                                    l_n.advance(m)
+                                    m.d.sync += l_slot.eq(~l_slot)
+                                    m.next = "PARAM_WAIT"
+                                with m.Else():
+                                    m.next = "IDLE"
+
+    def _issuer(self, m, act_lanes, wbuf_full, wbuf_clr, frame):
+        """The issuer: rows of A into the array, one per cycle, on the weight set loaded for
+        them; returns the tag of the row injected this cycle."""
+        R, C, D = self.rows, self.cols, self.acc_depth
+        array, new, job = self.array, self.new_job, self.job
+        i_n = _Countdown("is_n_left", C)
+        i_m = _Countdown("is_m_left", D)
+        i_k = _Countdown("is_k_left", R, lanes=True)
+        i_buf = Signal(name="is_buf")
+        i_slot = Signal(name="is_slot")
+        i_row = Signal(range(D), name="is_row")
+        mc, nc = i_m.clip, i_n.clip
+        last_k, last_m, last_n = i_k.last, i_m.last, i_n.last
+        last_row = i_row == mc - 1
+        producing = last_k & ~job.acc_out
+        room = ~producing | (self.reserved < self.res_depth)
+        # The array takes the tile of this cycle's row of A and of the next one: i_buf and
+        # its next value.
+        i_buf_clear = Signal()
+        i_buf_flip = Signal()
+        i_buf_next = Signal()
+        m.d.comb += i_buf_next.eq(Mux(i_buf_clear, 0, i_buf ^ i_buf_flip))
+        m.d.sync += i_buf.eq(i_buf_next)
+        m.d.comb += [array.sel.eq(i_buf), array.sel_next.eq(i_buf_next)]
+        tag = Signal(self.tag.shape())      # the tag of the row injected now
+
+        def goto_next(next_ready):
+            with m.If(next_ready):
+                m.next = "ROWS"
+            with m.Else():
+                m.next = "WAIT"
+
+        with m.FSM(name="ws_issuer"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    i_n.load(m, new.n)
+                    i_m.load(m, new.m)
+                    i_k.load(m, new.k)
+                    m.d.comb += i_buf_clear.eq(1)
+                    m.d.sync += [i_slot.eq(0), i_row.eq(0)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(wbuf_full.bit_select(i_buf, 1)):
+                    m.next = "ROWS"
+            with m.State("ROWS"):
+                m.d.comb += self.act.ready.eq(room)
+                with m.If(self.act.valid & room):
+                    m.d.comb += [array.a[r].eq(Mux(i_k.lanes[r], act_lanes[r], 0))
+                                 for r in range(R)]
+                    m.d.comb += [
+                        tag.valid.eq(1), tag.m.eq(i_row), tag.rows.eq(1), tag.nc.eq(nc),
+                        tag.first.eq(i_k.fresh), tag.last.eq(last_k), tag.pslot.eq(i_slot),
+                        tag.ntile_end.eq(last_row & last_k & last_m),
+                        tag.job_end.eq(last_row & last_k & last_m & last_n),
+                        self.reserve.eq(producing),
+                        frame.eq(self.act.payload.last != last_row),
+                    ]
+                    m.d.sync += i_row.eq(i_row + 1)
+                    with m.If(last_row):
+                        m.d.comb += wbuf_clr.eq(Mux(i_buf, 0b10, 0b01))
+                        m.d.comb += i_buf_flip.eq(1)
+                        m.d.sync += i_row.eq(0)
+                        # Go straight on when the next weight tile is already loaded: no bubble.
+                        next_ready = wbuf_full.bit_select(~i_buf, 1)
+                        with m.If(~last_k):
+                            i_k.advance(m)
+                            goto_next(next_ready)
+                        with m.Else():
+                            i_k.load(m, job.k)
+                            with m.If(~last_m):
+                                i_m.advance(m)
+                                goto_next(next_ready)
+                            with m.Else():
+                                i_m.load(m, job.m)
+                                with m.If(~last_n):
+                                    i_n.advance(m)
+                                    m.d.sync += i_slot.eq(~i_slot)
+                                    goto_next(next_ready)
+                                with m.Else():
+                                    m.next = "IDLE"
+        return tag
+
+
+class OutputStationarySequencer(_Sequencer):
+    """Sequencer of an output-stationary array (:class:`hw.systolic.OutputStationaryArray`).
+
+    For each column tile: a parameter block into the free parameter slot; then for each row
+    tile of ``mr = min(R, m - m0)`` rows, the job's ``k`` K steps, each one activation beat (a
+    column of A, lanes past ``mr`` read as 0) and one weight beat (a row of B) taken in the
+    same cycle, with ``last`` on the tile's final step. The tile's tag (``rows = mr``) then
+    goes down a delay line and is expanded into one tag per row: row ``i`` of the tile gets
+    its tag on ``tag`` :attr:`latency` ``+ i`` cycles after the final step, as the array
+    drains it.
+
+    Transfer rules: both streams' beats are taken together (``act.ready`` waits for
+    ``wgt.valid`` and the other way round; never for its own ``valid``). A tile's final step
+    waits until the previous tile's final step is ``rows`` cycles old (the drain) and, for a
+    tile whose rows are results (not ``acc_out``), until ``reserved + mr <= res_depth``; it
+    then raises ``reserve`` to ``mr`` in its cycle. A ``tlast`` not on a parameter block's beat
+    8 or a tile's final step raises ``frame_err``.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size, 1 to 64 each.
+    acc_depth : int
+        Rows of the accumulator memory (a power of two, >= 2).
+    res_depth : int
+        Result FIFO entries, >= ``rows``.
+    tag_delay : int
+        Cycles from a tile's final K step to its first row's tag on ``tag``, >= 0: the array's
+        latency less :attr:`Accumulator.tag_lead`.
+
+    Members
+    -------
+    act : In(stream.Signature(beat_layout(rows)))
+    wgt : In(stream.Signature(beat_layout(cols)))
+    start : In(1); new_job, job : In(JOB_LAYOUT)
+        From :class:`CommandDecoder`.
+    param : Out(param_write_signature(cols))
+        To :class:`ParameterSlots`.
+    array : Out(Signature(a, b, valid, last))
+        The array's inputs (:class:`hw.systolic.OutputStationaryArray`), combinational from the
+        streams.
+    tag : Out(tag_layout(rows, cols, acc_depth))
+        One tag per row of C, ``m`` its accumulator-memory row (``rows`` still the tile's).
+    reserved : In(range(res_depth + 1))
+    reserve : Out(range(rows + 1))
+    frame_err : Out(1)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    def __init__(self, *, rows: int, cols: int, acc_depth: int, res_depth: int,
+                 tag_delay: int):
+        super().__init__(rows=rows, cols=cols, acc_depth=acc_depth, res_depth=res_depth,
+                         tag_delay=tag_delay, array_members={
+                             "a": Out(data.ArrayLayout(signed(8), rows)),
+                             "b": Out(data.ArrayLayout(signed(8), cols)),
+                             "valid": Out(1), "last": Out(1),
+                         })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, D = self.rows, self.cols, self.acc_depth
+        array, new, job = self.array, self.new_job, self.job
+        act_lanes, wgt_lanes = self._lanes(m)
+        o_n = _Countdown("os_n_left", C)
+        o_m = _Countdown("os_m_left", R, lanes=True)
+        o_m0 = Signal((D - 1).bit_length(), name="os_m0")
+        o_kb = Signal(24, name="os_k_step")
+        o_slot = Signal(name="os_slot")
+        o_beat = Signal(range(isa.PARAM_BEATS + 1), name="os_beat")
+        m.d.comb += [self.param.slot.eq(o_slot), self.param.beat.eq(o_beat)]
+        # Cycles since the last tile's final K step entered (saturating at R): the drain of a
+        # tile needs R cycles before the next tile's sums are parked.
+        since = Signal(range(R + 1), name="os_since_last")
+        issued_last = Signal()
+        with m.If(issued_last):
+            m.d.sync += since.eq(1)
+        with m.Elif(since != R):
+            m.d.sync += since.eq(since + 1)
+
+        mr, nc = o_m.clip, o_n.clip
+        last_m, last_n = o_m.last, o_n.last
+        last_step = o_kb == job.k - 1
+        producing = ~job.acc_out
+        room = ~last_step | ((since == R) & (~producing | (self.reserved + mr <= self.res_depth)))
+        frame_a = Signal()
+        frame_w = Signal()
+        frame_p = Signal()
+        m.d.comb += self.frame_err.eq(frame_a | frame_w | frame_p)
+        tile = Signal(self.tag.shape())     # the tag of the tile whose final step is now
+        with m.FSM(name="os_sequencer"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    o_n.load(m, new.n)
+                    o_m.load(m, new.m)
+                    m.d.sync += [o_m0.eq(0), o_kb.eq(0), o_slot.eq(0), since.eq(R)]
+                    m.next = "PARAM_WAIT"
+            self._param_states(m, o_slot, o_beat, frame_p, then="TILE")
+            with m.State("TILE"):
+                # One K step takes one beat of each stream, in the same cycle.
+                m.d.comb += [self.act.ready.eq(self.wgt.valid & room),
+                             self.wgt.ready.eq(self.act.valid & room)]
+                with m.If(self.act.valid & self.wgt.valid & room):
+                    m.d.comb += [array.a[r].eq(Mux(o_m.lanes[r], act_lanes[r], 0))
+                                 for r in range(R)]
+                    m.d.comb += [array.b[c].eq(wgt_lanes[c]) for c in range(C)]
+                    m.d.comb += [
+                        array.valid.eq(1), array.last.eq(last_step),
+                        frame_a.eq(self.act.payload.last != last_step),
+                        frame_w.eq(self.wgt.payload.last != last_step),
+                    ]
+                    m.d.sync += o_kb.eq(o_kb + 1)
+                    with m.If(last_step):
+                        m.d.comb += [
+                            issued_last.eq(1),
+                            tile.valid.eq(1), tile.m.eq(o_m0), tile.rows.eq(mr),
+                            tile.nc.eq(nc), tile.first.eq(1), tile.last.eq(1),
+                            tile.pslot.eq(o_slot), tile.ntile_end.eq(last_m),
+                            tile.job_end.eq(last_m & last_n),
+                            self.reserve.eq(Mux(producing, mr, 0)),
+                        ]
+                        m.d.sync += o_kb.eq(0)
+                        with m.If(~last_m):
+                            o_m.advance(m)
+                            m.d.sync += o_m0.eq(o_m0 + R)
+                        with m.Else():
+                            o_m.load(m, job.m)
+                            m.d.sync += o_m0.eq(0)
+                            with m.If(~last_n):
+                                o_n.advance(m)
+                                m.d.sync += o_slot.eq(~o_slot)
+                                m.next = "PARAM_WAIT"
+                            with m.Else():
+                                m.next = "IDLE"
+
+        # The tile's tag, tag_delay cycles after its final step, expanded into one tag per row.
+        self._row_tags(m, _delay(m, tile, self.tag_delay, "tag"))
+        return m
+
+    def _row_tags(self, m, tile):
+        """Drive :attr:`tag` from ``tile``, the tag of a tile (``valid`` in one cycle): one tag
+        per row, row ``i`` of the tile ``i`` cycles later (it leaves the array ``i`` cycles
+        after row 0)."""
+        R = self.rows
+        ex_tag = Signal(tile.shape())
+        ex_row = Signal(range(R + 1))
+        base = Signal(tile.shape())
+        row = Signal(range(R + 1))
+        with m.If(tile.valid):
+            m.d.comb += [base.eq(tile), row.eq(0)]
+            m.d.sync += [ex_tag.eq(tile), ex_row.eq(1)]
+        with m.Else():
+            m.d.comb += [base.eq(ex_tag), row.eq(ex_row)]
+            with m.If(ex_row != 0):
+                m.d.sync += ex_row.eq(Mux(ex_row == R - 1, 0, ex_row + 1))
+        if R == 1:
+            m.d.sync += ex_row.eq(0)
+        row_valid = (tile.valid | (ex_row != 0)) & base.valid & (row < base.rows)
+        is_last_row = row == base.rows - 1
+        m.d.comb += [
+            self.tag.eq(base),
+            self.tag.valid.eq(row_valid),
+            self.tag.m.eq(base.m + row),
+            self.tag.ntile_end.eq(base.ntile_end & is_last_row),
+            self.tag.job_end.eq(base.job_end & is_last_row),
+        ]
+
+
+# -- back end ---------------------------------------------------------------------------------
+
+class Accumulator(wiring.Component):
+    """The back end's accumulate stages: adds each row of C leaving the array to the bias or
+    to its accumulator-memory row, writes partial sums back and hands finished rows on.
+
+    Stages, for a row whose tag is on :attr:`tag` at cycle ``t``: the accumulator memory is
+    read at ``t`` (its data registered at ``t + 1``, so no adder follows the RAM in the same
+    cycle); at ``t + 2`` (s0) the row of C is on :attr:`c` and ``s0 = c + (first ? bias +
+    (acc_in ? acc : 0) : acc)`` is formed (``acc`` the row's accumulator, ``bias`` from the
+    row's parameter slot), modulo ``2**acc_width``; at ``t + 3`` (s1) the sum is on
+    :attr:`o_sum` and, unless the row is finished (last K tile of a job without ``acc_out``),
+    written back to the accumulator memory. A row written back is seen by a read of the same
+    row at any later cycle (the memory is transparent, then bypassed, then forwarded), so rows
+    may follow each other with no gap. The tag is given :attr:`tag_lead` cycles before its
+    row of C: the sequencer's delay line is that much shorter than the array.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size, 1 to 64 each (``tag_layout``).
+    acc_width : int
+        Accumulator width, bits, 17 to 64.
+    acc_depth : int
+        Rows of the accumulator memory, a power of two >= 2.
+    c_width : int
+        Width of the array's signed output lanes, bits, at most ``acc_width``.
+
+    Members
+    -------
+    tag : In(tag_layout(rows, cols, acc_depth))
+        The row's tag (``valid`` 0: no row), :attr:`tag_lead` cycles before its row of C.
+    c : In(ArrayLayout(signed(c_width), cols))
+        The row of C, from the array (unqualified: the tag says whether it is a row).
+    job : In(JOB_LAYOUT)
+        The running job (``acc_in``, ``acc_out``, ``requant``); must not change while its rows
+        are in these stages.
+    params : Out(param_read_signature(cols))
+        The row's parameter slot: the bias read at s0, the multiplier and shift registered at
+        s0 (so the slot multiplexer is not in front of the requantizer's product); the slot is
+        freed when its column tile's last row (``ntile_end``) is at s1.
+    o_sum : Out(ArrayLayout(signed(acc_width), cols))
+        The row's sum at s1, :attr:`latency` cycle after :attr:`c`.
+    o_tag : Out(tag_layout(rows, cols, acc_depth))
+        The row's tag at s1.
+    o_mult : Out(ArrayLayout(signed(32), cols)); o_shift : Out(ArrayLayout(signed(8), cols))
+        The row's requantizer multiplier and shift at s1.
+    o_requant : Out(1)
+        A finished row of a requant job is at s1 (for the requantizer).
+    o_raw : Out(1)
+        A finished row of a raw job is at s1 (for the result FIFO).
+    o_held : Out(1)
+        The last row of an ``acc_out`` job is written at s1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    #: The area report's block (npugen.hw.blocks); its memory counts toward ``memories``.
+    report_block = "control"
+    #: Cycles a row's tag comes before its row of C: the accumulator memory's read and the
+    #: register after it.
+    tag_lead = 2
+    #: Cycles from a row of C at :attr:`c` to its sum at :attr:`o_sum`.
+    latency = 1
+
+    def __init__(self, *, rows: int, cols: int, acc_width: int, acc_depth: int, c_width: int):
+        check_dims(rows, cols)
+        self.rows, self.cols = rows, cols
+        self.acc_width = _check_int("Accumulator width", acc_width, 17, 64)
+        self.acc_depth = _check_depth("Accumulator depth", acc_depth)
+        self.c_width = _check_int("Array output width", c_width, 2, acc_width)
+        tags = tag_layout(rows, cols, acc_depth)
+        super().__init__({
+            "tag": In(tags),
+            "c": In(data.ArrayLayout(signed(c_width), cols)),
+            "job": In(JOB_LAYOUT),
+            "params": Out(param_read_signature(cols)),
+            "o_sum": Out(data.ArrayLayout(signed(acc_width), cols)),
+            "o_tag": Out(tags),
+            "o_mult": Out(data.ArrayLayout(signed(32), cols)),
+            "o_shift": Out(data.ArrayLayout(signed(8), cols)),
+            "o_requant": Out(1),
+            "o_raw": Out(1),
+            "o_held": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C, W = self.cols, self.acc_width
+        job, params = self.job, self.params
+        tag_early = self.tag
+        acc_layout = data.ArrayLayout(signed(W), C)
+        m.submodules.acc_mem = acc_mem = Memory(shape=acc_layout, depth=self.acc_depth, init=[])
+        wr = acc_mem.write_port()
+        rd = acc_mem.read_port(transparent_for=(wr,))
+        # The row's accumulator is read two cycles before s0 and the block RAM's data is
+        # registered (rd_q), so that no adder follows the RAM's clock-to-out in the same cycle
+        # (the 2 x 2 ECP5 critical path, docs/area.md). Writes reach s0 from: the memory (up to
+        # the cycle before the read), the read port's transparency (the read's cycle), rd_q's
+        # bypass (the cycle after: the row at s1 then), and the forward below (s0's cycle).
+        m.d.comb += rd.addr.eq(tag_early.m)
+
+        tag_pre = Signal(tag_early.shape())
+        m.d.sync += tag_pre.eq(tag_early)
+        t0 = Signal(tag_early.shape())
+        m.d.sync += t0.eq(tag_pre)
+        t1 = self.o_tag
+        s1_sum = self.o_sum
+        s1_writes = Signal()
+        m.d.comb += s1_writes.eq(t1.valid & (~t1.last | job.acc_out))
+        # Forward the row being written back when the same accumulator row comes round on the
+        # very next cycle: a one-row pass behind a stalled activation stream, with both weight
+        # sets loaded, does that (found by review, 2026-11-30; the comment here used to say it
+        # never happened).
+        # Both selects of s0's sum (forward, keep_prev) are made a cycle early from t0 and
+        # tag_pre and registered: each drives C x W multiplexers, and computed at s0 they put
+        # a comparison and the job's flags in front of that fan-out and the adder (the 8 x 8
+        # ECP5 critical path ran from job_acc_out through forward into s1_sum: 11.7 ns, 8.5 of
+        # it routing). t0 and t1 follow tag_pre and t0 every cycle, and the job's flags do not
+        # change while its rows are in the back end.
+        forward = Signal()
+        m.d.sync += forward.eq(t0.valid & (~t0.last | job.acc_out) & (t0.m == tag_pre.m))
+        rd_q = Signal(acc_layout)
+        m.d.sync += rd_q.eq(Mux(s1_writes & (t1.m == tag_pre.m), s1_sum, rd.data))
+        prev = Signal(acc_layout)
+        m.d.comb += prev.eq(Mux(forward, s1_sum, rd_q))
+        s0_sum = Signal(acc_layout)
+        # s0_sum = c + (first ? bias + (acc_in ? prev : 0) : prev), summed as
+        # (first & ~acc_in ? 0 : prev) + (c + (first ? bias : 0)): the same value modulo 2^W,
+        # with one adder instead of two after the accumulator memory's read port (the 2 x 2
+        # ECP5 critical path: block RAM clock-to-out, then two W-bit carry chains). One
+        # expression: written as two named sums, Yosys 0.70's ABC9 reintegration fails an
+        # assertion on the flat ECP5 netlist.
+        keep_prev = Signal()
+        m.d.sync += keep_prev.eq(~tag_pre.first | job.acc_in)
+        m.d.comb += params.slot.eq(t0.pslot)
+        for c in range(C):
+            m.d.comb += s0_sum[c].eq(Mux(keep_prev, prev[c], 0)
+                                     + (self.c[c] + Mux(t0.first, params.bias[c], 0)))
+        m.d.sync += [t1.eq(t0), s1_sum.eq(s0_sum)]
+        m.d.comb += [wr.en.eq(s1_writes), wr.addr.eq(t1.m), wr.data.eq(s1_sum)]
+        for s in range(2):
+            m.d.comb += params.free[s].eq(t1.valid & t1.ntile_end & (t1.pslot == s))
+
+        finished = t1.valid & t1.last & ~job.acc_out
+        m.d.comb += [self.o_requant.eq(finished & job.requant),
+                     self.o_raw.eq(finished & ~job.requant),
+                     self.o_held.eq(t1.valid & t1.job_end & job.acc_out)]
+        # The row's multiplier and shift, selected from its parameter slot a cycle ahead (at s0)
+        # and registered beside s1_sum, so that the slot mux is not in front of the
+        # requantizer's product (the 4 x 4 ECP5 critical path, docs/area.md). The slot cannot
+        # change in between: it stays busy until the tile's last row has passed s1.
+        m.d.sync += [self.o_mult.eq(params.mult), self.o_shift.eq(params.shift)]
+        return m
+
+
+class ResultQueue(wiring.Component):
+    """The result FIFO and its credits: each cycle takes at most one finished row, raw (from
+    :class:`Accumulator`) or requantized (from the :class:`~hw.requant.Requantizer`), and
+    sends it as one beat on :attr:`o`.
+
+    A row is sent in ``lane_bits``-bit lanes (``lane_bits = 8 * ceil(acc_width / 8)``), an
+    int8 result sign-extended to its lane; lanes from ``nc`` on are 0 and their ``keep`` bytes
+    clear; ``last`` marks the job's last row. Credits: a sequencer reserves an entry for each
+    row that will produce a result before it injects the row (:attr:`reserve`), and an entry
+    stays reserved until its beat is taken on :attr:`o`, so the rows in flight always find
+    room and the FIFO never overflows; :attr:`reserved` is the count.
+
+    Parameters
+    ----------
+    rows : int
+        Array rows: the most entries reserved in one cycle (1 to 64).
+    cols : int
+        Lanes, 1 to 64.
+    acc_width : int
+        Width of a raw result, bits, 17 to 64.
+    depth : int
+        FIFO entries (the credits), >= ``rows``.
+    requant_latency : int
+        The requantizer's latency, cycles: a requantized row's ``nc`` and ``last`` are those
+        given on :attr:`i_nc` and :attr:`i_last` that many cycles before.
+
+    Members
+    -------
+    i_raw : In(1)
+        A raw row is on :attr:`i_sum` (ignored in a cycle with :attr:`i_rq_valid`).
+    i_sum : In(ArrayLayout(signed(acc_width), cols))
+    i_nc : In(range(cols + 1)); i_last : In(1)
+        The valid columns of the row on :attr:`i_sum` (or entering the requantizer), and
+        whether it is the job's last row.
+    i_rq_valid : In(1); i_rq_data : In(ArrayLayout(signed(8), cols))
+        A requantized row (the requantizer's output).
+    o : Out(stream.Signature(StructLayout({"data": lane_bits * cols,
+        "keep": lane_bits * cols // 8, "last": 1})))
+        The result stream; ``valid`` does not wait for ``ready``.
+    reserve : In(range(rows + 1))
+        Entries to reserve this cycle.
+    reserved : Out(range(depth + 1))
+        Entries reserved and not yet taken on :attr:`o`.
+    o_job_end : Out(1)
+        A beat with ``last`` was taken on :attr:`o` this cycle.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong type or value.
+    """
+
+    #: The area report's block (npugen.hw.blocks); the FIFO's storage counts toward
+    #: ``memories``.
+    report_block = "control"
+    #: Cycles from a row given (written into the empty FIFO) to its beat offered on :attr:`o`:
+    #: ``SyncFIFOBuffered``'s inner FIFO, then its output register.
+    latency = 2
+
+    def __init__(self, *, rows: int, cols: int, acc_width: int, depth: int,
+                 requant_latency: int):
+        check_dims(rows, cols)
+        self.rows, self.cols = rows, cols
+        self.acc_width = _check_int("Accumulator width", acc_width, 17, 64)
+        self.depth = _check_int("Result FIFO depth", depth, rows)
+        self.requant_latency = _check_int("Requantizer latency", requant_latency, 0)
+        self.lane_bits = L = 8 * ((acc_width + 7) // 8)
+        super().__init__({
+            "i_raw": In(1),
+            "i_sum": In(data.ArrayLayout(signed(acc_width), cols)),
+            "i_nc": In(range(cols + 1)),
+            "i_last": In(1),
+            "i_rq_valid": In(1),
+            "i_rq_data": In(data.ArrayLayout(signed(8), cols)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": unsigned(L * cols), "keep": unsigned(L * cols // 8),
+                "last": unsigned(1)}))),
+            "reserve": In(range(rows + 1)),
+            "reserved": Out(range(depth + 1)),
+            "o_job_end": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C, L = self.cols, self.lane_bits
+        fifo_layout = data.StructLayout({"data": unsigned(L * C), "nc": unsigned(C.bit_length()),
+                                         "last": 1})
+        # One entry more than the credits: SyncFIFOBuffered is a SyncFIFO of depth - 1 plus an
+        # output register, and an entry in transit between the two would otherwise block a
+        # write that the credits allow.
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=fifo_layout.size, depth=self.depth + 1)
+        # The requantized row's columns and last flag: those of the row that entered the
+        # requantizer requant_latency cycles ago.
+        rq_nc = _delay(m, self.i_nc, self.requant_latency, "rq_nc")
+        rq_last = _delay(m, self.i_last, self.requant_latency, "rq_last")
+        w_entry = Signal(fifo_layout)
+        lanes = [Signal(signed(L), name=f"res_lane{c}") for c in range(C)]
+        with m.If(self.i_rq_valid):
+            m.d.comb += [lanes[c].eq(Mux(c < rq_nc, self.i_rq_data[c], 0)) for c in range(C)]
+            m.d.comb += [w_entry.nc.eq(rq_nc), w_entry.last.eq(rq_last), fifo.w_en.eq(1)]
+        with m.Elif(self.i_raw):
+            m.d.comb += [lanes[c].eq(Mux(c < self.i_nc, self.i_sum[c], 0)) for c in range(C)]
+            m.d.comb += [w_entry.nc.eq(self.i_nc), w_entry.last.eq(self.i_last), fifo.w_en.eq(1)]
+        m.d.comb += w_entry.data.eq(Cat(lanes))
+        m.d.comb += fifo.w_data.eq(w_entry)
+
+        r_entry = Signal(fifo_layout)
+        o = self.o
+        m.d.comb += [r_entry.eq(fifo.r_data), o.valid.eq(fifo.r_rdy), fifo.r_en.eq(o.ready),
+                     o.payload.data.eq(r_entry.data), o.payload.last.eq(r_entry.last)]
+        keep = [(byte // (L // 8)) < r_entry.nc for byte in range(L * C // 8)]
+        m.d.comb += o.payload.keep.eq(Cat(keep))
+
+        taken = o.valid & o.ready
+        m.d.sync += self.reserved.eq(self.reserved + self.reserve - taken)
+        m.d.comb += self.o_job_end.eq(taken & o.payload.last)
+        return m
+
+
+# -- the engine -------------------------------------------------------------------------------
+
 class GemmEngine(wiring.Component):
     """Int8 GEMM engine on a ``rows`` × ``cols`` systolic array.
+
+    Wires its sub-components (the module docstring lists them; docs/architecture.md draws
+    them): the command decoder, the parameter slots, the dataflow's sequencer and array, and
+    the back end (accumulator, requantizer, result queue).
 
     Parameters
     ----------
@@ -145,14 +1216,14 @@ class GemmEngine(wiring.Component):
         For a parameter of the wrong type or value.
     """
 
-    #: The area report's block (npugen.hw.blocks).
+    #: The area report's block (npugen.hw.blocks), the sub-components naming their own.
     report_block = "control"
 
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64):
         check_dims(rows, cols)
-        if dataflow not in ("ws", "os"):
+        if dataflow not in {d.value for d in Dataflow}:
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
         if not isinstance(k_max, int) or isinstance(k_max, bool) or not 1 <= k_max < 2 ** 24:
             raise ValueError(f"k_max must be an integer from 1 to {2 ** 24 - 1}, not {k_max!r}")
@@ -169,28 +1240,33 @@ class GemmEngine(wiring.Component):
         if not isinstance(res_depth, int) or res_depth < rows:
             raise ValueError(f"Result FIFO depth must be an integer >= rows ({rows}), "
                              f"not {res_depth!r}")
-        self.rows, self.cols, self.dataflow = rows, cols, dataflow
+        self.rows, self.cols, self.dataflow = rows, cols, Dataflow(dataflow)
         self.k_max, self.acc_width, self.rounding = k_max, acc_width, rounding
         self.acc_depth, self.res_depth = acc_depth, res_depth
         self.lane_bits = 8 * ((acc_width + 7) // 8)
-        self._requant = Requantizer(lanes=cols, acc_width=acc_width, rounding=rounding)
-        if dataflow == "ws":
-            self._array = WeightStationaryArray(rows=rows, cols=cols)
-        else:
-            self._array = OutputStationaryArray(rows=rows, cols=cols, acc_width=acc_width)
 
-        def beat(lanes):
-            return data.StructLayout({"data": data.ArrayLayout(signed(8), lanes),
-                                      "keep": unsigned(lanes), "last": unsigned(1)})
+        # The one place the dataflow chooses: the array and the sequencer that feeds it.
+        array_cls, seq_cls, array_kw = self.dataflow.pick(
+            ws=(WeightStationaryArray, WeightStationarySequencer, {}),
+            os=(OutputStationaryArray, OutputStationarySequencer, {"acc_width": acc_width}))
+        self._array = array_cls(rows=rows, cols=cols, **array_kw)
+        self._sequencer = seq_cls(rows=rows, cols=cols, acc_depth=acc_depth,
+                                  res_depth=res_depth,
+                                  tag_delay=self._array.latency - Accumulator.tag_lead)
+        self._decoder = CommandDecoder(cols=cols, k_max=k_max, acc_depth=acc_depth)
+        self._params = ParameterSlots(cols=cols)
+        self._accumulator = Accumulator(rows=rows, cols=cols, acc_width=acc_width,
+                                        acc_depth=acc_depth,
+                                        c_width=self._array.c.shape().elem_shape.width)
+        self._requant = Requantizer(lanes=cols, acc_width=acc_width, rounding=rounding)
+        self._results = ResultQueue(rows=rows, cols=cols, acc_width=acc_width, depth=res_depth,
+                                    requant_latency=self._requant.latency)
         super().__init__({
             "cmd": In(stream.Signature(unsigned(isa.CMD_WIDTH))),
             "status": Out(stream.Signature(unsigned(isa.STATUS_WIDTH))),
-            "act": In(stream.Signature(beat(rows))),
-            "wgt": In(stream.Signature(beat(cols))),
-            "res": Out(stream.Signature(data.StructLayout({
-                "data": unsigned(self.lane_bits * cols),
-                "keep": unsigned(self.lane_bits * cols // 8),
-                "last": unsigned(1)}))),
+            "act": In(stream.Signature(beat_layout(rows))),
+            "wgt": In(stream.Signature(beat_layout(cols))),
+            "res": Out(self._results.o.signature),
         })
 
     @classmethod
@@ -208,536 +1284,51 @@ class GemmEngine(wiring.Component):
         (first) row of C leaving it; ``back_end``: that row to the result FIFO's input
         (accumulate, then requantize or not); ``requant``: the requantizer alone.
         """
+        back_end = self._accumulator.latency + 1         # s0 -> s1, then the FIFO write
         return {
             "array": self._array.latency,
-            "back_end_raw": 2,
-            "back_end_requant": 2 + self._requant.latency,
+            "back_end_raw": back_end,
+            "back_end_requant": back_end + self._requant.latency,
             "requant": self._requant.latency,
         }
 
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _tag_layout(self):
-        R, C = self.rows, self.cols
-        return data.StructLayout({
-            "valid": 1,
-            "m": unsigned((self.acc_depth - 1).bit_length()),  # accumulator memory row
-            "rows": unsigned((R).bit_length()),   # os: valid rows of the tile
-            "nc": unsigned(C.bit_length()),       # valid columns of the tile
-            "first": 1,      # first K tile: start from the bias
-            "last": 1,       # last K tile: the row is finished
-            "pslot": 1,      # parameter slot
-            "ntile_end": 1,  # the column tile's last row: frees its parameter slot
-            "job_end": 1,    # the job's last row
-        })
-
     def elaborate(self, platform):
         m = Module()
-        R, C, W = self.rows, self.cols, self.acc_width
+        m.submodules.decoder = dec = self._decoder
+        m.submodules.params = params = self._params
+        m.submodules.sequencer = seq = self._sequencer
         m.submodules.array = array = self._array
+        m.submodules.accumulator = acc = self._accumulator
         m.submodules.requant = rq = self._requant
+        m.submodules.results = res = self._results
 
-        # -- command decode -----------------------------------------------------------------
-        word = self.cmd.payload
-        f = {}
-        for name, fld in isa.CMD_FIELDS.items():
-            v = word[fld.lsb:fld.lsb + fld.width]
-            f[name] = v.as_signed() if fld.signed else v
-        reserved = isa.reserved_mask(isa.CMD_FIELDS, isa.CMD_WIDTH)
+        # Commands in, status out; the job's start, fields and end.
+        wiring.connect(m, wiring.flipped(self.cmd), dec.cmd)
+        wiring.connect(m, dec.status, wiring.flipped(self.status))
+        m.d.comb += [seq.start.eq(dec.start), seq.new_job.eq(dec.new_job), seq.job.eq(dec.job),
+                     acc.job.eq(dec.job), dec.frame_err.eq(seq.frame_err),
+                     dec.done.eq(res.o_job_end | acc.o_held)]
 
-        job = {name: Signal.like(f[name], name=f"job_{name}")
-               for name in ("requant", "acc_in", "acc_out", "tag", "m", "k", "n",
-                            "zp_out", "act_min", "act_max")}
-        held = Signal()
-        held_m = Signal(24)
-        held_n = Signal(24)
+        # Data streams into the sequencer, and from it the array, the parameter slots and the
+        # row tags.
+        wiring.connect(m, wiring.flipped(self.act), seq.act)
+        wiring.connect(m, wiring.flipped(self.wgt), seq.wgt)
+        wiring.connect(m, seq.param, params.w)
+        m.d.comb += [getattr(array, name).eq(getattr(seq.array, name))
+                     for name in seq.array.signature.members]
+        m.d.comb += [acc.tag.eq(seq.tag), acc.c.eq(array.c)]
 
-        err = Signal(8)
-        acc_job = f["acc_in"] | f["acc_out"]
-        with m.If(f["opcode"] != isa.Opcode.GEMM):
-            m.d.comb += err.eq(isa.Error.BAD_OPCODE)
-        with m.Elif(f["version"] != isa.ISA_VERSION):
-            m.d.comb += err.eq(isa.Error.BAD_VERSION)
-        with m.Elif((word & reserved) != 0):
-            m.d.comb += err.eq(isa.Error.BAD_RESERVED)
-        with m.Elif((f["m"] == 0) | (f["k"] == 0) | (f["n"] == 0) | (f["k"] > self.k_max)):
-            m.d.comb += err.eq(isa.Error.BAD_SHAPE)
-        with m.Elif(f["requant"] & (f["act_min"] > f["act_max"])):
-            m.d.comb += err.eq(isa.Error.BAD_CLAMP)
-        with m.Elif((acc_job & ((f["m"] > self.acc_depth) | (f["n"] > C)))
-                    | (f["acc_in"] & ~(held & (held_m == f["m"]) & (held_n == f["n"])))
-                    | (f["acc_out"] & f["requant"])):
-            m.d.comb += err.eq(isa.Error.BAD_ACC)
-
-        start = Signal()          # one cycle: an accepted, valid command
-        done = Signal()           # one cycle: the running job has finished
-        frame_err = Signal()      # sticky per job
-        frame_set = Signal()
-        cycles = Signal(32)
-        status_err = Signal(8)
-
-        with m.FSM(name="job"):
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    m.d.sync += cycles.eq(1)
-                    m.d.sync += job["tag"].eq(f["tag"])
-                    with m.If(err != 0):
-                        m.d.sync += status_err.eq(err)
-                        m.next = "STATUS"
-                    with m.Else():
-                        m.d.comb += start.eq(1)
-                        m.d.sync += [job[k].eq(f[k]) for k in job]
-                        m.d.sync += [held.eq(0), frame_err.eq(0)]
-                        m.next = "RUN"
-            with m.State("RUN"):
-                m.d.sync += cycles.eq(cycles + (cycles != 0xFFFF_FFFF))
-                with m.If(frame_set):
-                    m.d.sync += frame_err.eq(1)
-                with m.If(done):
-                    m.d.sync += status_err.eq(Mux(frame_err | frame_set, isa.Error.FRAME,
-                                                  isa.Error.OK))
-                    with m.If(job["acc_out"] & ~frame_err & ~frame_set):
-                        m.d.sync += [held.eq(1), held_m.eq(job["m"]), held_n.eq(job["n"])]
-                    m.next = "STATUS"
-            with m.State("STATUS"):
-                m.d.comb += [
-                    self.status.valid.eq(1),
-                    self.status.payload.eq(Cat(status_err, Const(isa.ISA_VERSION, 8),
-                                               job["tag"], Const(0, 8), cycles)),
-                ]
-                with m.If(self.status.ready):
-                    m.next = "IDLE"
-
-        # -- parameter slots (bias, multiplier, shift per column), double-buffered ------------
-        bias = [[Signal(signed(32), name=f"bias{s}_{c}") for c in range(C)] for s in range(2)]
-        mult = [[Signal(signed(32), name=f"mult{s}_{c}") for c in range(C)] for s in range(2)]
-        shift = [[Signal(signed(8), name=f"shift{s}_{c}") for c in range(C)] for s in range(2)]
-        pslot_busy = Signal(2)
-        pslot_set = Signal(2)
-        pslot_clr = Signal(2)
-        m.d.sync += pslot_busy.eq((pslot_busy | pslot_set) & ~pslot_clr)
-
-        wgt_lanes = [Mux(self.wgt.payload.keep[c], self.wgt.payload.data[c], 0) for c in range(C)]
-        act_lanes = [Mux(self.act.payload.keep[r], self.act.payload.data[r], 0) for r in range(R)]
-
-        def load_param(slot, beat):
-            """Store the current wgt beat as parameter beat ``beat`` of slot ``slot``."""
-            for s in range(2):
-                with m.If(slot == s):
-                    with m.Switch(beat):
-                        for b in range(isa.PARAM_BEATS):
-                            with m.Case(b):
-                                for c in range(C):
-                                    if b < 4:
-                                        dst = bias[s][c].as_unsigned()[8 * b:8 * b + 8]
-                                    elif b < 8:
-                                        dst = mult[s][c].as_unsigned()[8 * (b - 4):8 * (b - 4) + 8]
-                                    else:
-                                        dst = shift[s][c]
-                                    m.d.sync += dst.eq(wgt_lanes[c])
-
-        def param_states(slot, beat, frame, then):
-            """The ``PARAM_WAIT`` and ``PARAM`` states of a sequencer: wait until parameter slot
-            ``slot`` is free, store the parameter block from the weight stream into it (``beat``
-            counts its beats, ``frame`` flags a misplaced ``tlast``), then go to state ``then``."""
-            with m.State("PARAM_WAIT"):
-                with m.If(~pslot_busy.bit_select(slot, 1)):
-                    m.d.sync += beat.eq(0)
-                    m.next = "PARAM"
-            with m.State("PARAM"):
-                m.d.comb += self.wgt.ready.eq(1)
-                with m.If(self.wgt.valid):
-                    load_param(slot, beat)
-                    m.d.comb += frame.eq(self.wgt.payload.last != (beat == isa.PARAM_BEATS - 1))
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == isa.PARAM_BEATS - 1):
-                        m.d.comb += pslot_set.eq(Mux(slot, 0b10, 0b01))
-                        m.next = then
-
-        # -- sequencing: the array's input side -----------------------------------------------
-        tag_layout = self._tag_layout()
-        tag_in = Signal(tag_layout)         # the tag of the row (ws) / tile (os) injected now
-        outstanding = Signal(range(self.res_depth + 1))   # result FIFO entries reserved
-        credit_take = Signal(range(R + 1))
-        credit_give = Signal()
-
-        if self.dataflow == "ws":
-            self._ws_sequencer(m, f, job, start, array, tag_in, wgt_lanes, act_lanes,
-                               param_states, outstanding, credit_take, frame_set)
-            tags = [tag_in]
-            for d in range(array.latency - 1):
-                t = Signal(tag_layout, name=f"tag_d{d + 1}")
-                m.d.sync += t.eq(tags[-1])
-                tags.append(t)
-            tag_early = tags[array.latency - 2]     # two cycles before the row leaves the array
-            tag_pre = tags[array.latency - 1]       # one cycle before
-        else:
-            self._os_sequencer(m, f, job, start, array, tag_in, wgt_lanes, act_lanes,
-                               param_states, outstanding, credit_take, frame_set)
-            tags = [tag_in]
-            for d in range(array.latency - 1):
-                t = Signal(tag_layout, name=f"tag_d{d + 1}")
-                m.d.sync += t.eq(tags[-1])
-                tags.append(t)
-            tile = tags[array.latency - 2]
-            # Expand a tile's tag into one tag per row (row i leaves the array i cycles after
-            # row 0), two cycles before the row leaves the array: tag_early; tag_pre is it
-            # registered.
-            ex_tag = Signal(tag_layout)
-            ex_row = Signal(range(R + 1))
-            base = Signal(tag_layout)
-            row = Signal(range(R + 1))
-            with m.If(tile.valid):
-                m.d.comb += [base.eq(tile), row.eq(0)]
-                m.d.sync += [ex_tag.eq(tile), ex_row.eq(1)]
-            with m.Else():
-                m.d.comb += [base.eq(ex_tag), row.eq(ex_row)]
-                with m.If(ex_row != 0):
-                    m.d.sync += ex_row.eq(Mux(ex_row == R - 1, 0, ex_row + 1))
-            if R == 1:
-                m.d.sync += ex_row.eq(0)
-            tag_early = Signal(tag_layout)
-            row_valid = (tile.valid | (ex_row != 0)) & base.valid & (row < base.rows)
-            is_last_row = row == base.rows - 1
-            m.d.comb += [
-                tag_early.eq(base),
-                tag_early.valid.eq(row_valid),
-                tag_early.m.eq(base.m + row),
-                tag_early.ntile_end.eq(base.ntile_end & is_last_row),
-                tag_early.job_end.eq(base.job_end & is_last_row),
-            ]
-            tag_pre = Signal(tag_layout)
-            m.d.sync += tag_pre.eq(tag_early)
-
-        # -- back end: s0 (accumulate) -> s1 (write back / requantize / raw) -> FIFO -----------
-        acc_layout = data.ArrayLayout(signed(W), C)
-        m.submodules.acc_mem = acc_mem = Memory(shape=acc_layout, depth=self.acc_depth, init=[])
-        wr = acc_mem.write_port()
-        rd = acc_mem.read_port(transparent_for=(wr,))
-        # The row's accumulator is read two cycles before s0 and the block RAM's data is
-        # registered (rd_q), so that no adder follows the RAM's clock-to-out in the same cycle
-        # (the 2 x 2 ECP5 critical path, docs/area.md). Writes reach s0 from: the memory (up to
-        # the cycle before the read), the read port's transparency (the read's cycle), rd_q's
-        # bypass (the cycle after: the row at s1 then), and the forward below (s0's cycle).
-        m.d.comb += rd.addr.eq(tag_early.m)
-
-        t0 = Signal(tag_layout)
-        m.d.sync += t0.eq(tag_pre)
-        t1 = Signal(tag_layout)
-        s1_sum = Signal(acc_layout)
-        s1_writes = Signal()
-        m.d.comb += s1_writes.eq(t1.valid & (~t1.last | job["acc_out"]))
-        # Forward the row being written back when the same accumulator row comes round on the
-        # very next cycle: a one-row pass behind a stalled activation stream, with both weight
-        # sets loaded, does that (found by review, 2026-11-30; the comment here used to say it
-        # never happened).
-        # Both selects of s0's sum (forward, keep_prev) are made a cycle early from t0 and
-        # tag_pre and registered: each drives C x W multiplexers, and computed at s0 they put
-        # a comparison and the job's flags in front of that fan-out and the adder (the 8 x 8
-        # ECP5 critical path ran from job_acc_out through forward into s1_sum: 11.7 ns, 8.5 of
-        # it routing). t0 and t1 follow tag_pre and t0 every cycle, and the job's flags do not
-        # change while its rows are in the back end.
-        forward = Signal()
-        m.d.sync += forward.eq(t0.valid & (~t0.last | job["acc_out"]) & (t0.m == tag_pre.m))
-        rd_q = Signal(acc_layout)
-        m.d.sync += rd_q.eq(Mux(s1_writes & (t1.m == tag_pre.m), s1_sum, rd.data))
-        prev = Signal(acc_layout)
-        m.d.comb += prev.eq(Mux(forward, s1_sum, rd_q))
-        s0_sum = Signal(acc_layout)
-        # s0_sum = c + (first ? bias + (acc_in ? prev : 0) : prev), summed as
-        # (first & ~acc_in ? 0 : prev) + (c + (first ? bias : 0)): the same value modulo 2^W,
-        # with one adder instead of two after the accumulator memory's read port (the 2 x 2
-        # ECP5 critical path: block RAM clock-to-out, then two W-bit carry chains). One
-        # expression: written as two named sums, Yosys 0.70's ABC9 reintegration fails an
-        # assertion on the flat ECP5 netlist.
-        keep_prev = Signal()
-        m.d.sync += keep_prev.eq(~tag_pre.first | job["acc_in"])
-        for c in range(C):
-            b = Mux(t0.pslot, bias[1][c], bias[0][c])
-            m.d.comb += s0_sum[c].eq(Mux(keep_prev, prev[c], 0)
-                                     + (array.c[c] + Mux(t0.first, b, 0)))
-        m.d.sync += [t1.eq(t0), s1_sum.eq(s0_sum)]
-        m.d.comb += [wr.en.eq(s1_writes), wr.addr.eq(t1.m), wr.data.eq(s1_sum)]
-        for s in range(2):
-            m.d.comb += pslot_clr[s].eq(t1.valid & t1.ntile_end & (t1.pslot == s))
-
-        finished = t1.valid & t1.last & ~job["acc_out"]
+        # Back end: accumulate, requantize (or not), queue; credits back to the sequencer.
+        wiring.connect(m, acc.params, params.r)
         m.d.comb += [
-            rq.i_valid.eq(finished & job["requant"]),
-            rq.i_acc.eq(s1_sum),
-            rq.i_zp_out.eq(job["zp_out"]),
-            rq.i_act_min.eq(job["act_min"]),
-            rq.i_act_max.eq(job["act_max"]),
+            rq.i_valid.eq(acc.o_requant), rq.i_acc.eq(acc.o_sum),
+            rq.i_multiplier.eq(acc.o_mult), rq.i_shift.eq(acc.o_shift),
+            rq.i_zp_out.eq(dec.job.zp_out), rq.i_act_min.eq(dec.job.act_min),
+            rq.i_act_max.eq(dec.job.act_max),
+            res.i_raw.eq(acc.o_raw), res.i_sum.eq(acc.o_sum),
+            res.i_nc.eq(acc.o_tag.nc), res.i_last.eq(acc.o_tag.job_end),
+            res.i_rq_valid.eq(rq.o_valid), res.i_rq_data.eq(rq.o_data),
+            res.reserve.eq(seq.reserve), seq.reserved.eq(res.reserved),
         ]
-        # The row's multiplier and shift, selected from its parameter slot a cycle ahead (at s0)
-        # and registered beside s1_sum, so that the slot mux is not in front of the
-        # requantizer's product (the 4 x 4 ECP5 critical path, docs/area.md). The slot cannot
-        # change in between: it stays busy until the tile's last row has passed s1.
-        for c in range(C):
-            rq_mult = Signal(signed(32), name=f"rq_mult_{c}")
-            rq_shift = Signal(signed(8), name=f"rq_shift_{c}")
-            m.d.sync += [
-                rq_mult.eq(Mux(t0.pslot, mult[1][c], mult[0][c])),
-                rq_shift.eq(Mux(t0.pslot, shift[1][c], shift[0][c])),
-            ]
-            m.d.comb += [rq.i_multiplier[c].eq(rq_mult), rq.i_shift[c].eq(rq_shift)]
-        # The requantizer's row tags.
-        rq_tags = [t1]
-        for d in range(rq.latency):
-            t = Signal(tag_layout, name=f"rq_tag_d{d + 1}")
-            m.d.sync += t.eq(rq_tags[-1])
-            rq_tags.append(t)
-        rq_tag = rq_tags[-1]
-
-        L = self.lane_bits
-        fifo_layout = data.StructLayout({"data": unsigned(L * C), "nc": unsigned(C.bit_length()),
-                                         "last": 1})
-        # One entry more than the credits: SyncFIFOBuffered is a SyncFIFO of depth - 1 plus an
-        # output register, and an entry in transit between the two would otherwise block a
-        # write that the credits allow.
-        m.submodules.res_fifo = fifo = SyncFIFOBuffered(width=fifo_layout.size,
-                                                        depth=self.res_depth + 1)
-        w_entry = Signal(fifo_layout)
-        lanes = [Signal(signed(L), name=f"res_lane{c}") for c in range(C)]
-        # Result lanes are L bits wide in both modes; an int8 result is sign-extended.
-        with m.If(rq.o_valid):
-            m.d.comb += [lanes[c].eq(Mux(c < rq_tag.nc, rq.o_data[c], 0)) for c in range(C)]
-            m.d.comb += [w_entry.nc.eq(rq_tag.nc), w_entry.last.eq(rq_tag.job_end),
-                         fifo.w_en.eq(1)]
-        with m.Elif(finished & ~job["requant"]):
-            m.d.comb += [lanes[c].eq(Mux(c < t1.nc, s1_sum[c], 0)) for c in range(C)]
-            m.d.comb += [w_entry.nc.eq(t1.nc), w_entry.last.eq(t1.job_end), fifo.w_en.eq(1)]
-        m.d.comb += w_entry.data.eq(Cat(lanes))
-        m.d.comb += fifo.w_data.eq(w_entry)
-
-        r_entry = Signal(fifo_layout)
-        m.d.comb += [r_entry.eq(fifo.r_data), self.res.valid.eq(fifo.r_rdy),
-                     fifo.r_en.eq(self.res.ready),
-                     self.res.payload.data.eq(r_entry.data),
-                     self.res.payload.last.eq(r_entry.last)]
-        keep = [(byte // (L // 8)) < r_entry.nc for byte in range(L * C // 8)]
-        m.d.comb += self.res.payload.keep.eq(Cat(keep))
-
-        m.d.comb += credit_give.eq(self.res.valid & self.res.ready)
-        m.d.sync += outstanding.eq(outstanding + credit_take - credit_give)
-
-        m.d.comb += done.eq((credit_give & self.res.payload.last)
-                            | (t1.valid & t1.job_end & job["acc_out"]))
+        wiring.connect(m, res.o, wiring.flipped(self.res))
         return m
-
-    # -- weight-stationary sequencing ---------------------------------------------------------
-
-    def _ws_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, param_states,
-                      outstanding, credit_take, frame_set):
-        R, C, D = self.rows, self.cols, self.acc_depth
-        wbuf_full = Signal(2)
-        wbuf_set = Signal(2)
-        wbuf_clr = Signal(2)
-        m.d.sync += wbuf_full.eq((wbuf_full | wbuf_set) & ~wbuf_clr)
-        # Weight loads are skewed like the rows of A (hw/systolic.py), so a weight tile can be
-        # reloaded from the cycle after its last row of A entered the array.
-        frame_ld = Signal()
-        frame_is = Signal()
-        m.d.comb += frame_set.eq(frame_ld | frame_is)
-
-        # Loader: parameter blocks and weight tiles from the weight stream.
-        l_n = _Countdown("ld_n_left", C)
-        l_m = _Countdown("ld_m_left", D)
-        l_k = _Countdown("ld_k_left", R)
-        l_buf = Signal(name="ld_buf")
-        l_slot = Signal(name="ld_slot")
-        l_beat = Signal(range(max(R, isa.PARAM_BEATS) + 1), name="ld_beat")
-        l_kc = l_k.clip
-        with m.FSM(name="ws_loader"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    l_n.load(m, f["n"])
-                    l_m.load(m, f["m"])
-                    l_k.load(m, f["k"])
-                    m.d.sync += [l_buf.eq(0), l_slot.eq(0)]
-                    m.next = "PARAM_WAIT"
-            param_states(l_slot, l_beat, frame_ld, then="BUF_WAIT")
-            with m.State("BUF_WAIT"):
-                with m.If(~wbuf_full.bit_select(l_buf, 1)):
-                    m.d.sync += l_beat.eq(0)
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += self.wgt.ready.eq(1)
-                with m.If(self.wgt.valid):
-                    last_beat = l_beat == l_kc - 1
-                    m.d.comb += [
-                        array.w_en.eq(1), array.w_row.eq(l_beat), array.w_buf.eq(l_buf),
-                        frame_ld.eq(self.wgt.payload.last != last_beat),
-                    ]
-                    m.d.comb += [array.w_data[c].eq(wgt_lanes[c]) for c in range(C)]
-                    m.d.sync += l_beat.eq(l_beat + 1)
-                    with m.If(last_beat):
-                        m.d.comb += wbuf_set.eq(Mux(l_buf, 0b10, 0b01))
-                        m.d.sync += [l_buf.eq(~l_buf), l_beat.eq(0)]
-                        with m.If(~l_k.last):
-                            l_k.advance(m)
-                            m.next = "BUF_WAIT"
-                        with m.Else():
-                            l_k.load(m, job["k"])
-                            with m.If(~l_m.last):
-                                l_m.advance(m)
-                                m.next = "BUF_WAIT"
-                            with m.Else():
-                                l_m.load(m, job["m"])
-                                with m.If(~l_n.last):
-                                    l_n.advance(m)
-                                    m.d.sync += l_slot.eq(~l_slot)
-                                    m.next = "PARAM_WAIT"
-                                with m.Else():
-                                    m.next = "IDLE"
-
-        # Issuer: rows of A into the array, one per cycle, tagged.
-        i_n = _Countdown("is_n_left", C)
-        i_m = _Countdown("is_m_left", D)
-        i_k = _Countdown("is_k_left", R, lanes=True)
-        i_buf = Signal(name="is_buf")
-        i_slot = Signal(name="is_slot")
-        i_row = Signal(range(D), name="is_row")
-        mc, nc = i_m.clip, i_n.clip
-        last_k, last_m, last_n = i_k.last, i_m.last, i_n.last
-        last_row = i_row == mc - 1
-        producing = last_k & ~job["acc_out"]
-        room = ~producing | (outstanding < self.res_depth)
-        # The array takes the tile of this cycle's row of A and of the next one: i_buf and
-        # its next value.
-        i_buf_clear = Signal()
-        i_buf_flip = Signal()
-        i_buf_next = Signal()
-        m.d.comb += i_buf_next.eq(Mux(i_buf_clear, 0, i_buf ^ i_buf_flip))
-        m.d.sync += i_buf.eq(i_buf_next)
-        m.d.comb += [array.sel.eq(i_buf), array.sel_next.eq(i_buf_next)]
-
-        def goto_next(next_ready):
-            with m.If(next_ready):
-                m.next = "ROWS"
-            with m.Else():
-                m.next = "WAIT"
-
-        with m.FSM(name="ws_issuer"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    i_n.load(m, f["n"])
-                    i_m.load(m, f["m"])
-                    i_k.load(m, f["k"])
-                    m.d.comb += i_buf_clear.eq(1)
-                    m.d.sync += [i_slot.eq(0), i_row.eq(0)]
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(wbuf_full.bit_select(i_buf, 1)):
-                    m.next = "ROWS"
-            with m.State("ROWS"):
-                m.d.comb += self.act.ready.eq(room)
-                with m.If(self.act.valid & room):
-                    m.d.comb += [array.a[r].eq(Mux(i_k.lanes[r], act_lanes[r], 0)) for r in range(R)]
-                    m.d.comb += [
-                        tag_in.valid.eq(1), tag_in.m.eq(i_row), tag_in.rows.eq(1),
-                        tag_in.nc.eq(nc),
-                        tag_in.first.eq(i_k.fresh), tag_in.last.eq(last_k),
-                        tag_in.pslot.eq(i_slot),
-                        tag_in.ntile_end.eq(last_row & last_k & last_m),
-                        tag_in.job_end.eq(last_row & last_k & last_m & last_n),
-                        credit_take.eq(producing),
-                        frame_is.eq(self.act.payload.last != last_row),
-                    ]
-                    m.d.sync += i_row.eq(i_row + 1)
-                    with m.If(last_row):
-                        m.d.comb += wbuf_clr.eq(Mux(i_buf, 0b10, 0b01))
-                        m.d.comb += i_buf_flip.eq(1)
-                        m.d.sync += i_row.eq(0)
-                        # Go straight on when the next weight tile is already loaded: no bubble.
-                        next_ready = wbuf_full.bit_select(~i_buf, 1)
-                        with m.If(~last_k):
-                            i_k.advance(m)
-                            goto_next(next_ready)
-                        with m.Else():
-                            i_k.load(m, job["k"])
-                            with m.If(~last_m):
-                                i_m.advance(m)
-                                goto_next(next_ready)
-                            with m.Else():
-                                i_m.load(m, job["m"])
-                                with m.If(~last_n):
-                                    i_n.advance(m)
-                                    m.d.sync += i_slot.eq(~i_slot)
-                                    goto_next(next_ready)
-                                with m.Else():
-                                    m.next = "IDLE"
-
-    # -- output-stationary sequencing ---------------------------------------------------------
-
-    def _os_sequencer(self, m, f, job, start, array, tag_in, wgt_lanes, act_lanes, param_states,
-                      outstanding, credit_take, frame_set):
-        R, C, D = self.rows, self.cols, self.acc_depth
-        o_n = _Countdown("os_n_left", C)
-        o_m = _Countdown("os_m_left", R, lanes=True)
-        o_m0 = Signal((D - 1).bit_length(), name="os_m0")
-        o_kb = Signal(24, name="os_k_step")
-        o_slot = Signal(name="os_slot")
-        o_beat = Signal(range(isa.PARAM_BEATS + 1), name="os_beat")
-        # Cycles since the last tile's final K step entered (saturating at R): the drain of a
-        # tile needs R cycles before the next tile's sums are parked.
-        since = Signal(range(R + 1), name="os_since_last")
-        issued_last = Signal()
-        with m.If(issued_last):
-            m.d.sync += since.eq(1)
-        with m.Elif(since != R):
-            m.d.sync += since.eq(since + 1)
-
-        mr, nc = o_m.clip, o_n.clip
-        last_m, last_n = o_m.last, o_n.last
-        last_step = o_kb == job["k"] - 1
-        producing = ~job["acc_out"]
-        room = ~last_step | ((since == R) & (~producing | (outstanding + mr <= self.res_depth)))
-        frame_a = Signal()
-        frame_w = Signal()
-        frame_p = Signal()
-        m.d.comb += frame_set.eq(frame_a | frame_w | frame_p)
-        with m.FSM(name="os_sequencer"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    o_n.load(m, f["n"])
-                    o_m.load(m, f["m"])
-                    m.d.sync += [o_m0.eq(0), o_kb.eq(0), o_slot.eq(0), since.eq(R)]
-                    m.next = "PARAM_WAIT"
-            param_states(o_slot, o_beat, frame_p, then="TILE")
-            with m.State("TILE"):
-                # One K step takes one beat of each stream, in the same cycle.
-                m.d.comb += [self.act.ready.eq(self.wgt.valid & room),
-                             self.wgt.ready.eq(self.act.valid & room)]
-                with m.If(self.act.valid & self.wgt.valid & room):
-                    m.d.comb += [array.a[r].eq(Mux(o_m.lanes[r], act_lanes[r], 0)) for r in range(R)]
-                    m.d.comb += [array.b[c].eq(wgt_lanes[c]) for c in range(C)]
-                    m.d.comb += [
-                        array.valid.eq(1), array.last.eq(last_step),
-                        frame_a.eq(self.act.payload.last != last_step),
-                        frame_w.eq(self.wgt.payload.last != last_step),
-                    ]
-                    m.d.sync += o_kb.eq(o_kb + 1)
-                    with m.If(last_step):
-                        m.d.comb += [
-                            issued_last.eq(1),
-                            tag_in.valid.eq(1), tag_in.m.eq(o_m0), tag_in.rows.eq(mr),
-                            tag_in.nc.eq(nc), tag_in.first.eq(1), tag_in.last.eq(1),
-                            tag_in.pslot.eq(o_slot), tag_in.ntile_end.eq(last_m),
-                            tag_in.job_end.eq(last_m & last_n),
-                            credit_take.eq(Mux(producing, mr, 0)),
-                        ]
-                        m.d.sync += o_kb.eq(0)
-                        with m.If(~last_m):
-                            o_m.advance(m)
-                            m.d.sync += o_m0.eq(o_m0 + R)
-                        with m.Else():
-                            o_m.load(m, job["m"])
-                            m.d.sync += o_m0.eq(0)
-                            with m.If(~last_n):
-                                o_n.advance(m)
-                                m.d.sync += o_slot.eq(~o_slot)
-                                m.next = "PARAM_WAIT"
-                            with m.Else():
-                                m.next = "IDLE"

@@ -125,6 +125,20 @@ class Requantizer(wiring.Component):
         return LATENCY[self.rounding]
 
     @staticmethod
+    def latency_for(rounding: str) -> int:
+        """:attr:`latency` of a requantizer with rounding mode ``rounding``, without building
+        one (the cycle model, ``sim/perfmodel.py``, reads it here).
+
+        Raises
+        ------
+        ValueError
+            For a rounding mode not in :data:`ROUNDING_MODES`.
+        """
+        if rounding not in ROUNDING_MODES:
+            raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
+        return LATENCY[rounding]
+
+    @staticmethod
     def _product(m: Module, acc, mult, width: int, lane: int) -> Signal:
         """``acc * mult`` (signed ``width`` x signed 32 bits, exact) in two registered stages:
         the partial products of 17-bit chunks of ``acc`` (unsigned, the top one signed) and the

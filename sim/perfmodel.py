@@ -35,6 +35,7 @@ from math import ceil
 
 from npugen.hw.config import Dataflow
 from npugen.hw.errors import InputError, MissingSectionError
+from npugen.hw.requant import ROUNDING_MODES, Requantizer
 
 __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
@@ -46,8 +47,9 @@ __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latenci
            "attention_params", "ATTENTION_TILE_SLOTS", "ATTENTION_PARAM_BEATS",
            "ATTENTION_LUT_BEATS"]
 
-#: ``Requantizer.latency`` (hw/requant.py): 5 stages in both rounding modes.
-REQUANT_LATENCY = {"single": 5, "double": 5}
+#: ``Requantizer.latency`` per rounding mode (5 stages in both), read from the hardware
+#: (``hw/requant.py``), where it is defined.
+REQUANT_LATENCY = {r: Requantizer.latency_for(r) for r in ROUNDING_MODES}
 #: Beats of a column tile's parameter block on ``s_axis_wgt`` (hw/isa.py ``PARAM_BEATS``).
 PARAM_BEATS = 9
 #: ``SyncFIFOBuffered`` (amaranth.lib.fifo): an entry written at cycle ``w`` into the empty
