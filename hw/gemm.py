@@ -32,23 +32,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .config import Dataflow
+from .config import Dataflow, derived_acc_width
 from .requant import ROUNDING_MODES, Requantizer
 from .systolic import OutputStationaryArray, WeightStationaryArray, check_dims
 
 __all__ = ["GemmEngine", "CommandDecoder", "ParameterSlots", "WeightStationarySequencer",
            "OutputStationarySequencer", "Accumulator", "ResultQueue", "JOB_LAYOUT",
-           "acc_width_for", "beat_layout", "tag_layout", "param_write_signature",
+           "beat_layout", "tag_layout", "param_write_signature",
            "param_read_signature"]
-
-
-def acc_width_for(k_max: int) -> int:
-    """Accumulator width that no legal ``k_max``-term int8 dot product can overflow, bits.
-
-    ``max(32, bit_length(16384 * k_max) + 1)`` (numerics.md: the only product reaching +2^14 is
-    (-128)·(-128)).
-    """
-    return max(32, (16384 * k_max).bit_length() + 1)
 
 
 def _field_shape(field: isa.Field):
@@ -1189,7 +1180,7 @@ class GemmEngine(wiring.Component):
     k_max : int
         Largest ``k`` a command may ask for, 1 to 2**24 - 1.
     acc_width : int
-        Accumulator width, bits; at least :func:`acc_width_for` ``(k_max)``, at most 64.
+        Accumulator width, bits; at least :func:`npugen.hw.config.derived_acc_width` ``(k_max)``, at most 64.
     rounding : str
         Requantization rounding, ``"single"`` or ``"double"`` (numerics.md).
     acc_depth : int
@@ -1227,7 +1218,7 @@ class GemmEngine(wiring.Component):
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
         if not isinstance(k_max, int) or isinstance(k_max, bool) or not 1 <= k_max < 2 ** 24:
             raise ValueError(f"k_max must be an integer from 1 to {2 ** 24 - 1}, not {k_max!r}")
-        need = acc_width_for(k_max)
+        need = derived_acc_width(k_max)
         if acc_width is None:
             acc_width = need
         if not isinstance(acc_width, int) or not need <= acc_width <= 64:

@@ -50,8 +50,8 @@ def engine_cfg(rows, cols, dataflow, *, k_max=16, acc_width=None, rounding="sing
                res_depth=None):
     """A config-like namespace for engine parameters GemmConfig does not allow (res_depth < 4):
     GemmEngine itself only requires res_depth >= rows."""
-    from npugen.hw.gemm import acc_width_for
-    w = acc_width if acc_width is not None else acc_width_for(k_max)
+    from npugen.hw.config import derived_acc_width
+    w = acc_width if acc_width is not None else derived_acc_width(k_max)
     return SimpleNamespace(rows=rows, cols=cols, dataflow=dataflow, k_max=k_max, acc_width=w,
                            acc_bits=w, lane_bits=8 * -(-w // 8), rounding=rounding,
                            acc_depth=acc_depth, res_depth=rows if res_depth is None else res_depth)

@@ -21,7 +21,8 @@ from amaranth.sim import Simulator
 
 from npugen.hw import isa
 from npugen.hw.config import GemmConfig, SoftmaxConfig
-from npugen.hw.gemm import GemmEngine, acc_width_for
+from npugen.hw.config import derived_acc_width
+from npugen.hw.gemm import GemmEngine
 from npugen.hw.softmax import SoftmaxUnit
 from npugen.sim import driver
 from npugen.sim import perfmodel
@@ -125,7 +126,7 @@ def _cfg(rows, cols, dataflow, *, rounding="single", acc_depth=4, res_depth=None
     if res_depth is not None and res_depth >= max(4, rows):
         return GemmConfig(rows=rows, cols=cols, dataflow=dataflow, k_max=k_max,
                           rounding=rounding, acc_depth=acc_depth, res_depth=res_depth)
-    w = acc_width_for(k_max)
+    w = derived_acc_width(k_max)
     return SimpleNamespace(rows=rows, cols=cols, dataflow=dataflow, k_max=k_max, acc_width=w,
                            acc_bits=w, lane_bits=8 * -(-w // 8), rounding=rounding,
                            acc_depth=acc_depth, res_depth=rows if res_depth is None else res_depth)
