@@ -1166,14 +1166,16 @@ class AttentionOutputQueue(wiring.Component):
     room : Out(1)
         That bank is free and the FIFO has room for every reserved block and one more.
     o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), d), "last": 1})))
-        Output rows; :attr:`latency` cycles from a block's last channel to its first row
-        written into the FIFO, two more to the row valid.
+        Output rows. A block's rows are complete in the row registers :attr:`latency` cycle
+        after its last channel and are written into the FIFO one per cycle from then on; each
+        is valid here 2 cycles after its write (``SyncFIFOBuffered``).
     """
 
     report_block = "attention"
 
-    #: Cycles from a block's last channel to its first row written into the FIFO.
-    latency = 2
+    #: Cycles from a block's last channel to its rows complete (the row register), the cycle
+    #: its first row is written into the FIFO.
+    latency = 1
 
     def __init__(self, *, d: int, q_block: int, depth: int):
         self.d, self.P, self.depth = d, q_block, depth
@@ -1331,9 +1333,10 @@ class AttentionUnit(wiring.Component):
     def div_latency(self) -> int:
         """Cycles from a numerator entering the divider to its output byte: input stage,
         ``QB`` quotient stages, sign fix-up (:attr:`AttentionDivider.latency`), two output
-        requantization stages (:attr:`AttentionOutputRequant.latency` and the output row
-        register of :class:`AttentionOutputQueue`)."""
-        return AttentionDivider.latency_of(self.QB) + AttentionOutputRequant.latency + 1
+        requantization stages (:attr:`AttentionOutputRequant.latency`, the product; and
+        :attr:`AttentionOutputQueue.latency`, the output row register)."""
+        return (AttentionDivider.latency_of(self.QB) + AttentionOutputRequant.latency
+                + AttentionOutputQueue.latency)
 
     @property
     def latencies(self) -> dict[str, int]:
