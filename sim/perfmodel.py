@@ -489,12 +489,12 @@ def softmax_cycles(cfg, n, rows: int | None = None) -> int:
     tile, ``nb = ceil(n / P)`` beats per pass, ``T = ceil(nb / bpt)`` tiles, ``D`` = out_depth:
 
     - pass 1: ``s_axis_score`` is ready while the tile buffer being written is free
-      (``~t_full[w_slot]``). A tile is accumulated one beat per cycle starting the cycle after its
+      (``SoftmaxTileBuffer``: ``~t_full[w_slot]``). A tile is accumulated one beat per cycle starting the cycle after its
       last beat (``t_full`` set) and frees its buffer as it ends, so the two buffers never make
       the input wait: pass 1 accepts one beat per cycle, cycles ``0 … nb − 1``.
     - between the passes: the last tile (``k = nb − (T − 1)·bpt`` beats) is accumulated at
       ``max(nb, T·bpt) … + k − 1`` (after the previous tile's ``bpt`` cycles), stage B updates
-      ``L`` the cycle after and ``pass1_done`` is seen one later; pass 2 starts at
+      ``L`` the cycle after and ``done`` (``SoftmaxRowState``) is seen one later; pass 2 starts at
       ``nb + min(nb, bpt) + 1`` (``T = 1``: ``2·nb + 1``; else ``nb + bpt + 1``).
     - pass 2: one beat per cycle while ``outstanding < D``; a beat holds its credit from the
       cycle after its acceptance until its probability is read :data:`SOFTMAX_PASS2_LATENCY`

@@ -15,7 +15,7 @@ s24b16l4 24 16 4     1024  run-time           whole bench, Verilator and Icarus
 s16b1l1  16 1  1     1024  run-time           whole bench, Verilator
 s20b4l2r 20 4  2     256   ROM, c = 0.0538... whole bench, Icarus
 s24b8l8  24 8  8     1000  run-time           whole bench, Icarus
-s30b2l2  30 2  2     2^24  run-time           whole bench, Icarus (W_L = 54 bits)
+s30b2l2  30 2  2     2^24  run-time           whole bench, Icarus (W_L = 55 bits)
 s8b64l4  8  64 4     300   run-time           whole bench, Verilator
 npu      24 16 1     32768 run-time           smoke on both simulators; sim.run and the CLI
 ======== == == ===== ===== ================== ===============================================
