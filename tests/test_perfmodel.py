@@ -16,12 +16,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Value
+from amaranth.hdl import Fragment, Value
 from amaranth.sim import Simulator
 
 from npugen.hw import isa
-from npugen.hw.config import GemmConfig, SoftmaxConfig
-from npugen.hw.config import derived_acc_width
+from npugen.hw.config import GemmConfig, SoftmaxConfig, derived_acc_width
 from npugen.hw.gemm import GemmEngine
 from npugen.hw.softmax import SoftmaxUnit
 from npugen.sim import driver
@@ -268,6 +267,7 @@ def test_latencies_match_the_engine():
         for rounding in ("single", "double"):
             cfg = GemmConfig(rows=3, cols=5, dataflow=df, rounding=rounding)
             eng = GemmEngine.from_config(cfg)
+            Fragment.get(eng, None)     # elaborated, so its sub-components are used
             lat = perfmodel.latencies(cfg)
             assert lat["array"] == eng.latencies["array"]
             assert lat["requant"] == eng.latencies["requant"]
