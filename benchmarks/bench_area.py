@@ -1,7 +1,7 @@
 """Area per MAC and Fmax of generated arrays against N bare registered int8 MACs.
 
 For each size (default 4x4, 8x8, 16x16) and target (default ecp5 and asic) this runs
-``hw.synth.area`` on the design and synthesizes one registered int8 MAC
+``npugen.hw.synth.area`` on the design and synthesizes one registered int8 MAC
 (``y <= c + a * b``, operands and sum as wide as a PE's) the same way, then prints
 
 - area per MAC: LUT, FF, DSP (ecp5) or µm² (asic), memories excluded and reported on their own;

@@ -1,10 +1,10 @@
 """Attention unit: cycles per head against the ideal bound, and the unit's area.
 
 Prints, for each case, the cycles the RTL took (Verilator, status beats), the cycle model
-(:func:`sim.perfmodel.attention_cycles`, which must agree exactly), the ideal bound
+(:func:`npugen.sim.perfmodel.attention_cycles`, which must agree exactly), the ideal bound
 (MACs ÷ MACs per cycle = ``M·N / q_block``) and the utilization (ideal ÷ measured):
 
-- all 12 heads of MiniLM-L6-v2 layer 0 on the default sentence (``sim.realdata``; the model
+- all 12 heads of MiniLM-L6-v2 layer 0 on the default sentence (``npugen.sim.realdata``; the model
   files are fetched on first use, or the shipped fixture is used with ``--fixture``);
 - random heads over 1024 and 4096 keys (``--keys``), d = 64, ``--queries`` queries.
 

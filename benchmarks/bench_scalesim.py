@@ -4,8 +4,8 @@ Usage: ``python benchmarks/bench_scalesim.py [--rtl none|small|all] [--arrays 8,
 [--scalesim-venv DIR] [--no-install] [--json FILE]``.
 
 For 8x8 and 16x16 arrays, ws and os, on 8x8x8, 64x64x64 and 128x384x384 (M x K x N), prints a
-Markdown table: the cycle-exact model (``sim.perfmodel.gemm_cycles``, a requantized job), the
-RTL's own status cycles on Verilator (``sim.run.gemm_many``; ``--rtl small``, the default, runs
+Markdown table: the cycle-exact model (``npugen.sim.perfmodel.gemm_cycles``, a requantized job), the
+RTL's own status cycles on Verilator (``npugen.sim.run.gemm_many``; ``--rtl small``, the default, runs
 the two smaller shapes, ``all`` every shape — 128x384x384 on 8x8 is about 300 000 simulated
 cycles), SCALE-Sim's "Total Cycles" and its documented formula (``docs/anchors.md``), the
 utilizations, and one sentence per row on where the difference comes from.
@@ -17,7 +17,7 @@ missing (``--no-install`` to skip)::
     python3 -m venv build/scalesim-venv
     build/scalesim-venv/bin/pip install "numpy<2.4" scalesim
 
-Its inputs are written by ``sim.perfmodel.write_scalesim`` (what ``npugen perf --scalesim``
+Its inputs are written by ``npugen.sim.perfmodel.write_scalesim`` (what ``npugen perf --scalesim``
 writes) under ``build/perf/scalesim/``; results are cached there. When SCALE-Sim cannot be
 installed or run, the table shows its formula only and says so. Asserts nothing.
 """

@@ -5,7 +5,7 @@ markdown table (docs/osi8.md, test 14): for each case, the maximum and mean abso
 ``|y + 128 - 256 p|`` in LSB (1/256 of probability) of every output of every row, against the
 float64 softmax ``p`` of the real scores ``c * s``, for
 
-- OSI8 at F = 24 and F = 16 (B = 16), the golden model ``sim.golden.softmax_int8``, and the
+- OSI8 at F = 24 and F = 16 (B = 16), the golden model ``npugen.sim.golden.softmax_int8``, and the
   largest OSI8 error bound of the case at F = 24 (osi8.md, error bound);
 - our emulations (benchmarks/_softmax_emulations.py) of TFLite's reference int8 softmax
   (also CMSIS-NN's and Ethos-U's structure), I-BERT's integer softmax as its authors' code

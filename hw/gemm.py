@@ -12,9 +12,9 @@ data passes through them (``docs/architecture.md`` has the block diagram):
   dataflow picks one): takes the activation and weight streams apart into parameter blocks,
   weight tiles and rows (or K steps) for the array, tags each row of C with where it goes, and
   takes result credits;
-- the systolic array (:mod:`hw.systolic`);
+- the systolic array (:mod:`npugen.hw.systolic`);
 - the back end: :class:`Accumulator` (adds the bias and the accumulator memory's row, writes
-  partial sums back), the :class:`~hw.requant.Requantizer`, and :class:`ResultQueue` (the
+  partial sums back), the :class:`~npugen.hw.requant.Requantizer`, and :class:`ResultQueue` (the
   result FIFO, its credits and the result stream).
 
 Flow control: input streams are never stalled by the array itself. A cycle with no input beat is
@@ -486,7 +486,7 @@ class _Sequencer(wiring.Component):
 
 
 class WeightStationarySequencer(_Sequencer):
-    """Sequencer of a weight-stationary array (:class:`hw.systolic.WeightStationaryArray`).
+    """Sequencer of a weight-stationary array (:class:`npugen.hw.systolic.WeightStationaryArray`).
 
     Two processes. The loader takes the weight stream apart: for each column tile a parameter
     block into the free parameter slot, then for each row chunk of at most ``acc_depth`` rows
@@ -527,7 +527,7 @@ class WeightStationarySequencer(_Sequencer):
     param : Out(param_write_signature(cols))
         To :class:`ParameterSlots`.
     array : Out(Signature(a, sel, sel_next, w_en, w_row, w_buf, w_data))
-        The array's inputs (:class:`hw.systolic.WeightStationaryArray`), combinational from the
+        The array's inputs (:class:`npugen.hw.systolic.WeightStationaryArray`), combinational from the
         streams; ``a`` lanes past ``kc`` are 0.
     tag : Out(tag_layout(rows, cols, acc_depth))
         The tag of the row injected :attr:`latency` cycles before (``valid`` 0 for a bubble).
@@ -713,7 +713,7 @@ class WeightStationarySequencer(_Sequencer):
 
 
 class OutputStationarySequencer(_Sequencer):
-    """Sequencer of an output-stationary array (:class:`hw.systolic.OutputStationaryArray`).
+    """Sequencer of an output-stationary array (:class:`npugen.hw.systolic.OutputStationaryArray`).
 
     For each column tile: a parameter block into the free parameter slot; then for each row
     tile of ``mr = min(R, m - m0)`` rows, the job's ``k`` K steps, each one activation beat (a
@@ -751,7 +751,7 @@ class OutputStationarySequencer(_Sequencer):
     param : Out(param_write_signature(cols))
         To :class:`ParameterSlots`.
     array : Out(Signature(a, b, valid, last))
-        The array's inputs (:class:`hw.systolic.OutputStationaryArray`), combinational from the
+        The array's inputs (:class:`npugen.hw.systolic.OutputStationaryArray`), combinational from the
         streams.
     tag : Out(tag_layout(rows, cols, acc_depth))
         One tag per row of C, ``m`` its accumulator-memory row (``rows`` still the tile's).
@@ -1044,7 +1044,7 @@ class Accumulator(wiring.Component):
 
 class ResultQueue(wiring.Component):
     """The result FIFO and its credits: each cycle takes at most one finished row, raw (from
-    :class:`Accumulator`) or requantized (from the :class:`~hw.requant.Requantizer`), and
+    :class:`Accumulator`) or requantized (from the :class:`~npugen.hw.requant.Requantizer`), and
     sends it as one beat on :attr:`o`.
 
     A row is sent in ``lane_bits``-bit lanes (``lane_bits = 8 * ceil(acc_width / 8)``), an
@@ -1262,7 +1262,7 @@ class GemmEngine(wiring.Component):
 
     @classmethod
     def from_config(cls, cfg) -> "GemmEngine":
-        """Build the engine of a :class:`hw.config.GemmConfig`."""
+        """Build the engine of a :class:`npugen.hw.config.GemmConfig`."""
         return cls(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, k_max=cfg.k_max,
                    acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
                    res_depth=cfg.res_depth)

@@ -1,8 +1,8 @@
 """Command and status formats of the npugen GEMM engine (format version 1).
 
 This module is the single definition of the binary interface between a host and the generated
-hardware. The hardware (:mod:`hw.gemm`) decodes commands with these field positions, the host
-driver (:mod:`sim.driver`) encodes them, and :mod:`hw.emit` writes them into the C header. The
+hardware. The hardware (:mod:`npugen.hw.gemm`) decodes commands with these field positions, the host
+driver (:mod:`npugen.sim.driver`) encodes them, and :mod:`npugen.hw.emit` writes them into the C header. The
 prose specification, with the stream orders, is ``docs/isa.md``.
 
 All multi-bit fields are little-endian bit fields of one stream beat: field ``(lsb, width)``

@@ -43,8 +43,8 @@ def softmax_widths(F: int, n_max: int) -> dict[str, int]:
     unsigned: ``L <= n_max * 2^F``), ``W_A = ceil(log2(255 * n_max * 2^F + 1)) + 1`` (an
     attention numerator, signed) and ``W_E = F + 1`` (a LUT entry).
 
-    The hardware side's only copy of these formulas (:func:`hw.attention.attention_widths`
-    calls it); the golden model keeps its own (``sim.golden.softmax.widths``)."""
+    The hardware side's only copy of these formulas (:func:`npugen.hw.attention.attention_widths`
+    calls it); the golden model keeps its own (``npugen.sim.golden.softmax.widths``)."""
     return {"W_L": ceil_log2(n_max * 2 ** F + 1),
             "W_A": ceil_log2(255 * n_max * 2 ** F + 1) + 1, "W_E": F + 1}
 
@@ -542,7 +542,7 @@ class SoftmaxUnit(wiring.Component):
     n_max : int
         Longest row, keys (default 32768); sets the width of ``L``.
     lut : list of int or None
-        256 LUT entries to bake as a ROM (from ``sim.golden`` ``make_lut(c, F)``), or None for a
+        256 LUT entries to bake as a ROM (from ``npugen.sim.golden`` ``make_lut(c, F)``), or None for a
         LUT loaded at run time through :attr:`lut`.
     out_depth : int
         Result FIFO depth, beats (>= 4); about 16 keeps full throughput with a consumer that is
@@ -606,8 +606,6 @@ class SoftmaxUnit(wiring.Component):
         if lut is None:
             members["lut"] = In(stream.Signature(unsigned(32)))
         super().__init__(members)
-
-    report_block = "softmax"
 
     #: Stages of the exact divider (quotient bits: the quotient is at most 256).
     DIV_STAGES = SoftmaxDivider.STAGES

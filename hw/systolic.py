@@ -1,4 +1,4 @@
-"""Systolic arrays of :mod:`hw.pe` elements, with input skew and output deskew."""
+"""Systolic arrays of :mod:`npugen.hw.pe` elements, with input skew and output deskew."""
 
 from __future__ import annotations
 

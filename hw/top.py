@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .errors import MissingSectionError
+from .errors import InputError, MissingSectionError
 from .gemm import GemmEngine
 from .attention import AttentionUnit
 from .softmax import SoftmaxUnit
@@ -26,7 +26,7 @@ def softmax_unit(cfg, lut=None) -> SoftmaxUnit:
     cfg : hw.config.GemmConfig
     lut : list of int or None
         The 256 LUT entries to bake as a ROM when ``softmax.lut_rom_scale`` is set. Shared
-        constants come from the golden side (``sim.golden.make_lut(lut_rom_scale, F)``; the
+        constants come from the golden side (``npugen.sim.golden.make_lut(lut_rom_scale, F)``; the
         ``npugen`` CLI passes them in), never from the generator.
 
     Raises
@@ -39,8 +39,8 @@ def softmax_unit(cfg, lut=None) -> SoftmaxUnit:
     if sm is None:
         raise MissingSectionError(cfg, "softmax")
     if (sm.lut_rom_scale is None) != (lut is None):
-        raise ValueError("softmax.lut_rom_scale and a baked LUT go together: pass "
-                         "lut=make_lut(lut_rom_scale, F) (npugen.sim.design builds every top)")
+        raise InputError("softmax.lut_rom_scale and a baked LUT go together: build the top "
+                         "with npugen.sim.design.build_npu, which computes the LUT")
     return SoftmaxUnit(lanes=sm.lanes, F=sm.F, B=sm.B, n_max=sm.N_max, lut=lut)
 
 
@@ -48,7 +48,7 @@ def attention_unit(cfg) -> AttentionUnit:
     """The OSI8 attention unit of a configuration's ``[attention]`` section.
 
     ``d``, ``heads`` and ``q_block`` come from ``[attention]``; ``F``, ``B``, ``N_max`` and ``G``
-    from ``[softmax]`` (the :class:`hw.config.SoftmaxConfig` defaults when there is none);
+    from ``[softmax]`` (the :class:`npugen.hw.config.SoftmaxConfig` defaults when there is none);
     the score requantization uses the design's ``rounding``.
 
     Raises

@@ -2,18 +2,18 @@
 
 Subcommands
 -----------
-``generate``  write the design folder (:func:`hw.emit.generate`) and lint its Verilog
-``verify``    run the cocotb regression of a design (:func:`sim.runner.verify`)
-``run gemm``  run one GEMM job through the simulated RTL (:func:`sim.run.gemm`)
-``run softmax``  run rows of scores through the simulated softmax unit (:func:`sim.run.softmax`)
+``generate``  write the design folder (:func:`npugen.hw.emit.generate`) and lint its Verilog
+``verify``    run the cocotb regression of a design (:func:`npugen.sim.runner.verify`)
+``run gemm``  run one GEMM job through the simulated RTL (:func:`npugen.sim.run.gemm`)
+``run softmax``  run rows of scores through the simulated softmax unit (:func:`npugen.sim.run.softmax`)
 ``run attention``  one head of int8 attention through the simulated attention unit
-              (:func:`sim.run.attention`)
-``demo``      run a real transformer layer through the RTL (:func:`sim.realdata.demo`)
-``area``      area and timing with open tools (:func:`hw.synth.area`)
-``sweep``     area over a grid of configurations (:func:`hw.synth.sweep.sweep`)
-``perf``      modelled cycles of a GEMM job (:mod:`sim.perfmodel`); SCALE-Sim inputs with
+              (:func:`npugen.sim.run.attention`)
+``demo``      run a real transformer layer through the RTL (:func:`npugen.sim.realdata.demo`)
+``area``      area and timing with open tools (:func:`npugen.hw.synth.area`)
+``sweep``     area over a grid of configurations (:func:`npugen.hw.synth.sweep.sweep`)
+``perf``      modelled cycles of a GEMM job (:mod:`npugen.sim.perfmodel`); SCALE-Sim inputs with
               ``--scalesim``
-``report``    one page per design: parameters, ports, QoR, modelled cycles (:mod:`sim.report`)
+``report``    one page per design: parameters, ports, QoR, modelled cycles (:mod:`npugen.sim.report`)
 
 Exit codes: 0 success; 1 a check failed (lint, a test, a bit-exactness check) or a part of npugen
 could not be imported; 2 a bad argument, configuration or input file, or a missing tool. Errors

@@ -17,16 +17,32 @@ builders are module-level functions, so they pickle for process pools and Dask w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from pathlib import Path
 from typing import Callable
 
 from npugen.hw.config import GemmConfig
 from npugen.hw.errors import InputError, MissingSectionError
+from npugen.hw.files import generator_stamp
 
 __all__ = ["TOPS", "build_npu", "build_softmax", "build_attention", "builder", "emitted",
-           "softmax_lut"]
+           "softmax_lut", "design_stamp"]
 
 #: The tops a configuration can be built as.
 TOPS = ("npu", "softmax", "attention")
+
+
+def design_stamp() -> str:
+    """Hash of everything that shapes a design's Verilog for a configuration: the generator's
+    sources (:func:`npugen.hw.files.generator_stamp`), this builder and the golden models that
+    compute the constants it bakes in (``sim/golden/``), hex. Cached simulator builds carry it.
+    """
+    h = hashlib.sha256(generator_stamp().encode())
+    here = Path(__file__).resolve().parent
+    for p in [here / "design.py", *sorted((here / "golden").glob("*.py"))]:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def softmax_lut(cfg: GemmConfig) -> list[int] | None:

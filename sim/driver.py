@@ -1,7 +1,7 @@
 """Host-side driver of the npugen GEMM engine: jobs in, command and data beats out.
 
 The driver is the host's half of the stream contract in ``docs/isa.md`` (format version 1,
-field positions in :mod:`hw.isa`). :func:`encode` turns one :class:`GemmJob` into the beats a
+field positions in :mod:`npugen.hw.isa`). :func:`encode` turns one :class:`GemmJob` into the beats a
 host sends — one command beat, the activation beats and the weight beats (with the per-tile
 parameter block) — and the plan of the result beats it must receive; :func:`decode_results`
 reassembles ``C`` from those result beats and :func:`decode_status` splits a status beat.
@@ -14,7 +14,7 @@ names the offending argument (and, for the accumulator bound, the output column)
 driver accepts never overflows the accumulator and never gets an error status other than
 ``FRAME`` caused by a broken transport.
 
-The driver needs only these attributes of a configuration (:class:`hw.config.GemmConfig`):
+The driver needs only these attributes of a configuration (:class:`npugen.hw.config.GemmConfig`):
 ``rows``, ``cols``, ``dataflow``, ``k_max``, ``acc_bits`` (the accumulator width ``W``),
 ``lane_bits`` (the raw result lane ``L``) and ``acc_depth``.
 
@@ -222,7 +222,7 @@ class Streams:
     Attributes
     ----------
     cmd : int
-        The 128-bit command beat (:data:`hw.isa.CMD_FIELDS`).
+        The 128-bit command beat (:data:`npugen.hw.isa.CMD_FIELDS`).
     act : BeatStream
         Beats for ``s_axis_act`` (``rows`` lanes).
     wgt : BeatStream
@@ -253,7 +253,7 @@ class Status(NamedTuple):
     Attributes
     ----------
     error : hw.isa.Error or int
-        The error code (an :class:`hw.isa.Error` when it is a known one).
+        The error code (an :class:`npugen.hw.isa.Error` when it is a known one).
     version : int
         Format version reported by the hardware.
     tag : int
@@ -613,8 +613,8 @@ def encode_many(jobs: Iterable[GemmJob], cfg) -> list[Streams]:
             held = prev.bound
         try:
             s = encode(job, cfg, held=held)
-        except ValueError as e:
-            raise InputError(f"job {i}: {e}") from None
+        except InputError as e:
+            raise InputError(f"job {i}: {e}") from e
         out.append(s)
         prev = s
     return out
@@ -723,7 +723,7 @@ def decode_results(beats, job: GemmJob, cfg) -> np.ndarray:
 
 
 def decode_status(word: int) -> Status:
-    """Split a 64-bit status beat into its fields (:data:`hw.isa.STATUS_FIELDS`).
+    """Split a 64-bit status beat into its fields (:data:`npugen.hw.isa.STATUS_FIELDS`).
 
     Parameters
     ----------
@@ -733,7 +733,7 @@ def decode_status(word: int) -> Status:
     Returns
     -------
     Status
-        ``error`` is an :class:`hw.isa.Error` when the code is known, else the raw int.
+        ``error`` is an :class:`npugen.hw.isa.Error` when the code is known, else the raw int.
     """
     f = isa.unpack(isa.STATUS_FIELDS, int(word))
     try:
@@ -785,7 +785,7 @@ class AttentionJob:
         Values, zero point ``params.zp_v``.
     params : sim.golden.attention.AttentionParams
         ``M0_s``, ``sh_s``, the LUT scale ``c``, ``zp_v``, ``M0_o``, ``sh_o``, ``zp_o``
-        (:func:`sim.golden.attention.attention_params`).
+        (:func:`npugen.sim.golden.attention.attention_params`).
     mask : numpy.ndarray of bool, shape (M, N) or (N,), or None
         True = attend; (N,) applies to every query (a padding mask); None attends every key.
         Sent as ``tuser`` of the key beats.
@@ -881,7 +881,7 @@ class AttentionStreams:
     Attributes
     ----------
     cmd : int
-        The 128-bit command beat (:data:`hw.isa.ATT_CMD_FIELDS`).
+        The 128-bit command beat (:data:`npugen.hw.isa.ATT_CMD_FIELDS`).
     param : numpy.ndarray, shape (4,) or (260,), dtype int64
         ``s_axis_param`` beats as unsigned 32-bit words: ``M0_s``, ``sh_s & 0xff``, ``M0_o``,
         ``sh_o & 0xff``, then (``load_lut``) ``E[0] … E[255]``; ``tlast`` on the last one.

@@ -425,8 +425,8 @@ SOFTMAX_LUT_BEATS = 256
 def softmax_params(cfg) -> tuple[int, int, int]:
     """``(lanes, B, out_depth)`` of a softmax design.
 
-    ``cfg`` is a :class:`hw.config.GemmConfig` with a ``[softmax]`` section, a
-    :class:`hw.config.SoftmaxConfig`, a :class:`hw.softmax.SoftmaxUnit` or any namespace with
+    ``cfg`` is a :class:`npugen.hw.config.GemmConfig` with a ``[softmax]`` section, a
+    :class:`npugen.hw.config.SoftmaxConfig`, a :class:`npugen.hw.softmax.SoftmaxUnit` or any namespace with
     ``lanes`` and ``B`` (and optionally ``out_depth``, default :data:`SOFTMAX_OUT_DEPTH`).
     """
     sm = getattr(cfg, "softmax", cfg)
@@ -747,9 +747,9 @@ def attention_tile_needs(scores, mask, B: int, q_block: int) -> list[list[bool]]
     Parameters
     ----------
     scores : array_like, shape (M, N), int8
-        The requantized scores (``sim.golden.attention_scores``).
+        The requantized scores (``npugen.sim.golden.attention_scores``).
     mask : array_like, shape (M, N), bool
-        True = attend, with any causal mask already applied (``sim.golden.attention_mask``).
+        True = attend, with any causal mask already applied (``npugen.sim.golden.attention_mask``).
     B, q_block : int
         Key tile width and queries per block.
 

@@ -25,7 +25,7 @@ away from zero):
 
 Ranges are calibrated on the sentence itself (post-training quantization with a one-sentence
 calibration set). Scales are float32, the precision a ``.tflite`` model stores. The integer
-requantization (multiplier and shift) is not computed here: it belongs to :mod:`sim.golden`,
+requantization (multiplier and shift) is not computed here: it belongs to :mod:`npugen.sim.golden`,
 which this module imports only where it runs a job (:func:`golden_output`, :func:`demo`).
 
 The module imports without the model package, the golden models or the RTL simulation; each is
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npugen.hw.errors import InputError, ToolMissing
+from npugen.hw.errors import InputError, NpugenError, ToolMissing
 
 __all__ = [
     "PACKAGE", "INSTALL_HINT", "HIDDEN", "LAYER_NORM_EPS", "DEFAULT_SENTENCE", "PROJECTIONS",
@@ -664,7 +664,7 @@ _GEMM_KEYS = ("a", "b", "bias", "zp_a", "scale_a", "scale_b", "scale_out", "zp_o
 
 
 def gemm_args(job: dict) -> dict:
-    """The keyword arguments of ``sim.run.gemm`` for a job (the float reference left out).
+    """The keyword arguments of ``npugen.sim.run.gemm`` for a job (the float reference left out).
 
     Parameters
     ----------
@@ -722,9 +722,9 @@ def accuracy(c, job: dict) -> dict:
 
 
 def golden_requant(job: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel requantization multiplier and shift of a job, from :mod:`sim.golden`.
+    """Per-channel requantization multiplier and shift of a job, from :mod:`npugen.sim.golden`.
 
-    ``sim.golden.effective_scale(scale_a, scale_b, scale_out)``: ``r = S_a * S_w[n] / S_out``
+    ``npugen.sim.golden.effective_scale(scale_a, scale_b, scale_out)``: ``r = S_a * S_w[n] / S_out``
     turned into ``(M0[n], sh[n])`` as TFLite's ``QuantizeMultiplier`` does (numerics.md).
 
     Returns
@@ -741,7 +741,7 @@ def golden_requant(job: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def golden_output(job: dict, rounding: str = "single") -> np.ndarray:
-    """The job's int8 result from the golden model ``sim.golden.gemm_int8``.
+    """The job's int8 result from the golden model ``npugen.sim.golden.gemm_int8``.
 
     Parameters
     ----------
@@ -844,7 +844,7 @@ def attention_inputs(jobs, outputs=None, *, mask=None, heads: int = HEADS,
     ``d = 384 / heads`` channels (:func:`split_heads`); the per-tensor scales are shared by
     every head. Per head ``h``:
 
-    - the score scale ``S_s[h]`` is :func:`sim.golden.calibrate_score_scale` on the int8 Q and
+    - the score scale ``S_s[h]`` is :func:`npugen.sim.golden.calibrate_score_scale` on the int8 Q and
       K of the head: ``max|q·kᵀ| · S_q · S_k / sqrt(d) / 127``, so the largest score is ±127;
     - the float reference is the float model's attention, :func:`float_attention` on the float
       projections ``x Wᵀ + b`` (the jobs' ``ref``), with the mask;
@@ -955,7 +955,7 @@ def _head_mask(att: dict):
 
 
 def head_args(att: dict, h: int) -> dict:
-    """Keyword arguments of ``sim.run.attention`` for head ``h`` (one head, 2-D operands).
+    """Keyword arguments of ``npugen.sim.run.attention`` for head ``h`` (one head, 2-D operands).
 
     Returns
     -------
@@ -973,7 +973,7 @@ def head_args(att: dict, h: int) -> dict:
 
 
 def head_params(att: dict, h: int):
-    """:class:`sim.golden.AttentionParams` of head ``h`` (:func:`sim.golden.attention_params`)."""
+    """:class:`npugen.sim.golden.AttentionParams` of head ``h`` (:func:`npugen.sim.golden.attention_params`)."""
     from npugen.sim import golden
 
     return golden.attention_params(
@@ -984,7 +984,7 @@ def head_params(att: dict, h: int):
 
 def golden_attention(att: dict, h: int, *, F: int = 24, B: int = 16, G: int = 16,
                      rounding: str = "single") -> np.ndarray:
-    """Head ``h``'s int8 output from the golden OSI8 model, :func:`sim.golden.attention_int8`.
+    """Head ``h``'s int8 output from the golden OSI8 model, :func:`npugen.sim.golden.attention_int8`.
 
     Returns
     -------
@@ -1017,7 +1017,7 @@ def attention_accuracy(o, att: dict, h: int) -> dict:
         reference (:func:`float_attention` on the float projections), flattened;
         ``max_abs_err``: largest difference, real units; ``max_err_lsb``: the same in output
         steps; ``unit_err_lsb``: the largest difference, in output steps, from
-        :func:`sim.golden.attention_float` on the same int8 Q, K, V (exact softmax of the
+        :func:`npugen.sim.golden.attention_float` on the same int8 Q, K, V (exact softmax of the
         unquantized scores): the part of the error the attention unit adds (score
         quantization, LUT, output rounding) beyond the projections' quantization.
     """
@@ -1053,7 +1053,7 @@ def attention_rtl(att: dict, run_attention, *, heads=None, **kwargs) -> list:
     att : dict
         As :func:`attention_inputs`.
     run_attention : callable
-        ``sim.run.attention`` or a stand-in with its signature:
+        ``npugen.sim.run.attention`` or a stand-in with its signature:
         ``run_attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s, zp_v,
         zp_out, mask, **kwargs) -> (out, stats)``. Each head has its own score and output
         scales, so each is one call.
@@ -1460,17 +1460,17 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
          console=None, *, progress=True, build_dir="build") -> int:
     """Run layer 0's Q, K and V projections and its attention through the generated RTL.
 
-    Generates the design (``hw.emit.generate(cfg, "build")``), runs the three jobs through the
-    simulated RTL (``sim.run``), checks each output bit for bit against
-    ``sim.golden.gemm_int8`` with the same multipliers and shifts, and prints the sentence, its
+    Generates the design (``npugen.hw.emit.generate(cfg, "build")``), runs the three jobs through the
+    simulated RTL (``npugen.sim.run``), checks each output bit for bit against
+    ``npugen.sim.golden.gemm_int8`` with the same multipliers and shifts, and prints the sentence, its
     token count and a table: projection, shape ``MxKxN``, bit-exact, cosine similarity and
     maximum error against float (real units and output LSB), cycles and utilization.
 
     Then the layer's attention: the RTL's Q, K and V outputs are split into 12 heads of d = 32
     (:func:`attention_inputs`, scales calibrated per head) and each head runs through
-    ``sim.run.attention`` on the design with an ``[attention]`` section d = 32, heads = 12
+    ``npugen.sim.run.attention`` on the design with an ``[attention]`` section d = 32, heads = 12
     (``q_block`` of the design's section, else the default), checked bit for bit against
-    :func:`sim.golden.attention_int8`; a second table per head: cosine and maximum error against
+    :func:`npugen.sim.golden.attention_int8`; a second table per head: cosine and maximum error against
     the float model's attention, the error the unit adds over exact attention on the same int8
     inputs, the output scale, cycles, the ideal cycles (:func:`ideal_attention_cycles`) and
     bit-exactness.
@@ -1478,7 +1478,7 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
     Parameters
     ----------
     cfg : hw.config.GemmConfig, optional
-        The design; default the embedded default (``hw.config.load_config()``).
+        The design; default the embedded default (``npugen.hw.config.load_config()``).
     sim : str
         Simulator: ``"verilator"`` (default) or ``"icarus"``.
     sentence : str
@@ -1516,7 +1516,8 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = DEFAULT_SENTENCE,
     rounding = getattr(cfg, "rounding", "single")
     name = getattr(cfg, "name", "npu")
     with _progress(err, f"generating {name}", 1) as advance:
-        generate(cfg, build_dir)
+        from npugen.sim.design import build_npu
+        generate(cfg, build_dir, top=build_npu)
         advance()
 
     from npugen.sim import run as simrun  # imported here: realdata must load without the RTL
@@ -1616,7 +1617,7 @@ def golden_report(sentence: str = DEFAULT_SENTENCE, rounding: str = "single",
                   console=None) -> list[dict]:
     """Accuracy of the golden int8 model against float for the Q, K and V projections.
 
-    No RTL is involved: each job runs through ``sim.golden.gemm_int8``. Prints the sentence,
+    No RTL is involved: each job runs through ``npugen.sim.golden.gemm_int8``. Prints the sentence,
     the token count and a table (projection, shape, quantization parameters, cosine, maximum
     and RMS error) when ``console`` is given.
 
@@ -1686,7 +1687,7 @@ def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m sim.realdata",
+        prog="python -m npugen.sim.realdata",
         description="all-MiniLM-L6-v2 layer-0 Q/K/V projections in int8: accuracy against "
                     "float (golden model), or through the RTL with --rtl.")
     parser.add_argument("--sentence", default=DEFAULT_SENTENCE,
@@ -1730,6 +1731,9 @@ def main(argv=None) -> int:
     except ModelUnavailableError as exc:
         console.print(f"error: {exc}", markup=False, highlight=False)
         return 1
+    except NpugenError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        return exc.exit_code
     return 0
 
 

@@ -4,7 +4,7 @@
 ``utilization.png``: the design's parameters, its ports (from ``<out>/<name>/manifest.json``
 when ``npugen generate`` wrote it for this configuration, else from the top component's
 signature), the QoR of every ``<out>/<name>/qor/<target>.json`` that ``npugen area`` wrote, and
-the cycle-exact model (:mod:`sim.perfmodel`) over a grid of M, K and N, next to SCALE-Sim's
+the cycle-exact model (:mod:`npugen.sim.perfmodel`) over a grid of M, K and N, next to SCALE-Sim's
 formula; with ``measure=True`` also a few jobs measured on the RTL (Verilator) against the model.
 """
 
@@ -216,7 +216,7 @@ def _blocks(cfg, folder: Path, top, measured) -> list[tuple]:
     b += [("h2", "Performance"),
           ("p", "Cycles are the status beat's `cycles` of one requantized job (command accepted "
                 "to status offered) with both input streams always valid and the result "
-                "consumer always ready, from the cycle-exact model `sim.perfmodel.gemm_cycles` "
+                "consumer always ready, from the cycle-exact model `npugen.sim.perfmodel.gemm_cycles` "
                 "(docs/perf.md), which tests/test_perfmodel.py holds equal to the RTL. "
                 "Utilization = M·K·N / (cycles · rows · cols). SCALE-Sim's formula "
                 "(same array and dataflow, folds never overlapped) is given for comparison. "
@@ -310,9 +310,9 @@ def write_report(cfg, out="build", *, top: Callable | None = None, measure: bool
         and QoR are looked up in ``<out>/<name>/``.
     top : callable or None
         Builds the top component from ``cfg`` when there is no manifest (None:
-        :class:`hw.top.NpuTop`); its signature gives the ports.
+        :class:`npugen.hw.top.NpuTop`); its signature gives the ports.
     measure : bool
-        Also run a few jobs on the RTL (Verilator, :func:`sim.run.gemm_many`) and tabulate the
+        Also run a few jobs on the RTL (Verilator, :func:`npugen.sim.run.gemm_many`) and tabulate the
         measured cycles against the model.
     build_dir : path-like or None
         Build root of the RTL runs (default ``out``).

@@ -2,9 +2,9 @@
 
 :func:`gemm` runs one job, :func:`gemm_many` several in one simulation (the demo's Q, K and V
 projections). Each call generates and compiles the configuration once (cached by
-:func:`sim.runner.build`), encodes the jobs with :mod:`sim.driver` (so invalid jobs fail here,
+:func:`npugen.sim.runner.build`), encodes the jobs with :mod:`npugen.sim.driver` (so invalid jobs fail here,
 before any simulation, with the driver's one-line :class:`ValueError`), runs them through the RTL
-with :mod:`sim.benches.run_jobs` — no backpressure, jobs back to back — and returns the results
+with :mod:`npugen.sim.benches.run_jobs` — no backpressure, jobs back to back — and returns the results
 decoded from the result stream together with the hardware's own cycle counts (status beats).
 
 The results are whatever the RTL computed: this module does not compare them with the golden
@@ -31,14 +31,15 @@ __all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "SimulationE
 
 @contextlib.contextmanager
 def _user_input():
-    """Where a golden model checks the caller's arrays or scales, its ``ValueError`` is bad
+    """Where a golden model checks the caller's arrays or scales, its ``ValueError`` (or
+    ``TypeError``) is bad
     input (:class:`InputError`); the golden models import nothing from ``hw``, so they raise
     plain ``ValueError``."""
     try:
         yield
     except InputError:
         raise
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise InputError(str(e)) from e
 
 
@@ -78,7 +79,7 @@ def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scal
              multiplier=None, shift=None, zp_out: int = 0, act_min: int = -128,
              act_max: int = 127, acc_in: bool = False, acc_out: bool = False,
              tag: int = 0) -> GemmJob:
-    """Build a :class:`sim.driver.GemmJob`, deriving the requantization from scales if given.
+    """Build a :class:`npugen.sim.driver.GemmJob`, deriving the requantization from scales if given.
 
     Parameters
     ----------
@@ -112,8 +113,8 @@ def make_job(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scal
     ------
     ValueError
         When only some of the three scales are given, when scales and ``(multiplier, shift)``
-        are both given, or for scales that :func:`sim.golden.quantize_multiplier` rejects
-        (:func:`sim.golden.effective_scale`: a shift outside [-31, 30]), or for a
+        are both given, or for scales that :func:`npugen.sim.golden.quantize_multiplier` rejects
+        (:func:`npugen.sim.golden.effective_scale`: a shift outside [-31, 30]), or for a
         ``multiplier``/``shift`` that is not integer or not one value or ``N`` values.
     TypeError
         For scales that are not real numbers.
@@ -166,7 +167,7 @@ def gemm_many(jobs: Sequence[GemmJob | Mapping[str, Any]], *, config=None,
     list of (numpy.ndarray or None, dict)
         Per job: ``C`` of shape (M, N) — int8 for a requant job, int32 (``W`` = 32) or int64
         raw accumulators otherwise, None for an ``acc_out`` job — and its statistics:
-        ``cycles`` (from the status beat), ``model_cycles`` (:func:`sim.perfmodel.gemm_cycles`,
+        ``cycles`` (from the status beat), ``model_cycles`` (:func:`npugen.sim.perfmodel.gemm_cycles`,
         the cycle-exact model), ``macs`` (M·K·N), ``utilization`` (a fraction,
         ``macs / (cycles * rows * cols)``; the command line prints it as a percentage),
         ``sim``, ``config`` (the design's name) and ``waves`` (path or None).
@@ -233,7 +234,7 @@ def gemm(a, b, *, bias=None, zp_a: int = 0, scale_a=None, scale_b=None, scale_ou
     """Run one GEMM job through the simulated generated design.
 
     ``C = A·B + bias - zp_a·colsum(B)``, requantized to int8 when scales (``scale_a``,
-    ``scale_b``, ``scale_out``, turned into ``(M0, sh)`` by :func:`sim.golden.effective_scale`,
+    ``scale_b``, ``scale_out``, turned into ``(M0, sh)`` by :func:`npugen.sim.golden.effective_scale`,
     i.e. TFLite's ``QuantizeMultiplier``) or ``multiplier``/``shift`` are given.
 
     Parameters
@@ -290,14 +291,14 @@ def _softmax_config(config):
 
 def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
             waves: bool = False, build_dir=None) -> tuple[np.ndarray, dict]:
-    """Run rows of int8 scores through the simulated OSI8 softmax unit (``hw.top.SoftmaxTop``).
+    """Run rows of int8 scores through the simulated OSI8 softmax unit (``npugen.hw.top.SoftmaxTop``).
 
     The standalone softmax top of the configuration is generated and compiled once (cached by
-    :func:`sim.runner.build` with ``top="softmax"``); the LUT of ``scale`` is streamed in
+    :func:`npugen.sim.runner.build` with ``top="softmax"``); the LUT of ``scale`` is streamed in
     (or, with ``softmax.lut_rom_scale``, must be the baked one); then every row is streamed
     twice (the unit's two passes), back to back with no backpressure, by
-    :mod:`sim.benches.run_softmax`. The result is whatever the RTL computed: this function does
-    not compare it with :func:`sim.golden.softmax_int8` (the tests do).
+    :mod:`npugen.sim.benches.run_softmax`. The result is whatever the RTL computed: this function does
+    not compare it with :func:`npugen.sim.golden.softmax_int8` (the tests do).
 
     Parameters
     ----------
@@ -325,7 +326,7 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
         The probabilities, int8 of the shape of ``scores`` (scale 1/256, zero point -128), and
         the statistics: ``cycles`` (clock cycles from the one in which the first score beat is
         accepted to the one in which the last probability beat is accepted, both counted; the
-        LUT load not included), ``model_cycles`` (:func:`sim.perfmodel.softmax_cycles`, the
+        LUT load not included), ``model_cycles`` (:func:`npugen.sim.perfmodel.softmax_cycles`, the
         cycle-exact model of the same count), ``utilization`` (the fraction of the score port's
         lane slots that carried a key, ``2·rows·N / (cycles·lanes)``: each key crosses twice),
         ``lut_cycles`` (the LUT load as the bench waits for it, 0 with a ROM), ``rows``,
@@ -335,7 +336,7 @@ def softmax(scores, scale, *, mask=None, config=None, sim: str = "verilator",
     Raises
     ------
     ValueError, TypeError
-        For scores, mask or scale that :func:`sim.golden.softmax_int8` rejects (its one-line
+        For scores, mask or scale that :func:`npugen.sim.golden.softmax_int8` rejects (its one-line
         messages), a row longer than ``N_max`` or without keys, a configuration without a
         ``[softmax]`` section, or a scale whose LUT differs from the baked ROM's; all before
         anything is built.
@@ -430,16 +431,16 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
               sim: str = "verilator", waves: bool = False,
               build_dir=None) -> tuple[np.ndarray, dict]:
     """Run ``softmax(Q·Kᵀ / sqrt(d))·V`` of one or more heads through the simulated OSI8
-    attention unit (``hw.top.AttentionTop``).
+    attention unit (``npugen.hw.top.AttentionTop``).
 
     The standalone attention top of the configuration is generated and compiled once (cached by
-    :func:`sim.runner.build` with ``top="attention"``). Each head becomes one job
-    (:class:`sim.driver.AttentionJob`) with the parameters of
-    :func:`sim.golden.attention_params`; head ``h`` uses the LUT slot ``h % attention.heads``
+    :func:`npugen.sim.runner.build` with ``top="attention"``). Each head becomes one job
+    (:class:`npugen.sim.driver.AttentionJob`) with the parameters of
+    :func:`npugen.sim.golden.attention_params`; head ``h`` uses the LUT slot ``h % attention.heads``
     and loads its table (``load_lut``) unless the slot already holds it. The jobs run back to
-    back in one simulation, no backpressure, by :mod:`sim.benches.run_attention`. The result
+    back in one simulation, no backpressure, by :mod:`npugen.sim.benches.run_attention`. The result
     is whatever the RTL computed: this function does not compare it with
-    :func:`sim.golden.attention_int8` (the tests do).
+    :func:`npugen.sim.golden.attention_int8` (the tests do).
 
     Parameters
     ----------
@@ -454,7 +455,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
         exactly).
     scale_s : float, sequence of H floats, or None
         Score scale ``S_s`` (the real value of one int8 score step, 1/sqrt(d) included); None
-        calibrates it per head with :func:`sim.golden.calibrate_score_scale` (the largest
+        calibrates it per head with :func:`npugen.sim.golden.calibrate_score_scale` (the largest
         ``|Q·Kᵀ|`` of the head maps to 127).
     zp_v, zp_out : int
         Zero points of V and of the output, int8.
@@ -481,7 +482,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
         The output, int8 of shape (M, d) (or (H, M, d) for 3-D input), at scale ``scale_out``
         with zero point ``zp_out``; and the statistics: ``cycles`` (the sum of the status beats'
         cycle counts: command accepted to status, per head), ``cycles_per_head`` (list of int),
-        ``model_cycles`` and ``model_cycles_per_head`` (:func:`sim.perfmodel.attention_cycles`,
+        ``model_cycles`` and ``model_cycles_per_head`` (:func:`npugen.sim.perfmodel.attention_cycles`,
         which the RTL meets exactly: the jobs run back to back without backpressure),
         ``ideal_cycles`` (``H·M·N / q_block``: MACs over MACs per cycle), ``utilization``
         (ideal over measured),
@@ -493,7 +494,7 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     ------
     ValueError, TypeError
         For operands, scales, zero points or a mask that the driver
-        (:func:`sim.driver.encode_attention`) or :func:`sim.golden.attention_params` rejects
+        (:func:`npugen.sim.driver.encode_attention`) or :func:`npugen.sim.golden.attention_params` rejects
         (one-line messages: dtypes, shapes, ``d`` other than the design's, ``N > N_max``, a
         scale that gives no representable multiplier), or a configuration without an
         ``[attention]`` section; all before anything is built.
@@ -537,7 +538,8 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
             raise InputError(f"mask must have shape {shapes}, not {mk.shape}")
     if scale_s is None:
         from npugen.sim.golden import calibrate_score_scale
-        ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
+        with _user_input():
+            ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
     elif isinstance(scale_s, numbers.Real) and not isinstance(scale_s, bool):
         ss = [scale_s] * H
     else:

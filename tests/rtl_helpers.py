@@ -32,8 +32,8 @@ def _work() -> Path:
 #: :data:`BUILD`), outside the source tree.
 WORK = _work()
 
-#: Build root of every simulator build the tests make (``build_dir`` of :mod:`sim.runner` and
-#: :mod:`sim.run`), outside the source tree: one cache shared by all pytest-xdist workers and kept
+#: Build root of every simulator build the tests make (``build_dir`` of :mod:`npugen.sim.runner` and
+#: :mod:`npugen.sim.run`), outside the source tree: one cache shared by all pytest-xdist workers and kept
 #: between runs, one per checkout (two checkouts' generators differ). The runner's file lock per
 #: design (``fcntl.flock`` on ``_sim/<digest>/.lock``) builds each design once, whichever worker
 #: asks first; the others wait and reuse it. ``NPUGEN_TEST_BUILD`` chooses another folder.
@@ -54,7 +54,7 @@ def seed_for(label: str) -> int:
 
 def run_bench(cfg, sim: str, *, build_dir, top: str = "npu", bench: str | None = None,
               testcase=None, full: bool = False, label: str = "", waves: bool = False):
-    """Run a cocotb bench of ``cfg``'s ``top`` on ``sim`` (:func:`sim.runner.test`); fail the
+    """Run a cocotb bench of ``cfg``'s ``top`` on ``sim`` (:func:`npugen.sim.runner.test`); fail the
     test with the design, seed, summary and replay line when it does not pass."""
     need_sim(sim)
     seed = seed_for(f"{cfg.name}-{sim}-{label}")

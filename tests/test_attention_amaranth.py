@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""Fast checks of ``hw.attention.AttentionUnit`` in the Amaranth simulator, against the golden
-model ``sim.golden.attention.attention_int8`` (bit-exact), and of its constructor.
+"""Fast checks of ``npugen.hw.attention.AttentionUnit`` in the Amaranth simulator, against the golden
+model ``npugen.sim.golden.attention.attention_int8`` (bit-exact), and of its constructor.
 
-The beats come from the host driver (``sim.driver.encode_attention``), so these tests also tie
+The beats come from the host driver (``npugen.sim.driver.encode_attention``), so these tests also tie
 the driver's stream order to the RTL without a Verilog simulator. Sizes are tiny (the Python
 simulator evaluates every product of every lane); the RTL regression on emitted Verilog is
 ``tests/test_attention_rtl.py``.

@@ -1,10 +1,10 @@
-"""cocotb regression of the emitted OSI8 attention top (``hw.top.AttentionTop``), over
-configurations x simulators, and ``sim.run.attention``.
+"""cocotb regression of the emitted OSI8 attention top (``npugen.hw.top.AttentionTop``), over
+configurations x simulators, and ``npugen.sim.run.attention``.
 
 Each bench test generates (once, cached) the standalone attention top of a configuration
-(``sim.runner.build(..., top="attention")``, module ``<name>_attention``), builds it for a
+(``npugen.sim.runner.build(..., top="attention")``, module ``<name>_attention``), builds it for a
 simulator and runs ``sim/benches/attention_bench.py``, whose every check is against
-``sim.golden.attention.attention_int8`` (bit-exact) and the status beats. Small sizes only:
+``npugen.sim.golden.attention.attention_int8`` (bit-exact) and the status beats. Small sizes only:
 
 ======== === ======= ===== == == == ===== ======== =========================================
 name     d   q_block heads F  B  G  N_max rounding default run

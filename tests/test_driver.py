@@ -3,8 +3,8 @@
 The reference here is a small, separate interpreter of the stream format written from
 docs/isa.md alone: it consumes the command beat, the weight beats (parameter blocks included)
 and the activation beats in the documented order, checking every ``tkeep`` and ``tlast``,
-accumulates with Python integers, requantizes with :mod:`sim.golden`, and emits result beats
-lane by lane. ``encode`` → interpreter must equal :func:`sim.golden.gemm_int8`, and
+accumulates with Python integers, requantizes with :mod:`npugen.sim.golden`, and emits result beats
+lane by lane. ``encode`` → interpreter must equal :func:`npugen.sim.golden.gemm_int8`, and
 ``decode_results`` of the interpreter's beats must too.
 """
 

@@ -43,7 +43,7 @@ def _axis(members: dict, prefix: str, flow, width: int, keep: int | None = None,
 
 
 class StandIn(wiring.Component):
-    """A component with the ports of ``hw.top.NpuTop`` and a little logic that reads them all.
+    """A component with the ports of ``npugen.hw.top.NpuTop`` and a little logic that reads them all.
 
     It registers each command into a status beat, and each pair of activation and weight beats
     into a result beat. Latencies: one cycle each.

@@ -268,7 +268,7 @@ def _check_requantizer(dut: Requantizer, vectors: list) -> None:
 def test_requantizer_at_the_saturation_edge(rounding):
     """Every result from y = -700 to 700 around the clamp, with the zero point and the
     activation range at their extremes: where the datapath saturates the last rounding step's
-    input (``t`` in ``single``, ``h >> e`` in ``double``) to 10 bits (``hw.requant._T_BITS``),
+    input (``t`` in ``single``, ``h >> e`` in ``double``) to 10 bits (``npugen.hw.requant._T_BITS``),
     at -512 and 511.
     With M0 = 2^30, sh = 0 gives t = acc and y = floor((acc + 1) / 2); sh = 1 gives t = 2 acc
     and y = acc; sh = -1 gives y = round(acc / 4). sh = -2 and -5 put y = round(acc / 2^(1 - sh))

@@ -2,8 +2,8 @@
 
 Every test generates (once, cached) the Verilog of a configuration, builds it for a simulator
 (once, cached, file-locked so ``pytest -n auto`` is safe) and runs cocotb benches in its own
-folder through :mod:`sim.runner`; a cocotb failure fails the pytest test with the failing bench
-tests, the seed and the log path. Expected results always come from :mod:`sim.golden` inside the
+folder through :mod:`npugen.sim.runner`; a cocotb failure fails the pytest test with the failing bench
+tests, the seed and the log path. Expected results always come from :mod:`npugen.sim.golden` inside the
 bench (``sim/benches/tb.py``), never from the design.
 
 Default (CI) subset, about 5 minutes on 2 cores with ``-n 2``:
@@ -12,7 +12,7 @@ Default (CI) subset, about 5 minutes on 2 cores with ``-n 2``:
 - the other configurations (1x1, 2x2, 4x8, 8x4 in both dataflows, plus a wide-accumulator and
   a small-memory variant): targeted bench tests on one simulator each;
 - the embedded default (16x16 ws): a smoke job on both simulators;
-- the Python API (:mod:`sim.run`) and the runner's own failure reporting.
+- the Python API (:mod:`npugen.sim.run`) and the runner's own failure reporting.
 
 ``pytest --full`` (marker ``full``) adds the whole bench in its long variant (``NPUGEN_FULL=1``)
 on every configuration and both simulators. ``NPUGEN_SEED=<n>`` replays a seed.

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Stress and corner-case tests of the GEMM engine in the Amaranth simulator.
 
-Everything is checked against the golden models (``sim.golden``) through the host driver
-(``sim.driver``): stream contract from ``docs/isa.md``, numerics from ``docs/numerics.md``.
+Everything is checked against the golden models (``npugen.sim.golden``) through the host driver
+(``npugen.sim.driver``): stream contract from ``docs/isa.md``, numerics from ``docs/numerics.md``.
 
 The bench here is one cycle-accurate testbench coroutine (not one coroutine per stream) so that it
 can insert valid bubbles on every input stream, hold commands eagerly while a job runs, pull the

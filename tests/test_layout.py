@@ -243,9 +243,13 @@ def test_the_wheel_installs_npugen_only(tmp_path):
                     str(site), str(wheel)], check=True, capture_output=True)
     assert sorted(p.name for p in site.iterdir() if not p.name.endswith(".dist-info")) \
         == ["bin", "npugen"]
+    assert (site / "npugen" / "__init__.py").is_file()      # a regular package
     user = tmp_path / "user"
     user.mkdir()
     (user / "sim.py").write_text("raise SystemExit('the user sim.py was imported')\n")
+    # a folder named npugen (a clone's layout) must not shadow the installed package
+    (user / "npugen" / "hw").mkdir(parents=True)
+    (user / "npugen" / "hw" / "__init__.py").write_text("raise SystemExit('shadowed')\n")
     env = dict(os.environ, PYTHONPATH=str(site))
     code = ("import importlib, npugen.hw, npugen.sim.cli as c; print(npugen.hw.__file__);"
             "print(c.__file__);"

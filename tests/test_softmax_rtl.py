@@ -1,10 +1,10 @@
-"""cocotb regression of the emitted OSI8 softmax top (``hw.top.SoftmaxTop``), over
-configurations x simulators, and ``sim.run.softmax`` / ``npugen run softmax``.
+"""cocotb regression of the emitted OSI8 softmax top (``npugen.hw.top.SoftmaxTop``), over
+configurations x simulators, and ``npugen.sim.run.softmax`` / ``npugen run softmax``.
 
 Each test generates (once, cached) the standalone softmax top of a configuration
-(``sim.runner.build(..., top="softmax")``, module ``<name>_softmax``), builds it for a simulator
+(``npugen.sim.runner.build(..., top="softmax")``, module ``<name>_softmax``), builds it for a simulator
 and runs the bench ``sim/benches/softmax_bench.py``, whose every check is against
-``sim.golden.softmax_int8`` (bit-exact). The full grids of osi8.md (F x B, all 65536 pairs,
+``npugen.sim.golden.softmax_int8`` (bit-exact). The full grids of osi8.md (F x B, all 65536 pairs,
 N up to 32768) run in the golden model (``tests/test_golden_softmax.py``); through the RTL a
 covering subset of configurations runs the S tests at small sizes:
 

@@ -1,6 +1,6 @@
 """The OSI8 register widths (osi8.md, compile-time constant 3): the hardware side's formulas
-(``hw.softmax.softmax_widths``, ``hw.attention.attention_widths``) against the golden model's own
-copy (``sim.golden.softmax.widths``) over every ``F`` and ``N_max`` the configuration accepts, and
+(``npugen.hw.softmax.softmax_widths``, ``npugen.hw.attention.attention_widths``) against the golden model's own
+copy (``npugen.sim.golden.softmax.widths``) over every ``F`` and ``N_max`` the configuration accepts, and
 both against the property the widths exist for: the largest value fits, and one bit less would
 not."""
 

@@ -2,7 +2,7 @@
 
 :func:`area` synthesizes one design for a target (``generic``, ``ecp5``, ``ice40``, ``xilinx``,
 ``asic``) with Yosys, places and routes it with nextpnr or times it with OpenSTA, and writes
-``<out>/<name>/qor/<target>.json`` and ``.md``. :mod:`hw.synth.sweep` runs it over a grid.
+``<out>/<name>/qor/<target>.json`` and ``.md``. :mod:`npugen.hw.synth.sweep` runs it over a grid.
 ``docs/area.md`` describes the flows and the report.
 """
 

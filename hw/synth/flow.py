@@ -5,12 +5,12 @@ Each target runs two syntheses of the same Verilog:
 - the **flat** run synthesizes the whole design flattened, as a user's flow would; its totals
   are the reported figures, and on ``ecp5``/``ice40`` it is placed and routed with nextpnr (Fmax,
   placed utilization), on ``asic`` timed with OpenSTA;
-- the **hierarchical estimate** synthesizes each distinct module once (:mod:`hw.synth.hier`),
+- the **hierarchical estimate** synthesizes each distinct module once (:mod:`npugen.hw.synth.hier`),
   memories moved into modules of their own, and composes totals by instance count. It gives the
   per-block breakdown (array, requantizer, control, memories) and, for large arrays, figures in
   minutes where the flat run takes hours. ``estimate_only`` skips the flat run.
 
-Reports (:mod:`hw.synth.report`) go to ``<out>/<name>/qor/<target>.json`` and ``.md``; the tools'
+Reports (:mod:`npugen.hw.synth.report`) go to ``<out>/<name>/qor/<target>.json`` and ``.md``; the tools'
 scripts, logs and netlists to ``<out>/<name>/qor/<target>/``.
 """
 
@@ -628,8 +628,8 @@ def _block_of(module: str, blocks: dict[str, str]) -> str:
         For a module the design's block map does not name (a bug: every component declares
         one, and the emitter checks it).
     """
-    if module.endswith("_mem") or "$mem" in module:
-        return "memories"
+    if module not in blocks and (module.endswith("_mem") or "$mem" in module):
+        return "memories"           # a module the flow split off (submod of $mem_v2 cells)
     try:
         return blocks[module]
     except KeyError:
@@ -1252,7 +1252,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     target : str
         One of :data:`TARGETS`.
     out : path-like
-        Folder of design folders (``<out>/<name>/``, made with :func:`hw.emit.generate` when
+        Folder of design folders (``<out>/<name>/``, made with :func:`npugen.hw.emit.generate` when
         missing or stale); the reports go to ``<out>/<name>/qor/``.
     device : str or None
         ``ecp5``/``ice40``: the device to place on; None picks the smallest that fits.

@@ -14,7 +14,7 @@ The YoWASP tools run inside WebAssembly and see only the folder they run in: eve
 ``cwd`` = its work folder and names files relative to it. Their first run compiles the
 WebAssembly (minutes), later runs load the compiled code from the user's cache.
 
-A missing tool raises :class:`hw.tools.ToolNotFound` with one line naming the package to install;
+A missing tool raises :class:`npugen.hw.tools.ToolNotFound` with one line naming the package to install;
 ``npugen`` turns it into exit code 2.
 """
 

@@ -1,17 +1,17 @@
-"""cocotb regression bench of the exported OSI8 attention top (``hw.top.AttentionTop``,
+"""cocotb regression bench of the exported OSI8 attention top (``npugen.hw.top.AttentionTop``,
 ``docs/attention.md``).
 
-Run through :mod:`sim.runner` with ``top="attention"`` (``tests/test_attention_rtl.py``), which
+Run through :mod:`npugen.sim.runner` with ``top="attention"`` (``tests/test_attention_rtl.py``), which
 passes the configuration (``NPUGEN_CONFIG``, with its ``[attention]`` section), the seed
 (``NPUGEN_SEED``) and ``NPUGEN_FULL``. Every output row is checked integer for integer against
-:func:`sim.golden.attention.attention_int8` with the configuration's ``F``, ``B``, ``G`` and
+:func:`npugen.sim.golden.attention.attention_int8` with the configuration's ``F``, ``B``, ``G`` and
 ``rounding``, and every status beat for its error code, tag and version. Sizes stay small
 (a few queries, up to a few tiles of keys, ``d`` as configured): the full grids of osi8.md run
 in the golden model.
 
 :class:`AttentionTB` drives the five input streams with cocotbext-axi sources (``s_axis_cmd``,
 ``s_axis_param``, ``s_axis_q``, ``s_axis_k``, ``s_axis_v``) and reads ``m_axis_o`` and
-``m_axis_status`` with sinks. The beats come from :func:`sim.driver.encode_attention`; one frame
+``m_axis_status`` with sinks. The beats come from :func:`npugen.sim.driver.encode_attention`; one frame
 per ``tlast`` group (the parameter block, and per query block its Q beats, its K beats and its V
 beats), the output as one frame of ``M`` rows. ``s_axis_k_tuser`` carries the block's mask bits:
 cocotbext-axi 0.1.28 drives ``tuser`` from the frame's per-byte list (the beat's last byte wins),
@@ -136,7 +136,7 @@ class AttentionTB(ClockedTB):
         self.luts = {}
 
     def backpressure(self, pattern: str) -> None:
-        """Install a pause pattern (:func:`sim.benches.tb.pause_pattern`) on every source and
+        """Install a pause pattern (:func:`npugen.sim.benches.tb.pause_pattern`) on every source and
         both sinks, each from its own seeded generator; ``after_reset`` pauses only the sinks."""
         self.pattern = pattern
         for bfm in self.sources:
@@ -224,7 +224,7 @@ class AttentionTB(ClockedTB):
                               mask=job.mask, causal=job.causal, rounding=self.rounding)
 
     def model_cycles(self, job: AttentionJob) -> int:
-        """The job's status cycles from :func:`sim.perfmodel.attention_cycles`, with the
+        """The job's status cycles from :func:`npugen.sim.perfmodel.attention_cycles`, with the
         rescaling tiles taken from the golden scores (valid without backpressure)."""
         m, n, _ = job.shape
         scores = attention_scores(job.q, job.k, job.params, rounding=self.rounding)

@@ -1,15 +1,15 @@
 """cocotb regression bench of the generated GEMM engine (``docs/isa.md``, ``docs/verification.md``).
 
-Run through :mod:`sim.runner` (``npugen verify``, ``tests/test_gemm_rtl.py``), which passes the
+Run through :mod:`npugen.sim.runner` (``npugen verify``, ``tests/test_gemm_rtl.py``), which passes the
 configuration (``NPUGEN_CONFIG``), the seed (``NPUGEN_SEED``) and ``NPUGEN_FULL``. Every test
-starts from a reset, checks every result against :mod:`sim.golden` (through
-:class:`sim.benches.tb.Model`) and every status beat (error code, tag, version, a cycle count no
+starts from a reset, checks every result against :mod:`npugen.sim.golden` (through
+:class:`npugen.sim.benches.tb.Model`) and every status beat (error code, tag, version, a cycle count no
 lower than the beats of the busiest stream), and ends with a correct job where a test provoked an
 error or a reset.
 
 Wherever a test runs with no backpressure pattern (every stream offers a beat whenever it has one,
 every consumer is always ready), each status beat's ``cycles`` must also equal the cycle model
-exactly: :func:`sim.perfmodel.gemm_cycles` for a job, :data:`sim.perfmodel.REJECT_CYCLES` for a
+exactly: :func:`npugen.sim.perfmodel.gemm_cycles` for a job, :data:`npugen.sim.perfmodel.REJECT_CYCLES` for a
 rejected command (:func:`_run`, :func:`_check_cycles`).
 """
 

@@ -1,8 +1,8 @@
-"""cocotb entry of :func:`sim.run.attention`: run attention jobs through the attention top and
+"""cocotb entry of :func:`npugen.sim.run.attention`: run attention jobs through the attention top and
 save the output rows and statuses.
 
 The runner passes two files in the run folder: ``NPUGEN_ATTENTION_IN`` (a pickle written by
-:mod:`sim.run`: a list of :class:`sim.driver.AttentionJob`, ``load_lut`` already planned by the
+:mod:`npugen.sim.run`: a list of :class:`npugen.sim.driver.AttentionJob`, ``load_lut`` already planned by the
 host) and ``NPUGEN_OUT`` (an ``.npz`` this module writes: ``o<i>`` int8 (M, d) per job,
 ``cycles`` and ``errors``, int64 per job, from the status beats). The jobs are queued back to
 back with no backpressure; the output framing (M rows up to ``tlast``) and the status tags are

@@ -1,7 +1,7 @@
-"""cocotb module behind :func:`sim.run.gemm_many`: run a list of jobs, write back the results.
+"""cocotb module behind :func:`npugen.sim.run.gemm_many`: run a list of jobs, write back the results.
 
 The runner passes two files in the run folder: ``NPUGEN_JOBS`` (a pickle of a list of
-:class:`sim.driver.GemmJob`, written by :mod:`sim.run`) and ``NPUGEN_OUT`` (an ``.npz`` this
+:class:`npugen.sim.driver.GemmJob`, written by :mod:`npugen.sim.run`) and ``NPUGEN_OUT`` (an ``.npz`` this
 module writes: ``c<i>`` the decoded result of job ``i`` — absent for ``acc_out`` jobs —,
 ``cycles`` and ``errors`` per job). No backpressure; the cycle counts are the hardware's own
 (status beats). A job that gets an error status fails the run.

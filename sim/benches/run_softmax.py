@@ -1,11 +1,11 @@
-"""cocotb module behind :func:`sim.run.softmax`: run rows through the softmax top, write back the
+"""cocotb module behind :func:`npugen.sim.run.softmax`: run rows through the softmax top, write back the
 probabilities.
 
 The runner passes two files in the run folder: ``NPUGEN_SOFTMAX_IN`` (an ``.npz`` written by
-:mod:`sim.run`: ``scores`` int8 (rows, N), ``mask`` bool (rows, N), ``scale``) and
+:mod:`npugen.sim.run`: ``scores`` int8 (rows, N), ``mask`` bool (rows, N), ``scale``) and
 ``NPUGEN_OUT`` (an ``.npz`` this module writes: ``probs`` int8 (rows, N), ``cycles`` from the
 cycle the first score beat is accepted to the cycle the last probability beat is accepted, both
-counted — what :func:`sim.perfmodel.softmax_cycles` predicts —, ``lut_cycles`` of the LUT load as
+counted — what :func:`npugen.sim.perfmodel.softmax_cycles` predicts —, ``lut_cycles`` of the LUT load as
 the bench waits for it).
 No backpressure, rows back to back; the output framing (beats, ``tkeep``, ``tlast``) is checked,
 the values are not (the tests compare them with the golden model).

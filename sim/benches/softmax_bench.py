@@ -1,10 +1,10 @@
-"""cocotb regression bench of the exported OSI8 softmax top (``hw.top.SoftmaxTop``,
+"""cocotb regression bench of the exported OSI8 softmax top (``npugen.hw.top.SoftmaxTop``,
 ``docs/softmax.md``).
 
-Run through :mod:`sim.runner` with ``top="softmax"`` (``tests/test_softmax_rtl.py``), which passes
+Run through :mod:`npugen.sim.runner` with ``top="softmax"`` (``tests/test_softmax_rtl.py``), which passes
 the configuration (``NPUGEN_CONFIG``, with its ``[softmax]`` section), the seed (``NPUGEN_SEED``),
 ``NPUGEN_FULL`` and the design's manifest (``NPUGEN_MANIFEST``: the pass-2 latency). Every
-output is checked integer for integer against :func:`sim.golden.softmax_int8` with the
+output is checked integer for integer against :func:`npugen.sim.golden.softmax_int8` with the
 configuration's ``F`` and ``B``; the tests are the softmax (S) tests of ``osi8.md`` that run
 through the RTL, at small sizes (the full grids stay in ``tests/test_golden_softmax.py``).
 
@@ -18,7 +18,7 @@ frame of the same beats.
 
 Every :meth:`SoftmaxTB.run_rows` also times itself (first score beat accepted to last probability
 beat accepted, both counted) and, when no backpressure pattern is installed, asserts that count
-equals :func:`sim.perfmodel.softmax_cycles` exactly.
+equals :func:`npugen.sim.perfmodel.softmax_cycles` exactly.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ class SoftmaxTB(ClockedTB):
             self.c = None
 
     def backpressure(self, pattern: str) -> None:
-        """Install a pause pattern (:func:`sim.benches.tb.pause_pattern`) on the sources and
+        """Install a pause pattern (:func:`npugen.sim.benches.tb.pause_pattern`) on the sources and
         the sink; ``after_reset`` pauses only the sink."""
         self.pattern = pattern
         for bfm in self.sources:
@@ -300,7 +300,7 @@ class SoftmaxTB(ClockedTB):
         The cycles from the first score beat accepted to the last probability beat accepted
         (both counted) are kept in :attr:`last_cycles`; with no backpressure pattern installed
         (the source offers a beat every cycle, the sink is always ready) they must equal
-        :func:`sim.perfmodel.softmax_cycles` of the row lengths exactly. Call it with no row in
+        :func:`npugen.sim.perfmodel.softmax_cycles` of the row lengths exactly. Call it with no row in
         flight (as every test does).
 
         Parameters
@@ -751,7 +751,7 @@ async def test_throughput(dut):
     register); from a pass-2 beat to its probability the manifest's ``softmax_pass2`` latency
     plus :data:`FIFO_LATENCY`. So rows take ``Σ (2·nb + min(nb, B/P) + 1) + softmax_pass2 +
     FIFO_LATENCY`` cycles from the first score beat to the last probability, which is asserted
-    too, and equals :func:`sim.perfmodel.softmax_cycles` (the ``run_rows`` check).
+    too, and equals :func:`npugen.sim.perfmodel.softmax_cycles` (the ``run_rows`` check).
     """
     tb = SoftmaxTB(dut)
     await tb.start()

@@ -3,9 +3,9 @@
 :class:`TB` drives the five AXI4-Stream ports of the exported top (``docs/isa.md``) with
 cocotbext-axi: :class:`~cocotbext.axi.AxiStreamSource` on ``s_axis_cmd``, ``s_axis_act`` and
 ``s_axis_wgt``, :class:`~cocotbext.axi.AxiStreamSink` on ``m_axis_res`` and ``m_axis_status``,
-with byte-level ``tkeep``. Beats are built by :mod:`sim.driver` with NumPy and moved as whole
+with byte-level ``tkeep``. Beats are built by :mod:`npugen.sim.driver` with NumPy and moved as whole
 frames (one ``tlast``-delimited group of beats per frame); the expected results come from
-:mod:`sim.golden` through :class:`Model`, which also tracks the accumulator held between an
+:mod:`npugen.sim.golden` through :class:`Model`, which also tracks the accumulator held between an
 ``acc_out`` and an ``acc_in`` job.
 
 Backpressure comes from pause generators advanced once per clock by cocotbext-axi
@@ -136,7 +136,7 @@ def pause_pattern(name: str, rng: random.Random, bus=None, *, role: str = "sink"
 
 
 class Model:
-    """Reference model of a sequence of jobs: :mod:`sim.golden` plus the held accumulator."""
+    """Reference model of a sequence of jobs: :mod:`npugen.sim.golden` plus the held accumulator."""
 
     def __init__(self, cfg: GemmConfig):
         self.cfg = cfg
@@ -357,7 +357,7 @@ class TB(ClockedTB):
 
     async def send_frames(self, source, stream, *, garbage: bool = False,
                           last: np.ndarray | None = None) -> None:
-        """Queue a :class:`sim.driver.BeatStream` on a source, one frame per ``tlast`` group.
+        """Queue a :class:`npugen.sim.driver.BeatStream` on a source, one frame per ``tlast`` group.
 
         Parameters
         ----------
@@ -429,7 +429,7 @@ class TB(ClockedTB):
         Parameters
         ----------
         job : GemmJob
-            The job; encoded with :func:`sim.driver.encode`.
+            The job; encoded with :func:`npugen.sim.driver.encode`.
         check : bool
             Compare with :class:`Model` (and update it); raise AssertionError on a mismatch.
         garbage : bool

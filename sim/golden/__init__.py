@@ -1,8 +1,8 @@
 """Integer golden models: the bit-exact references the generated hardware is checked against.
 
 They implement docs/numerics.md (GEMM, requantization) and docs/osi8.md (the OSI8 softmax and
-attention), and import nothing from ``hw``. Every public name of :mod:`sim.golden.gemm`,
-:mod:`sim.golden.softmax` and :mod:`sim.golden.attention` is available here.
+attention), and import nothing from ``hw``. Every public name of :mod:`npugen.sim.golden.gemm`,
+:mod:`npugen.sim.golden.softmax` and :mod:`npugen.sim.golden.attention` is available here.
 """
 
 from . import attention, gemm, softmax

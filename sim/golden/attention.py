@@ -9,7 +9,7 @@ One head of ``softmax(Q·Kᵀ / sqrt(d)) · V`` in int8, bit-exact with the gene
 2. **One query row** (osi8.md, "Datapath for one query row"): the keys stream in tiles of ``B``;
    the running max ``m``, the denominator ``L`` and the numerators ``A_c`` are rescaled through
    the LUT ``E`` when the max grows, and every attended key adds ``e_j = E[m - s_j]`` to ``L``
-   and ``e_j · (v_jc - zp_v)`` to ``A_c``. The loop is :func:`sim.golden.softmax._online_pass`,
+   and ``e_j · (v_jc - zp_v)`` to ``A_c``. The loop is :func:`npugen.sim.golden.softmax._online_pass`,
    shared with the softmax model.
 3. **Output** (osi8.md, "Attention output"): ``q_c = round_div(A_c · 2^G, L)``;
    ``o_c = clamp(zp_o + rshift_round(q_c · M0_o, k), -128, 127)`` with ``k = 31 + G - sh_o``;
@@ -181,7 +181,7 @@ def attention_params(scale_q, scale_k, scale_v, scale_s, scale_out, d, zp_v=0, z
     - Score multiplier (numerics.md, requantization steps 1-4): every scale is promoted to
       float64 (float32 exactly), then ``r_s = (S_q * S_k) / (sqrt(d) * S_s)`` is evaluated in
       that order in IEEE double (``sqrt`` correctly rounded) and quantized with
-      :func:`~sim.golden.gemm.quantize_multiplier` to ``(M0_s, sh_s)``.
+      :func:`~npugen.sim.golden.gemm.quantize_multiplier` to ``(M0_s, sh_s)``.
     - LUT scale ``c = S_s``: one int8 score step is worth ``S_s`` (1/sqrt(d) included).
     - Output multiplier ``r_o = S_v / S_o`` quantized the same way to ``(M0_o, sh_o)``.
 
