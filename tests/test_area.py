@@ -665,20 +665,20 @@ def test_dsp_plan_requantizer_before_pes():
     """The DSP budget goes to the requantizer's lanes first (all or none), then to the PEs in
     row-major order. Block counts worked by hand: ECP5 MULT18X18D takes 18 x 18 signed, so a
     32 x 32 product is ceil(32/17) * ceil(32/17) = 4 blocks a lane, 2 lanes = 8 blocks."""
-    from npugen.hw.synth.flow import _dsp_plan
+    from npugen.hw.synth.flow import dsp_plan
     pes = [f"qor2.engine.array.pe_{r}_{c}" for r in range(2) for c in range(2)]
     # the report blocks of the manifest; dict order is not the PEs' order
     mods = {"qor2": "control", "qor2.engine": "control", "qor2.engine.requant": "requantizer",
             "qor2.engine.array": "array", **{p: "array" for p in reversed(pes)}}
-    assert _dsp_plan("ecp5", CFG, mods, None) == (set(), 12)
-    assert _dsp_plan("ecp5", CFG, mods, 12) == (set(), 12)
+    assert dsp_plan("ecp5", CFG, mods, None) == (set(), 12)
+    assert dsp_plan("ecp5", CFG, mods, 12) == (set(), 12)
     # 9 blocks: 8 for the requantizer, 1 for PE (0, 0).
-    assert _dsp_plan("ecp5", CFG, mods, 9) == (set(pes[1:]), 12)
-    assert _dsp_plan("ecp5", CFG, mods, 8) == (set(pes), 12)
+    assert dsp_plan("ecp5", CFG, mods, 9) == (set(pes[1:]), 12)
+    assert dsp_plan("ecp5", CFG, mods, 8) == (set(pes), 12)
     # 7 blocks do not hold both lanes: the requantizer goes to LUTs, the PEs take 4.
-    assert _dsp_plan("ecp5", CFG, mods, 7) == ({"qor2.engine.requant"}, 12)
-    assert _dsp_plan("ecp5", CFG, mods, 3) == ({"qor2.engine.requant", pes[3]}, 12)
-    assert _dsp_plan("ecp5", CFG, mods, 0) == ({"qor2.engine.requant", *pes}, 12)
+    assert dsp_plan("ecp5", CFG, mods, 7) == ({"qor2.engine.requant"}, 12)
+    assert dsp_plan("ecp5", CFG, mods, 3) == ({"qor2.engine.requant", pes[3]}, 12)
+    assert dsp_plan("ecp5", CFG, mods, 0) == ({"qor2.engine.requant", *pes}, 12)
 
 
 def test_markdown_mentions_every_block(out):
