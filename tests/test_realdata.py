@@ -638,8 +638,8 @@ def _fake_rtl(monkeypatch, corrupt=None, corrupt_head=None):
 
     calls = {}
 
-    def generate(cfg, out_dir):
-        calls["generate"] = (cfg, out_dir)
+    def generate(cfg, out_dir, top=None):
+        calls["generate"] = (cfg, out_dir, top)
 
     def gemm_many(jobs, config=None, sim="verilator", **kw):
         calls["gemm_many"] = (len(jobs), sim)
@@ -688,6 +688,8 @@ def test_demo_checks_bit_exactness(monkeypatch, corrupt, corrupt_head):
     code = rd.demo(cfg=load_config(), console=console)
     text = console.export_text()
     assert calls["generate"][1] == "build"
+    from npugen.sim.design import build_npu
+    assert calls["generate"][2] is build_npu        # the one builder, as every command
     assert calls["gemm_many"] == (3, "verilator")
     # every head, one call each, on the design with a MiniLM [attention] section
     assert calls["attention"] == [((20, 32), AttentionConfig(d=32, heads=12), "verilator")] * 12
