@@ -31,15 +31,14 @@ __all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "SimulationE
 
 @contextlib.contextmanager
 def _user_input():
-    """Where a golden model checks the caller's arrays or scales, its ``ValueError`` (or
-    ``TypeError``) is bad
+    """Where a golden model checks the caller's arrays or scales, its ``ValueError`` is bad
     input (:class:`InputError`); the golden models import nothing from ``hw``, so they raise
     plain ``ValueError``."""
     try:
         yield
     except InputError:
         raise
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise InputError(str(e)) from e
 
 
