@@ -777,11 +777,10 @@ def test_console_does_not_wrap_when_piped(monkeypatch):
     assert all("…" not in x for x in lines) and max(map(len, lines)) > 80
 
 
+@needs_model
 def test_realdata_piped_output_is_not_wrapped():
     """`python -m npugen.sim.realdata` (the golden report) with its output piped: the sentence
     stays on one line."""
-    if not HAVE_MODEL:
-        pytest.skip(f"model package missing: {rd.INSTALL_HINT}")
     sentence = "a sentence long enough to be wrapped at eighty columns by a console that " \
                "writes to no terminal at all"
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
