@@ -44,7 +44,7 @@ from .blocks import module_blocks
 from .files import umask
 from .errors import CheckFailed
 
-__all__ = ["EmitError", "Port", "render", "generate", "lint", "lint_waivers", "parameter_rows",
+__all__ = ["EmitError", "Port", "render", "annotated_verilog", "strip_src", "generate", "lint", "lint_waivers", "parameter_rows",
            "LINT_WAIVERS", "MANIFEST_VERSION", "IO_DELAY_FRACTION"]
 
 #: Version of the layout of ``manifest.json``; raised when a key changes meaning or goes away.
@@ -461,6 +461,63 @@ def _num(value: float) -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+#: A Yosys ``src`` attribute line of Amaranth's Verilog (``(* src = "hw/pe.py:74" *)``).
+_SRC_ATTR_RE = re.compile(r'^[ \t]*\(\* src = "[^"]*" \*\)\n', re.M)
+#: The same attribute inside an expression (``~ (* src = "..." *) aresetn``).
+_SRC_INLINE_RE = re.compile(r'\(\* src = "[^"]*" \*\) ')
+
+
+def annotated_verilog(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> str:
+    """The Verilog of :func:`render` with Amaranth's ``src`` attributes kept, for tools that map a
+    netlist cell back to the generator's Python line (the mutation campaign,
+    :mod:`npugen.sim.mutation`).
+
+    The text is the emitted ``<name>.v`` plus one ``(* src = "hw/<file>.py:<line>" *)`` line
+    before each item (:func:`strip_src` gives the emitted file back, byte for byte). Paths are
+    relative to the package (``hw/...``), never absolute, so the text does not depend on where
+    npugen is installed; it is not written into design folders.
+
+    Raises
+    ------
+    EmitError, TypeError
+        As :func:`render`.
+    """
+    from amaranth.back import verilog as amaranth_verilog
+
+    if not isinstance(cfg, GemmConfig):
+        raise TypeError(f"cfg must be a GemmConfig, not {cfg!r}")
+    if top is None:
+        from .top import NpuTop as top
+    component = top(cfg)
+    with _builtin_yosys():
+        text = amaranth_verilog.convert(component, name=cfg.name, emit_src=True)
+    if not text.endswith("\n"):
+        text += "\n"
+    return _SRC_PATH_RE.sub(_relative_src, text)
+
+
+#: The path in a ``src`` attribute.
+_SRC_PATH_RE = re.compile(r'(\(\* src = ")([^":]+)')
+
+
+def _relative_src(match: re.Match) -> str:
+    """``hw/<file>`` for the generator's files, ``<package>/<file>`` for a library's."""
+    path = Path(match.group(2))
+    hw = Path(__file__).resolve().parent
+    if path.is_relative_to(hw):
+        rel = Path("hw") / path.relative_to(hw)
+    elif "site-packages" in path.parts:
+        rel = Path(*path.parts[path.parts.index("site-packages") + 1:])
+    else:
+        rel = Path(path.name)
+    return match.group(1) + rel.as_posix()
+
+
+def strip_src(text: str) -> str:
+    """Verilog without its ``(* src = ... *)`` attribute lines (see :func:`annotated_verilog`)."""
+    return _SRC_INLINE_RE.sub("", _SRC_ATTR_RE.sub("", text))
 
 
 def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> dict[str, bytes]:

@@ -163,11 +163,64 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     check_simulator(args.sim)
+    mutation_only = [f"--{o}" for o in ("top", "jobs", "fail-under", "out")
+                     if getattr(args, o.replace("-", "_")) is not None]
+    if args.mutants is None and mutation_only:
+        raise CliError(f"{', '.join(mutation_only)}: only with --mutants")
+    if args.mutants is not None and (args.waves or args.full):
+        raise CliError("--mutants runs the fast tests without waves: drop "
+                       + " and ".join(o for o, on in (("--waves", args.waves),
+                                                      ("--full", args.full)) if on))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"seed: {seed}", flush=True)
+    if args.mutants is not None:
+        return _verify_mutants(cfg, args, seed)
     runner = _import_sim("runner")
     return _exit_code(runner.verify(cfg, sim=args.sim, seed=seed, waves=args.waves,
                                     full=args.full))
+
+
+def _verify_mutants(cfg, args: argparse.Namespace, seed: int) -> int:
+    """``npugen verify --mutants N``: a mutation campaign per top (:mod:`npugen.sim.mutation`)."""
+    mutation = _import_sim("mutation")
+    from ..sim.design import TOPS
+    if args.top is None:
+        tops = [t for t in TOPS if t == "npu" or getattr(cfg, t, None) is not None]
+    else:
+        tops = [args.top]
+    out = Path(args.out if args.out is not None else "build") / cfg.name
+    command = " ".join(["npugen", "verify", *(["--config", args.config] if args.config else []),
+                        "--sim", args.sim, "--seed", str(seed), "--mutants", str(args.mutants),
+                        *(["--top", args.top] if args.top else []),
+                        *(["--jobs", str(args.jobs)] if args.jobs else [])])
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    reports = [mutation.campaign(cfg, mutants=args.mutants, seed=seed, top=top, sim=args.sim,
+                                 jobs=args.jobs, progress=say) for top in tops]
+    js, md = mutation.write_report(reports, out, command)
+    for r in reports:
+        print(f"{r['design']} ({r['top']}): {r['killed']} of {r['mutants']} mutants killed, "
+              f"score {100 * r['score']:.1f} %, {r['survived']} survived")
+    print(f"reports: {js} and {md.name}")
+    n = sum(r["mutants"] for r in reports)
+    score = 100 * sum(r["killed"] for r in reports) / n
+    if args.fail_under is not None and score < args.fail_under:
+        print(f"error: mutation score {score:.1f} % is under --fail-under {args.fail_under:g} %",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage from 0 to 100")
+    return value
 
 
 def _also_needs(given: list[str], missing: list[str]) -> str:
@@ -558,6 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_waves(p)
     p.add_argument("--full", action="store_true",
                    help="also run the slow sweeps (default: off)")
+    m = p.add_argument_group(
+        "mutation testing", "With --mutants N: grade the regression by how many of N mutants of "
+        "the design's netlist (Yosys mutate) its fast tests kill; reports mutation.json and "
+        "mutation.md in OUT/<name>/ (docs/verification.md).")
+    m.add_argument("--mutants", metavar="N", type=_positive, default=None,
+                   help="mutants per top (default: no mutation campaign)")
+    m.add_argument("--top", choices=("npu", "softmax", "attention"), default=None,
+                   help="the top to mutate (default: every top of the design)")
+    m.add_argument("--jobs", metavar="J", type=_positive, default=None,
+                   help="mutants run at once (default: the CPU count)")
+    m.add_argument("--fail-under", metavar="PERCENT", type=_percent, default=None,
+                   help="exit 1 when the score is under this (default: never)")
+    m.add_argument("--out", metavar="DIR", default=None,
+                   help="folder that receives <name>/mutation.json and .md (default: build)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("run", help="run one job through the simulated RTL",

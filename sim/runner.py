@@ -53,7 +53,7 @@ from npugen.hw.tools import SIMULATORS, ToolNotFound, check_simulator
 from npugen.sim.design import TOPS, design_stamp, emitted   # TOPS: "npu", "softmax", "attention"
 
 __all__ = ["SIMULATORS", "TOPS", "BENCH", "SimError", "TestFailed", "TestRun", "design_dir",
-           "build", "test", "verify", "available_simulators"]
+           "build", "compile_sources", "test", "verify", "available_simulators"]
 
 
 #: Each simulator by its own name, for messages.
@@ -314,23 +314,9 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     ecfg, builder = emitted(cfg, top)
     ddir = design_dir(cfg, build_dir, top)
     sdir = ddir / (f"{sim}-waves" if waves else sim)
-    stamp = _SOURCE_STAMP
     with _locked(ddir / ".lock"):
         t0 = time.monotonic()
-        rtl = ddir / "rtl" / ecfg.name / f"{ecfg.name}.v"
-        cfg_file = ddir / "config.toml"
-        src_stamp = ddir / "rtl.stamp"
-        generated = None
-        if not (rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == stamp):
-            from npugen.hw.emit import EmitError, generate
-            _log.info("generating the Verilog of %s", ecfg.name)
-            try:
-                generate(ecfg, ddir / "rtl", top=builder)
-            except EmitError as e:
-                raise SimError(f"generating {ecfg.name} failed: {e}") from None
-            cfg_file.write_text(cfg.to_toml())
-            src_stamp.write_text(stamp)
-            generated = time.monotonic() - t0
+        rtl, generated = _ensure_rtl(cfg, ddir, top)
         build_args = list(VERILATOR_BUILD_ARGS if sim == "verilator" else ICARUS_BUILD_ARGS)
         h = hashlib.sha256(rtl.read_bytes())
         h.update(repr((sim, waves, build_args, VERILATOR_MAKE_VARS)).encode())
@@ -346,7 +332,7 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
         tmp = Path(tempfile.mkdtemp(prefix=f".{sdir.name}.tmp-", dir=ddir))
         try:
             failed_log = ddir / f"{sdir.name}.build.log"
-            seconds = _compile(ecfg.name, sim, waves, rtl, build_args, tmp, failed_log)
+            seconds = _compile(ecfg.name, sim, waves, [rtl], build_args, tmp, failed_log)
             failed_log.unlink(missing_ok=True)
             (tmp / ".built").write_text(vhash)
             if sdir.exists():
@@ -364,13 +350,67 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
     return sdir
 
 
-def _compile(name: str, sim: str, waves: bool, rtl: Path, build_args: list[str], sdir: Path,
-             failed_log: Path) -> float:
-    """Compile ``rtl`` for ``sim`` into ``sdir``; the seconds it took. On failure the build log
-    is copied to ``failed_log`` (the caller removes ``sdir``)."""
+def _ensure_rtl(cfg, ddir: Path, top: str) -> tuple[Path, float | None]:
+    """Generate the design folder ``<ddir>/rtl/<name>/`` and ``<ddir>/config.toml`` unless they
+    are current (:data:`_SOURCE_STAMP`); the Verilog's path and the seconds generating took (None
+    when current). The caller holds the design's lock."""
+    t0 = time.monotonic()
+    ecfg, builder = emitted(cfg, top)
+    rtl = ddir / "rtl" / ecfg.name / f"{ecfg.name}.v"
+    src_stamp = ddir / "rtl.stamp"
+    if rtl.is_file() and src_stamp.is_file() and src_stamp.read_text() == _SOURCE_STAMP:
+        return rtl, None
+    from npugen.hw.emit import EmitError, generate
+    _log.info("generating the Verilog of %s", ecfg.name)
+    try:
+        generate(ecfg, ddir / "rtl", top=builder)
+    except EmitError as e:
+        raise SimError(f"generating {ecfg.name} failed: {e}") from None
+    (ddir / "config.toml").write_text(cfg.to_toml())
+    src_stamp.write_text(_SOURCE_STAMP)
+    return rtl, time.monotonic() - t0
+
+
+def compile_sources(name: str, sim: str, sources, sdir, log: Path | None = None) -> float:
+    """Compile Verilog files for ``sim`` into the folder ``sdir`` with the flags of :func:`build`
+    (no cache, no lock); the seconds it took. For netlists made from a design (the mutation
+    campaign's, :mod:`npugen.sim.mutation`); :func:`test` runs against it with ``sim_build``.
+
+    Parameters
+    ----------
+    name : str
+        The top module.
+    sim : {"verilator", "icarus"}
+        The simulator.
+    sources : sequence of path-like
+        The Verilog files.
+    sdir : path-like
+        The build folder (made when missing).
+    log : pathlib.Path or None
+        Where a failed build's log is copied; None for ``<sdir>.build.log``.
+
+    Raises
+    ------
+    npugen.hw.tools.ToolNotFound
+        If the simulator is not installed.
+    SimError
+        If the build fails (naming the log).
+    """
+    check_simulator(sim)
+    sdir = Path(sdir).resolve()
+    sdir.mkdir(parents=True, exist_ok=True)
+    build_args = list(VERILATOR_BUILD_ARGS if sim == "verilator" else ICARUS_BUILD_ARGS)
+    log = sdir.with_name(sdir.name + ".build.log") if log is None else log
+    return _compile(name, sim, False, [Path(p).resolve() for p in sources], build_args, sdir, log)
+
+
+def _compile(name: str, sim: str, waves: bool, sources: list[Path], build_args: list[str],
+             sdir: Path, failed_log: Path) -> float:
+    """Compile ``sources`` for ``sim`` into ``sdir``; the seconds it took. On failure the build
+    log is copied to ``failed_log`` (the caller removes ``sdir``)."""
     from cocotb_tools.runner import get_runner
 
-    sources = [rtl]
+    sources = list(sources)
     build_args = list(build_args)
     if sim == "icarus" and waves:
         # cocotb's own dump module is SystemVerilog (a `string`), which -g2005 rejects
@@ -423,7 +463,8 @@ def _parse_results(path: Path) -> tuple[list[str], list[str]]:
 
 def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, seed=None,
          waves: bool = False, full: bool = False, build_dir=None, test_dir=None,
-         extra_env: Mapping[str, str] | None = None, top: str = "npu") -> TestRun:
+         extra_env: Mapping[str, str] | None = None, top: str = "npu", plusargs=(),
+         sim_build=None) -> TestRun:
     """Run a cocotb module against the (cached) build of a configuration.
 
     Parameters
@@ -454,6 +495,12 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
     top : {"npu", "softmax", "attention"}
         The top to run against (:data:`TOPS`); the bench also gets ``NPUGEN_TOP`` and
         ``NPUGEN_MANIFEST`` (the emitted design's ``manifest.json``).
+    plusargs : sequence of str
+        More ``+name=value`` arguments for the simulator.
+    sim_build : path-like or None
+        A simulator build of the design's top made elsewhere (:func:`compile_sources`) to run
+        instead of the cached :func:`build`; the design folder is still generated, for the
+        bench's configuration and manifest. Waves need the cached build.
 
     Returns
     -------
@@ -467,8 +514,16 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
     """
     from cocotb_tools.runner import get_runner
 
-    sdir = build(cfg, sim, build_dir, waves, top)
-    ddir = sdir.parent
+    if sim_build is None:
+        sdir = build(cfg, sim, build_dir, waves, top)
+        ddir = sdir.parent
+    else:
+        if waves:
+            raise InputError("waves need the cached build, not sim_build")
+        sdir = Path(sim_build).resolve()
+        ddir = design_dir(cfg, build_dir, top)
+        with _locked(ddir / ".lock"):
+            _ensure_rtl(cfg, ddir, top)
     ecfg, _ = emitted(cfg, top)
     if test_dir is None:
         (ddir / "runs").mkdir(parents=True, exist_ok=True)
@@ -492,7 +547,7 @@ def test(cfg, module: str = BENCH, *, sim: str = "verilator", testcase=None, see
         "NPUGEN_MANIFEST": str(ddir / "rtl" / ecfg.name / "manifest.json"),
     }
     env.update(extra_env or {})
-    plusargs = []
+    plusargs = list(plusargs)
     waves_file = None
     if waves:
         if sim == "icarus":
