@@ -494,6 +494,73 @@ async def test_frame_errors(dut):
     _check_idle(tb)
 
 
+def rounding_edge(rng: np.random.Generator, rounding: str) -> tuple[int, int, int]:
+    """An ``(acc, M0, shift)`` whose product ``acc * M0`` lies within ``|acc|`` of a rounding
+    tie of the requantizer (numerics.md): the long carry and borrow chains of a near tie make
+    the output depend on every bit of the product and of ``M0`` above ``|acc|``'s width, which
+    random jobs reach about once in 2^20 (the ``y`` bits below the rounding point otherwise only
+    matter on their way to it).
+
+    ``single`` rounds ``acc * M0`` once at bit ``e = 30 - shift``; ``double`` at bit 30 (after
+    the left shift, for ``shift > 0``) and then rounds again by ``-shift``. The tie is
+    ``k * 2^e`` with ``k`` odd; ``M0 = floor(k * 2^e / |acc|) + delta``, ``delta`` 0 or 1, so the
+    product lands just below or at or just above it. The output stays near ``k / 2`` (no clamp).
+    """
+    while True:
+        shift = int(rng.choice([0, 0, -1, -2, -3, -5, -8, -13, -16, -21, -31, 1, 2, 3]))
+        e = 30 - (shift if rounding == "single" or shift > 0 else 0)
+        if shift < 0:
+            mag = int(rng.integers(2, 256)) << min(-shift, 22)
+        else:
+            mag = int(rng.integers(2, 256 >> (shift + 1)))
+        lo = -(-mag * (1 << 30) // (1 << e))            # k >= |acc| * 2^(30 - e)
+        hi = (2 * mag * (1 << 30)) // (1 << e)          # M0 < 2^31
+        ks = [k for k in range(lo, min(hi, lo + 64, 250)) if k % 2 == 1]
+        if not ks:
+            continue
+        k = int(rng.choice(ks))
+        m0 = (k << e) // mag + int(rng.integers(0, 2))
+        if not (1 << 30) <= m0 < (1 << 31) or mag >= (1 << 31):
+            continue
+        acc = mag if rng.random() < 0.5 else -mag
+        return acc, m0, shift
+
+
+@cocotb.test()
+async def test_parameter_bits(dut):
+    """Every bit of every parameter slot and column takes both values, and requantized
+    products sit at their rounding ties (:func:`rounding_edge`), on ``2C`` columns (both slots).
+
+    Raw jobs with ``A = 0`` return the bias exactly: a random full-range int32 bias and its
+    complement. Requant jobs with ``A = 0`` requantize ``acc = bias``, one near-tie case per
+    column: a wrong bit of ``bias``, ``M0``, ``shift`` or of the product's partial sums moves the
+    product across the tie and the int8 result by one.
+    """
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    n = 2 * cfg.cols
+    zero_a = np.zeros((1, 1), np.int8)
+    zero_b = np.zeros((1, n), np.int8)
+    bias = tb.rng.integers(-(1 << 31), 1 << 31, n, dtype=np.int64).astype(np.int32)
+    for i, b in enumerate((bias, ~bias)):                  # accumulators are >= 32 bits
+        await _run(tb, GemmJob(zero_a, zero_b, bias=b, tag=i))
+    jobs = 48 if bench_full() else 24
+    for j in range(jobs):
+        cases = [rounding_edge(tb.rng, cfg.rounding) for _ in range(n)]
+        acc, m0, sh = (np.array(v, np.int64) for v in zip(*cases))
+        await _run(tb, GemmJob(zero_a, zero_b, bias=acc.astype(np.int32), multiplier=m0,
+                               shift=sh, tag=j))
+    # acc = 0 under the largest left shifts: the product's lowest bits reach the output
+    # (single: t = prod >> (30 - shift)), where any nonzero product clamps.
+    for j in range(2):
+        sh = tb.rng.integers(26, 31, n)
+        m0 = tb.rng.integers(1 << 30, 1 << 31, n)
+        await _run(tb, GemmJob(zero_a, zero_b, bias=np.zeros(n, np.int32), multiplier=m0,
+                               shift=sh, tag=100 + j))
+    _check_idle(tb)
+
+
 @cocotb.test()
 async def test_no_x_after_reset(dut):
     """After reset no output is X/Z (valid, ready, and data while valid); meaningful on Icarus."""
