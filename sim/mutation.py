@@ -16,7 +16,7 @@ and each is put into the netlist behind a selector, so one simulator build serve
    ``--full``) run first on mutant 0, which must pass every test; then on each mutant: the
    quickest test alone, then the others in one simulator run (a fresh simulator per test would
    cost more than most tests). A failing test *kills* the mutant (the report names the first
-   failing test in the bench's order); when all pass, it *survived*. A mutant whose run exceeds its time limit is killed by ``timeout`` (the
+   failing test, quickest first); when all pass, it *survived*. A mutant whose run exceeds its time limit is killed by ``timeout`` (the
    regression would hang). Mutants run in parallel subprocesses.
 
 Mutation kinds (Yosys ``mutate -mode``): ``inv`` inverts one bit of a cell's port; ``const0`` and
@@ -426,10 +426,10 @@ def _run_mutant(spec: dict, limit: float) -> dict:
     """:func:`_worker` in a fresh process (its own session, so a timeout stops the simulator
     too); ``killed_by`` is ``"timeout"`` when ``limit`` seconds ran out."""
     cmd = [sys.executable, "-m", "npugen.sim.mutation", json.dumps(spec)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=limit)
+        out, err = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -440,7 +440,11 @@ def _run_mutant(spec: dict, limit: float) -> dict:
         raise
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"killed_by": "simulator", "tests_run": None}
+        # The worker itself failed (not a test: a simulator crash comes back as a result), so
+        # the mutant is not graded; counting it as killed would inflate the score.
+        tail = (err.strip().splitlines() or ["no output"])[-1]
+        raise CampaignError(f"the worker of mutant {spec['mutant']} failed (exit "
+                            f"{proc.returncode}): {tail}")
     return json.loads(lines[-1])
 
 

@@ -138,6 +138,16 @@ def test_campaign_reports(tiny_campaign, tmp_path):
     assert f"{100 * tiny_campaign['score']:.1f} %" in text
 
 
+def test_a_failing_worker_is_an_error_not_a_kill(tmp_path):
+    """A worker that cannot run (here: its configuration file is missing) must stop the
+    campaign: counting it as a kill would inflate the score."""
+    spec = {"config": str(tmp_path / "missing.toml"), "top": "npu", "sim": "icarus", "seed": 1,
+            "build_dir": str(tmp_path), "sim_build": str(tmp_path / "icarus"),
+            "tests": ["test_small_shapes"], "mutant": 3, "test_dir": str(tmp_path / "m3")}
+    with pytest.raises(mutation.CampaignError, match="worker of mutant 3 failed"):
+        mutation._run_mutant(spec, 120)
+
+
 def _npugen(*args, cwd):
     return subprocess.run([sys.executable, "-m", "npugen.sim.cli", *args], cwd=cwd,
                           capture_output=True, text=True)
