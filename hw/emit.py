@@ -44,7 +44,8 @@ from .blocks import module_blocks
 from .files import umask
 from .errors import CheckFailed
 
-__all__ = ["EmitError", "Port", "render", "annotated_verilog", "strip_src", "generate", "lint", "lint_waivers", "parameter_rows",
+__all__ = ["EmitError", "Port", "render", "annotated_verilog", "strip_src", "verilog_ports",
+           "generate", "lint", "lint_waivers", "parameter_rows",
            "LINT_WAIVERS", "MANIFEST_VERSION", "IO_DELAY_FRACTION"]
 
 #: Version of the layout of ``manifest.json``; raised when a key changes meaning or goes away.
@@ -135,8 +136,19 @@ _NET_RE = re.compile(r"^[ \t]*(?:input|output|inout|wire|reg)\s+(?:signed\s+)?(?
                      r"(\S+)\s*[;=]", re.M)
 
 
-def _verilog_ports(text: str) -> tuple[str, dict[str, tuple[str, int]]]:
-    """Name and ports (direction, width) of the top module of Yosys-written Verilog."""
+def verilog_ports(text: str) -> tuple[str, dict[str, tuple[str, int]]]:
+    """Name and ports of the top module (marked ``(* top = 1 *)``) of Yosys-written Verilog.
+
+    Returns
+    -------
+    (str, dict of str to (str, int))
+        The module name; per port, its direction (``"input"``/``"output"``) and width in bits.
+
+    Raises
+    ------
+    EmitError
+        If no module is marked as the top.
+    """
     match = _TOP_RE.search(text)
     if match is None:
         raise EmitError("the Verilog has no module marked (* top = 1 *)")
@@ -565,7 +577,7 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
     if not text.endswith("\n"):
         text += "\n"
 
-    module, vports = _verilog_ports(text)
+    module, vports = verilog_ports(text)
     want = {p.name: (p.direction, p.width) for p in ports}
     if module != cfg.name or vports != want:
         extra = sorted(set(vports) - set(want))

@@ -260,7 +260,7 @@ def prepare(cfg, top: str, n: int, seed: int, work: Path) -> tuple[str, list[Mut
     CampaignError
         If Yosys fails, or finds no cell to mutate.
     """
-    from npugen.hw.emit import _verilog_ports, annotated_verilog, strip_src
+    from npugen.hw.emit import verilog_ports, annotated_verilog, strip_src
     from npugen.sim.design import emitted
 
     ecfg, builder = emitted(cfg, top)
@@ -288,7 +288,7 @@ def prepare(cfg, top: str, n: int, seed: int, work: Path) -> tuple[str, list[Mut
         f"rename {name} {name}__mutants",
         "write_verilog -noattr mutants.v",
         ""]), "mutate")
-    _, ports = _verilog_ports(strip_src(text))
+    _, ports = verilog_ports(strip_src(text))
     (work / "wrapper.v").write_text(_wrapper(name, ports, width))
     return name, mutants
 
