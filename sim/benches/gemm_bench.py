@@ -494,21 +494,17 @@ async def test_frame_errors(dut):
     _check_idle(tb)
 
 
-def rounding_edge(rng: np.random.Generator, rounding: str) -> tuple[int, int, int]:
-    """An ``(acc, M0, shift)`` whose product ``acc * M0`` lies within ``|acc|`` of a rounding
-    tie of the requantizer (numerics.md): the long carry and borrow chains of a near tie make
-    the output depend on every bit of the product and of ``M0`` above ``|acc|``'s width, which
-    random jobs reach about once in 2^20 (the ``y`` bits below the rounding point otherwise only
-    matter on their way to it).
-
-    ``single`` rounds ``acc * M0`` once at bit ``e = 30 - shift``; ``double`` at bit 30 (after
-    the left shift, for ``shift > 0``) and then rounds again by ``-shift``. The tie is
-    ``k * 2^e`` with ``k`` odd; ``M0 = floor(k * 2^e / |acc|) + delta``, ``delta`` 0 or 1, so the
-    product lands just below or at or just above it. The output stays near ``k / 2`` (no clamp).
-    """
+def _near_tie(rng: np.random.Generator, rounding: str) -> tuple[int, int, int]:
+    """``acc * M0`` within ``|acc|`` of the single-rounding tie at bit ``30 - shift``
+    (``k * 2^e``, ``k`` odd): ``M0 = floor(k * 2^e / |acc|) + delta``, ``delta`` 0 or 1. Small
+    ``|acc|`` (chains from about bit 8 up to the tie). Double rounding has the same tie for
+    ``shift >= 0`` (its left shift comes first), so it gets those shifts only."""
+    shifts = [0, 0, -1, -2, -3, -5, -8, -13, -16, -21, -31, 1, 2, 3]
+    if rounding == "double":
+        shifts = [s for s in shifts if s >= 0]
     while True:
-        shift = int(rng.choice([0, 0, -1, -2, -3, -5, -8, -13, -16, -21, -31, 1, 2, 3]))
-        e = 30 - (shift if rounding == "single" or shift > 0 else 0)
+        shift = int(rng.choice(shifts))
+        e = 30 - shift
         if shift < 0:
             mag = int(rng.integers(2, 256)) << min(-shift, 22)
         else:
@@ -520,10 +516,55 @@ def rounding_edge(rng: np.random.Generator, rounding: str) -> tuple[int, int, in
             continue
         k = int(rng.choice(ks))
         m0 = (k << e) // mag + int(rng.integers(0, 2))
-        if not (1 << 30) <= m0 < (1 << 31) or mag >= (1 << 31):
-            continue
-        acc = mag if rng.random() < 0.5 else -mag
-        return acc, m0, shift
+        if (1 << 30) <= m0 < (1 << 31) and mag < (1 << 31):
+            return (mag if rng.random() < 0.5 else -mag), m0, shift
+
+
+def _exact_tie(rng: np.random.Generator, rounding: str) -> tuple[int, int, int]:
+    """A large odd ``acc`` and ``M0 = (tie + d) * acc^-1 mod 2^b`` (``d`` in -2..2): ``acc * M0``
+    is ``d`` away from the tie of the first rounding (``b = 31 - shift`` in single rounding, 31 in
+    double), with every bit of ``acc``, ``M0`` and the partial products random."""
+    while True:
+        r = int(rng.integers(0, 9)) if rounding == "single" else \
+            (0 if rng.random() < 0.5 else int(rng.integers(1, 24)))
+        mod = 1 << (31 + (r if rounding == "single" else 0))
+        lim = 1 << min(7 + r, 30)                      # |y| < 128: no clamp
+        for _ in range(4096):
+            acc = int(rng.integers(-lim, lim)) | 1
+            m0 = ((mod // 2 + int(rng.integers(-2, 3))) * pow(acc, -1, mod)) % mod
+            if (1 << 30) <= m0 < (1 << 31):
+                return acc, m0, -r
+
+
+def _second_tie(rng: np.random.Generator) -> tuple[int, int, int]:
+    """Double rounding's second step at a tie: ``M0 = 2^30`` makes the first step exact
+    (``h = acc / 2`` for even ``acc``), and ``h = (2j + 1) * 2^(r - 1) + d``, ``d`` in -1..1, sits
+    at the rounding point of the right shift by ``r``."""
+    r = int(rng.integers(1, 31))
+    j = int(rng.integers(0, min(100, (1 << (30 - r)) - 1) + 1)) if r < 30 else 0
+    h = (2 * j + 1) * (1 << (r - 1)) + int(rng.integers(-1, 2))
+    h = min(h, (1 << 30) - 1)
+    return (2 * h if rng.random() < 0.5 else -2 * h), 1 << 30, -r
+
+
+def rounding_edge(rng: np.random.Generator, rounding: str) -> tuple[int, int, int]:
+    """An ``(acc, M0, shift)`` whose requantization sits at a rounding tie (numerics.md): the
+    long carry and borrow chains of a near tie make the int8 output depend on the bits of
+    ``M0``, of the product and of its partial sums, which random jobs reach about once in 2^20.
+
+    One of: :func:`_near_tie` (small ``acc``, single-rounding tie positions), :func:`_exact_tie`
+    (large random ``acc``, within 2 of the first rounding's tie), :func:`_second_tie` (double:
+    the right shift's tie), or ``acc = +-1`` under left shifts 4 to 7 (the product's bits above
+    bit 23 reach the output). The output stays inside int8 (no clamp hides a wrong bit).
+    """
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        return _near_tie(rng, rounding)
+    if kind == 1 or (kind == 2 and rounding == "single"):
+        return _exact_tie(rng, rounding)
+    if kind == 2:
+        return _second_tie(rng)
+    return int(rng.choice([-1, 1])), int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(4, 8))
 
 
 @cocotb.test()
