@@ -17,7 +17,8 @@ a8p2h3   8   2       3     20 5  12 32    double   whole bench, Icarus
 So d in {1, 8}, B = 1 and B not a power of 2, q_block 1 and not a power of 2, both roundings
 and one and several heads are covered, and osi8.md test 10 streams N = N_max keys. ``pytest
 --full`` (marker ``full``) runs the bench's long variant on every configuration and both
-simulators; :data:`COVERING` runs it without ``--full`` too (marker ``covering``). ``NPUGEN_SEED=<n>`` replays a seed.
+simulators; :data:`COVERING` runs it without ``--full`` too (marker ``covering``).
+``NPUGEN_SEED=<n>`` replays a seed.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ So F in {16, 20, 24} (and 8, 30), B in {1, 4, 16} (and 2, 8, 64) and lanes in {1
 each covered by the default run, the ROM variant too (about 1 minute on 2 cores with ``-n 2``
 from a cold build cache). ``pytest --full`` (marker ``full``) runs the bench's long variant
 (``NPUGEN_FULL=1``) on every configuration and both simulators; :data:`COVERING` and the
-default section on Verilator run it without ``--full`` too (marker ``covering``). ``NPUGEN_SEED=<n>`` replays a
-seed. Lanes stay at 8 or fewer: see ``build/rtl_bugs.md`` (the emitted Verilog grows
+default section on Verilator run it without ``--full`` too (marker ``covering``).
+``NPUGEN_SEED=<n>`` replays a seed. Lanes stay at 8 or fewer: see ``build/rtl_bugs.md`` (the emitted Verilog grows
 exponentially with the lanes).
 """
 
