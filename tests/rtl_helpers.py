@@ -15,7 +15,7 @@ import pytest
 
 from npugen.sim import runner
 
-__all__ = ["BUILD", "WORK", "need_sim", "seed_for", "run_bench"]
+__all__ = ["BUILD", "WORK", "need_sim", "seed_for", "run_bench", "covering_params"]
 
 
 def _work() -> Path:
@@ -44,6 +44,13 @@ def need_sim(sim: str) -> None:
     """Skip (with the Debian package to install) when ``sim`` is Icarus and it is missing."""
     if sim == "icarus" and shutil.which("iverilog") is None:
         pytest.skip("Icarus Verilog is not installed (Debian package: iverilog)")
+
+
+def covering_params(pairs, covering) -> list:
+    """``pairs`` (tuples of parameters) for ``pytest.mark.parametrize``, those in ``covering``
+    marked ``covering``: a ``full`` test's parameters that run without ``--full`` too
+    (tests/conftest.py)."""
+    return [pytest.param(*p, marks=pytest.mark.covering) if p in covering else p for p in pairs]
 
 
 def seed_for(label: str) -> int:

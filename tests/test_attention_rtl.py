@@ -17,7 +17,8 @@ a8p2h3   8   2       3     20 5  12 32    double   whole bench, Icarus
 So d in {1, 8}, B = 1 and B not a power of 2, q_block 1 and not a power of 2, both roundings
 and one and several heads are covered, and osi8.md test 10 streams N = N_max keys. ``pytest
 --full`` (marker ``full``) runs the bench's long variant on every configuration and both
-simulators. ``NPUGEN_SEED=<n>`` replays a seed.
+simulators; :data:`COVERING` runs it without ``--full`` too (marker ``covering``).
+``NPUGEN_SEED=<n>`` replays a seed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import pytest
 
 import npugen.sim.runner as runner
-from rtl_helpers import BUILD, need_sim, run_bench, seed_for
+from rtl_helpers import BUILD, covering_params, need_sim, run_bench, seed_for
 from npugen.hw.config import AttentionConfig, GemmConfig, SoftmaxConfig, load_config
 from npugen.sim.golden.attention import attention_int8, attention_params, calibrate_score_scale
 
@@ -191,9 +192,16 @@ def test_run_api_rejects_bad_input_before_building(kwargs, message, monkeypatch)
 # --------------------------------------------------------------------------------------------
 # --full
 
+#: The long variants that run without --full too (marker ``covering``), each on a build the
+#: default run makes anyway: osi8.md's defaults (d 64, F 24, B 16, single rounding) with the
+#: long variant's 4096 keys (only a64p2h1 has N_max >= 4096), and double rounding with three
+#: heads, B = 5 and q_block 2 (docs/verification.md).
+COVERING = {("a64p2h1", "verilator"), ("a8p2h3", "icarus")}
+
+
 @pytest.mark.full
-@pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name,sim", covering_params(
+    [(n, s) for n in sorted(CONFIGS) for s in SIMS], COVERING))
 def test_full_bench(name, sim):
     """The whole bench, long variant, on every configuration and simulator."""
     _run(CONFIGS[name], sim, full=True, label="full")

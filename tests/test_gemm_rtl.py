@@ -15,7 +15,9 @@ Default (CI) subset, about 5 minutes on 2 cores with ``-n 2``:
 - the Python API (:mod:`npugen.sim.run`) and the runner's own failure reporting.
 
 ``pytest --full`` (marker ``full``) adds the whole bench in its long variant (``NPUGEN_FULL=1``)
-on every configuration and both simulators. ``NPUGEN_SEED=<n>`` replays a seed.
+on every configuration and both simulators; a covering subset of it (:data:`COVERING` and the
+default design on Verilator, marker ``covering``) runs without ``--full`` too.
+``NPUGEN_SEED=<n>`` replays a seed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from npugen.hw.config import GemmConfig, load_config
 from npugen.hw.tools import ToolNotFound
 from npugen.sim import golden
 import npugen.sim.runner as runner
-from rtl_helpers import BUILD, need_sim, run_bench, seed_for
+from rtl_helpers import BUILD, covering_params, need_sim, run_bench, seed_for
 
 pytestmark = pytest.mark.rtl
 
@@ -207,18 +209,28 @@ def test_waves(sim):
 # --------------------------------------------------------------------------------------------
 # --full
 
+#: The long variants that run without --full too (marker ``covering``), each on a build the
+#: default subset makes anyway: with test_full_default[verilator] (16x16 ws, single) they run
+#: both dataflows in both roundings, 40-bit lanes and accumulator row chunks
+#: (docs/verification.md).
+COVERING = {("g4x4os", "verilator"),        # os, double
+            ("g2x2ws", "verilator"),        # ws, double, acc_depth 4 < M (row chunks)
+            ("g4x8os", "verilator")}        # os, single, acc_width 40
+
+
 @pytest.mark.full
-@pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name,sim", covering_params(
+    [(n, s) for n in sorted(CONFIGS) for s in SIMS], COVERING))
 def test_full_bench(name, sim):
     """The whole bench, long variant, on every configuration and simulator."""
     _run(CONFIGS[name], sim, full=True, label="full")
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("sim", covering_params([(s,) for s in SIMS], {("verilator",)}))
 def test_full_default(sim):
-    """The whole bench, long variant, on the embedded default design."""
+    """The whole bench, long variant, on the embedded default design (on Verilator also
+    without --full: the shipped design's long run, on the build test_default_smoke makes)."""
     _run(DEFAULT, sim, full=True, label="full")
 
 
