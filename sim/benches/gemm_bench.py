@@ -603,6 +603,41 @@ async def test_parameter_bits(dut):
 
 
 @cocotb.test()
+async def test_rounding_ties_every_shift(dut):
+    """Every requantizer lane rounds a tie, a tie - 1 and a tie + 1 at every right shift
+    0..30 (double: 1..30), positive and negative, in both parameter slots.
+
+    ``M0 = 2^30`` makes the product a plain shift of ``acc`` (single: ``y = round(acc / 2^(r+1))``
+    with ties at ``acc = (2j + 1) 2^r``; double: the first step gives ``h = acc / 2`` exactly for
+    even ``acc``, the second rounds ``h / 2^r`` with ties at ``h = (2j + 1) 2^(r-1)``), so the
+    three rows ``acc = T - u, T, T + u`` (``u`` = 1 single, 2 double) land on each side of the
+    tie of the shift under test: a wrong bit of the shift decode, the rounding threshold or
+    the remainder mask moves one of them. Job ``j``'s column ``c`` tests ``r = (j + c) mod 31``,
+    column ``C + c`` (the other slot) the same ``r`` negated.
+    """
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    C = cfg.cols
+    double = cfg.rounding == "double"
+    u = 2 if double else 1
+    a = np.array([[-u], [0], [u]], np.int8)
+    b = np.ones((1, 2 * C), np.int8)
+    for j in range(31):
+        r = np.array([(j + c) % 31 for c in range(C)] * 2)
+        if double:
+            r = np.maximum(r, 1)
+        # the tie (2j + 1) * 2^r (double: 2h with h = (2j + 1) * 2^(r-1)), inside int32
+        top = np.maximum((((1 << 31) - 1 - u) >> r) - 1, 0) // 2   # largest j
+        odd = 2 * (tb.rng.integers(0, 8, 2 * C) % (np.minimum(top, 7) + 1)) + 1
+        tie = odd.astype(np.int64) << r
+        sign = np.array([1] * C + [-1] * C)
+        await _run(tb, GemmJob(a, b, bias=(sign * tie).astype(np.int32),
+                               multiplier=np.full(2 * C, 1 << 30), shift=-r, tag=j))
+    _check_idle(tb)
+
+
+@cocotb.test()
 async def test_no_x_after_reset(dut):
     """After reset no output is X/Z (valid, ready, and data while valid); meaningful on Icarus."""
     tb = TB(dut)
