@@ -518,8 +518,11 @@ def _relative_src(match: re.Match) -> str:
     """``hw/<file>`` for the generator's files, ``<package>/<file>`` for a library's."""
     path = Path(match.group(2))
     hw = Path(__file__).resolve().parent
-    if path.is_relative_to(hw):
-        rel = Path("hw") / path.relative_to(hw)
+    # Resolved like ``hw``: a generator imported through a symlinked package folder (a
+    # worktree's import shim) names its files by the link's path.
+    real = path.resolve() if path.is_absolute() else path
+    if real.is_relative_to(hw):
+        rel = Path("hw") / real.relative_to(hw)
     elif "site-packages" in path.parts:
         rel = Path(*path.parts[path.parts.index("site-packages") + 1:])
     else:

@@ -65,7 +65,8 @@ DEFAULT = load_config()
 
 #: Bench tests run on the configurations outside the 4x4 pair, by default.
 TARGETED = ["test_small_shapes", "test_k_max_extremes", "test_accumulate_across_jobs",
-            "test_weight_tiles_back_to_back", "test_random_jobs", "test_job_stream"]
+            "test_weight_tiles_back_to_back", "test_random_jobs", "test_many_row_chunks",
+            "test_job_stream"]
 
 #: Which simulator runs the targeted tests of each configuration by default (one each).
 TARGETED_SIM = {"g1x1ws": "icarus", "g1x1os": "verilator", "g2x2ws": "verilator",

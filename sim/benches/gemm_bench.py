@@ -252,6 +252,30 @@ async def test_random_jobs(dut):
 
 
 @cocotb.test()
+async def test_many_row_chunks(dut):
+    """M of 2.5 and 3.5 ``acc_depth`` (ws: three and four row chunks), two K tiles, two column
+    tiles, raw and requant.
+
+    A sequencer's row counter (``_Countdown``) precomputes the clip and ``last`` flag of the
+    chunk after next when it advances: only a job of more than two chunks reads them, and only
+    one of more than three reads a value it subtracted itself. The other tests' M stays at
+    about two chunks or below, so a wrong precomputed flag or a wrong bit of the stored
+    remainder ends the job a chunk early or late only here. The column tiles reload the counter
+    from the running job (not the command), so both load paths run.
+    """
+    tb = TB(dut)
+    await tb.start()
+    cfg = tb.cfg
+    R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    k = min(cfg.k_max, R + 1)
+    for i, m in enumerate((5 * D // 2, 7 * D // 2)):
+        for requant in (False, True):
+            await _run(tb, random_job(tb.rng, m, k, C + 1, requant=requant,
+                                      tag=2 * i + requant))
+    _check_idle(tb)
+
+
+@cocotb.test()
 @cocotb.parametrize(pattern=[cocotb.Param(p, name=p) for p in PATTERNS])
 async def test_backpressure(dut, pattern):
     """Jobs under a backpressure pattern on all sources and sinks."""
