@@ -66,7 +66,7 @@ DEFAULT = load_config()
 #: Bench tests run on the configurations outside the 4x4 pair, by default.
 TARGETED = ["test_small_shapes", "test_k_max_extremes", "test_accumulate_across_jobs",
             "test_weight_tiles_back_to_back", "test_random_jobs", "test_many_row_chunks",
-            "test_job_stream"]
+            "test_parameter_bits", "test_rounding_ties_every_shift", "test_job_stream"]
 
 #: Which simulator runs the targeted tests of each configuration by default (one each).
 TARGETED_SIM = {"g1x1ws": "icarus", "g1x1os": "verilator", "g2x2ws": "verilator",
