@@ -87,7 +87,7 @@ def _run(cfg, sim, *, testcase=None, full=False, label=""):
 
 
 #: Every test of the bench (test_backpressure counts once per pattern).
-BENCH_TESTS = 19
+BENCH_TESTS = 20
 
 
 # --------------------------------------------------------------------------------------------

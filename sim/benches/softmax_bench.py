@@ -23,6 +23,7 @@ equals :func:`npugen.sim.perfmodel.softmax_cycles` exactly.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -43,10 +44,11 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 from npugen.hw.config import GemmConfig
 from npugen.sim.benches.tb import (PATTERNS, PERIOD_NS, ClockedTB, bench_config, bench_full, bench_seed,
                             pause_pattern)
-from npugen.sim.golden import make_lut, softmax_int8
+from npugen.sim.golden import make_lut, softmax_int8, softmax_state
 from npugen.sim.perfmodel import softmax_cycles
 
-__all__ = ["SoftmaxTB", "LN2", "encode_pass", "bench_manifest"]
+__all__ = ["SoftmaxTB", "LN2", "encode_pass", "bench_manifest", "divider_edges",
+           "divider_edge_row"]
 
 #: The float64 of ln 2: with it ``E[k] = 2^(F-k)`` exactly for small k, which makes ties in the
 #: divider and the rescaler easy to build (tests/test_golden_softmax.py, S11).
@@ -368,6 +370,96 @@ class SoftmaxTB(ClockedTB):
         return row, mask
 
 
+#: Offsets ``delta`` of the divider edge rows (:func:`divider_edges`): ``512 e + delta = k L``
+#: with ``k`` odd puts the remainder of ``round_div(e * 2^8, L) = floor((512 e + L) / 2L)`` at
+#: 1, 0 (a rounding tie), ``2L - 1`` and ``2L - 2`` (just below the next quotient).
+DIVIDER_DELTAS = (-1, 0, 1, 2)
+
+
+def _lut_sum(lut, amount: int, limit: int) -> list[int] | None:
+    """LUT indices whose entries add up to ``amount`` exactly, largest entries first (greedy),
+    or None when the greedy sum misses or needs more than ``limit`` indices. ``lut`` is
+    non-increasing."""
+    neg = [-v for v in lut]  # non-decreasing, for bisect
+    out: list[int] = []
+    k = 0
+    while amount:
+        k = bisect.bisect_left(neg, -amount, lo=k)  # the first entry <= amount
+        if k == len(lut) or lut[k] == 0 or (limit - len(out)) * lut[k] < amount:
+            return None  # no entry left, or too few keys left
+        n = amount // lut[k]
+        out += [k] * n
+        amount -= n * lut[k]
+        k += 1
+    return out
+
+
+def divider_edges(lut, F: int, keys: int, base: int | None = None) -> dict:
+    """Rows whose pass-2 divider sees a remainder at a quotient boundary.
+
+    A row whose max is attended has ``L = base + e + sum of fillers`` (``base = 2^F`` for its
+    max when no rescale happens); its key of exponent ``e = E[a]`` divides ``512 e + L`` by
+    ``2L``. For every odd ``k`` and ``delta`` of :data:`DIVIDER_DELTAS` with ``k | 512 e +
+    delta``, ``L = (512 e + delta) / k`` is reached exactly when the rest ``L - base - e`` is a
+    sum of LUT entries (``a = 0``: the key is the max itself and the rest is ``L - base``).
+
+    Parameters
+    ----------
+    lut : sequence of int
+        The table, 256 entries.
+    F : int
+        LUT fraction bits.
+    keys : int
+        Most filler keys a row may hold.
+    base : int or None
+        ``L`` before the key and the fillers; None: ``2^F``.
+
+    Returns
+    -------
+    dict
+        ``(delta, q) -> (a, fillers, L)``: for each offset and quotient ``q`` reached, the case
+        with the fewest fillers (then the smallest ``a``, ``k``); ``fillers`` are LUT indices.
+    """
+    base = 1 << F if base is None else base
+    odd = np.arange(1, 512, 2, dtype=np.int64)
+    best: dict = {}
+    for a, e in enumerate(lut):
+        if e == 0:
+            break
+        for delta in DIVIDER_DELTAS:
+            num = 512 * e + delta
+            for k in odd[num % odd == 0].tolist():
+                L = num // k
+                rest = L - base - (e if a else 0)
+                if rest < 0:
+                    continue
+                q = (512 * e + L) // (2 * L)
+                old = best.get((delta, q))
+                if old is not None and len(old[1]) <= rest // lut[0]:
+                    continue
+                fill = _lut_sum(lut, rest, keys)
+                if fill is not None and (old is None or len(fill) < len(old[1])):
+                    best[(delta, q)] = (a, fill, L)
+    return best
+
+
+def divider_edge_row(a: int, fillers, lane: int, lanes: int):
+    """One row of :func:`divider_edges`: the max 127 first, the key ``127 - a`` at a position
+    in ``lane`` (after masked keys when it is the max itself, ``a = 0``), then the fillers
+    ``127 - fillers[i]``. Returns ``(row, mask, j)`` with ``j`` the key's position."""
+    scores = [127 - k for k in fillers]
+    if a == 0:
+        row = [0] * lane + [127] + scores
+        mask = [False] * lane + [True] * (1 + len(scores))
+        return np.array(row), np.array(mask), lane
+    j = lane or lanes
+    body = [127] + scores
+    pad = max(0, j - len(body))
+    row = body[:j] + [0] * pad + [127 - a] + body[j:]
+    mask = [True] * min(j, len(body)) + [False] * pad + [True] * (1 + len(body[j:]))
+    return np.array(row), np.array(mask), j
+
+
 def _lengths(tb: SoftmaxTB, extra=()) -> list[int]:
     """Row lengths around the lane and tile boundaries, within N_max."""
     P, B = tb.P, tb.B
@@ -456,7 +548,8 @@ async def test_s4_s6_peaked_and_uniform(dut):
 @cocotb.test()
 async def test_s9_masks(dut):
     """S9: causal masks, a 127 in a masked slot (must not move the max), fully masked tiles
-    and rows (every output -128), a single attended key."""
+    and rows (every output -128), a single attended key; fully masked tiles among scores far
+    below 0."""
     tb = SoftmaxTB(dut)
     await tb.start()
     c = tb.scales()[0]
@@ -495,6 +588,18 @@ async def test_s9_masks(dut):
     for y, m in zip(ys, masks):
         assert np.all(y[~m] == -128), "a masked key's output is not -128"
     assert np.all(ys[-1][:-1] == -128) and ys[-1][-1] == 127, "single attended key"
+    # Two fully masked tiles (so one in each tile slot) first, then in the middle, of rows whose
+    # attended scores are all far below 0: an empty tile's max (0) must not become m (at the
+    # largest scale, E[m - s] of such an m would be 0 for every key).
+    n = min(tb.n_max, 4 * tb.B + tb.P)
+    rows, masks = [], []
+    for lo in (0, tb.B):
+        if n > lo + 2 * tb.B:
+            m = np.ones(n, dtype=bool)
+            m[lo:lo + 2 * tb.B] = False
+            rows.append(-60 - np.arange(n) % 41)
+            masks.append(m)
+    await tb.run_rows(rows, masks, c=max(tb.scales()), label="masked tiles below 0")
     tb.check_idle()
 
 
@@ -533,6 +638,79 @@ async def test_s11_rounding_ties(dut):
     if c == LN2:
         assert ys[0].tolist() == [0, -64, -96, -112, -120, -124, -126, -127, -127, -127], (
             f"divider tie: {ys[0].tolist()}")
+    tb.check_idle()
+
+
+#: Scales of :func:`test_divider_edges` with a run-time LUT: those of :data:`SCALES` whose
+#: tables reach small entries (0.02 stops at ``2^F e^-5.1``, too coarse to add up to an exact
+#: ``L``), and one more table.
+DIVIDER_SCALES = (SCALES[0], SCALES[1], SCALES[3], 0.05)
+
+
+@cocotb.test()
+async def test_divider_edges(dut):
+    """The pass-2 divider at its quotient boundaries, in every lane: rows built by
+    :func:`divider_edges` so that a key's ``512 e + L`` leaves the remainder 1, 0 (a rounding
+    tie), ``2L - 1`` or ``2L - 2`` against ``2L``. Per offset, the case at each quotient bit's
+    boundary (``q = 2^b (2i + 1)``, ``q + 1`` for the remainders below it) and every case of at
+    most 3 fillers, over the scales; then each offset after a rescale (two tiles of lower max
+    first, so ``L`` holds the rescale's rounding), in lane 0. The key's output must also equal
+    ``q - 128`` (the boundary was hit)."""
+    tb = SoftmaxTB(dut)
+    await tb.start()
+    P, F, B = tb.P, tb.F, tb.B
+    scales = tb.scales() if tb.rom_scale is not None else list(DIVIDER_SCALES)
+    room = min(tb.n_max, 128)                      # keys per row, at most
+    cases = {}                                     # scale -> [(row, mask, j, q)]
+
+    def add(c, prefix, a, fill, q, lanes):
+        for lane in lanes:
+            r, m, j = divider_edge_row(a, fill, lane, P)
+            row = np.concatenate([prefix, r]).astype(np.int64)
+            if len(row) <= room:
+                mask = np.concatenate([np.ones(len(prefix), dtype=bool), m])
+                cases.setdefault(c, []).append((row, mask, len(prefix) + j, q))
+
+    best = {}                                      # (delta, q) -> (scale, a, fillers)
+    for c in scales:
+        for key, (a, fill, _) in divider_edges(make_lut(c, F), F, room - 1 - P).items():
+            if key not in best or len(fill) < len(best[key][2]):
+                best[key] = (c, a, fill)
+    chosen = {key for key, v in best.items() if len(v[2]) <= 3}
+    for delta in DIVIDER_DELTAS:
+        for b in range(9):
+            at = [(len(v[2]), q) for (d, q), v in best.items()
+                  if d == delta and (q + (d > 0)) % (2 << b) == 1 << b]
+            if at:
+                chosen.add((delta, min(at)[1]))
+    for delta, q in sorted(chosen):
+        c, a, fill = best[(delta, q)]
+        add(c, np.zeros(0, dtype=np.int64), a, fill, q, range(P))
+    # After a rescale (lane 0 only): tile 1 at max 127 - 2d, tile 2 at 127 - d, then the row
+    # above, whose 127 rescales by E[d].
+    keys = room - 1 - P - 2 * B
+    for c in scales if keys >= 0 else ():
+        lut = make_lut(c, F)
+        for d in (2, 3):
+            prefix = np.array([127 - 2 * d - (i % 2) for i in range(B)] + [127 - d] * B)
+            _, base = softmax_state(np.append(prefix, 127), c, F=F, B=B)
+            found = divider_edges(lut, F, keys, base=base)
+            for delta in DIVIDER_DELTAS:
+                at = [(len(v[1]), q) for (dd, q), v in found.items() if dd == delta]
+                if at:
+                    q = min(at)[1]
+                    a, fill, _ = found[(delta, q)]
+                    add(c, prefix, a, fill, q, [0])
+    total = 0
+    for c, rows in cases.items():
+        ys = await tb.run_rows([r for r, *_ in rows], [m for _, m, *_ in rows], c=c,
+                               label="divider edge")
+        for (r, _, j, q), y in zip(rows, ys):
+            assert int(y[j]) == min(q - 128, 127), (
+                f"c={c!r}, row {r.tolist()}: key {j} gives {int(y[j])}, the edge case was built "
+                f"for q = {q}")
+        total += len(rows)
+    tb.log.info("%d divider edge rows over %d scales", total, len(cases))
     tb.check_idle()
 
 
