@@ -734,12 +734,12 @@ async def test_divider_bits(dut):
     ``N' = A·2^(G+1) + L`` is negative as often as positive; channel 0 not at all when
     ``d > 1``: ``A = 0``), so ``q = round_div(A·2^G, L)`` spans every magnitude the key weights
     give, from exact quotients (one key: ``L = 2^F``) to ``N = min(N_max, 128)`` keys of equal
-    scores (the largest ``L`` of that ``N``). ``M0_o`` near ``2^31`` and the output shift ``k = 31 + s`` make
-    ``o ≈ q / 2^s``: per key set, ``s`` = the smallest shift at which no output clamps, a
-    random one below it, 0 (every low quotient bit of a small ``q`` visible) and a negative one
-    (``k`` from 1 to 30: only ``q = 0`` unclamped, its rounding constant in view);
-    ``4·q_block + 1`` queries so each divider lane sees several. Bit-exact against the golden
-    model."""
+    scores (the largest ``L`` of that ``N``). ``M0_o`` near ``2^31`` and the output shift
+    ``k = 31 + s`` make ``o ≈ q / 2^s``: per key set, ``s`` = the smallest shift at which no
+    output clamps, a random one below it, 0 (every low quotient bit of a small ``q`` visible)
+    and a negative one (``k`` from 1 to 30: only ``q = 0`` unclamped, its rounding constant in
+    view); ``4·q_block + 1`` queries so each divider lane sees several. Bit-exact against the
+    golden model."""
     tb = AttentionTB(dut)
     await tb.start()
     r = tb.rng
