@@ -728,6 +728,72 @@ async def test_long_equal_scores(dut):
 
 
 @cocotb.test()
+async def test_divider_bits(dut):
+    """The epilogue divider's quotient bits, one output window at a time. Each channel's V
+    differs from ``zp_v`` at one key only (``v - zp_v`` up to ±1, ±15 or ±255, either sign, so
+    ``N' = A·2^(G+1) + L`` is negative as often as positive; channel 0 not at all when
+    ``d > 1``: ``A = 0``), so ``q = round_div(A·2^G, L)`` spans every magnitude the key weights
+    give, from exact quotients (one key: ``L = 2^F``) to ``N = min(N_max, 128)`` keys of equal
+    scores (the largest ``L`` of that ``N``). ``M0_o`` near ``2^31`` and the output shift
+    ``k = 31 + s`` make ``o ≈ q / 2^s``: per key set, ``s`` = the smallest shift at which no
+    output clamps, a random one below it, 0 (every low quotient bit of a small ``q`` visible)
+    and a negative one (``k`` from 1 to 30: only ``q = 0`` unclamped, its rounding constant in
+    view); ``4·q_block + 1`` queries so each divider lane sees several. Bit-exact against the
+    golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    r = tb.rng
+    m = 4 * tb.P + 1
+    jobs = []
+    for i, (n, amp) in enumerate([(1, 255), (2, 15), (tb.B + 1, 1), (tb.B + 1, 255),
+                                  (2 * tb.B + 3, 15), (tb.n_max, 255), (tb.n_max, 1),
+                                  (tb.n_max, 15)]):
+        n = _small(tb, min(n, 128))
+        job = tb.random_job(m, n, mask="none", zp_o=0, zp_v=int(r.integers(-1, 2)))
+        if i % 3 == 2:   # equal scores: the largest L for this n
+            job.k = np.tile(job.k[0], (n, 1))
+        delta = np.zeros((n, tb.d), dtype=np.int64)
+        for c in range(1 if tb.d > 1 else 0, tb.d):
+            delta[r.integers(0, n), c] = int(r.integers(1, amp + 1)) * int(r.choice([-1, 1]))
+        job.v = np.clip(job.params.zp_v + delta, -128, 127).astype(np.int8)
+        fits = []   # output scales s = 0, 1, ... up to the first with no clamped output
+        for s in range(0, 31):
+            fits.append(replace(job.params, out_shift=tb.G - s,
+                                out_multiplier=(1 << 31) - 1 - int(r.integers(0, 1 << 20))))
+            if np.all(np.abs(tb.expected(replace(job, params=fits[-1]))) < 127):
+                break
+        neg = replace(fits[0], out_shift=tb.G + int(r.integers(1, 31)))
+        for p in (fits[-1], fits[int(r.integers(0, len(fits)))], fits[0], neg):
+            jobs.append(replace(job, params=p, tag=tb.next_tag()))
+    for j in jobs:
+        await tb.run_job(j, label=f"divider bits, N={j.k.shape[0]}, "
+                                  f"k={31 + tb.G - j.params.out_shift}")
+    tb.check_idle()
+
+
+@cocotb.test()
+async def test_large_score_multiplier(dut):
+    """Score multipliers of 128 and more (``sh_s`` from 8 to 30, legal though unusual): Q and K
+    rows with one nonzero element each, so most dot products are exactly 0 (score 0, where
+    the requantizer's rounding constant and low partial products are in view) and the others
+    saturate at -128 or 127; bit-exact against the golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    r = tb.rng
+    m = 2 * tb.P + 1
+    for n in (tb.B + 1, 3 * tb.B - 1):
+        n = _small(tb, n)
+        job = tb.random_job(m, n, mask="none")
+        for x, rows in ((job.q, m), (job.k, n)):
+            x[:] = 0
+            x[np.arange(rows), r.integers(0, tb.d, rows)] = r.integers(-2, 3, rows)
+        p = replace(job.params, score_shift=int(r.integers(8, 31)),
+                    score_multiplier=(1 << 30) + int(r.integers(0, 1 << 30)))
+        await tb.run_job(replace(job, params=p), label=f"score shift {p.score_shift}")
+    tb.check_idle()
+
+
+@cocotb.test()
 async def test_no_x_after_reset(dut):
     """After reset no output is X/Z and nothing is offered; then a job. On Icarus the X/Z
     monitor also runs during every other test."""
