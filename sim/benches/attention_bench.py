@@ -43,6 +43,7 @@ from npugen.sim.driver import (AttentionJob, AttentionStreams, Status, attention
 from npugen.sim import perfmodel
 from npugen.sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
                                   attention_params, attention_scores, calibrate_score_scale)
+from npugen.sim.golden.softmax import make_lut
 
 __all__ = ["AttentionTB", "JobOutcome"]
 
@@ -790,6 +791,69 @@ async def test_large_score_multiplier(dut):
         p = replace(job.params, score_shift=int(r.integers(8, 31)),
                     score_multiplier=(1 << 30) + int(r.integers(0, 1 << 30)))
         await tb.run_job(replace(job, params=p), label=f"score shift {p.score_shift}")
+    tb.check_idle()
+
+
+def _near_exact_v(w: np.ndarray, L: int, G: int, sign: int, high: bool, rng,
+                  tries: int = 1 << 15) -> np.ndarray:
+    """``v - zp_v`` (one channel, zero outside the few smallest nonzero weights ``w``) whose
+    quotient ``q = (A·2^(G+1) + L) // 2L`` (``A = w·dv``) has ``0 < |q| <= 120`` with the sign
+    ``sign`` and the final remainder ``R = (A·2^(G+1) + L) mod 2L`` nearest 0 (``high`` False)
+    or ``2L - 1`` (``high`` True) among ``tries`` random draws."""
+    order = [j for j in np.argsort(w, kind="stable") if w[j] > 0]
+    fit = [j for j in order if int(w[j]) * 128 << G <= 60 * L]   # one key alone: |q| <= 60
+    keys = np.array((fit[-4:] if fit else order[:4]), dtype=np.int64)
+    dv = np.zeros(len(w), dtype=np.int64)
+    if len(keys) == 0:
+        return dv
+    draw = rng.integers(-128, 128, (tries, len(keys)), dtype=np.int64)
+    wide = int(w.max()) * 512 << (G + 1) >= 1 << 62   # beyond int64: Python integers
+    a = draw.astype(object) if wide else draw
+    num = (a @ w[keys].astype(object if wide else np.int64)) * (1 << (G + 1)) + L
+    q, r = np.divmod(num, 2 * L)
+    miss = np.where(high, 2 * L - 1 - r, r)
+    ok = (q * sign > 0) & (np.abs(q) <= 120)
+    if ok.any():
+        dv[keys] = draw[int(np.argmin(np.where(ok, miss, np.iinfo(np.int64).max)))]
+    return dv
+
+
+@cocotb.test()
+async def test_divider_near_exact(dut):
+    """Exact and near-exact epilogue divisions with every quotient bit in view. ``M0_o = 2^30``
+    and ``k = 30`` make ``o = q`` exactly; per job one lane ``p`` is tuned: its query's keys
+    come in descending score order (no rescale, so ``A_c`` is linear in ``v - zp_v`` with the
+    LUT weights), and each channel's ``v - zp_v``, nonzero only at a few small-weight keys,
+    is drawn so that ``0 < |q| <= 120`` and the division's final remainder is as near 0 or
+    ``2L - 1`` as the draws get (``N' = A·2^(G+1) + L`` positive on even channels, negative
+    on odd ones; low and high remainders alternating). Key counts from one tile to
+    ``min(N_max, 64)`` (the larger ``L``, the higher the remainder bits in play). Bit-exact
+    against the golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    r = tb.rng
+    jobs = []
+    for i, n in enumerate((tb.B + 1, 16, 64, tb.n_max)):
+        n = _small(tb, min(n, 64))
+        for p in range(tb.P):
+            job = tb.random_job(tb.P, n, mask="none", zp_v=0, zp_o=0,
+                                spread=float(r.choice([0.3, 0.6, 1.2])))
+            prm = replace(job.params, out_multiplier=1 << 30, out_shift=tb.G + 1)  # k = 30
+            s = attention_scores(job.q, job.k, prm, rounding=tb.rounding)[p]
+            order = np.argsort(-s.astype(np.int64), kind="stable")
+            job.k = job.k[order]
+            s = s[order].astype(np.int64)
+            lut = np.array(make_lut(prm.c, tb.F), dtype=np.int64)
+            w = lut[s[0] - s]
+            L = int(w.sum())
+            dv = np.zeros((n, tb.d), dtype=np.int64)
+            for c in range(tb.d):
+                dv[:, c] = _near_exact_v(w, L, tb.G, 1 if (c + i) % 2 == 0 else -1,
+                                         bool((c // 2 + p) % 2), r)
+            job.v = dv.astype(np.int8)
+            jobs.append(replace(job, params=prm, tag=tb.next_tag()))
+    for j in jobs:
+        await tb.run_job(j, label=f"near-exact division, N={j.k.shape[0]}")
     tb.check_idle()
 
 
