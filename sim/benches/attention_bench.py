@@ -818,6 +818,70 @@ def _near_exact_v(w: np.ndarray, L: int, G: int, sign: int, high: bool, rng,
     return dv
 
 
+def _exact_v(w: np.ndarray, a: int) -> np.ndarray | None:
+    """``dv`` in [-128, 127] with ``w·dv = a`` exactly (greedy over all but the two smallest
+    nonzero weights, then every pair of values on those two), or None."""
+    keys = [j for j in np.argsort(-w, kind="stable") if w[j] > 0]
+    if len(keys) < 2:
+        return None
+    dv = np.zeros(len(w), dtype=np.int64)
+    rest = a
+    for j in keys[:-2]:
+        dv[j] = min(max(round(rest / int(w[j])), -128), 127)
+        rest -= int(dv[j]) * int(w[j])
+    j1, j2 = keys[-2], keys[-1]
+    x = np.arange(-128, 128, dtype=np.int64)
+    left = rest - x * int(w[j1])                    # what key j2 must give, per value of j1
+    hit = np.flatnonzero((left % int(w[j2]) == 0) & (np.abs(left // int(w[j2]) + 0.5) <= 128))
+    if len(hit) == 0:
+        return None
+    dv[j1] = x[hit[0]]
+    dv[j2] = left[hit[0]] // int(w[j2])
+    return dv
+
+
+def _wide_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool):
+    """``(q, dv)``: a quotient ``2^14 <= |q| < 2^16`` of sign ``sign`` whose division
+    ``(A·2^(G+1) + L) // 2L`` leaves a final remainder within 64 of 0 (``high`` False) or of
+    ``2L`` (``high`` True), with ``A = w·dv`` exactly; None when no such ``A`` is reached."""
+    qs = sign * np.arange(1 << 14, 1 << 16, dtype=object)
+    if high:
+        a = [(L * (2 * int(q) + 1)) >> (G + 1) for q in qs]
+    else:
+        a = [-((-L * (2 * int(q) - 1)) >> (G + 1)) for q in qs]
+    found = []
+    for q, ai in zip(qs, a):
+        num = (ai << (G + 1)) + L
+        if num // (2 * L) != q:
+            continue
+        rem = num % (2 * L)
+        miss = 2 * L - 1 - rem if high else rem
+        if miss < 64:
+            found.append((miss, int(q), ai))
+    for miss, q, ai in sorted(found):
+        dv = _exact_v(w, ai)
+        if dv is not None:
+            return q, dv
+    return None
+
+
+def _threshold_output(q: int, G: int) -> tuple[int, int]:
+    """``(M0_o, sh_o)`` placing the rounding threshold of ``o = rshift_round(x·M0_o, k)``
+    between ``x = q - 1`` and ``x = q``, with ``|o| < 128``: any quotient below ``q`` gives a
+    smaller output, any from ``q`` up the same or larger."""
+    s = max(0, abs(q).bit_length() - 6)
+    k = 31 + s
+    half = 1 << (k - 1)
+    if q == 0:
+        return (1 << 30) + 1, 31 + G - k
+    j = (q * 3 << 29) + half >> k                 # near q·1.5·2^30 / 2^k
+    for jj in (j, j + 1, j - 1, j + 2, j - 2):
+        m0 = -((half - (jj << k)) // q) if q > 0 else ((jj << k) - half) // q
+        if (1 << 30) <= m0 < (1 << 31) and (q - 1) * m0 + half < (jj << k) <= q * m0 + half:
+            return m0, 31 + G - k
+    raise AssertionError(f"no output multiplier for q = {q}")
+
+
 @cocotb.test()
 async def test_divider_near_exact(dut):
     """Exact and near-exact epilogue divisions with every quotient bit in view. ``M0_o = 2^30``
@@ -852,6 +916,31 @@ async def test_divider_near_exact(dut):
                                          bool((c // 2 + p) % 2), r)
             job.v = dv.astype(np.int8)
             jobs.append(replace(job, params=prm, tag=tb.next_tag()))
+    # Wide quotients (2^14 <= |q| < 2^16, the high quotient bits set): the division of
+    # channel 0 of lane p's query ends within 64 of a multiple of 2L, and M0_o / k put the
+    # output's rounding threshold right at q, on the side a fault would move it to.
+    for p in range(tb.P):
+        for sign, high in ((1, False), (1, True), (-1, False), (-1, True)):
+            for _ in range(20):
+                job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0,
+                                    zp_o=0, spread=2.5)
+                s = attention_scores(job.q, job.k, job.params, rounding=tb.rounding)[p]
+                order = np.argsort(-s.astype(np.int64), kind="stable")
+                job.k = job.k[order]
+                s = s[order].astype(np.int64)
+                w = np.array(make_lut(job.params.c, tb.F), dtype=np.int64)[s[0] - s]
+                L = int(w.sum())
+                hit = _wide_quotient(w, L, tb.G, sign, high)
+                if hit is not None:
+                    break
+            else:
+                raise AssertionError(f"no wide near-exact quotient for lane {p}")
+            q, dv = hit
+            m0, sh = _threshold_output(q + 1 if high else q, tb.G)
+            v = np.zeros((job.k.shape[0], tb.d), dtype=np.int64)
+            v[:, 0] = dv
+            jobs.append(replace(job, v=v.astype(np.int8), tag=tb.next_tag(),
+                                params=replace(job.params, out_multiplier=m0, out_shift=sh)))
     for j in jobs:
         await tb.run_job(j, label=f"near-exact division, N={j.k.shape[0]}")
     tb.check_idle()
