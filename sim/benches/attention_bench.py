@@ -844,20 +844,17 @@ def _wide_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool):
     """``(q, dv)``: a quotient ``2^14 <= |q| < 2^16`` of sign ``sign`` whose division
     ``(A·2^(G+1) + L) // 2L`` leaves a final remainder within 64 of 0 (``high`` False) or of
     ``2L`` (``high`` True), with ``A = w·dv`` exactly; None when no such ``A`` is reached."""
-    qs = sign * np.arange(1 << 14, 1 << 16, dtype=object)
+    # int64 while 2L·2^16 fits (every configuration the benches run); Python integers beyond.
+    qs = sign * np.arange(1 << 14, 1 << 16, dtype=np.int64 if L < 1 << 44 else object)
     if high:
-        a = [(L * (2 * int(q) + 1)) >> (G + 1) for q in qs]
+        a = (L * (2 * qs + 1)) >> (G + 1)
     else:
-        a = [-((-L * (2 * int(q) - 1)) >> (G + 1)) for q in qs]
-    found = []
-    for q, ai in zip(qs, a):
-        num = (ai << (G + 1)) + L
-        if num // (2 * L) != q:
-            continue
-        rem = num % (2 * L)
-        miss = 2 * L - 1 - rem if high else rem
-        if miss < 64:
-            found.append((miss, int(q), ai))
+        a = -((-L * (2 * qs - 1)) >> (G + 1))
+    num = a * (1 << (G + 1)) + L
+    rem = num - 2 * L * qs
+    miss = 2 * L - 1 - rem if high else rem
+    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    found = [(int(miss[i]), int(qs[i]), int(a[i])) for i in keep]
     for miss, q, ai in sorted(found):
         dv = _exact_v(w, ai)
         if dv is not None:
@@ -897,7 +894,7 @@ async def test_divider_near_exact(dut):
     await tb.start()
     r = tb.rng
     jobs = []
-    for i, n in enumerate((tb.B + 1, 16, 64, tb.n_max)):
+    for i, n in enumerate((tb.B + 1, 16, tb.n_max)):
         n = _small(tb, min(n, 64))
         for p in range(tb.P):
             job = tb.random_job(tb.P, n, mask="none", zp_v=0, zp_o=0,
@@ -920,7 +917,7 @@ async def test_divider_near_exact(dut):
     # channel 0 of lane p's query ends within 64 of a multiple of 2L, and M0_o / k put the
     # output's rounding threshold right at q, on the side a fault would move it to.
     for p in range(tb.P):
-        for sign, high in ((1, False), (1, True), (-1, False), (-1, True)):
+        for sign, high in ((1, False), (1, True), (-1, False), (-1, True)) * 2:
             for _ in range(20):
                 job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0,
                                     zp_o=0, spread=2.5)
