@@ -881,15 +881,16 @@ def _threshold_output(q: int, G: int) -> tuple[int, int]:
 
 @cocotb.test()
 async def test_divider_near_exact(dut):
-    """Exact and near-exact epilogue divisions with every quotient bit in view. ``M0_o = 2^30``
-    and ``k = 30`` make ``o = q`` exactly; per job one lane ``p`` is tuned: its query's keys
-    come in descending score order (no rescale, so ``A_c`` is linear in ``v - zp_v`` with the
-    LUT weights), and each channel's ``v - zp_v``, nonzero only at a few small-weight keys,
-    is drawn so that ``0 < |q| <= 120`` and the division's final remainder is as near 0 or
-    ``2L - 1`` as the draws get (``N' = A·2^(G+1) + L`` positive on even channels, negative
-    on odd ones; low and high remainders alternating). Key counts from one tile to
-    ``min(N_max, 64)`` (the larger ``L``, the higher the remainder bits in play). Bit-exact
-    against the golden model."""
+    """Exact and near-exact epilogue divisions with the quotient's low bits in view. Per job
+    one lane ``p`` is tuned: its query's keys come in descending score order (no rescale, so
+    ``A_c`` is linear in ``v - zp_v`` with the LUT weights ``E[m - s_j]``) and ``v`` is solved
+    so that the final remainder of ``N' = A·2^(G+1) + L`` by ``2L`` is within 64 of 0 or of
+    ``2L`` (both sides, both signs of ``N'``, every lane). Small quotients: every channel,
+    ``v - zp_v`` nonzero only at a few small-weight keys, ``0 < |q| <= 120``, ``M0_o = 2^30``
+    and ``k = 30`` so ``o = q`` exactly; N from one tile to ``min(N_max, 64)``. Wide quotients:
+    channel 0, ``2^14 <= |q| < 2^16`` (the high quotient bits set), ``A`` hit exactly with the
+    keys' weights as digits, and ``M0_o`` / ``k`` putting the output's rounding threshold right
+    at ``q`` on the side a remainder fault moves it to. Bit-exact against the golden model."""
     tb = AttentionTB(dut)
     await tb.start()
     r = tb.rng
