@@ -43,6 +43,7 @@ from npugen.sim.driver import (AttentionJob, AttentionStreams, Status, attention
 from npugen.sim import perfmodel
 from npugen.sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
                                   attention_params, attention_scores, calibrate_score_scale)
+from npugen.sim.golden.softmax import make_lut
 
 __all__ = ["AttentionTB", "JobOutcome"]
 
@@ -790,6 +791,156 @@ async def test_large_score_multiplier(dut):
         p = replace(job.params, score_shift=int(r.integers(8, 31)),
                     score_multiplier=(1 << 30) + int(r.integers(0, 1 << 30)))
         await tb.run_job(replace(job, params=p), label=f"score shift {p.score_shift}")
+    tb.check_idle()
+
+
+def _near_exact_v(w: np.ndarray, L: int, G: int, sign: int, high: bool, rng,
+                  tries: int = 1 << 15) -> np.ndarray:
+    """``v - zp_v`` (one channel, zero outside the few smallest nonzero weights ``w``) whose
+    quotient ``q = (A·2^(G+1) + L) // 2L`` (``A = w·dv``) has ``0 < |q| <= 120`` with the sign
+    ``sign`` and the final remainder ``R = (A·2^(G+1) + L) mod 2L`` nearest 0 (``high`` False)
+    or ``2L - 1`` (``high`` True) among ``tries`` random draws."""
+    order = [j for j in np.argsort(w, kind="stable") if w[j] > 0]
+    fit = [j for j in order if int(w[j]) * 128 << G <= 60 * L]   # one key alone: |q| <= 60
+    keys = np.array((fit[-4:] if fit else order[:4]), dtype=np.int64)
+    dv = np.zeros(len(w), dtype=np.int64)
+    if len(keys) == 0:
+        return dv
+    draw = rng.integers(-128, 128, (tries, len(keys)), dtype=np.int64)
+    wide = int(w.max()) * 512 << (G + 1) >= 1 << 62   # beyond int64: Python integers
+    a = draw.astype(object) if wide else draw
+    num = (a @ w[keys].astype(object if wide else np.int64)) * (1 << (G + 1)) + L
+    q, r = np.divmod(num, 2 * L)
+    miss = np.where(high, 2 * L - 1 - r, r)
+    ok = (q * sign > 0) & (np.abs(q) <= 120)
+    if ok.any():
+        dv[keys] = draw[int(np.argmin(np.where(ok, miss, np.iinfo(np.int64).max)))]
+    return dv
+
+
+def _exact_v(w: np.ndarray, a: int) -> np.ndarray | None:
+    """``dv`` in [-128, 127] with ``w·dv = a`` exactly (greedy over all but the two smallest
+    nonzero weights, then every pair of values on those two), or None."""
+    keys = [j for j in np.argsort(-w, kind="stable") if w[j] > 0]
+    if len(keys) < 2:
+        return None
+    dv = np.zeros(len(w), dtype=np.int64)
+    rest = a
+    for j in keys[:-2]:
+        dv[j] = min(max(round(rest / int(w[j])), -128), 127)
+        rest -= int(dv[j]) * int(w[j])
+    j1, j2 = keys[-2], keys[-1]
+    x = np.arange(-128, 128, dtype=np.int64)
+    left = rest - x * int(w[j1])                    # what key j2 must give, per value of j1
+    hit = np.flatnonzero((left % int(w[j2]) == 0) & (np.abs(left // int(w[j2]) + 0.5) <= 128))
+    if len(hit) == 0:
+        return None
+    dv[j1] = x[hit[0]]
+    dv[j2] = left[hit[0]] // int(w[j2])
+    return dv
+
+
+def _wide_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool):
+    """``(q, dv)``: a quotient ``2^14 <= |q| < 2^16`` of sign ``sign`` whose division
+    ``(A·2^(G+1) + L) // 2L`` leaves a final remainder within 64 of 0 (``high`` False) or of
+    ``2L`` (``high`` True), with ``A = w·dv`` exactly; None when no such ``A`` is reached."""
+    # int64 while 2L·2^16 fits (every configuration the benches run); Python integers beyond.
+    qs = sign * np.arange(1 << 14, 1 << 16, dtype=np.int64 if L < 1 << 44 else object)
+    if high:
+        a = (L * (2 * qs + 1)) >> (G + 1)
+    else:
+        a = -((-L * (2 * qs - 1)) >> (G + 1))
+    num = a * (1 << (G + 1)) + L
+    rem = num - 2 * L * qs
+    miss = 2 * L - 1 - rem if high else rem
+    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    found = [(int(miss[i]), int(qs[i]), int(a[i])) for i in keep]
+    for miss, q, ai in sorted(found):
+        dv = _exact_v(w, ai)
+        if dv is not None:
+            return q, dv
+    return None
+
+
+def _threshold_output(q: int, G: int) -> tuple[int, int]:
+    """``(M0_o, sh_o)`` placing the rounding threshold of ``o = rshift_round(x·M0_o, k)``
+    between ``x = q - 1`` and ``x = q``, with ``|o| < 128``: any quotient below ``q`` gives a
+    smaller output, any from ``q`` up the same or larger."""
+    s = max(0, abs(q).bit_length() - 6)
+    k = 31 + s
+    half = 1 << (k - 1)
+    if q == 0:
+        return (1 << 30) + 1, 31 + G - k
+    j = (q * 3 << 29) + half >> k                 # near q·1.5·2^30 / 2^k
+    for jj in (j, j + 1, j - 1, j + 2, j - 2):
+        m0 = -((half - (jj << k)) // q) if q > 0 else ((jj << k) - half) // q
+        if (1 << 30) <= m0 < (1 << 31) and (q - 1) * m0 + half < (jj << k) <= q * m0 + half:
+            return m0, 31 + G - k
+    raise AssertionError(f"no output multiplier for q = {q}")
+
+
+@cocotb.test()
+async def test_divider_near_exact(dut):
+    """Exact and near-exact epilogue divisions with the quotient's low bits in view. Per job
+    one lane ``p`` is tuned: its query's keys come in descending score order (no rescale, so
+    ``A_c`` is linear in ``v - zp_v`` with the LUT weights ``E[m - s_j]``) and ``v`` is solved
+    so that the final remainder of ``N' = A·2^(G+1) + L`` by ``2L`` is within 64 of 0 or of
+    ``2L`` (both sides, both signs of ``N'``, every lane). Small quotients: every channel,
+    ``v - zp_v`` nonzero only at a few small-weight keys, ``0 < |q| <= 120``, ``M0_o = 2^30``
+    and ``k = 30`` so ``o = q`` exactly; N from one tile to ``min(N_max, 64)``. Wide quotients:
+    channel 0, ``2^14 <= |q| < 2^16`` (the high quotient bits set), ``A`` hit exactly with the
+    keys' weights as digits, and ``M0_o`` / ``k`` putting the output's rounding threshold right
+    at ``q`` on the side a remainder fault moves it to. Bit-exact against the golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    r = tb.rng
+    jobs = []
+    for i, n in enumerate((tb.B + 1, 16, tb.n_max)):
+        n = _small(tb, min(n, 64))
+        for p in range(tb.P):
+            job = tb.random_job(tb.P, n, mask="none", zp_v=0, zp_o=0,
+                                spread=float(r.choice([0.3, 0.6, 1.2])))
+            prm = replace(job.params, out_multiplier=1 << 30, out_shift=tb.G + 1)  # k = 30
+            s = attention_scores(job.q, job.k, prm, rounding=tb.rounding)[p]
+            order = np.argsort(-s.astype(np.int64), kind="stable")
+            job.k = job.k[order]
+            s = s[order].astype(np.int64)
+            lut = np.array(make_lut(prm.c, tb.F), dtype=np.int64)
+            w = lut[s[0] - s]
+            L = int(w.sum())
+            dv = np.zeros((n, tb.d), dtype=np.int64)
+            for c in range(tb.d):
+                dv[:, c] = _near_exact_v(w, L, tb.G, 1 if (c + i) % 2 == 0 else -1,
+                                         bool((c // 2 + p) % 2), r)
+            job.v = dv.astype(np.int8)
+            jobs.append(replace(job, params=prm, tag=tb.next_tag()))
+    # Wide quotients (2^14 <= |q| < 2^16, the high quotient bits set): the division of
+    # channel 0 of lane p's query ends within 64 of a multiple of 2L, and M0_o / k put the
+    # output's rounding threshold right at q, on the side a fault would move it to.
+    for p in range(tb.P):
+        for sign, high in ((1, False), (1, True), (-1, False), (-1, True)) * 2:
+            for _ in range(20):
+                job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0,
+                                    zp_o=0, spread=2.5)
+                s = attention_scores(job.q, job.k, job.params, rounding=tb.rounding)[p]
+                order = np.argsort(-s.astype(np.int64), kind="stable")
+                job.k = job.k[order]
+                s = s[order].astype(np.int64)
+                w = np.array(make_lut(job.params.c, tb.F), dtype=np.int64)[s[0] - s]
+                L = int(w.sum())
+                hit = _wide_quotient(w, L, tb.G, sign, high)
+                if hit is not None:
+                    break
+            else:
+                raise AssertionError(f"no wide near-exact quotient for lane {p}")
+            q, dv = hit
+            m0, sh = _threshold_output(q + 1 if high else q, tb.G)
+            v = np.zeros((job.k.shape[0], tb.d), dtype=np.int64)
+            v[:, 0] = dv
+            jobs.append(replace(job, v=v.astype(np.int8), tag=tb.next_tag(),
+                                params=replace(job.params, out_multiplier=m0, out_shift=sh)))
+    for j in jobs:
+        await tb.run_job(j, label=f"near-exact division, N={j.k.shape[0]}")
     tb.check_idle()
 
 
