@@ -168,9 +168,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.mutants is None and mutation_only:
         raise CliError(f"{', '.join(mutation_only)}: only with --mutants")
     if args.mutants is not None and (args.waves or args.full):
-        raise CliError("--mutants runs the fast tests without waves: drop "
-                       + " and ".join(o for o, on in (("--waves", args.waves),
-                                                      ("--full", args.full)) if on))
+        given = [o for o, on in (("--waves", args.waves), ("--full", args.full)) if on]
+        raise CliError("--mutants runs the fast tests only, without waves: drop "
+                       + " and ".join(given))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"seed: {seed}", flush=True)
     if args.mutants is not None:
@@ -192,7 +192,10 @@ def _verify_mutants(cfg, args: argparse.Namespace, seed: int) -> int:
     command = " ".join(["npugen", "verify", *(["--config", args.config] if args.config else []),
                         "--sim", args.sim, "--seed", str(seed), "--mutants", str(args.mutants),
                         *(["--top", args.top] if args.top else []),
-                        *(["--jobs", str(args.jobs)] if args.jobs else [])])
+                        *(["--jobs", str(args.jobs)] if args.jobs else []),
+                        *(["--fail-under", f"{args.fail_under:g}"]
+                          if args.fail_under is not None else []),
+                        *(["--out", args.out] if args.out is not None else [])])
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -207,8 +210,8 @@ def _verify_mutants(cfg, args: argparse.Namespace, seed: int) -> int:
     n = sum(r["mutants"] for r in reports)
     score = 100 * sum(r["killed"] for r in reports) / n
     if args.fail_under is not None and score < args.fail_under:
-        print(f"error: mutation score {score:.1f} % is under --fail-under {args.fail_under:g} %",
-              file=sys.stderr)
+        print(f"npugen: error: mutation score {score:.1f} % is under --fail-under "
+              f"{args.fail_under:g} %", file=sys.stderr)
         return 1
     return 0
 

@@ -592,18 +592,23 @@ def markdown(reports: list[dict], command: str | None = None) -> str:
         for o in r["outcomes"]:
             if o["killed_by"]:
                 kills[o["killed_by"]] = kills.get(o["killed_by"], 0) + 1
-        out.append("Tests, quickest first (the first to fail kills the mutant): " + ", ".join(
+        out.append(f"Netlist, annotated Verilog (`{r['design']}.src.v`, the *Verilog* column's "
+                   f"file) and survivors' logs: `{r['work']}`.")
+        out.append("")
+        out.append("Tests, quickest first, with the mutants each killed first (a test whose "
+                   "time is close to another's may swap places between runs): " + ", ".join(
             f"`{t['name']}` ({kills.get(t['name'], 0)})" for t in r["tests"]) +
             "".join(f", {k} ({v})" for k, v in sorted(kills.items())
                     if k in ("timeout", "simulator")) + ".")
         survivors = [o for o in r["outcomes"] if o["status"] == "survived"]
         out += ["", f"Survivors: {len(survivors)}.", ""]
         if survivors:
-            out += ["| # | kind | location | Verilog | instance | signal |",
-                    "|---:|---|---|---|---|---|"]
+            out += ["| # | kind | what | location | Verilog | instance | signal |",
+                    "|---:|---|---|---|---|---|---|"]
             for o in survivors:
-                out.append(f"| {o['index']} | {o['description']} | {o['location']} | "
-                           f"{o['verilog'] or ''} | {o['scope']} | `{o['signal']}` |")
+                out.append(f"| {o['index']} | {o['kind']} | {o['description']} | "
+                           f"{o['location']} | {o['verilog'] or ''} | {o['scope']} | "
+                           f"`{o['signal']}` |")
     return "\n".join(out) + "\n"
 
 

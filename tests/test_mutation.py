@@ -134,7 +134,8 @@ def test_campaign_reports(tiny_campaign, tmp_path):
     survivors = [o for o in tiny_campaign["outcomes"] if o["status"] == "survived"]
     assert f"Survivors: {len(survivors)}." in text
     for o in survivors:
-        assert f"| {o['index']} | {o['description']} | {o['location']} |" in text
+        assert (f"| {o['index']} | {o['kind']} | {o['description']} | {o['location']} |"
+                in text)
     assert f"{100 * tiny_campaign['score']:.1f} %" in text
 
 
