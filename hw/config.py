@@ -366,6 +366,11 @@ class GemmConfig:
     rounding : str
         Requantization rounding: ``"single"`` (one rounding step) or ``"double"`` (TFLite's
         reference double rounding), see ``docs/numerics.md``.
+    requant_lanes : int or None
+        Lanes of the requantizer, 1 to ``cols``: accumulators it requantizes per cycle. A
+        finished row of a requant job waits in the result FIFO and is drained through the
+        lanes in ``ceil(nc / requant_lanes)`` cycles (``docs/architecture.md``). None derives
+        it: ``ceil(cols / 4)`` (:attr:`rq_lanes`).
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
@@ -394,6 +399,7 @@ class GemmConfig:
     k_max: int = 4096
     acc_width: int | None = None
     rounding: str = "single"
+    requant_lanes: int | None = None
     acc_depth: int = 512
     res_depth: int = 64
     clock_mhz: float = 200.0
@@ -411,6 +417,12 @@ class GemmConfig:
     def acc_bits(self) -> int:
         """Resolved accumulator width W, bits: ``acc_width``, or the width derived from ``k_max``."""
         return derived_acc_width(self.k_max) if self.acc_width is None else self.acc_width
+
+    @property
+    def rq_lanes(self) -> int:
+        """Resolved requantizer lane count: ``requant_lanes``, or ``ceil(cols / 4)`` when it is
+        absent (derived)."""
+        return -(-self.cols // 4) if self.requant_lanes is None else self.requant_lanes
 
     @property
     def osi8(self) -> SoftmaxConfig:
@@ -431,7 +443,8 @@ class GemmConfig:
         Parameters
         ----------
         resolved : bool
-            Replace a derived ``acc_width`` (None) by its value, :attr:`acc_bits`.
+            Replace a derived ``acc_width`` and ``requant_lanes`` (None) by their values,
+            :attr:`acc_bits` and :attr:`rq_lanes`.
 
         Returns
         -------
@@ -445,6 +458,7 @@ class GemmConfig:
                 out[key] = out[key].to_dict()      # a section as a nested dict
         if resolved:
             out["acc_width"] = self.acc_bits
+            out["requant_lanes"] = self.rq_lanes
         return out
 
     @classmethod
@@ -509,6 +523,8 @@ class GemmConfig:
             if key in _SECTIONS:
                 if value is not None:
                     sections.append(tomli_w.dumps({key: value}).rstrip("\n"))
+            elif value is None and key == "requant_lanes":
+                lines.append(f"# {key} = {self.rq_lanes}  (derived from cols)")
             elif value is None:
                 lines.append(f"# {key} = {self.acc_bits}  (derived from k_max)")
             else:
@@ -528,7 +544,8 @@ class GemmConfig:
         str
             64 lower-case hexadecimal digits.
         """
-        canonical = dataclasses.replace(self, acc_width=self.acc_bits).to_toml()
+        canonical = dataclasses.replace(self, acc_width=self.acc_bits,
+                                        requant_lanes=self.rq_lanes).to_toml()
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -578,6 +595,14 @@ def _check_acc_width(cfg: GemmConfig, value: Any) -> int | None:
     return int(value)
 
 
+def _check_requant_lanes(cfg: GemmConfig, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or not 1 <= value <= cfg.cols:
+        raise _bad("requant_lanes", value, f"an integer from 1 to cols ({cfg.cols})")
+    return int(value)
+
+
 def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     lo, hi = _ACC_DEPTHS
     if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
@@ -622,6 +647,7 @@ _CHECKS = {
     "k_max": _int_range("k_max", 1, _MAX_K),
     "acc_width": _check_acc_width,
     "rounding": _choice("rounding", ("single", "double")),
+    "requant_lanes": _check_requant_lanes,
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,

@@ -14,8 +14,9 @@ data passes through them (``docs/architecture.md`` has the block diagram):
   takes result credits;
 - the systolic array (:mod:`npugen.hw.systolic`);
 - the back end: :class:`Accumulator` (adds the bias and the accumulator memory's row, writes
-  partial sums back), the :class:`~npugen.hw.requant.Requantizer`, and :class:`ResultQueue` (the
-  result FIFO, its credits and the result stream).
+  partial sums back) and :class:`ResultQueue` (the result FIFO, its credits, the drain of
+  requant rows through the :class:`~npugen.hw.requant.Requantizer`'s ``requant_lanes`` lanes,
+  and the result stream).
 
 Flow control: input streams are never stalled by the array itself. A cycle with no input beat is
 a bubble that flows through the array tagged invalid. Results never stall the array either: a row
@@ -25,7 +26,7 @@ that will produce a result is only injected while the result FIFO has room reser
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -39,7 +40,7 @@ from .systolic import OutputStationaryArray, WeightStationaryArray, check_dims
 __all__ = ["GemmEngine", "CommandDecoder", "ParameterSlots", "WeightStationarySequencer",
            "OutputStationarySequencer", "Accumulator", "ResultQueue", "JOB_LAYOUT",
            "beat_layout", "tag_layout", "param_write_signature",
-           "param_read_signature"]
+           "param_read_signature", "param_drain_signature"]
 
 
 def _field_shape(field: isa.Field):
@@ -266,14 +267,27 @@ def param_write_signature(cols: int) -> wiring.Signature:
 
 
 def param_read_signature(cols: int) -> wiring.Signature:
-    """The read side of :class:`ParameterSlots`, as its reader (the back end) sees it.
+    """The bias read side of :class:`ParameterSlots`, as its reader (the accumulator) sees it.
 
-    ``slot``: which slot ``bias``, ``mult`` and ``shift`` (in, combinational) show; ``free``:
-    bit ``s`` releases slot ``s`` (its column tile's last row has been read).
+    ``slot``: which slot ``bias`` (in, combinational) shows; ``free``: bit ``s`` releases slot
+    ``s`` (a raw job's column tile has passed its last row's bias add).
     """
     return wiring.Signature({
         "slot": Out(1), "free": Out(2),
         "bias": In(data.ArrayLayout(signed(32), cols)),
+    })
+
+
+def param_drain_signature(cols: int) -> wiring.Signature:
+    """The requantizer-parameter read side of :class:`ParameterSlots`, as its reader (the
+    result queue's drain) sees it.
+
+    ``slot``: which slot ``mult`` and ``shift`` (in, combinational) show; ``free``: bit ``s``
+    releases slot ``s`` (a requant job's column tile has sent its last row's last slice into
+    the requantizer).
+    """
+    return wiring.Signature({
+        "slot": Out(1), "free": Out(2),
         "mult": In(data.ArrayLayout(signed(32), cols)),
         "shift": In(data.ArrayLayout(signed(8), cols)),
     })
@@ -286,9 +300,10 @@ class ParameterSlots(wiring.Component):
 
     A slot is written one beat at a time through :attr:`w` (``isa.PARAM_BEATS`` beats, in
     any order; writing its last beat, ``isa.PARAM_BEATS - 1``, marks the slot busy from the
-    next cycle) and stays busy until the back end frees it through :attr:`r` (the slot is free
-    from the cycle after). A writer waits for ``busy`` to clear before it writes a slot. The
-    read is combinational: ``r.bias``, ``r.mult`` and ``r.shift`` show slot ``r.slot``.
+    next cycle) and stays busy until the back end frees it through :attr:`r` or :attr:`q`
+    (the slot is free from the cycle after). A writer waits for ``busy`` to clear before it
+    writes a slot. The reads are combinational: ``r.bias`` shows slot ``r.slot``, ``q.mult``
+    and ``q.shift`` slot ``q.slot``.
 
     Parameters
     ----------
@@ -299,7 +314,9 @@ class ParameterSlots(wiring.Component):
     -------
     w : In(param_write_signature(cols))
     r : In(param_read_signature(cols))
-        ``bias`` and ``mult`` signed int32 per column, ``shift`` signed int8.
+        ``bias`` signed int32 per column (the accumulator).
+    q : In(param_drain_signature(cols))
+        ``mult`` signed int32 and ``shift`` signed int8 per column (the requantizer's drain).
 
     Raises
     ------
@@ -313,7 +330,8 @@ class ParameterSlots(wiring.Component):
     def __init__(self, *, cols: int):
         self.cols = _check_int("Cols", cols, 1, 64)
         super().__init__({"w": In(param_write_signature(cols)),
-                          "r": In(param_read_signature(cols))})
+                          "r": In(param_read_signature(cols)),
+                          "q": In(param_drain_signature(cols))})
 
     def elaborate(self, platform):
         m = Module()
@@ -323,7 +341,7 @@ class ParameterSlots(wiring.Component):
         shift = [[Signal(signed(8), name=f"shift{s}_{c}") for c in range(C)] for s in range(2)]
         busy = Signal(2)
         busy_set = Signal(2)
-        m.d.sync += busy.eq((busy | busy_set) & ~self.r.free)
+        m.d.sync += busy.eq((busy | busy_set) & ~(self.r.free | self.q.free))
         m.d.comb += self.w.busy.eq(busy)
 
         w = self.w
@@ -344,11 +362,11 @@ class ParameterSlots(wiring.Component):
                                         dst = shift[s][c]
                                     m.d.sync += dst.eq(w.data[c])
 
-        r = self.r
+        r, q = self.r, self.q
         for c in range(C):
             m.d.comb += [r.bias[c].eq(Mux(r.slot, bias[1][c], bias[0][c])),
-                         r.mult[c].eq(Mux(r.slot, mult[1][c], mult[0][c])),
-                         r.shift[c].eq(Mux(r.slot, shift[1][c], shift[0][c]))]
+                         q.mult[c].eq(Mux(q.slot, mult[1][c], mult[0][c])),
+                         q.shift[c].eq(Mux(q.slot, shift[1][c], shift[0][c]))]
         return m
 
 
@@ -921,19 +939,15 @@ class Accumulator(wiring.Component):
         The running job (``acc_in``, ``acc_out``, ``requant``); must not change while its rows
         are in these stages.
     params : Out(param_read_signature(cols))
-        The row's parameter slot: the bias read at s0, the multiplier and shift registered at
-        s0 (so the slot multiplexer is not in front of the requantizer's product); the slot is
-        freed when its column tile's last row (``ntile_end``) is at s1.
+        The row's parameter slot: the bias read at s0; for a job without ``requant`` the slot
+        is freed when its column tile's last row (``ntile_end``) is at s1 (a requant job's
+        slot is freed by the result queue, which reads its multipliers and shifts later).
     o_sum : Out(ArrayLayout(signed(acc_width), cols))
         The row's sum at s1, :attr:`latency` cycle after :attr:`c`.
     o_tag : Out(tag_layout(rows, cols, acc_depth))
         The row's tag at s1.
-    o_mult : Out(ArrayLayout(signed(32), cols)); o_shift : Out(ArrayLayout(signed(8), cols))
-        The row's requantizer multiplier and shift at s1.
-    o_requant : Out(1)
-        A finished row of a requant job is at s1 (for the requantizer).
-    o_raw : Out(1)
-        A finished row of a raw job is at s1 (for the result FIFO).
+    o_finished : Out(1)
+        A finished row of a job with results (not ``acc_out``) is at s1 (for the result queue).
     o_held : Out(1)
         The last row of an ``acc_out`` job is written at s1.
 
@@ -965,10 +979,7 @@ class Accumulator(wiring.Component):
             "params": Out(param_read_signature(cols)),
             "o_sum": Out(data.ArrayLayout(signed(acc_width), cols)),
             "o_tag": Out(tags),
-            "o_mult": Out(data.ArrayLayout(signed(32), cols)),
-            "o_shift": Out(data.ArrayLayout(signed(8), cols)),
-            "o_requant": Out(1),
-            "o_raw": Out(1),
+            "o_finished": Out(1),
             "o_held": Out(1),
         })
 
@@ -1028,56 +1039,68 @@ class Accumulator(wiring.Component):
         m.d.sync += [t1.eq(t0), s1_sum.eq(s0_sum)]
         m.d.comb += [wr.en.eq(s1_writes), wr.addr.eq(t1.m), wr.data.eq(s1_sum)]
         for s in range(2):
-            m.d.comb += params.free[s].eq(t1.valid & t1.ntile_end & (t1.pslot == s))
+            m.d.comb += params.free[s].eq(t1.valid & t1.ntile_end & (t1.pslot == s)
+                                          & ~job.requant)
 
-        finished = t1.valid & t1.last & ~job.acc_out
-        m.d.comb += [self.o_requant.eq(finished & job.requant),
-                     self.o_raw.eq(finished & ~job.requant),
+        m.d.comb += [self.o_finished.eq(t1.valid & t1.last & ~job.acc_out),
                      self.o_held.eq(t1.valid & t1.job_end & job.acc_out)]
-        # The row's multiplier and shift, selected from its parameter slot a cycle ahead (at s0)
-        # and registered beside s1_sum, so that the slot mux is not in front of the
-        # requantizer's product (the 4 x 4 ECP5 critical path, docs/area.md). The slot cannot
-        # change in between: it stays busy until the tile's last row has passed s1.
-        m.d.sync += [self.o_mult.eq(params.mult), self.o_shift.eq(params.shift)]
         return m
 
 
 class ResultQueue(wiring.Component):
-    """The result FIFO and its credits: each cycle takes at most one finished row, raw (from
-    :class:`Accumulator`) or requantized (from the :class:`~npugen.hw.requant.Requantizer`), and
-    sends it as one beat on :attr:`o`.
+    """The result FIFO, the requantizer's drain and the result stream.
 
-    A row is sent in ``lane_bits``-bit lanes (``lane_bits = 8 * ceil(acc_width / 8)``), an
-    int8 result sign-extended to its lane; lanes from ``nc`` on are 0 and their ``keep`` bytes
-    clear; ``last`` marks the job's last row. Credits: a sequencer reserves an entry for each
-    row that will produce a result before it injects the row (:attr:`reserve`), and an entry
-    stays reserved until its beat is taken on :attr:`o`, so the rows in flight always find
-    room and the FIFO never overflows; :attr:`reserved` is the count.
+    Each cycle the queue takes at most one finished row from :class:`Accumulator` (its ``nc``
+    valid columns' accumulators, the others written as 0) into the result FIFO, and sends the
+    FIFO's rows on :attr:`o`, one beat each (``docs/isa.md``):
+
+    - a raw job's row as ``C`` lanes of ``lane_bits = 8 * ceil(acc_width / 8)`` bits, each
+      sign-extended, in the cycle it reaches the FIFO's head;
+    - a requant job's row through the requantizer's ``lanes`` lanes (the *drain*): its
+      ``P = ceil(nc / lanes)`` slices of ``lanes`` columns enter the
+      :class:`~npugen.hw.requant.Requantizer` in ``P`` consecutive cycles with the multipliers
+      and shifts of their columns (the row's parameter slot, :attr:`params`; the slot is freed
+      with its column tile's last row's last slice), the int8 results are collected, and the
+      beat is offered when the last slice leaves the requantizer: ``nc`` int8 values packed
+      in the beat's low ``nc`` bytes, the other bytes 0. The requantizer and the collection
+      stall while an offered beat is not taken, so no result is lost.
+
+    So the FIFO is the drain buffer: rows finished faster than ``lanes`` columns a cycle wait
+    in it while later passes compute. Credits: a sequencer reserves an entry for each row that
+    will produce a result before it injects the row (:attr:`reserve`), and an entry stays
+    reserved until its beat is taken on :attr:`o`, so the rows in flight always find room and
+    the FIFO never overflows; :attr:`reserved` is the count. ``keep`` marks the beat's valid
+    bytes; ``last`` the job's last row.
 
     Parameters
     ----------
     rows : int
         Array rows: the most entries reserved in one cycle (1 to 64).
     cols : int
-        Lanes, 1 to 64.
+        Columns, 1 to 64.
     acc_width : int
-        Width of a raw result, bits, 17 to 64.
+        Width of an accumulator, bits, 17 to 64.
     depth : int
         FIFO entries (the credits), >= ``rows``.
-    requant_latency : int
-        The requantizer's latency, cycles: a requantized row's ``nc`` and ``last`` are those
-        given on :attr:`i_nc` and :attr:`i_last` that many cycles before.
+    lanes : int
+        Requantizer lanes, 1 to ``cols``.
+    rounding : str
+        The requantizer's rounding mode (:data:`~npugen.hw.requant.ROUNDING_MODES`).
 
     Members
     -------
-    i_raw : In(1)
-        A raw row is on :attr:`i_sum` (ignored in a cycle with :attr:`i_rq_valid`).
+    i_valid : In(1)
+        A finished row is on :attr:`i_sum` (one cycle; the FIFO always has room, by the
+        credits).
     i_sum : In(ArrayLayout(signed(acc_width), cols))
-    i_nc : In(range(cols + 1)); i_last : In(1)
-        The valid columns of the row on :attr:`i_sum` (or entering the requantizer), and
-        whether it is the job's last row.
-    i_rq_valid : In(1); i_rq_data : In(ArrayLayout(signed(8), cols))
-        A requantized row (the requantizer's output).
+    i_nc : In(range(cols + 1)); i_last, i_pslot, i_ntile_end : In(1)
+        The row's valid columns, whether it is the job's last row, its parameter slot and
+        whether it ends its column tile.
+    job : In(JOB_LAYOUT)
+        The running job (``requant``, ``zp_out``, ``act_min``, ``act_max``); it does not change
+        while its rows are queued.
+    params : Out(param_drain_signature(cols))
+        The parameter slots' multipliers and shifts.
     o : Out(stream.Signature(StructLayout({"data": lane_bits * cols,
         "keep": lane_bits * cols // 8, "last": 1})))
         The result stream; ``valid`` does not wait for ``ready``.
@@ -1095,27 +1118,31 @@ class ResultQueue(wiring.Component):
     """
 
     #: The area report's block (npugen.hw.blocks); the FIFO's storage counts toward
-    #: ``memories``.
+    #: ``memories``, the requantizer toward ``requantizer``.
     report_block = "control"
-    #: Cycles from a row given (written into the empty FIFO) to its beat offered on :attr:`o`:
-    #: ``SyncFIFOBuffered``'s inner FIFO, then its output register.
+    #: Cycles from a row given (written into the empty FIFO) to its head: ``SyncFIFOBuffered``'s
+    #: inner FIFO, then its output register. A raw row's beat is offered then; a requant
+    #: row's first slice enters the requantizer then.
     latency = 2
 
-    def __init__(self, *, rows: int, cols: int, acc_width: int, depth: int,
-                 requant_latency: int):
+    def __init__(self, *, rows: int, cols: int, acc_width: int, depth: int, lanes: int,
+                 rounding: str = "single"):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
         self.acc_width = _check_int("Accumulator width", acc_width, 17, 64)
         self.depth = _check_int("Result FIFO depth", depth, rows)
-        self.requant_latency = _check_int("Requantizer latency", requant_latency, 0)
+        self.lanes = _check_int("Requantizer lanes", lanes, 1, cols)
         self.lane_bits = L = 8 * ((acc_width + 7) // 8)
+        self.requant = Requantizer(lanes=lanes, acc_width=acc_width, rounding=rounding)
         super().__init__({
-            "i_raw": In(1),
+            "i_valid": In(1),
             "i_sum": In(data.ArrayLayout(signed(acc_width), cols)),
             "i_nc": In(range(cols + 1)),
             "i_last": In(1),
-            "i_rq_valid": In(1),
-            "i_rq_data": In(data.ArrayLayout(signed(8), cols)),
+            "i_pslot": In(1),
+            "i_ntile_end": In(1),
+            "job": In(JOB_LAYOUT),
+            "params": Out(param_drain_signature(cols)),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": unsigned(L * cols), "keep": unsigned(L * cols // 8),
                 "last": unsigned(1)}))),
@@ -1124,41 +1151,114 @@ class ResultQueue(wiring.Component):
             "o_job_end": Out(1),
         })
 
+    @property
+    def slices(self) -> int:
+        """Most cycles a requant row spends at the FIFO's head: ``ceil(cols / lanes)``."""
+        return -(-self.cols // self.lanes)
+
+    def _entry_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "acc": data.ArrayLayout(signed(self.acc_width), self.cols),
+            "nc": unsigned(self.cols.bit_length()), "last": 1, "pslot": 1, "ntile_end": 1})
+
     def elaborate(self, platform):
         m = Module()
-        C, L = self.cols, self.lane_bits
-        fifo_layout = data.StructLayout({"data": unsigned(L * C), "nc": unsigned(C.bit_length()),
-                                         "last": 1})
+        C = self.cols
+        entry = self._entry_layout()
         # One entry more than the credits: SyncFIFOBuffered is a SyncFIFO of depth - 1 plus an
         # output register, and an entry in transit between the two would otherwise block a
         # write that the credits allow.
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=fifo_layout.size, depth=self.depth + 1)
-        # The requantized row's columns and last flag: those of the row that entered the
-        # requantizer requant_latency cycles ago.
-        rq_nc = _delay(m, self.i_nc, self.requant_latency, "rq_nc")
-        rq_last = _delay(m, self.i_last, self.requant_latency, "rq_last")
-        w_entry = Signal(fifo_layout)
-        lanes = [Signal(signed(L), name=f"res_lane{c}") for c in range(C)]
-        with m.If(self.i_rq_valid):
-            m.d.comb += [lanes[c].eq(Mux(c < rq_nc, self.i_rq_data[c], 0)) for c in range(C)]
-            m.d.comb += [w_entry.nc.eq(rq_nc), w_entry.last.eq(rq_last), fifo.w_en.eq(1)]
-        with m.Elif(self.i_raw):
-            m.d.comb += [lanes[c].eq(Mux(c < self.i_nc, self.i_sum[c], 0)) for c in range(C)]
-            m.d.comb += [w_entry.nc.eq(self.i_nc), w_entry.last.eq(self.i_last), fifo.w_en.eq(1)]
-        m.d.comb += w_entry.data.eq(Cat(lanes))
-        m.d.comb += fifo.w_data.eq(w_entry)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=entry.size, depth=self.depth + 1)
+        w_entry = Signal(entry)
+        m.d.comb += [w_entry.acc[c].eq(Mux(c < self.i_nc, self.i_sum[c], 0)) for c in range(C)]
+        m.d.comb += [w_entry.nc.eq(self.i_nc), w_entry.last.eq(self.i_last),
+                     w_entry.pslot.eq(self.i_pslot), w_entry.ntile_end.eq(self.i_ntile_end),
+                     fifo.w_data.eq(w_entry), fifo.w_en.eq(self.i_valid)]
+        head = Signal(entry)
+        m.d.comb += head.eq(fifo.r_data)
 
-        r_entry = Signal(fifo_layout)
         o = self.o
-        m.d.comb += [r_entry.eq(fifo.r_data), o.valid.eq(fifo.r_rdy), fifo.r_en.eq(o.ready),
-                     o.payload.data.eq(r_entry.data), o.payload.last.eq(r_entry.last)]
-        keep = [(byte // (L // 8)) < r_entry.nc for byte in range(L * C // 8)]
-        m.d.comb += o.payload.keep.eq(Cat(keep))
+        # The drain's pipeline (requantizer, slice tags, collection) moves unless a requant
+        # beat is offered and not taken.
+        advance = Signal()
+        rq_offer = Signal()
+        m.d.comb += advance.eq(~(rq_offer & ~o.ready))
+        m.submodules.requant = rq = EnableInserter(advance)(self.requant)
+        with m.If(self.job.requant):
+            self._drain(m, fifo, head, rq, advance, rq_offer)
+        with m.Else():
+            # A raw row: its lanes sign-extended, in the cycle it is at the head.
+            raw = [Signal(signed(self.lane_bits), name=f"raw_lane{c}") for c in range(C)]
+            m.d.comb += [raw[c].eq(head.acc[c]) for c in range(C)]
+            lane_bytes = self.lane_bits // 8
+            m.d.comb += [
+                o.valid.eq(fifo.r_rdy), fifo.r_en.eq(o.ready),
+                o.payload.data.eq(Cat(raw)), o.payload.last.eq(head.last),
+                o.payload.keep.eq(Cat((b // lane_bytes) < head.nc
+                                      for b in range(lane_bytes * C))),
+            ]
 
         taken = o.valid & o.ready
         m.d.sync += self.reserved.eq(self.reserved + self.reserve - taken)
         m.d.comb += self.o_job_end.eq(taken & o.payload.last)
         return m
+
+    def _drain(self, m, fifo, head, rq, advance, rq_offer):
+        """A requant job's rows: the head row's slices into the requantizer ``rq`` (with the
+        enable ``advance``), their int8 results collected into the beat on :attr:`o`, offered
+        (``rq_offer``) with the row's last slice."""
+        C, Lq, P = self.cols, self.lanes, self.slices
+        o, q, job = self.o, self.params, self.job
+        piece = Signal(range(P), name="drain_slice")    # the head row's next slice
+        last_piece = Signal(name="drain_last_slice")
+        m.d.comb += last_piece.eq(Cat((piece == s) & ((s + 1) * Lq >= head.nc)
+                                      for s in range(P)).any())
+        issue = fifo.r_rdy & advance
+        m.d.comb += [q.slot.eq(head.pslot), rq.i_valid.eq(issue),
+                     rq.i_zp_out.eq(job.zp_out), rq.i_act_min.eq(job.act_min),
+                     rq.i_act_max.eq(job.act_max)]
+        for lane in range(Lq):
+            with m.Switch(piece):
+                for s in range(P):
+                    c = s * Lq + lane
+                    if c < C:
+                        with m.Case(s):
+                            m.d.comb += [rq.i_acc[lane].eq(head.acc[c]),
+                                         rq.i_multiplier[lane].eq(q.mult[c]),
+                                         rq.i_shift[lane].eq(q.shift[c])]
+        with m.If(issue):
+            m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
+            with m.If(last_piece):
+                m.d.comb += fifo.r_en.eq(1)
+                m.d.comb += q.free.eq(Mux(head.ntile_end, Mux(head.pslot, 0b10, 0b01), 0))
+
+        # The slice's place in its row travels beside it through the requantizer.
+        tag = data.StructLayout({"piece": range(P), "last_piece": 1, "nc": range(C + 1),
+                                 "last": 1})
+        now = Signal(tag)
+        m.d.comb += [now.piece.eq(piece), now.last_piece.eq(last_piece), now.nc.eq(head.nc),
+                     now.last.eq(head.last)]
+        for d in range(self.requant.latency):
+            reg = Signal(tag, name=f"drain_tag_d{d + 1}")
+            with m.If(advance):
+                m.d.sync += reg.eq(now)
+            now = reg
+        # Collect the row's int8 results; the last slice's go straight into the beat.
+        collected = Signal(data.ArrayLayout(signed(8), C), name="drain_row")
+        out = [Signal(signed(8), name=f"drain_out{c}") for c in range(C)]
+        for c in range(C):
+            s, lane = divmod(c, Lq)
+            here = now.piece == s
+            m.d.comb += out[c].eq(Mux(c >= now.nc, 0,
+                                      Mux(here, rq.o_data[lane], collected[c])))
+            with m.If(advance & rq.o_valid & here):
+                m.d.sync += collected[c].eq(rq.o_data[lane])
+        m.d.comb += [
+            rq_offer.eq(rq.o_valid & now.last_piece),
+            o.valid.eq(rq_offer), o.payload.last.eq(now.last),
+            o.payload.data.eq(Cat(out)),
+            o.payload.keep.eq(Cat(c < now.nc for c in range(C))),
+        ]
 
 
 # -- the engine -------------------------------------------------------------------------------
@@ -1188,7 +1288,13 @@ class GemmEngine(wiring.Component):
         and the largest ``m`` of an ``acc_in``/``acc_out`` job.
     res_depth : int
         Depth of the result FIFO, beats; at least ``rows``. Full throughput with a result
-        consumer that is always ready needs about the pipeline latency (``rows + cols + 8``).
+        consumer that is always ready needs about the pipeline latency (``rows + cols + 8``),
+        and with ``requant_lanes < cols`` room for the finished rows that wait for the
+        requantizer (docs/perf.md).
+    requant_lanes : int or None
+        Requantizer lanes, 1 to ``cols`` (None: ``ceil(cols / 4)``, as ``requant_lanes`` of
+        :class:`npugen.hw.config.GemmConfig`): a requant row is drained through them in
+        ``ceil(nc / requant_lanes)`` cycles (:class:`ResultQueue`).
 
     Members
     -------
@@ -1212,7 +1318,7 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
-                 res_depth: int = 64):
+                 res_depth: int = 64, requant_lanes: int | None = None):
         check_dims(rows, cols)
         if dataflow not in {d.value for d in Dataflow}:
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
@@ -1233,7 +1339,14 @@ class GemmEngine(wiring.Component):
                              f"not {res_depth!r}")
         self.rows, self.cols, self.dataflow = rows, cols, Dataflow(dataflow)
         self.k_max, self.acc_width, self.rounding = k_max, acc_width, rounding
+        if requant_lanes is None:
+            requant_lanes = -(-cols // 4)
+        if (not isinstance(requant_lanes, int) or isinstance(requant_lanes, bool)
+                or not 1 <= requant_lanes <= cols):
+            raise ValueError(f"Requantizer lanes must be an integer from 1 to cols ({cols}), "
+                             f"not {requant_lanes!r}")
         self.acc_depth, self.res_depth = acc_depth, res_depth
+        self.requant_lanes = requant_lanes
         self.lane_bits = 8 * ((acc_width + 7) // 8)
 
         # The one place the dataflow chooses: the array and the sequencer that feeds it.
@@ -1249,9 +1362,8 @@ class GemmEngine(wiring.Component):
         self._accumulator = Accumulator(rows=rows, cols=cols, acc_width=acc_width,
                                         acc_depth=acc_depth,
                                         c_width=self._array.c.shape().elem_shape.width)
-        self._requant = Requantizer(lanes=cols, acc_width=acc_width, rounding=rounding)
         self._results = ResultQueue(rows=rows, cols=cols, acc_width=acc_width, depth=res_depth,
-                                    requant_latency=self._requant.latency)
+                                    lanes=requant_lanes, rounding=rounding)
         super().__init__({
             "cmd": In(stream.Signature(unsigned(isa.CMD_WIDTH))),
             "status": Out(stream.Signature(unsigned(isa.STATUS_WIDTH))),
@@ -1262,25 +1374,29 @@ class GemmEngine(wiring.Component):
 
     @classmethod
     def from_config(cls, cfg) -> "GemmEngine":
-        """Build the engine of a :class:`npugen.hw.config.GemmConfig`."""
+        """Build the engine of a :class:`npugen.hw.config.GemmConfig` (or a namespace with its
+        fields; ``requant_lanes`` absent or None is derived)."""
         return cls(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, k_max=cfg.k_max,
                    acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
-                   res_depth=cfg.res_depth)
+                   res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None))
 
     @property
     def latencies(self) -> dict[str, int]:
         """Pipeline latencies, cycles.
 
         ``array``: a ws row of A (or, in os, a tile's last K step) entering the array to its
-        (first) row of C leaving it; ``back_end``: that row to the result FIFO's input
-        (accumulate, then requantize or not); ``requant``: the requantizer alone.
+        (first) row of C leaving it; ``back_end_raw``: that row to its result beat offered
+        (accumulate, the result FIFO) when the FIFO is empty; ``back_end_requant``: the same for a requant
+        row of at most ``requant_lanes`` columns (one slice through the requantizer; each
+        further slice adds a cycle); ``requant``: the requantizer alone.
         """
-        back_end = self._accumulator.latency + 1         # s0 -> s1, then the FIFO write
+        back_end = self._accumulator.latency + self._results.latency
+        rq = self._results.requant.latency
         return {
             "array": self._array.latency,
             "back_end_raw": back_end,
-            "back_end_requant": back_end + self._requant.latency,
-            "requant": self._requant.latency,
+            "back_end_requant": back_end + rq,
+            "requant": rq,
         }
 
     def elaborate(self, platform):
@@ -1290,7 +1406,6 @@ class GemmEngine(wiring.Component):
         m.submodules.sequencer = seq = self._sequencer
         m.submodules.array = array = self._array
         m.submodules.accumulator = acc = self._accumulator
-        m.submodules.requant = rq = self._requant
         m.submodules.results = res = self._results
 
         # Commands in, status out; the job's start, fields and end.
@@ -1309,16 +1424,14 @@ class GemmEngine(wiring.Component):
                      for name in seq.array.signature.members]
         m.d.comb += [acc.tag.eq(seq.tag), acc.c.eq(array.c)]
 
-        # Back end: accumulate, requantize (or not), queue; credits back to the sequencer.
+        # Back end: accumulate, queue, requantize (or not); credits back to the sequencer.
         wiring.connect(m, acc.params, params.r)
+        wiring.connect(m, res.params, params.q)
         m.d.comb += [
-            rq.i_valid.eq(acc.o_requant), rq.i_acc.eq(acc.o_sum),
-            rq.i_multiplier.eq(acc.o_mult), rq.i_shift.eq(acc.o_shift),
-            rq.i_zp_out.eq(dec.job.zp_out), rq.i_act_min.eq(dec.job.act_min),
-            rq.i_act_max.eq(dec.job.act_max),
-            res.i_raw.eq(acc.o_raw), res.i_sum.eq(acc.o_sum),
+            res.i_valid.eq(acc.o_finished), res.i_sum.eq(acc.o_sum),
             res.i_nc.eq(acc.o_tag.nc), res.i_last.eq(acc.o_tag.job_end),
-            res.i_rq_valid.eq(rq.o_valid), res.i_rq_data.eq(rq.o_data),
+            res.i_pslot.eq(acc.o_tag.pslot), res.i_ntile_end.eq(acc.o_tag.ntile_end),
+            res.job.eq(dec.job),
             res.reserve.eq(seq.reserve), seq.reserved.eq(res.reserved),
         ]
         wiring.connect(m, res.o, wiring.flipped(self.res))

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 #: Format version carried in every command and status beat.
-ISA_VERSION = 1
+ISA_VERSION = 2
 
 #: Width of one command beat on ``s_axis_cmd_tdata``, bits.
 CMD_WIDTH = 128

@@ -30,18 +30,31 @@ _CHUNK = 17
 _T_BITS = 10
 
 
-def _saturate(m: Module, v, name: str) -> Signal:
-    """``v`` (signed) saturated to ``[-2^(T-1), 2^(T-1) - 1]``, ``T`` = :data:`_T_BITS`, as a
-    combinational signed ``T``-bit signal."""
-    out = Signal(signed(_T_BITS), name=name)
-    above = v[_T_BITS - 1:] != 0        # for v >= 0: v >= 2^(T-1)
-    below = ~v[_T_BITS - 1:].all()       # for v < 0: v < -2^(T-1)
+#: Bits kept of ``double`` rounding's ``h`` (the high half, before the rounding divide by
+#: ``2^e``, ``e = max(-sh, 0) <= 31``), saturated to ``[-2^41, 2^41 - 1]`` before it is
+#: registered. Exact: for ``h >= 2^41`` both ``h >> e`` and the saturated ``(2^41 - 1) >> e``
+#: are at least ``2^10 - 1``, so :data:`_T_BITS`' saturation makes both ``511`` and ``y`` is
+#: ``511`` or ``512``; for ``h < -2^41`` both give ``-512`` and ``y`` is ``-512`` or
+#: ``-511``; every such ``y`` clamps to ``act_max`` or ``act_min`` (see :data:`_T_BITS`).
+_H_BITS = _T_BITS + 32
+
+
+def _saturate(m: Module, v, name: str, bits: int = _T_BITS) -> Signal:
+    """``v`` (signed) saturated to ``[-2^(T-1), 2^(T-1) - 1]``, ``T`` = ``bits``
+    (:data:`_T_BITS` unless given), as a combinational signed ``T``-bit signal (``v`` itself,
+    extended, when it is no wider)."""
+    out = Signal(signed(bits), name=name)
+    if len(v) <= bits:
+        m.d.comb += out.eq(v)
+        return out
+    above = v[bits - 1:] != 0        # for v >= 0: v >= 2^(T-1)
+    below = ~v[bits - 1:].all()       # for v < 0: v < -2^(T-1)
     with m.If(v[-1] & below):
-        m.d.comb += out.eq(-(1 << (_T_BITS - 1)))
+        m.d.comb += out.eq(-(1 << (bits - 1)))
     with m.Elif(~v[-1] & above):
-        m.d.comb += out.eq((1 << (_T_BITS - 1)) - 1)
+        m.d.comb += out.eq((1 << (bits - 1)) - 1)
     with m.Else():
-        m.d.comb += out.eq(v[:_T_BITS].as_signed())
+        m.d.comb += out.eq(v[:bits].as_signed())
     return out
 
 
@@ -57,8 +70,9 @@ class Requantizer(wiring.Component):
 
     then ``out = clamp(y + zp_out, act_min, act_max)``. Every intermediate is exact: the
     datapath widths grow with ``acc_width`` so no legal input wraps. (The last rounding step's
-    input is saturated to 10 bits first, where the clamp's result is already decided: the
-    output is the same for every input, :data:`_T_BITS`.)
+    input is saturated to 10 bits, and ``double``'s ``h`` to 42, before each is registered,
+    where the clamp's result is already decided: the output is the same for every input,
+    :data:`_T_BITS`, :data:`_H_BITS`.)
 
     Parameters
     ----------
@@ -194,14 +208,15 @@ class Requantizer(wiring.Component):
                 # shift and the carry chain sit in separate stages (Fmax).
                 ushift = Signal(unsigned(6), name=f"ushift_{i}")
                 m.d.sync += ushift.eq((30 - sh)[:6])
-                t = Signal(signed(W + 32), name=f"t_{i}")
-                m.d.sync += t.eq(prod >> ushift)
-                # Stage 4 saturates t to _T_BITS bits before the increment (exact: see
-                # _T_BITS), so the increment, y, the zero-point add and the clamp are
-                # 10 to 11 bits wide, not W + 32 to W + 35: the W + 32-bit increment's
-                # carry was the OSU 0.18 µm critical path (t_0 -> y_0, 8.0 ns, docs/area.md).
+                # t is saturated to _T_BITS bits before it is registered (exact: see
+                # _T_BITS), so the register, the increment, y, the zero-point add and the
+                # clamp are 10 to 11 bits wide, not W + 32 to W + 35.
+                shifted = Signal(signed(W + 32), name=f"shifted_{i}")
+                m.d.comb += shifted.eq(prod >> ushift)
+                t = Signal(signed(_T_BITS), name=f"t_{i}")
+                m.d.sync += t.eq(_saturate(m, shifted, f"t_sat_{i}"))
                 y = Signal(signed(_T_BITS), name=f"y_{i}")
-                m.d.sync += y.eq((_saturate(m, t, f"t_sat_{i}") + 1) >> 1)
+                m.d.sync += y.eq((t + 1) >> 1)
             else:
                 sh1 = Signal(signed(8), name=f"shift_{i}_s1")
                 m.d.sync += sh1.eq(sh)
@@ -213,9 +228,13 @@ class Requantizer(wiring.Component):
                 m.d.comb += p.eq(prod << lshift)
                 nudged = Signal(signed(W + 32 + 32), name=f"nudged_{i}")
                 m.d.comb += nudged.eq(p + Mux(p >= 0, (1 << 30), 1 - (1 << 30)))
-                h = Signal(signed(W + 33), name=f"h_{i}")
-                # Truncating division by 2^31 toward zero.
-                m.d.sync += h.eq(Mux(nudged >= 0, nudged >> 31, (nudged + ((1 << 31) - 1)) >> 31))
+                # Truncating division by 2^31 toward zero, saturated to _H_BITS bits before
+                # it is registered (exact: see _H_BITS).
+                h_full = Signal(signed(W + 33), name=f"h_full_{i}")
+                m.d.comb += h_full.eq(Mux(nudged >= 0, nudged >> 31,
+                                          (nudged + ((1 << 31) - 1)) >> 31))
+                h = Signal(signed(_H_BITS), name=f"h_{i}")
+                m.d.sync += h.eq(_saturate(m, h_full, f"h_sat_{i}", _H_BITS))
                 sh2 = Signal(signed(8), name=f"shift_{i}_s2")
                 m.d.sync += sh2.eq(sh1)
                 # Stage 4: RoundingDivideByPOT(h, max(-sh, 0)), ties away from zero.
@@ -229,7 +248,7 @@ class Requantizer(wiring.Component):
                 m.d.comb += thr.eq((mask >> 1) + (h < 0))
                 # As in single: h >> e saturated to _T_BITS bits before the rounding
                 # increment (a y of 511 or more, or -511 or less, clamps as the exact one).
-                hs = Signal(signed(W + 33), name=f"hs_{i}")
+                hs = Signal(signed(_H_BITS), name=f"hs_{i}")
                 m.d.comb += hs.eq(h >> e)
                 y = Signal(signed(_T_BITS + 1), name=f"y_{i}")
                 m.d.sync += y.eq(_saturate(m, hs, f"hs_sat_{i}") + (rem > thr))

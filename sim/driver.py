@@ -1,6 +1,6 @@
 """Host-side driver of the npugen GEMM engine: jobs in, command and data beats out.
 
-The driver is the host's half of the stream contract in ``docs/isa.md`` (format version 1,
+The driver is the host's half of the stream contract in ``docs/isa.md`` (format version 2,
 field positions in :mod:`npugen.hw.isa`). :func:`encode` turns one :class:`GemmJob` into the beats a
 host sends — one command beat, the activation beats and the weight beats (with the per-tile
 parameter block) — and the plan of the result beats it must receive; :func:`decode_results`
@@ -664,14 +664,14 @@ def decode_results(beats, job: GemmJob, cfg) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (M, N)
-        int8 for a requant job (the low byte of each lane); int64 for a raw job (each lane
-        sign-extended from ``L`` bits).
+        int8 for a requant job (byte ``c`` of a beat is column ``c``'s result); int64 for a raw
+        job (each ``L``-bit lane sign-extended).
 
     Raises
     ------
     ValueError
         When the number of beats, a beat's width, a ``tkeep`` or a ``tlast`` differs from the
-        documented order, or (requant) a lane is not the sign extension of its int8 value.
+        documented order, or (requant) a byte past the row's ``nc`` results is not 0.
     """
     m, _, n = job.shape
     cols, lane = _cfg_int(cfg, "cols"), _cfg_int(cfg, "lane_bits")
@@ -685,33 +685,36 @@ def decode_results(beats, job: GemmJob, cfg) -> np.ndarray:
                          f"{arr.shape[0]}")
     if len(plan) == 0:
         return np.zeros((m, n), dtype=np.int8 if job.requant else np.int64)
+    # tkeep: an int8 row (requant) is nc packed bytes; a raw row nc lanes of L/8 bytes.
+    per_col = 1 if job.requant else lb
     for i in range(len(plan)):
         if keeps is not None and keeps[i] is not None:
-            want = (1 << int(plan.ncols[i]) * lb) - 1
+            want = (1 << int(plan.ncols[i]) * per_col) - 1
             if int(keeps[i]) != want:
                 raise InputError(f"Result beat {i}: tkeep {int(keeps[i]):#x}, expected {want:#x}")
         if lasts is not None and lasts[i] is not None and bool(lasts[i]) != (i == len(plan) - 1):
             raise InputError(f"Result beat {i}: tlast {int(bool(lasts[i]))}, expected "
                              f"{int(i == len(plan) - 1)}")
-    lanes = arr.reshape(len(plan), cols, lb).astype(np.int64)
-    # little-endian bytes → unsigned lane value (L <= 64 keeps this exact), then sign-extend
-    vals = np.zeros((len(plan), cols), dtype=np.uint64)
-    for i in range(lb):
-        vals |= lanes[:, :, i].astype(np.uint64) << np.uint64(8 * i)
-    if lane < 64:
-        sign = np.uint64(1 << (lane - 1))
-        vals = ((vals ^ sign).astype(np.int64) - np.int64(1 << (lane - 1)))
-    else:
-        vals = vals.view(np.int64)
     if job.requant:
-        low = lanes[:, :, 0].astype(np.uint8).view(np.int8).astype(np.int64)
-        bad = (vals != low)
-        valid = np.arange(cols)[None, :] < plan.ncols[:, None]
-        if (bad & valid).any():
-            i, c = (int(x) for x in np.argwhere(bad & valid)[0])
-            raise InputError(f"Result beat {i} lane {c}: {int(vals[i, c])} is not an int8 "
-                             f"sign-extended to {lane} bits")
-        vals = low
+        # bytes 0 .. nc - 1: the int8 results; every other byte of the beat must be 0
+        vals = arr[:, :cols].view(np.int8).astype(np.int64)
+        valid = np.arange(arr.shape[1])[None, :] < plan.ncols[:, None]
+        stray = (arr != 0) & ~valid
+        if stray.any():
+            i, b = (int(x) for x in np.argwhere(stray)[0])
+            raise InputError(f"Result beat {i} byte {b}: {int(arr[i, b])}, expected 0 past the "
+                             f"row's {int(plan.ncols[i])} int8 results")
+    else:
+        lanes = arr.reshape(len(plan), cols, lb).astype(np.int64)
+        # little-endian bytes → unsigned lane value (L <= 64 keeps this exact), then sign-extend
+        vals = np.zeros((len(plan), cols), dtype=np.uint64)
+        for i in range(lb):
+            vals |= lanes[:, :, i].astype(np.uint64) << np.uint64(8 * i)
+        if lane < 64:
+            sign = np.uint64(1 << (lane - 1))
+            vals = ((vals ^ sign).astype(np.int64) - np.int64(1 << (lane - 1)))
+        else:
+            vals = vals.view(np.int64)
     out = np.zeros((m, n), dtype=np.int64)
     filled = np.zeros((m, n), dtype=bool)
     for c in range(cols):

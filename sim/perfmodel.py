@@ -180,6 +180,10 @@ def utilization(cfg, m: int, k: int, n: int, cycles: int | None = None, **flags)
 def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | None:
     """The steady-state closed form of :func:`gemm_cycles`, where it applies (else None).
 
+    Only for jobs whose rows leave the result FIFO in one cycle each: raw jobs, and requant
+    jobs whose column tiles are at most ``requant_lanes`` wide (``min(cols, n) <=
+    requant_lanes``).
+
     With ``kt = ceil(k / R)``, ``nt = ceil(n / C)``, ``rq`` the requantizer latency (0 raw),
     for a job with results (not ``acc_out``):
 
@@ -214,6 +218,8 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     """
     _check(cfg, m, k, n, requant, False, False)
     R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    if requant and min(C, n) > _rq_lanes(cfg):
+        return None         # rows drained in several slices: no closed form
     rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
     kt, nt = ceil(k / R), ceil(n / C)
     closed = Dataflow(cfg.dataflow).pick(ws=_closed_ws, os=_closed_os)
@@ -248,8 +254,58 @@ def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt):
 
 # -- weight-stationary ----------------------------------------------------------------------------
 
+class _Results:
+    """The result FIFO's read side (hw/gemm.py ``ResultQueue``): when each finished row's result
+    beat is read, with a consumer that is always ready.
+
+    A finished row is written into the FIFO at its s1 cycle ``w`` and reaches the FIFO's head
+    at ``max(w + FIFO_LATENCY, d_prev + P_prev)``: ``SyncFIFOBuffered``'s latency, or the cycle
+    after the previous row left the head. A raw row leaves the head in the cycle it gets there
+    (its beat is read then, ``P = 1``). A requant row's ``P = ceil(nc / requant_lanes)`` slices
+    enter the requantizer in ``P`` consecutive cycles ``d … d + P - 1`` (the row leaves the head
+    with the last one), and its beat is read when the last slice leaves the requantizer:
+    ``d + P - 1 + rq``. :attr:`reads` holds every producing row's read cycle, in order (the
+    credits: a row holds its result FIFO entry from its injection until its read).
+    """
+
+    def __init__(self, cfg, requant: bool):
+        self.lanes = _rq_lanes(cfg) if requant else None
+        self.rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
+        self.reads: list[int] = []
+        self._next = _NEG        # the cycle the head can take the next row
+
+    def slices(self, nc: int) -> int:
+        """Cycles a row of ``nc`` valid columns spends at the FIFO's head."""
+        return 1 if self.lanes is None else ceil(nc / self.lanes)
+
+    def add(self, s1: int, nc: int) -> int:
+        """Queue a finished row written at cycle ``s1``; return the cycle of its last slice's
+        issue (a requant row's parameter slot may be freed then)."""
+        P = self.slices(nc)
+        d = max(s1 + FIFO_LATENCY, self._next)
+        self._next = d + P
+        self.reads.append(d + P - 1 + self.rq)
+        return d + P - 1
+
+    def room_from(self, t: int, rows: int, depth: int) -> int:
+        """Earliest cycle ``>= t`` at which ``rows`` more rows may reserve result FIFO entries:
+        ``reserved + rows <= depth``, ``reserved`` counting the rows queued so far whose beat is
+        read at that cycle or later (the credit register lowers the cycle after a read)."""
+        free_after = len(self.reads) - (depth - rows)     # this many must be read before t
+        if free_after > 0:
+            t = max(t, self.reads[free_after - 1] + 1)
+        return t
+
+
+def _rq_lanes(cfg) -> int:
+    """The design's requantizer lanes: ``requant_lanes``, derived as ``ceil(cols / 4)`` when it
+    is None or absent (a namespace), as ``GemmConfig.rq_lanes`` does."""
+    lanes = getattr(cfg, "requant_lanes", None)
+    return -(-cfg.cols // 4) if lanes is None else lanes
+
+
 def _ws(cfg, m, k, n, requant, acc_out):
-    """Weight-stationary job: recurrence over passes (hw/gemm.py ``_ws_sequencer``).
+    """Weight-stationary job: recurrence over passes (hw/gemm.py ``WeightStationarySequencer``).
 
     Pass ``p`` runs the ``mc`` rows of one row chunk through one K tile (``kc`` rows of B) of one
     column tile, in stream order (column tile, row chunk, K tile). For each pass:
@@ -257,10 +313,10 @@ def _ws(cfg, m, k, n, requant, acc_out):
     - ``B[p]``: the cycle the loader enters ``BUF_WAIT`` for it. Inside a column tile the loader
       goes there the cycle after the previous tile's last ``LOAD`` beat: ``L[p-1] + 1``. The first
       pass of column tile ``j`` follows ``PARAM_WAIT`` (entered at ``L[p-1] + 1``, or cycle 1 after
-      ``start``), which waits until parameter slot ``j % 2`` is free: ``pslot_busy`` clears the
-      cycle after ``pslot_clr``, i.e. after s1 (``t1``) of the last row of column tile ``j - 2``,
-      at ``T1end[j-2] + 1``; then ``PARAM`` takes 9 beats and ``BUF_WAIT`` follows:
-      ``B = max(P, T1end[j-2] + 1) + 10``.
+      ``start``), which waits until parameter slot ``j % 2`` is free: its ``busy`` bit clears
+      the cycle after column tile ``j - 2`` frees it (``Tfree[j-2]``: the s1 cycle of its last
+      row, or for a requant job the cycle that row's last slice enters the requantizer); then
+      ``PARAM`` takes 9 beats and ``BUF_WAIT`` follows: ``B = max(P, Tfree[j-2] + 1) + 10``.
     - ``L[p]``: the cycle of the last ``LOAD`` beat (``wbuf_set``). ``BUF_WAIT`` waits for the
       weight set ``p % 2`` to be free; the issuer's ``wbuf_clr`` at the last row ``E[p-2]`` of the
       pass that used it frees it at ``E[p-2] + 1``: ``L = max(B, E[p-2] + 1) + kc``.
@@ -268,144 +324,108 @@ def _ws(cfg, m, k, n, requant, acc_out):
       (``ROWS``) if ``wbuf_full`` of the next set is already set (``L[p] + 1 <= E[p-1]``), else
       through ``WAIT`` (sees ``wbuf_full`` from ``L[p] + 1``, ``ROWS`` the cycle after):
       ``F = max(E[p-1] + 1, L[p] + 2)``; the first pass ``F = L + 2``.
-    - ``E[p] = F[p] + mc - 1``, one row per cycle, unless result credits run out (producing
-      passes only, see :func:`_credit_rows`).
+    - ``E[p] = F[p] + mc - 1``, one row per cycle; a producing pass's row waits for a result
+      credit (``room``: fewer than ``res_depth`` rows reserved, :class:`_Results`).
 
-    The status is offered one cycle after ``done``: the last result beat's read (``E + R + C``
-    to s1, the requantizer, the FIFO's 2 cycles), or for ``acc_out`` the last row's s1.
-
-    RTL lines (hw/gemm.py at cc93fbc): ``PARAM_WAIT`` 438, ``PARAM`` 442, ``pslot_set`` 449,
-    ``BUF_WAIT`` 451, ``LOAD``/``wbuf_set`` 455/466, issuer ``WAIT`` 514, ``ROWS`` 517,
-    ``wbuf_clr`` 533, ``next_ready`` 536, ``room`` 499, ``pslot_clr`` 350, ``done`` 405.
+    The status is offered one cycle after ``done``: the last result beat's read
+    (:class:`_Results`), or for ``acc_out`` the last row's s1 (``E + R + C + 1``).
     """
-    R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    R, C = cfg.rows, cfg.cols
     lat = latencies(cfg, requant=requant)
-    t1_lat, res_lat = lat["t1"], lat["result"]
-    credits = None
-    if not acc_out and cfg.res_depth <= res_lat:
-        # outstanding(t) counts the rows injected in [t - res_lat, t - 1]; with res_depth >
-        # res_lat a row never waits (room = outstanding < res_depth).
-        credits = deque(maxlen=cfg.res_depth)
+    t1_lat = lat["t1"]
+    res = _Results(cfg, requant)
     kt = ceil(k / R)
-    chunks = [min(D, m - m0) for m0 in range(0, m, D)]
+    chunks = _chunks(cfg, m)
     nt = ceil(n / C)
     L_prev = None            # L[p-1]
     E_hist = [_NEG, _NEG]    # E[p-2], E[p-1]
-    T1end = [_NEG, _NEG]     # s1 of the last row of column tiles j-2, j-1
+    Tfree = [_NEG, _NEG]     # parameter slot freed by column tiles j-2, j-1
     for j in range(nt):
+        nc = min(C, n - j * C)
         # loader: PARAM_WAIT at cycle 1 (job start) or the cycle after the previous LOAD
         P = 1 if L_prev is None else L_prev + 1
-        B = max(P, T1end[0] + 1) + 1 + PARAM_BEATS
+        B = max(P, Tfree[0] + 1) + 1 + PARAM_BEATS
+        free = _NEG
         for mc in chunks:
             for t in range(kt):
                 kc = min(R, k - t * R)
                 L = max(B, E_hist[0] + 1) + kc
                 F = max(E_hist[1] + 1, L + 2)
-                producing = t == kt - 1 and not acc_out
-                if producing and credits is not None:
-                    E = _credit_rows(credits, F, mc, res_lat, cfg.res_depth)
+                if t == kt - 1 and not acc_out:
+                    E = F - 1
+                    for _ in range(mc):
+                        E = res.room_from(E + 1, 1, cfg.res_depth)
+                        free = res.add(E + t1_lat, nc)
+                    if not requant:
+                        free = E + t1_lat
                 else:
                     E = F + mc - 1
+                    free = E + t1_lat
                 E_hist = [E_hist[1], E]
                 L_prev = L
                 B = L + 1
-        T1end = [T1end[1], E_hist[1] + t1_lat]
+        Tfree = [Tfree[1], free]
     E = E_hist[1]
-    done = E + t1_lat if acc_out else E + res_lat
+    done = E + t1_lat if acc_out else res.reads[-1]
     return done + 1
 
 
-def _credit_rows(credits, F, rows, res_lat, res_depth):
-    """Inject ``rows`` producing rows from cycle ``F`` under the result credits; return the last.
-
-    ``room = outstanding < res_depth`` (hw/gemm.py ``_ws_sequencer``): a row injected at ``t'``
-    holds its credit from ``t' + 1`` (``outstanding`` is a register) until its result beat is
-    read at ``t' + res_lat`` (``credit_give``; released at ``t' + res_lat + 1``). A row may go at
-    ``t`` only when the ``res_depth``-th previous producing row went before ``t - res_lat``.
-    ``credits`` holds the injection cycles of the last ``res_depth`` producing rows.
-    """
-    t = F - 1
-    for _ in range(rows):
-        t += 1
-        if len(credits) == res_depth:
-            t = max(t, credits[0] + res_lat + 1)
-        credits.append(t)
-    return t
+def _chunks(cfg, m: int) -> list[int]:
+    """Rows of each row chunk of a ws job: ``m`` cut into chunks of at most ``acc_depth``."""
+    D = cfg.acc_depth
+    return [min(D, m - m0) for m0 in range(0, m, D)]
 
 
 # -- output-stationary ----------------------------------------------------------------------------
 
 def _os(cfg, m, k, n, requant, acc_out):
-    """Output-stationary job: recurrence over row tiles (hw/gemm.py ``_os_sequencer``).
+    """Output-stationary job: recurrence over row tiles (hw/gemm.py ``OutputStationarySequencer``).
 
     Row tile ``i`` (``mr`` rows of one column tile) takes ``k`` K steps, one per cycle, the first
     ``k - 1`` unconditionally. Its last step ``X[i]`` (``issued_last``) waits for ``room``:
 
     - ``since == R``: at least ``R`` cycles after the previous tile's last step (the drain);
-    - result credits: ``outstanding + mr <= res_depth`` (producing jobs only).
+    - result credits: ``reserved + mr <= res_depth`` (producing jobs only, :class:`_Results`).
 
     Inside a column tile the next tile's steps follow at once: ``X = max(X[i-1] + k, X[i-1] + R,
     credit)``. A new column tile ``j`` first goes through ``PARAM_WAIT`` (the cycle after
-    ``X[i-1]``, or cycle 1), which waits for parameter slot ``j % 2`` (freed after s1 of the
-    last row of column tile ``j - 2``), and 9 ``PARAM`` beats: ``TILE`` starts at
-    ``S = max(P, T1end[j-2] + 1) + 10`` and ``X = max(S + k - 1, X[i-1] + R, credit)``.
+    ``X[i-1]``, or cycle 1), which waits for parameter slot ``j % 2`` (freed by column tile
+    ``j - 2``: the s1 cycle of its last row, or for a requant job the cycle that row's last
+    slice enters the requantizer), and 9 ``PARAM`` beats: ``TILE`` starts at
+    ``S = max(P, Tfree[j-2] + 1) + 10`` and ``X = max(S + k - 1, X[i-1] + R, credit)``.
 
     Row ``r`` of a tile reaches s1 at ``X + R + C + 1 + r`` (tag delay line of ``R + C - 2``,
-    then one row per cycle out of the expander, then tag_pre, t0, t1); its result beat is read at
-    ``X + result + r``. The status follows the last row's read (or s1, for ``acc_out``).
-
-    RTL lines (hw/gemm.py at cc93fbc): ``since`` 569-571, ``room`` 579, ``PARAM_WAIT`` 590,
-    ``PARAM`` 594, ``TILE`` 603, ``issued_last`` 618, ``pslot_clr`` 350, ``done`` 405.
+    then one row per cycle out of the expander, then tag_pre, t0, t1). The status follows the
+    last row's read (or s1, for ``acc_out``).
     """
     R, C = cfg.rows, cfg.cols
     lat = latencies(cfg, requant=requant)
-    t1_lat, res_lat = lat["t1"], lat["result"]
-    reads = deque()          # (first read cycle, rows) of recent producing tiles
+    t1_lat = lat["t1"]
+    res = _Results(cfg, requant)
     tiles = [min(R, m - m0) for m0 in range(0, m, R)]
     nt = ceil(n / C)
     X = None
-    T1end = [_NEG, _NEG]
+    Tfree = [_NEG, _NEG]
     for j in range(nt):
+        nc = min(C, n - j * C)
         P = 1 if X is None else X + 1
-        S = max(P, T1end[0] + 1) + 1 + PARAM_BEATS
+        S = max(P, Tfree[0] + 1) + 1 + PARAM_BEATS
+        free = _NEG
         for i, mr in enumerate(tiles):
-            if i == 0:
-                x = S + k - 1
-            else:
-                x = X + k
+            x = S + k - 1 if i == 0 else X + k
             if X is not None:
                 x = max(x, X + R)             # since == R
             if not acc_out:
-                x = _credit_tile(reads, x, mr, cfg.res_depth)
-            if not acc_out:
-                reads.append((x + res_lat, mr))
+                x = res.room_from(x, mr, cfg.res_depth)
+                for r in range(mr):
+                    free = res.add(x + t1_lat + r, nc)
             X = x
-        T1end = [T1end[1], X + t1_lat + tiles[-1] - 1]
+        if acc_out or not requant:
+            free = X + t1_lat + tiles[-1] - 1
+        Tfree = [Tfree[1], free]
     last_row = X + tiles[-1] - 1
-    done = last_row + t1_lat if acc_out else last_row + res_lat
+    done = last_row + t1_lat if acc_out else res.reads[-1]
     return done + 1
-
-
-def _credit_tile(reads, x, mr, res_depth):
-    """Earliest last-step cycle ``>= x`` with ``outstanding + mr <= res_depth``.
-
-    ``outstanding`` at cycle ``t`` counts the rows of earlier tiles whose result beat is read at
-    ``t`` or later (``credit_give`` lowers the register the cycle after the read). ``reads``
-    holds ``(first read cycle, rows)`` of earlier producing tiles; rows are read one per cycle.
-    """
-    def outstanding(t):
-        return sum(max(0, min(rows, r0 + rows - t)) for r0, rows in reads)
-
-    while reads and reads[0][0] + reads[0][1] <= x:
-        reads.popleft()                  # all read before x: no longer outstanding
-    if outstanding(x) + mr <= res_depth:
-        return x
-    # outstanding() only falls at read cycles + 1: try those in order
-    cands = sorted({r0 + r + 1 for r0, rows in reads for r in range(rows) if r0 + r + 1 > x})
-    for t in cands:
-        if outstanding(t) + mr <= res_depth:
-            return t
-    return cands[-1] if cands else x
 
 
 # -- softmax ----------------------------------------------------------------------------------

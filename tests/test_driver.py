@@ -534,11 +534,11 @@ def _att_job(**kw):
 
 def test_attention_command_word_by_hand():
     s = encode_attention(_att_job(), _att_cfg())
-    want = (0x02 | 1 << 8 | 1 << 16 | 1 << 17 | 0x5A << 24 | 3 << 32 | 2 << 56 | 1 << 80
+    want = (0x02 | 2 << 8 | 1 << 16 | 1 << 17 | 0x5A << 24 | 3 << 32 | 2 << 56 | 1 << 80
             | 0xFD << 88 | 4 << 96)
     assert s.cmd == want
     assert isa.unpack(isa.ATT_CMD_FIELDS, s.cmd) == {
-        "opcode": 2, "version": 1, "causal": 1, "load_lut": 1, "tag": 0x5A, "m": 3, "n": 2,
+        "opcode": 2, "version": 2, "causal": 1, "load_lut": 1, "tag": 0x5A, "m": 3, "n": 2,
         "head": 1, "zp_v": -3, "zp_o": 4}
     assert s.cmd & isa.reserved_mask(isa.ATT_CMD_FIELDS, isa.CMD_WIDTH) == 0
 

@@ -150,14 +150,14 @@ def test_engine_random_jobs(cfg):
 def test_engine_errors_then_job(cfg):
     rng = np.random.default_rng(2)
     bad = [
-        isa.pack(isa.CMD_FIELDS, opcode=7, version=1, m=1, k=1, n=1),
-        isa.pack(isa.CMD_FIELDS, opcode=1, version=2, m=1, k=1, n=1),
-        isa.pack(isa.CMD_FIELDS, opcode=1, version=1, m=0, k=1, n=1),
-        isa.pack(isa.CMD_FIELDS, opcode=1, version=1, m=1, k=cfg.k_max + 1, n=1),
-        isa.pack(isa.CMD_FIELDS, opcode=1, version=1, m=1, k=1, n=1) | (1 << 20),
-        isa.pack(isa.CMD_FIELDS, opcode=1, version=1, requant=1, m=1, k=1, n=1, act_min=5,
+        isa.pack(isa.CMD_FIELDS, opcode=7, version=isa.ISA_VERSION, m=1, k=1, n=1),
+        isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION + 1, m=1, k=1, n=1),
+        isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, m=0, k=1, n=1),
+        isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, m=1, k=cfg.k_max + 1, n=1),
+        isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, m=1, k=1, n=1) | (1 << 20),
+        isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, requant=1, m=1, k=1, n=1, act_min=5,
                  act_max=4),
-        isa.pack(isa.CMD_FIELDS, opcode=1, version=1, acc_in=1, m=1, k=1, n=1),
+        isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, acc_in=1, m=1, k=1, n=1),
     ]
     want = [isa.Error.BAD_OPCODE, isa.Error.BAD_VERSION, isa.Error.BAD_SHAPE,
             isa.Error.BAD_SHAPE, isa.Error.BAD_RESERVED, isa.Error.BAD_CLAMP, isa.Error.BAD_ACC]

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 import pytest
+import numpy as np
 from amaranth.hdl import Fragment, Module, Value
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
@@ -26,6 +27,7 @@ from npugen.hw.gemm import (Accumulator, CommandDecoder, GemmEngine, OutputStati
                             ParameterSlots, ResultQueue, WeightStationarySequencer)
 from npugen.hw.requant import ROUNDING_MODES, Requantizer
 from npugen.sim import perfmodel
+from npugen.sim.golden import requantize
 
 
 def _simulate(dut, *testbenches) -> None:
@@ -67,7 +69,7 @@ MALFORMED = [
     ("opcode attention", _cmd(opcode=isa.Opcode.ATTENTION), isa.Error.BAD_OPCODE),
     ("opcode and version", _cmd(opcode=0xFF, version=0), isa.Error.BAD_OPCODE),
     ("version 0", _cmd(version=0), isa.Error.BAD_VERSION),
-    ("version 2", _cmd(version=2), isa.Error.BAD_VERSION),
+    ("another version", _cmd(version=isa.ISA_VERSION + 1), isa.Error.BAD_VERSION),
     *[(f"reserved bit {b}", _cmd() | (1 << b), isa.Error.BAD_RESERVED) for b in _RESERVED_BITS],
     ("reserved before shape", _cmd(m=0) | (1 << _RESERVED_BITS[0]), isa.Error.BAD_RESERVED),
     ("m 0", _cmd(m=0), isa.Error.BAD_SHAPE),
@@ -228,16 +230,18 @@ def test_parameter_slots_write_read_busy_free():
             assert ctx.get(dut.w.busy) == (0b11 if s else 0b01)
         for s, (bias, mult, shift) in enumerate(blocks):
             ctx.set(dut.r.slot, s)
+            ctx.set(dut.q.slot, 1 - s)
             assert [ctx.get(dut.r.bias[c]) for c in range(C)] == bias
-            assert [ctx.get(dut.r.mult[c]) for c in range(C)] == mult
-            assert [ctx.get(dut.r.shift[c]) for c in range(C)] == shift
+            assert [ctx.get(dut.q.mult[c]) for c in range(C)] == blocks[1 - s][1]
+            assert [ctx.get(dut.q.shift[c]) for c in range(C)] == blocks[1 - s][2]
         ctx.set(dut.r.free, 0b01)
         assert ctx.get(dut.w.busy) == 0b11
         await ctx.tick()
         ctx.set(dut.r.free, 0)
         assert ctx.get(dut.w.busy) == 0b10
-        ctx.set(dut.r.free, 0b10)
+        ctx.set(dut.q.free, 0b10)      # the drain's release frees a slot as well
         await ctx.tick()
+        ctx.set(dut.q.free, 0)
         assert ctx.get(dut.w.busy) == 0
 
     _simulate(dut, tb)
@@ -520,8 +524,8 @@ def test_accumulator_against_a_memory_model(flags):
     """Random rows (accumulator row, first/last, slot, bubbles) back to back, the same row
     often coming round at once: every sum equals the model's
     ``c + (first ? bias + (acc_in ? acc : 0) : acc)`` modulo 2**acc_width, every write-back
-    is seen by the next use of the row, and the flags and parameters come out beside it at
-    s1, ``tag_lead + latency`` cycles after the tag."""
+    is seen by the next use of the row, and the flags come out beside it at s1,
+    ``tag_lead + latency`` cycles after the tag."""
     R, C, W, D, CW = 2, 2, 32, 4, 17
     top_ = _AccDut(rows=R, cols=C, acc_width=W, acc_depth=D, c_width=CW)
     dut, slots = top_.acc, top_.slots
@@ -572,25 +576,23 @@ def test_accumulator_against_a_memory_model(flags):
             row = rows[t - lead] if 0 <= t - lead < T else None
             for c in range(C):
                 ctx.set(dut.c[c], row["c"][c] if row else rng.randint(-5, 5))
-            *_, s1_tag, s1_sum, mult, shift, rq, raw, held, free = await ctx.tick().sample(
-                *(Value.cast(v) for v in (dut.o_tag, dut.o_sum, dut.o_mult, dut.o_shift)),
-                dut.o_requant, dut.o_raw, dut.o_held, dut.params.free)
+            *_, s1_tag, s1_sum, fin, held, free = await ctx.tick().sample(
+                *(Value.cast(v) for v in (dut.o_tag, dut.o_sum)),
+                dut.o_finished, dut.o_held, dut.params.free)
             # Sampled at the end of cycle t: s1 holds the row whose tag was given at
             # t - lead - lat.
             got[t - lead - lat] = dict(tag=_tag_of(s1_tag, layout),
                                        sum=[_wrap(s1_sum >> (W * c), W) for c in range(C)],
-                                       mult=[_wrap(mult >> (32 * c), 32) for c in range(C)],
-                                       shift=[_s8(shift >> (8 * c)) for c in range(C)],
-                                       rq=rq, raw=raw, held=held, free=free)
+                                       fin=fin, held=held, free=free)
 
     _simulate(top_, tb)
     mem = {}
     for t, row in enumerate(rows):
         g = got[t]
         if row is None:
-            assert not g["tag"]["valid"] and not (g["rq"] or g["raw"] or g["held"] or g["free"]), t
+            assert not g["tag"]["valid"] and not (g["fin"] or g["held"] or g["free"]), t
             continue
-        bias, mult, shift = blocks[row["pslot"]]
+        bias = blocks[row["pslot"]][0]
         prev = mem.get(row["m"], [0] * C)     # the memory starts at zero (init=[])
         total = [_wrap(row["c"][c] + (bias[c] + (prev[c] if flags["acc_in"] else 0)
                                       if row["first"] else prev[c]), W) for c in range(C)]
@@ -599,65 +601,87 @@ def test_accumulator_against_a_memory_model(flags):
             mem[row["m"]] = total
         assert g["sum"] == total, t
         assert g["tag"]["m"] == row["m"] and g["tag"]["nc"] == row["nc"]
-        assert (g["mult"], g["shift"]) == (mult, shift), t
-        assert g["rq"] == int(finished and flags["requant"] == 1)
-        assert g["raw"] == int(finished and not flags["requant"])
+        assert g["fin"] == int(finished)
         assert g["held"] == int(row["job_end"] and flags["acc_out"] == 1)
-        assert g["free"] == (row["ntile_end"] << row["pslot"])
+        # a requant job's slot is freed by the result queue's drain, not here
+        assert g["free"] == (0 if flags["requant"] else row["ntile_end"] << row["pslot"])
 
 
 # -- result queue -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_result_queue_beats_and_credits(seed):
-    """Rows given raw, or through a stand-in requantizer (``requant_latency`` cycles later,
-    with the ``nc``/``last`` given at its input), come out in the order they were written, as
-    beats with their lanes sign-extended and cleared from ``nc`` on, ``keep`` covering ``nc``
-    lanes, ``last`` where given; ``reserved`` counts reservations less beats taken, and
-    ``o_job_end`` marks a taken last beat. The consumer's ``ready`` is random."""
-    R, C, W, depth, RL = 2, 3, 36, 4, 2
-    dut = ResultQueue(rows=R, cols=C, acc_width=W, depth=depth, requant_latency=RL)
+class _QueueDut(wiring.Component):
+    """A ResultQueue with real parameter slots behind it (loaded by the bench)."""
+
+    def __init__(self, **kw):
+        self.res = ResultQueue(**kw)
+        self.slots = ParameterSlots(cols=kw["cols"])
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.res = self.res
+        m.submodules.slots = self.slots
+        wiring.connect(m, self.res.params, self.slots.q)
+        return m
+
+
+@pytest.mark.parametrize("requant,lanes,rounding,seed", [
+    (False, 3, "single", 1), (True, 3, "single", 2), (True, 1, "double", 3),
+    (True, 2, "single", 4), (True, 2, "double", 5)])
+def test_result_queue_beats_and_credits(requant, lanes, rounding, seed):
+    """Rows given at random cycles (within the credits) come out in order, one beat each,
+    while the consumer's ``ready`` is random: a raw row's lanes sign-extended and cleared from
+    ``nc`` on, ``keep`` covering ``nc`` lanes; a requant row's ``nc`` columns requantized with
+    their parameter slot's multiplier and shift (the golden model, ``requantize``), packed in
+    the low ``nc`` bytes, the rest 0, ``keep`` covering ``nc`` bytes. ``last`` where given;
+    ``reserved`` counts reservations less beats taken; ``o_job_end`` marks a taken last beat;
+    the drain frees a requant row's slot with the last slice of an ``ntile_end`` row, so
+    ``ceil(nc / lanes)`` cycles after it reached the head at the earliest."""
+    R, C, W, depth = 2, 5, 36, 4
+    top_ = _QueueDut(rows=R, cols=C, acc_width=W, depth=depth, lanes=lanes, rounding=rounding)
+    dut, slots = top_.res, top_.slots
     L = dut.lane_bits
     assert L == 40
     rng = random.Random(seed)
-    written, taken = [], []      # (write cycle, (lanes, nc, last)); beats taken
-    N = 40
+    blocks = [([0] * C, [rng.choice([0, 1 << 30, (1 << 31) - 1, rng.randint(1 << 30, (1 << 31) - 1)])
+                         for _ in range(C)],
+               [rng.randint(-31, 30) for _ in range(C)]) for _ in range(2)]
+    zp, lo, hi = rng.randint(-20, 20), rng.randint(-128, -60), rng.randint(60, 127)
+    N = 30
+    written, taken, frees = [], [], []
 
     async def tb_in(ctx):
-        pipe = [None] * RL       # the stand-in requantizer: rows entered, RL cycles deep
-        given = t = 0
-        while given < N or any(pipe):
-            out = pipe.pop(0)    # a requantized row leaves this cycle
-            new = None
-            room = ctx.get(dut.reserved) < depth
-            kind = None
-            if given < N and room and rng.random() < 0.7:
-                # A raw row cannot go in the cycle a requantized one comes out (the engine
-                # never does that: a job is raw or requantized).
-                kind = "rq" if out is not None or rng.random() < 0.5 else "raw"
-            nc, last = rng.randint(1, C), int(rng.random() < 0.3)
-            ctx.set(dut.i_nc, nc)
-            ctx.set(dut.i_last, last)
-            ctx.set(dut.reserve, int(kind is not None))
-            ctx.set(dut.i_raw, int(kind == "raw"))
-            if kind == "raw":
-                row = [rng.randint(-(1 << (W - 1)), (1 << (W - 1)) - 1) for _ in range(C)]
+        for s, block in enumerate(blocks):
+            for b, beat in enumerate(_param_beats(*block)):
+                ctx.set(slots.w.en, 1)
+                ctx.set(slots.w.slot, s)
+                ctx.set(slots.w.beat, b)
                 for c in range(C):
-                    ctx.set(dut.i_sum[c], row[c])
-                written.append((t, ([v if c < nc else 0 for c, v in enumerate(row)], nc, last)))
-            elif kind == "rq":
-                row = [rng.randint(-128, 127) for _ in range(C)]
-                new = (row, ([v if c < nc else 0 for c, v in enumerate(row)], nc, last))
-            given += kind is not None
-            pipe.append(new)
-            ctx.set(dut.i_rq_valid, int(out is not None))
-            if out is not None:
-                for c in range(C):
-                    ctx.set(dut.i_rq_data[c], out[0][c])
-                written.append((t, out[1]))
+                    ctx.set(slots.w.data[c], beat[c])
+                await ctx.tick()
+        ctx.set(slots.w.en, 0)
+        ctx.set(dut.job.requant, int(requant))
+        ctx.set(dut.job.zp_out, zp)
+        ctx.set(dut.job.act_min, lo)
+        ctx.set(dut.job.act_max, hi)
+        given = 0
+        while given < N:
+            go = ctx.get(dut.reserved) < depth and rng.random() < 0.7
+            nc, last = rng.randint(1, C), int(given == N - 1 or rng.random() < 0.2)
+            pslot, end = rng.randint(0, 1), int(rng.random() < 0.3)
+            row = [rng.choice([rng.randint(-(1 << (W - 1)), (1 << (W - 1)) - 1),
+                               rng.randint(-3000, 3000)]) for _ in range(C)]
+            for port, v in ((dut.i_nc, nc), (dut.i_last, last), (dut.i_pslot, pslot),
+                            (dut.i_ntile_end, end), (dut.reserve, int(go)),
+                            (dut.i_valid, int(go))):
+                ctx.set(port, v)
+            for c in range(C):
+                ctx.set(dut.i_sum[c], row[c])
+            if go:
+                written.append((row, nc, last, pslot, end))
+                given += 1
             await ctx.tick()
-            t += 1
-        for port in (dut.i_raw, dut.i_rq_valid, dut.reserve):
+        for port in (dut.i_valid, dut.reserve):
             ctx.set(port, 0)
 
     async def tb_out(ctx):
@@ -665,46 +689,74 @@ def test_result_queue_beats_and_credits(seed):
         while len(taken) < N:
             ready = int(rng.random() < 0.6)
             ctx.set(dut.o.ready, ready)
-            _, _, valid, word, keep, last, res, reserve, job_end = await ctx.tick().sample(
+            _, _, valid, word, keep, last, res, reserve, job_end, free = await ctx.tick().sample(
                 dut.o.valid, dut.o.payload.data, dut.o.payload.keep, dut.o.payload.last,
-                dut.reserved, dut.reserve, dut.o_job_end)
+                dut.reserved, dut.reserve, dut.o_job_end, dut.params.free)
             assert res == outstanding, t
             take = int(valid and ready)
             outstanding += reserve - take
             assert job_end == int(take and last)
+            if free:
+                frees.append(free)
             if take:
-                nc = bin(keep).count("1") // (L // 8)
-                assert keep == (1 << (nc * L // 8)) - 1
-                taken.append(([_wrap(word >> (L * c), L) for c in range(C)], nc, last))
+                taken.append((word, keep, last))
             t += 1
-            assert t < 3000, "stuck"
+            assert t < 5000, "stuck"
 
-    _simulate(dut, tb_in, tb_out)
-    assert taken == [entry for _, entry in sorted(written, key=lambda w: w[0])]
+    _simulate(top_, tb_in, tb_out)
+    assert len(taken) == N
+    for (row, nc, last, pslot, end), (word, keep, got_last) in zip(written, taken):
+        assert got_last == last
+        if requant:
+            want = requantize(np.array([row[:nc]], dtype=object), blocks[pslot][1][:nc],
+                              blocks[pslot][2][:nc], zp, lo, hi, rounding=rounding)[0]
+            assert keep == (1 << nc) - 1
+            assert [_s8(word >> (8 * c)) for c in range(nc)] == [int(v) for v in want]
+            assert word >> (8 * nc) == 0
+        else:
+            assert keep == (1 << (nc * L // 8)) - 1
+            assert [_wrap(word >> (L * c), L) for c in range(C)] == \
+                [v if c < nc else 0 for c, v in enumerate(row)]
+    want_frees = [1 << p for _, _, _, p, e in written if e] if requant else []
+    assert frees == want_frees
 
 
-def test_result_queue_first_beat_latency():
-    dut = ResultQueue(rows=1, cols=1, acc_width=32, depth=2, requant_latency=5)
+@pytest.mark.parametrize("requant,lanes,nc,want", [
+    (False, 1, 3, ResultQueue.latency),
+    (True, 3, 3, ResultQueue.latency + 5),
+    (True, 1, 3, ResultQueue.latency + 5 + 2),
+    (True, 2, 3, ResultQueue.latency + 5 + 1),
+    (True, 2, 2, ResultQueue.latency + 5)])
+def test_result_queue_first_beat_latency(requant, lanes, nc, want):
+    """A row written into the empty queue is offered ``latency`` (2) cycles later when raw;
+    a requant row of ``nc`` columns 5 (the requantizer) + ``ceil(nc / lanes) - 1`` later."""
+    top_ = _QueueDut(rows=1, cols=3, acc_width=32, depth=2, lanes=lanes)
+    dut = top_.res
 
     async def tb(ctx):
+        ctx.set(dut.job.requant, int(requant))
+        ctx.set(dut.job.act_min, -128)
+        ctx.set(dut.job.act_max, 127)
         ctx.set(dut.o.ready, 0)
         ctx.set(dut.reserve, 1)
-        ctx.set(dut.i_raw, 1)
-        ctx.set(dut.i_sum[0], -3)
-        ctx.set(dut.i_nc, 1)
+        ctx.set(dut.i_valid, 1)
+        for c in range(3):
+            ctx.set(dut.i_sum[c], -3)
+        ctx.set(dut.i_nc, nc)
         ctx.set(dut.i_last, 1)
         await ctx.tick()
-        ctx.set(dut.i_raw, 0)
+        ctx.set(dut.i_valid, 0)
         ctx.set(dut.reserve, 0)
-        for cycle in range(1, 6):
+        for cycle in range(1, 20):
             if ctx.get(dut.o.valid):
                 break
             await ctx.tick()
-        assert cycle == ResultQueue.latency
-        assert ctx.get(dut.o.payload.data) == (-3) & 0xFFFF_FFFF
-        assert ctx.get(dut.o.payload.keep) == 0xF and ctx.get(dut.o.payload.last)
+        assert cycle == want
+        assert ctx.get(dut.o.payload.last)
+        if not requant:
+            assert ctx.get(dut.o.payload.data) & 0xFFFF_FFFF == (-3) & 0xFFFF_FFFF
 
-    _simulate(dut, tb)
+    _simulate(top_, tb)
 
 
 # -- constructors, metadata -------------------------------------------------------------------
@@ -729,8 +781,12 @@ def test_result_queue_first_beat_latency():
      "Array output width must be an integer from 2 to 32, not 33"),
     (lambda: Accumulator(rows=2, cols=2, acc_width=16, acc_depth=4, c_width=8), ValueError,
      "Accumulator width must be an integer from 17 to 64, not 16"),
-    (lambda: ResultQueue(rows=2, cols=2, acc_width=32, depth=4, requant_latency=1.0), TypeError,
-     "Requantizer latency must be an integer, not 1.0"),
+    (lambda: ResultQueue(rows=2, cols=2, acc_width=32, depth=4, lanes=1.0), TypeError,
+     "Requantizer lanes must be an integer, not 1.0"),
+    (lambda: ResultQueue(rows=2, cols=2, acc_width=32, depth=4, lanes=3), ValueError,
+     "Requantizer lanes must be an integer from 1 to 2, not 3"),
+    (lambda: GemmEngine(rows=2, cols=2, requant_lanes=0), ValueError,
+     "Requantizer lanes must be an integer from 1 to cols (2), not 0"),
     (lambda: Requantizer.latency_for("nearest"), ValueError,
      "Rounding must be one of ('single', 'double'), not 'nearest'"),
 ])
@@ -740,13 +796,13 @@ def test_init_wrong_parameters(make, exc, msg):
 
 
 def test_engine_latencies_from_its_blocks():
-    """The manifest's latencies, hand-computed: the array R + C; the back end two cycles to
-    the FIFO (s0 -> s1, then the write) plus the requantizer's five."""
+    """The manifest's latencies, hand-computed: the array R + C; the back end one cycle to s1
+    (the FIFO write), the FIFO's two to its head, plus the requantizer's five."""
     for rows, cols, dataflow in ((2, 3, "ws"), (4, 2, "os")):
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64)
         Fragment.get(e, None)     # its sub-components were made in hw/gemm.py: use them
-        assert e.latencies == {"array": rows + cols, "back_end_raw": 2,
-                               "back_end_requant": 7, "requant": 5}
+        assert e.latencies == {"array": rows + cols, "back_end_raw": 3,
+                               "back_end_requant": 8, "requant": 5}
 
 
 def test_requant_latency_defined_once():

@@ -561,7 +561,7 @@ def test_acc_chain_wider_than_int32(dataflow):
 
 
 def _acc_cmd(m, n, k=1, acc_in=1, acc_out=0, requant=0):
-    return isa.pack(isa.CMD_FIELDS, opcode=1, version=1, acc_in=acc_in, acc_out=acc_out,
+    return isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, acc_in=acc_in, acc_out=acc_out,
                     requant=requant, m=m, k=k, n=n, act_min=-128, act_max=127)
 
 
@@ -752,9 +752,9 @@ def test_commands_held_off_while_running(cfg):
     rng = np.random.default_rng(90)
     j1 = rjob(rng, 7, R + 1, C + 1, requant=True, tag=17)
     j2 = rjob(rng, 3, 2, 1, tag=99)
-    bad_shape = isa.pack(isa.CMD_FIELDS, opcode=1, version=1, m=1, k=cfg.k_max + 1, n=1, tag=5)
-    bad_op = isa.pack(isa.CMD_FIELDS, opcode=2, version=1, m=1, k=1, n=1, tag=6)
-    bad_n = isa.pack(isa.CMD_FIELDS, opcode=1, version=1, m=1, k=1, n=0, tag=7)
+    bad_shape = isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, m=1, k=cfg.k_max + 1, n=1, tag=5)
+    bad_op = isa.pack(isa.CMD_FIELDS, opcode=2, version=isa.ISA_VERSION, m=1, k=1, n=1, tag=6)
+    bad_n = isa.pack(isa.CMD_FIELDS, opcode=1, version=isa.ISA_VERSION, m=1, k=1, n=0, tag=7)
     items = [driver.encode(j1, cfg), Raw(bad_shape), Raw(bad_op), driver.encode(j2, cfg),
              Raw(bad_n), driver.encode(j1, cfg)]
     out = run(cfg, items, eager=True, status_ready=bubbles(91, 0.5), res_ready=bubbles(92, 0.6))
@@ -898,7 +898,7 @@ def test_command_field_corners(cfg):
     """Each reserved bit alone is BAD_RESERVED; k == k_max runs, k_max + 1 is BAD_SHAPE; a raw
     job ignores its clamp fields (act_min > act_max is only an error for requant); tag 255."""
     rng = np.random.default_rng(130)
-    base = dict(opcode=1, version=1, m=1, k=1, n=1)
+    base = dict(opcode=1, version=isa.ISA_VERSION, m=1, k=1, n=1)
     items = [Raw(isa.pack(isa.CMD_FIELDS, **base) | (1 << b)) for b in range(19, 24)]
     items += [Raw(isa.pack(isa.CMD_FIELDS, **dict(base, k=cfg.k_max + 1))),
               Raw(isa.pack(isa.CMD_FIELDS, **dict(base, m=0))),

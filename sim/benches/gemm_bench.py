@@ -449,7 +449,7 @@ async def test_malformed_commands(dut):
         (_cmd(cfg, opcode=0x02), E.BAD_OPCODE),
         (_cmd(cfg, opcode=0xFF), E.BAD_OPCODE),
         (_cmd(cfg, version=0), E.BAD_VERSION),
-        (_cmd(cfg, version=2), E.BAD_VERSION),
+        (_cmd(cfg, version=isa.ISA_VERSION + 1), E.BAD_VERSION),
         (_cmd(cfg, m=0), E.BAD_SHAPE),
         (_cmd(cfg, k=0), E.BAD_SHAPE),
         (_cmd(cfg, n=0), E.BAD_SHAPE),
