@@ -193,14 +193,15 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
       ``WAIT``, the array (``R + C``), s0/s1, the FIFO (2), the status (1). It holds when
       the result credits never bind (``res_depth >= R + C + 4 + rq``), every K-tile switch is
       hidden (passes of ``mc >= kc + 2`` rows, when there is more than one pass) and every
-      column-tile switch too (``m·kt >= R + C + kc0 + 13``, and ``mc >= kc0 + 13`` with one
-      pass per column tile, ``2·mc >= kc_max + kc0 + 13`` with more).
+      column-tile switch too (``m·kt >= R + C + kc0 + g``, and ``mc >= kc0 + g`` with one
+      pass per column tile, ``2·mc >= kc_max + kc0 + g`` with more; ``g`` = 13, or 15 for a
+      requant job, whose parameter slot is freed two cycles after s1, by the drain).
     - os: with ``T = ceil(m / R)`` row tiles per column tile, ``S = max(k, R)`` cycles per row
       tile and ``mr`` rows in the last one, the last step of the job is at ``X = 10 + k +
       (T - 1)·S + (nt - 1)·(max(k + 10, R) + (T - 1)·S)`` and the status ``X + R + C + 3 + rq +
       mr``. It holds when the credits never bind (``res_depth >= 2R + C + 3 + rq``) and, for
       ``nt >= 3``, the parameter slot of column tile ``j - 2`` is free in time
-      (``max(k + 10, R) + (T - 1)·S >= R + C + mr``).
+      (``max(k + 10, R) + (T - 1)·S >= R + C + mr``, ``+ 2`` for a requant job).
 
     Parameters
     ----------
@@ -223,10 +224,12 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
     kt, nt = ceil(k / R), ceil(n / C)
     closed = Dataflow(cfg.dataflow).pick(ws=_closed_ws, os=_closed_os)
-    return closed(cfg, m, k, n, R, C, D, rq, kt, nt)
+    # a requant job's parameter slot is freed FIFO_LATENCY cycles after s1 (by the drain)
+    slot = FIFO_LATENCY if requant else 0
+    return closed(cfg, m, k, n, R, C, D, rq, kt, nt, slot)
 
 
-def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt):
+def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
     """:func:`closed_form_cycles` of a weight-stationary design (arguments as computed there)."""
     mcs = [min(D, m - m0) for m0 in range(0, m, D)]
     kcs = [min(R, k - t * R) for t in range(kt)]
@@ -235,19 +238,20 @@ def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt):
     if passes > 1:
         ok = ok and min(mcs) >= max(kcs) + 2
     if nt > 1:
-        ok = ok and m * kt >= R + C + kcs[0] + 13 and (
-            min(mcs) >= kcs[0] + 13 if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + 13)
+        g = 13 + slot
+        ok = ok and m * kt >= R + C + kcs[0] + g and (
+            min(mcs) >= kcs[0] + g if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + g)
     return m * kt * nt + kcs[0] + R + C + 16 + rq if ok else None
 
 
-def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt):
+def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
     """:func:`closed_form_cycles` of an output-stationary design (arguments as there)."""
     T = ceil(m / R)
     mr = m - (T - 1) * R
     S = max(k, R)
     ok = cfg.res_depth >= 2 * R + C + 3 + rq
     if nt >= 3:
-        ok = ok and max(k + 10, R) + (T - 1) * S >= R + C + mr
+        ok = ok and max(k + 10, R) + (T - 1) * S >= R + C + mr + slot
     X = 10 + k + (T - 1) * S + (nt - 1) * (max(k + 10, R) + (T - 1) * S)
     return X + R + C + 3 + rq + mr if ok else None
 
