@@ -401,7 +401,7 @@ class GemmConfig:
     rounding: str = "single"
     requant_lanes: int | None = None
     acc_depth: int = 512
-    res_depth: int = 64
+    res_depth: int = 256
     clock_mhz: float = 200.0
     softmax: SoftmaxConfig | None = None
     attention: AttentionConfig | None = None

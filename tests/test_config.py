@@ -23,8 +23,9 @@ def test_defaults():
     cfg = GemmConfig()
     assert (cfg.name, cfg.rows, cfg.cols, cfg.dataflow, cfg.k_max) == ("npu", 16, 16, "ws", 4096)
     assert cfg.acc_width is None and cfg.acc_bits == 32 and cfg.lane_bits == 32
-    assert (cfg.rounding, cfg.acc_depth, cfg.res_depth, cfg.clock_mhz) == ("single", 512, 64,
+    assert (cfg.rounding, cfg.acc_depth, cfg.res_depth, cfg.clock_mhz) == ("single", 512, 256,
                                                                            200.0)
+    assert cfg.requant_lanes is None and cfg.rq_lanes == 4
 
 
 def test_embedded_default_equals_dataclass_default():
@@ -126,6 +127,10 @@ INVALID = [
     ("acc_depth", 100, "a power of two from 2 to 65536", "100"),
     ("acc_depth", 131072, "a power of two from 2 to 65536", "131072"),
     ("acc_depth", 512.0, "a power of two from 2 to 65536", "512.0"),
+    ("requant_lanes", 0, "an integer from 1 to cols (16)", "0"),
+    ("requant_lanes", 17, "an integer from 1 to cols (16)", "17"),
+    ("requant_lanes", 2.0, "an integer from 1 to cols (16)", "2.0"),
+    ("requant_lanes", True, "an integer from 1 to cols (16)", "true"),
     ("res_depth", 15, "an integer from 16 (at least rows) to 4096", "15"),
     ("res_depth", 4097, "an integer from 16 (at least rows) to 4096", "4097"),
     ("res_depth", True, "an integer from 16 (at least rows) to 4096", "true"),
@@ -225,7 +230,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, acc_depth, res_depth, clock_mhz, softmax, "
+                               "k_max, acc_width, rounding, requant_lanes, acc_depth, res_depth, clock_mhz, softmax, "
                                "attention)")
     assert info.value.key == "row"
 
@@ -407,7 +412,10 @@ def test_to_toml_is_deterministic_and_ordered():
     assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "acc_depth",
                     "res_depth", "clock_mhz"]
     assert "# acc_width = 32  (derived from k_max)" in text
+    assert "# requant_lanes = 4  (derived from cols)" in text
     assert "acc_width = 48\n" in GemmConfig(acc_width=48).to_toml()
+    assert "requant_lanes = 3\n" in GemmConfig(requant_lanes=3).to_toml()
+    assert GemmConfig(cols=5).rq_lanes == 2 and GemmConfig(cols=4).rq_lanes == 1
 
 
 def test_digest():
