@@ -371,6 +371,14 @@ class GemmConfig:
         finished row of a requant job waits in the result FIFO and is drained through the
         lanes in ``ceil(nc / requant_lanes)`` cycles (``docs/architecture.md``). None derives
         it: ``ceil(cols / 4)`` (:attr:`rq_lanes`).
+    pe_product_reg : bool
+        A weight-stationary PE registers its product (``prod <= a * w``, then the partial sum),
+        which puts the multiplier and the adder in separate cycles (Fmax) for 16 flip-flops a
+        PE and one cycle of latency. ``os`` designs: must stay True (their PE has none).
+    pe_weight_reg : bool
+        A weight-stationary PE selects its weight into a register (``w_cur``) a cycle ahead, so
+        no multiplexer stands before the multiplier (ECP5 Fmax) for 8 flip-flops a PE.
+        ``os`` designs: must stay True.
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
@@ -400,6 +408,8 @@ class GemmConfig:
     acc_width: int | None = None
     rounding: str = "single"
     requant_lanes: int | None = None
+    pe_product_reg: bool = True
+    pe_weight_reg: bool = True
     acc_depth: int = 512
     res_depth: int = 256
     clock_mhz: float = 200.0
@@ -603,6 +613,16 @@ def _check_requant_lanes(cfg: GemmConfig, value: Any) -> int | None:
     return int(value)
 
 
+def _pe_register(key: str):
+    def check(cfg: GemmConfig, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _bad(key, value, "true or false")
+        if not value and cfg.dataflow.pick(ws=False, os=True):
+            raise _bad(key, value, "true for dataflow \"os\": its PE has no such register")
+        return value
+    return check
+
+
 def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     lo, hi = _ACC_DEPTHS
     if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
@@ -648,6 +668,8 @@ _CHECKS = {
     "acc_width": _check_acc_width,
     "rounding": _choice("rounding", ("single", "double")),
     "requant_lanes": _check_requant_lanes,
+    "pe_product_reg": _pe_register("pe_product_reg"),
+    "pe_weight_reg": _pe_register("pe_weight_reg"),
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,

@@ -1295,6 +1295,10 @@ class GemmEngine(wiring.Component):
         Requantizer lanes, 1 to ``cols`` (None: ``ceil(cols / 4)``, as ``requant_lanes`` of
         :class:`npugen.hw.config.GemmConfig`): a requant row is drained through them in
         ``ceil(nc / requant_lanes)`` cycles (:class:`ResultQueue`).
+    pe_product_reg, pe_weight_reg : bool
+        A weight-stationary PE's product and weight registers
+        (:class:`~npugen.hw.pe.WeightStationaryPE`; default: both). The output-stationary PE has
+        neither: an ``os`` engine requires both True.
 
     Members
     -------
@@ -1318,7 +1322,8 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
-                 res_depth: int = 64, requant_lanes: int | None = None):
+                 res_depth: int = 64, requant_lanes: int | None = None,
+                 pe_product_reg: bool = True, pe_weight_reg: bool = True):
         check_dims(rows, cols)
         if dataflow not in {d.value for d in Dataflow}:
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
@@ -1345,13 +1350,17 @@ class GemmEngine(wiring.Component):
                 or not 1 <= requant_lanes <= cols):
             raise ValueError(f"Requantizer lanes must be an integer from 1 to cols ({cols}), "
                              f"not {requant_lanes!r}")
+        if not (pe_product_reg and pe_weight_reg) and self.dataflow.pick(ws=False, os=True):
+            raise ValueError("An output-stationary PE has no product or weight register to "
+                             "leave out (pe_product_reg and pe_weight_reg are ws-only)")
         self.acc_depth, self.res_depth = acc_depth, res_depth
         self.requant_lanes = requant_lanes
         self.lane_bits = 8 * ((acc_width + 7) // 8)
 
         # The one place the dataflow chooses: the array and the sequencer that feeds it.
         array_cls, seq_cls, array_kw = self.dataflow.pick(
-            ws=(WeightStationaryArray, WeightStationarySequencer, {}),
+            ws=(WeightStationaryArray, WeightStationarySequencer,
+                {"product_reg": pe_product_reg, "weight_reg": pe_weight_reg}),
             os=(OutputStationaryArray, OutputStationarySequencer, {"acc_width": acc_width}))
         self._array = array_cls(rows=rows, cols=cols, **array_kw)
         self._sequencer = seq_cls(rows=rows, cols=cols, acc_depth=acc_depth,
@@ -1378,7 +1387,9 @@ class GemmEngine(wiring.Component):
         fields; ``requant_lanes`` absent or None is derived)."""
         return cls(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, k_max=cfg.k_max,
                    acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
-                   res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None))
+                   res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None),
+                   pe_product_reg=getattr(cfg, "pe_product_reg", True),
+                   pe_weight_reg=getattr(cfg, "pe_weight_reg", True))
 
     @property
     def latencies(self) -> dict[str, int]:

@@ -20,16 +20,24 @@ def _check_width(name: str, value) -> int:
 class WeightStationaryPE(wiring.Component):
     """Weight-stationary PE with two weight registers (double buffering).
 
-    Each cycle: ``prod <= a * w_cur``, ``psum_out <= psum_in + prod``, ``a_out <= a``: the
-    product is registered (in the DSP block's output on an FPGA), so the multiplier and the
-    adder are in separate cycles, and ``psum_in`` is expected one cycle after ``a``.
-    ``w_cur`` is a register holding the weight this cycle's ``a`` meets, ``w[sel]``, selected
-    one cycle ahead from ``sel_next`` (the ``sel`` of the next cycle) with a bypass for a
-    weight written in that cycle; so the multiplier's operands both come straight from
-    registers, with no weight multiplexer in front of it (it was the critical path on ECP5:
-    docs/area.md). The array gives ``sel_next`` to each PE on the diagonal wavefront of its
+    Each cycle: ``psum_out <= psum_in + a * w``, ``a_out <= a``, where ``w`` is the weight
+    this cycle's ``a`` meets, ``w[sel]``; ``w_we[b]`` loads ``w_data`` into weight register
+    ``b``. Two registers are generator parameters (docs/architecture.md gives each one's
+    measured cost and gain):
+
+    - ``product_reg``: ``prod <= a * w`` then ``psum_out <= psum_in + prod``: the multiplier
+      and the adder are in separate cycles (the product in the DSP block's output register on
+      an FPGA), and ``psum_in`` is expected one cycle after ``a``. Without it ``psum_in`` comes
+      with ``a``.
+    - ``weight_reg``: ``w`` is a register, ``w_cur``, selected one cycle ahead from
+      ``sel_next`` (the ``sel`` of the next cycle) with a bypass for a weight written in that
+      cycle, so the multiplier's operands both come straight from registers, with no weight
+      multiplexer in front of it (the ECP5 critical path: docs/area.md). Without it ``w`` is
+      ``w[sel]``, a multiplexer on ``sel`` (given with ``a``).
+
+    The array gives ``sel_next`` (or ``sel``) to each PE on the diagonal wavefront of its
     activation (one delay line per array), so a whole array switches weight tiles with no
-    bubble. ``w_we[b]`` loads ``w_data`` into weight register ``b``.
+    bubble.
 
     Parameters
     ----------
@@ -39,35 +47,45 @@ class WeightStationaryPE(wiring.Component):
         ``bit_length(16384 * (r + 1)) + 1``.
     pass_right : bool
         Register and output the activation for the PE to the right (false for the last column).
+    product_reg, weight_reg : bool
+        The product and weight registers above (default: both).
 
     Members
     -------
     a : In(signed(8))
-    sel_next : In(1), the weight register the next cycle's ``a`` meets
+    sel_next : In(1), the weight register the next cycle's ``a`` meets (with ``weight_reg``)
+    sel : In(1), the weight register this cycle's ``a`` meets (without ``weight_reg``)
     psum_in : In(signed(psum_width))
     w_we : In(2)
     w_data : In(signed(8))
     a_out : Out(signed(8)), one cycle after ``a`` (absent when ``pass_right`` is false)
-    psum_out : Out(signed(psum_width)), two cycles after ``a``, one after ``psum_in``
+    psum_out : Out(signed(psum_width)), :attr:`latency` cycles after ``a`` (2 with
+        ``product_reg``, else 1), one after ``psum_in``
     """
 
     #: The area report's block (npugen.hw.blocks).
     report_block = "array"
 
-    def __init__(self, *, psum_width: int, pass_right: bool = True):
+    def __init__(self, *, psum_width: int, pass_right: bool = True, product_reg: bool = True,
+                 weight_reg: bool = True):
         self.psum_width = _check_width("Partial sum width", psum_width)
         self.pass_right = bool(pass_right)
+        self.product_reg = bool(product_reg)
+        self.weight_reg = bool(weight_reg)
         members = {
-            "a": In(signed(8)), "sel_next": In(1), "psum_in": In(signed(psum_width)),
-            "w_we": In(2), "w_data": In(signed(8)),
+            "a": In(signed(8)), ("sel_next" if self.weight_reg else "sel"): In(1),
+            "psum_in": In(signed(psum_width)), "w_we": In(2), "w_data": In(signed(8)),
             "psum_out": Out(signed(psum_width)),
         }
         if self.pass_right:
             members["a_out"] = Out(signed(8))
         super().__init__(members)
 
-    #: Cycles from ``a`` to ``psum_out`` (from ``psum_in``: one).
-    latency = 2
+    @property
+    def latency(self) -> int:
+        """Cycles from ``a`` to ``psum_out`` (from ``psum_in``: one): 2 with the product
+        register, else 1."""
+        return 2 if self.product_reg else 1
 
     def elaborate(self, platform):
         m = Module()
@@ -77,14 +95,20 @@ class WeightStationaryPE(wiring.Component):
             m.d.sync += w0.eq(self.w_data)
         with m.If(self.w_we[1]):
             m.d.sync += w1.eq(self.w_data)
-        # w_cur(t) = w[sel(t)](t): sel one cycle early, and each register's value as it will
-        # be after this cycle's write.
-        w_cur = Signal(signed(8))
-        m.d.sync += w_cur.eq(Mux(self.sel_next,
-                                 Mux(self.w_we[1], self.w_data, w1),
-                                 Mux(self.w_we[0], self.w_data, w0)))
-        prod = Signal(signed(16))
-        m.d.sync += prod.eq(self.a * w_cur)
+        if self.weight_reg:
+            # w_cur(t) = w[sel(t)](t): sel one cycle early, and each register's value as it
+            # will be after this cycle's write.
+            w_cur = Signal(signed(8))
+            m.d.sync += w_cur.eq(Mux(self.sel_next,
+                                     Mux(self.w_we[1], self.w_data, w1),
+                                     Mux(self.w_we[0], self.w_data, w0)))
+        else:
+            w_cur = Mux(self.sel, w1, w0)
+        if self.product_reg:
+            prod = Signal(signed(16))
+            m.d.sync += prod.eq(self.a * w_cur)
+        else:
+            prod = self.a * w_cur
         m.d.sync += self.psum_out.eq(self.psum_in + prod)
         if self.pass_right:
             m.d.sync += self.a_out.eq(self.a)

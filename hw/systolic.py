@@ -63,6 +63,9 @@ class WeightStationaryArray(wiring.Component):
     ----------
     rows, cols : int
         Array size, 1 to 64 each.
+    product_reg, weight_reg : bool
+        The PEs' product and weight (``w_cur``) registers
+        (:class:`~npugen.hw.pe.WeightStationaryPE`; default: both).
 
     Members
     -------
@@ -85,9 +88,11 @@ class WeightStationaryArray(wiring.Component):
     #: The area report's block (npugen.hw.blocks).
     report_block = "array"
 
-    def __init__(self, *, rows: int, cols: int):
+    def __init__(self, *, rows: int, cols: int, product_reg: bool = True,
+                 weight_reg: bool = True):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
+        self.product_reg, self.weight_reg = bool(product_reg), bool(weight_reg)
         self.psum_width = (16384 * rows).bit_length() + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
@@ -103,8 +108,9 @@ class WeightStationaryArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a row of A at :attr:`a` to its row of C at :attr:`c`: ``rows + cols``
-        (the skew, ``rows - 1 + cols - 1``, and the last PE's product and sum registers)."""
-        return self.rows + self.cols
+        with the PEs' product register (the skew, ``rows - 1 + cols - 1``, and the last PE's
+        product and sum registers), one less without."""
+        return self.rows + self.cols - (0 if self.product_reg else 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -125,7 +131,7 @@ class WeightStationaryArray(wiring.Component):
         # the activation, as before 2026-11-30, the copies on one anti-diagonal were the same
         # flip-flop: the flat synthesis merged them, the per-module estimate could not.)
         sel_taps = [self.sel_next, self.sel]
-        for d in range(2, R + C - 1):
+        for d in range(2, R + C):
             tap = Signal(name=f"sel_diag{d}")
             m.d.sync += tap.eq(sel_taps[-1])
             sel_taps.append(tap)
@@ -133,7 +139,6 @@ class WeightStationaryArray(wiring.Component):
         for r in range(R):
             a = _delay(m, self.a[r], r, f"skew_a{r}")
             for c in range(C):
-                sel_next = sel_taps[r + c]
                 en_c, row_c, buf_c, data_c = load[c]
                 we = Signal(2, name=f"w_we_{r}_{c}")
                 hit = en_c & (row_c == r)
@@ -141,10 +146,14 @@ class WeightStationaryArray(wiring.Component):
                 # Row r's partial sums hold r + 1 products: each row only as wide as that
                 # needs (the last row: psum_width).
                 pe = WeightStationaryPE(psum_width=(16384 * (r + 1)).bit_length() + 1,
-                                        pass_right=c < C - 1)
+                                        pass_right=c < C - 1, product_reg=self.product_reg,
+                                        weight_reg=self.weight_reg)
                 m.submodules[f"pe_{r}_{c}"] = pe
-                m.d.comb += [pe.a.eq(a), pe.sel_next.eq(sel_next), pe.psum_in.eq(psum_above[c]),
-                             pe.w_we.eq(we), pe.w_data.eq(data_c)]
+                # without w_cur the PE selects with this cycle's sel: one tap further on
+                sel_pin = pe.sel_next if self.weight_reg else pe.sel
+                m.d.comb += [pe.a.eq(a), sel_pin.eq(sel_taps[r + c + (not self.weight_reg)]),
+                             pe.psum_in.eq(psum_above[c]), pe.w_we.eq(we),
+                             pe.w_data.eq(data_c)]
                 if c < C - 1:
                     a = pe.a_out
                 psum_above[c] = pe.psum_out

@@ -76,7 +76,8 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     -------
     dict
         ``array`` (``WeightStationaryArray.latency = R + C``: the skew and the PE's product
-        and sum registers; ``OutputStationaryArray.latency = R + C``); ``t1``: a ws row
+        and sum registers, ``R + C - 1`` without ``pe_product_reg``;
+        ``OutputStationaryArray.latency = R + C``); ``t1``: a ws row
         injected at ``t`` (or an os tile's last K step) to its back-end stage s1 (``t1``, the
         cycle its sum is written back or sent on: ``R + C + 1``, for os the tile's first row); ``requant`` (0 for raw results); ``fifo``
         (:data:`FIFO_LATENCY`); ``result``: injection (ws) / last step (os, first row) to the
@@ -86,7 +87,8 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
     # ws: tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0.
     # os: the tile tag expanded at tags[latency - 2]; tag_pre, t0, t1. The same count for both.
-    array = R + C
+    # A ws PE without its product register (pe_product_reg false) is a cycle shorter.
+    array = R + C - (0 if getattr(cfg, "pe_product_reg", True) else 1)
     t1 = array + 1
     return {"array": array, "t1": t1, "requant": rq, "fifo": FIFO_LATENCY,
             "result": t1 + rq + FIFO_LATENCY}

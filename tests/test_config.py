@@ -131,6 +131,8 @@ INVALID = [
     ("requant_lanes", 17, "an integer from 1 to cols (16)", "17"),
     ("requant_lanes", 2.0, "an integer from 1 to cols (16)", "2.0"),
     ("requant_lanes", True, "an integer from 1 to cols (16)", "true"),
+    ("pe_product_reg", 1, "true or false", "1"),
+    ("pe_weight_reg", "yes", "true or false", '"yes"'),
     ("res_depth", 15, "an integer from 16 (at least rows) to 4096", "15"),
     ("res_depth", 4097, "an integer from 16 (at least rows) to 4096", "4097"),
     ("res_depth", True, "an integer from 16 (at least rows) to 4096", "true"),
@@ -152,6 +154,16 @@ def test_invalid_value(key, value, allowed, shown):
     assert str(info.value) == message
     assert "\n" not in str(info.value)
     assert info.value.key == key and info.value.source is None
+
+
+def test_pe_registers_are_ws_only():
+    """An os PE has neither register: leaving one out is an error naming the key."""
+    assert GemmConfig(dataflow="ws", pe_product_reg=False, pe_weight_reg=False).pe_weight_reg is False
+    for key in ("pe_product_reg", "pe_weight_reg"):
+        with pytest.raises(ConfigError) as info:
+            GemmConfig(dataflow="os", **{key: False})
+        assert str(info.value) == (f'{key}: false is not allowed (true for dataflow "os": its '
+                                   f'PE has no such register)')
 
 
 def test_invalid_value_through_toml_names_the_file():
@@ -230,7 +242,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, requant_lanes, acc_depth, res_depth, clock_mhz, softmax, "
+                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, acc_depth, res_depth, clock_mhz, softmax, "
                                "attention)")
     assert info.value.key == "row"
 
@@ -409,8 +421,8 @@ def test_to_toml_is_deterministic_and_ordered():
     text = GemmConfig().to_toml()
     assert text == GemmConfig().to_toml()
     keys = [line.split(" = ")[0] for line in text.splitlines() if not line.startswith("#")]
-    assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "acc_depth",
-                    "res_depth", "clock_mhz"]
+    assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "pe_product_reg",
+                    "pe_weight_reg", "acc_depth", "res_depth", "clock_mhz"]
     assert "# acc_width = 32  (derived from k_max)" in text
     assert "# requant_lanes = 4  (derived from cols)" in text
     assert "acc_width = 48\n" in GemmConfig(acc_width=48).to_toml()

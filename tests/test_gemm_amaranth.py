@@ -132,10 +132,19 @@ CONFIGS = [
                rounding="double"),
     GemmConfig(rows=1, cols=1, dataflow="os", k_max=16, acc_depth=4, res_depth=4,
                rounding="double"),
+    GemmConfig(rows=3, cols=5, dataflow="ws", k_max=64, acc_depth=8, res_depth=4,
+               requant_lanes=2, pe_product_reg=False, pe_weight_reg=False),
+    GemmConfig(rows=2, cols=5, dataflow="os", k_max=64, acc_depth=8, res_depth=4,
+               requant_lanes=3, rounding="double"),
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}{c.dataflow}{c.rounding}")
+def _cfg_id(c):
+    pe = ("" if c.pe_product_reg else "-noprod") + ("" if c.pe_weight_reg else "-nowcur")
+    return f"{c.rows}x{c.cols}{c.dataflow}{c.rounding}-L{c.rq_lanes}{pe}"
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
 def test_engine_random_jobs(cfg):
     rng = np.random.default_rng(1)
     shapes = [(5, 7, 4), (1, 1, 1), (9, 3, 5), (2, 8, 1)]

@@ -51,11 +51,11 @@ CONFIGS = {
     "g4x4os": GemmConfig(name="g4x4os", rows=4, cols=4, dataflow="os", k_max=128, acc_depth=16,
                          res_depth=16, rounding="double"),
     "g4x8ws": GemmConfig(name="g4x8ws", rows=4, cols=8, dataflow="ws", k_max=64, acc_depth=16,
-                         res_depth=8, rounding="double", requant_lanes=3),
+                         res_depth=8, rounding="double", requant_lanes=3, pe_product_reg=False),
     "g4x8os": GemmConfig(name="g4x8os", rows=4, cols=8, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=8, acc_width=40, requant_lanes=8),
     "g8x4ws": GemmConfig(name="g8x4ws", rows=8, cols=4, dataflow="ws", k_max=64, acc_depth=16,
-                         res_depth=8, acc_width=40, requant_lanes=2),
+                         res_depth=8, acc_width=40, requant_lanes=2, pe_weight_reg=False),
     "g8x4os": GemmConfig(name="g8x4os", rows=8, cols=4, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=8, rounding="double"),
 }

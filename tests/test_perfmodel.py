@@ -200,6 +200,20 @@ def test_model_equals_rtl_cycles(spec):
     _check(cfg, jobs, measure(cfg, jobs))
 
 
+@pytest.mark.parametrize("product_reg,weight_reg", [(False, True), (True, False),
+                                                    (False, False)])
+def test_model_equals_rtl_without_pe_registers(product_reg, weight_reg):
+    """A ws design without the PE's product and/or weight register: the array is a cycle
+    shorter without the product register, and the model follows; back-to-back weight tiles
+    (the weight register's select) and a credit-bound FIFO, raw and requant."""
+    cfg = GemmConfig(rows=3, cols=4, dataflow="ws", k_max=64, acc_depth=8, res_depth=4,
+                     requant_lanes=2, pe_product_reg=product_reg, pe_weight_reg=weight_reg)
+    rng = np.random.default_rng(11 + 2 * product_reg + weight_reg)
+    shapes = [(1, 1, 1), (5, 7, 9), (9, 3, 4), (4, 10, 5), (17, 2, 3)]
+    jobs = [_job(rng, *s, requant=i % 2 == 0) for i, s in enumerate(shapes)]
+    _check(cfg, jobs, measure(cfg, jobs))
+
+
 def test_model_equals_rtl_credit_bound_long_passes():
     """A design whose result FIFO is far shallower than the pipeline (credits bind in every
     producing pass), with short and long passes and several column tiles, both dataflows."""
