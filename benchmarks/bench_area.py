@@ -50,6 +50,33 @@ endmodule
 """
 
 
+#: The minimal systolic PE (the lean-datapath reference): an active and a shadow int8 weight
+#: register (the shadow loads while the active one computes, ``swap`` moves it across), the
+#: activation register passed right, and the registered partial sum of the row's width; the
+#: multiply-add in one cycle, no product register.
+MIN_PE_V = """// the minimal weight-stationary systolic PE, as wide as a PE of an R-row array
+module min_pe(input clk, input signed [7:0] a_in, input signed [7:0] w_in, input load,
+              input swap, input signed [{w1}:0] psum_in, output reg signed [7:0] a_out,
+              output reg signed [{w1}:0] psum_out);
+  reg signed [7:0] w_act, w_shadow;
+  always @(posedge clk) begin
+    if (load) w_shadow <= w_in;
+    if (swap) w_act <= w_shadow;
+    a_out <= a_in;
+    psum_out <= psum_in + a_in * w_act;
+  end
+endmodule
+"""
+
+
+def min_pe(target: str, psum_width: int, work: Path, dsp: bool = True,
+           clock_mhz: float = 200.0) -> dict:
+    """Figures of one minimal systolic PE (:data:`MIN_PE_V`) for ``target``, flat, synthesized
+    as :func:`bare_mac`."""
+    return flow.synth_reference(work, MIN_PE_V.format(w1=psum_width - 1), "min_pe", target,
+                                dsp=dsp, clock_mhz=clock_mhz)
+
+
 def _pnr_fmax(p: dict) -> str:
     """The Fmax cell of a place-and-route record: routed, or nextpnr's after placement."""
     if not p:
@@ -174,6 +201,12 @@ def main() -> int:
     ap.add_argument("--k-max", type=int, default=None, help="k_max (default: the config's)")
     ap.add_argument("--acc-depth", type=int, default=None, help="acc_depth (default: the config's)")
     ap.add_argument("--res-depth", type=int, default=None, help="res_depth (default: the config's)")
+    ap.add_argument("--requant-lanes", type=int, default=None,
+                    help="requant_lanes (default: the config's, ceil(N / 4))")
+    ap.add_argument("--pe-product-reg", choices=("true", "false"), default=None,
+                    help="pe_product_reg (default: the config's, true)")
+    ap.add_argument("--pe-weight-reg", choices=("true", "false"), default=None,
+                    help="pe_weight_reg (default: the config's, true)")
     ap.add_argument("--out", default="build/bench_area", help="work folder (default: %(default)s)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a report already in the work folder for the same design, "
@@ -183,7 +216,12 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     targets = args.targets.split(",")
     extra = {k: v for k, v in (("k_max", args.k_max), ("acc_depth", args.acc_depth),
-                               ("res_depth", args.res_depth)) if v is not None}
+                               ("res_depth", args.res_depth),
+                               ("requant_lanes", args.requant_lanes),
+                               ("pe_product_reg", None if args.pe_product_reg is None
+                                else args.pe_product_reg == "true"),
+                               ("pe_weight_reg", None if args.pe_weight_reg is None
+                                else args.pe_weight_reg == "true")) if v is not None}
     print("command: .venv/bin/python benchmarks/bench_area.py " + " ".join(sys.argv[1:]))
     print("config: " + ", ".join(f"{k} {v}" for k, v in
                                  GemmConfig(name="x", **extra).to_dict(resolved=True).items()
@@ -201,9 +239,10 @@ def main() -> int:
             print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         else:
             print("| array | run | µm²/MAC | FF/MAC | bare MAC µm² / FF | overhead area | "
-                  "overhead FF | array block µm²/FF per MAC | requantizer µm² | memories µm² / FF | "
-                  "reg2reg Fmax MHz | critical path | s |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                  "overhead FF | minimal PE µm² / FF | overhead area | overhead FF | "
+                  "array / requantizer / control µm² per MAC | array / requantizer / control "
+                  "FF per MAC | memories µm² / FF | reg2reg Fmax MHz | critical path | s |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in sizes:
             cfg = GemmConfig(name=f"bench{n}", rows=n, cols=n, **extra)
             est_only = args.estimate or n > args.flat_max
@@ -256,6 +295,11 @@ def main() -> int:
                 ffs = fig["ffs"] - mem.get("ffs", 0)
                 ov = (a - macs * mac["area_um2"]) / (macs * mac["area_um2"])
                 ov_f = (ffs - macs * mac["ffs"]) / (macs * mac["ffs"])
+                pe = min_pe(target, psum_width, out / f"minpe_{target}_{psum_width}")
+                ov_pe = (a - macs * pe["area_um2"]) / (macs * pe["area_um2"])
+                ov_pe_f = (ffs - macs * pe["ffs"]) / (macs * pe["ffs"])
+                blocks = r["estimate"]["blocks"]
+                ctl = blocks.get("control", {})
                 s = r.get("sta") or {}
                 rr = s.get("reg2reg") or {}
                 path = (f"{rr.get('from_register', rr.get('from'))} → "
@@ -263,8 +307,12 @@ def main() -> int:
                         if rr else "–")
                 print(f"| {n}x{n} | {run} | {a / macs:,.0f} | {ffs / macs:.1f} | "
                       f"{mac['area_um2']:,.0f} / {mac['ffs']} | {100 * ov:+.0f} % | "
-                      f"{100 * ov_f:+.0f} % | {arr.get('area_um2', 0) / macs:,.0f}/"
-                      f"{arr.get('ffs', 0) / macs:.1f} | {rq.get('area_um2', 0):,.0f} | "
+                      f"{100 * ov_f:+.0f} % | {pe['area_um2']:,.0f} / {pe['ffs']} | "
+                      f"{100 * ov_pe:+.0f} % | {100 * ov_pe_f:+.0f} % | "
+                      f"{arr.get('area_um2', 0) / macs:,.0f} / {rq.get('area_um2', 0) / macs:,.0f}"
+                      f" / {ctl.get('area_um2', 0) / macs:,.0f} | "
+                      f"{arr.get('ffs', 0) / macs:.1f} / {rq.get('ffs', 0) / macs:.1f} / "
+                      f"{ctl.get('ffs', 0) / macs:.1f} | "
                       f"{mem.get('area_um2', 0):,.0f} / "
                       f"{mem.get('ffs', 0):,} | {s.get('fmax_mhz', '–')} | {path} | {secs:.0f} |")
             sys.stdout.flush()

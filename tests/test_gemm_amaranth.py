@@ -305,6 +305,32 @@ def test_requantizer_at_the_saturation_edge(rounding):
 
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
+def test_requantizer_at_the_wide_saturation_edges(rounding):
+    """64-bit accumulators where the registers narrowed before the last rounding step saturate
+    (``npugen.hw.requant._T_BITS``, ``_H_BITS``): ``double``'s ``h`` (about ``acc · M0 /
+    2^31``) at and around ``+-2^41`` with every right shift ``e`` that can bring it down
+    (``sh`` from -31 to -20, and 0), and ``single``'s shifted product at ``+-2^9`` for the same
+    shifts; both multipliers' extremes. Against the golden model, which is exact."""
+    lanes = 4
+    dut = Requantizer(lanes=lanes, acc_width=64, rounding=rounding)
+    accs = []
+    for b in (40, 41, 42, 43, 50, 62):
+        for d in (-2, -1, 0, 1, 2):
+            accs += [(1 << b) + d, -(1 << b) + d]
+    for sh in range(-31, -19):      # single: y = acc·M0 / 2^(31 - sh) near +-2^9
+        for d in (-2, -1, 0, 1):
+            accs += [(1 << (10 - sh)) + d, -(1 << (10 - sh)) + d]
+    accs += [(1 << 63) - 1, -(1 << 63)]
+    vectors = []
+    for sh in [-31, -30, -25, -21, -20, 0, 1]:
+        for mult in (1 << 30, (1 << 31) - 1):
+            for k in range(0, len(accs), lanes):
+                chunk = (accs[k:k + lanes] + [0] * lanes)[:lanes]
+                vectors.append((chunk, [mult] * lanes, [sh] * lanes, 3, -128, 127))
+    _check_requantizer(dut, vectors)
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
 @pytest.mark.parametrize("W", [32, 35, 48, 64])
 def test_requantizer_matches_golden(rounding, W):
     """Widths that split ``acc`` into 2, 3 and 4 17-bit chunks for the partial products,
