@@ -326,7 +326,8 @@ def test_requantizer_at_the_wide_saturation_edges(rounding):
         for mult in (1 << 30, (1 << 31) - 1):
             for k in range(0, len(accs), lanes):
                 chunk = (accs[k:k + lanes] + [0] * lanes)[:lanes]
-                vectors.append((chunk, [mult] * lanes, [sh] * lanes, 3, -128, 127))
+                for zp in (-128, 3, 127):       # a saturated y must clamp from any zero point
+                    vectors.append((chunk, [mult] * lanes, [sh] * lanes, zp, -128, 127))
     _check_requantizer(dut, vectors)
 
 
