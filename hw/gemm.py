@@ -1209,10 +1209,16 @@ class ResultQueue(wiring.Component):
         (``rq_offer``) with the row's last slice."""
         C, Lq, P = self.cols, self.lanes, self.slices
         o, q, job = self.o, self.params, self.job
-        piece = Signal(range(P), name="drain_slice")    # the head row's next slice
+        # the head row's next slice (one bit even when P is 1: no zero-width signal)
+        piece = Signal(range(max(P, 2)), name="drain_slice")
         last_piece = Signal(name="drain_last_slice")
-        m.d.comb += last_piece.eq(Cat((piece == s) & ((s + 1) * Lq >= head.nc)
-                                      for s in range(P)).any())
+        if P == 1:
+            m.d.comb += last_piece.eq(1)
+        else:
+            # slice s is the row's last when nc <= (s + 1)·Lq (always for the last one)
+            m.d.comb += last_piece.eq(Cat(
+                (piece == s) & (head.nc <= (s + 1) * Lq) if (s + 1) * Lq < C else piece == s
+                for s in range(P)).any())
         issue = fifo.r_rdy & advance
         m.d.comb += [q.slot.eq(head.pslot), rq.i_valid.eq(issue),
                      rq.i_zp_out.eq(job.zp_out), rq.i_act_min.eq(job.act_min),
@@ -1233,8 +1239,8 @@ class ResultQueue(wiring.Component):
                 m.d.comb += q.free.eq(Mux(head.ntile_end, Mux(head.pslot, 0b10, 0b01), 0))
 
         # The slice's place in its row travels beside it through the requantizer.
-        tag = data.StructLayout({"piece": range(P), "last_piece": 1, "nc": range(C + 1),
-                                 "last": 1})
+        tag = data.StructLayout({"piece": range(max(P, 2)), "last_piece": 1,
+                                 "nc": range(C + 1), "last": 1})
         now = Signal(tag)
         m.d.comb += [now.piece.eq(piece), now.last_piece.eq(last_piece), now.nc.eq(head.nc),
                      now.last.eq(head.last)]
@@ -1249,8 +1255,7 @@ class ResultQueue(wiring.Component):
         for c in range(C):
             s, lane = divmod(c, Lq)
             here = now.piece == s
-            m.d.comb += out[c].eq(Mux(c >= now.nc, 0,
-                                      Mux(here, rq.o_data[lane], collected[c])))
+            m.d.comb += out[c].eq(Mux(now.nc > c, Mux(here, rq.o_data[lane], collected[c]), 0))
             with m.If(advance & rq.o_valid & here):
                 m.d.sync += collected[c].eq(rq.o_data[lane])
         m.d.comb += [

@@ -122,10 +122,15 @@ def interpret(cmd, act_beats, wgt_beats, cfg, held=None):
             for i in range(m0, min(m, m0 + groups)):
                 order.append((i, n0, nc))
     for idx, (i, n0, nc) in enumerate(order):
-        data = b"".join(
-            (c_out[i][n0 + c] if c < nc else 0).to_bytes(lane, "little", signed=True)
-            for c in range(C))
-        beats.append(Beat(data, (1 << (nc * lane)) - 1, idx == len(order) - 1))
+        if f["requant"]:    # docs/isa.md: nc int8 bytes packed, the rest of the beat 0
+            data = bytes(v & 0xFF for v in c_out[i][n0:n0 + nc]) + bytes(C * lane - nc)
+            keep = (1 << nc) - 1
+        else:               # nc sign-extended lanes of L bits, the other lanes 0
+            data = b"".join(
+                (c_out[i][n0 + c] if c < nc else 0).to_bytes(lane, "little", signed=True)
+                for c in range(C))
+            keep = (1 << (nc * lane)) - 1
+        beats.append(Beat(data, keep, idx == len(order) - 1))
     return beats, c_out, None
 
 
@@ -351,8 +356,8 @@ def test_decode_results_rejects_wrong_beats():
     with pytest.raises(ValueError, match="Result beat 5: tkeep 0xff, expected 0xf"):
         decode_results(bad, job, cfg)
     rq = dataclasses.replace(job, multiplier=np.full(3, 1 << 30), shift=np.zeros(3, np.int64))
-    bad = [bytes([5, 1, 0, 0]) + bytes(4) for i in range(6)]
-    with pytest.raises(ValueError, match="not an int8 sign-extended"):
+    bad = [bytes([5, 1, 7, 0]) + bytes(4) for i in range(6)]     # byte 2 past nc = 2
+    with pytest.raises(ValueError, match="Result beat 0 byte 2: 7, expected 0 past the row's 2"):
         decode_results(bad, rq, cfg)
     # raw bytes arrays decode too
     arr = np.frombuffer(b"".join(b.data for b in beats), np.uint8).reshape(6, 8)

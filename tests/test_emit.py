@@ -215,7 +215,7 @@ def test_no_paths_in_output(design):
 def test_header(design):
     text = (design / "npu.h").read_text()
     assert "#ifndef NPU_H\n#define NPU_H\n" in text and text.endswith("#endif /* NPU_H */\n")
-    for line in ("#define NPU_ISA_VERSION 1u", "#define NPU_ROWS 2u", "#define NPU_COLS 3u",
+    for line in ("#define NPU_ISA_VERSION 2u", "#define NPU_ROWS 2u", "#define NPU_COLS 3u",
                  "#define NPU_K_MAX 100u", "#define NPU_ACC_WIDTH 32u",
                  "#define NPU_CMD_K_LSB 56u", "#define NPU_CMD_K_WIDTH 24u",
                  "#define NPU_CMD_ZP_OUT_SIGNED 1", "#define NPU_OPCODE_GEMM 0x01u",
