@@ -862,6 +862,59 @@ def _wide_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool):
     return None
 
 
+def _remainder_faults(q: int, r: int, L: int) -> set[tuple[int, int, int]]:
+    """What a division's quotient shows of faults in its subtracted remainders. ``q`` and
+    ``r`` are the quotient and final remainder of the magnitude (``N'`` or ``-N' - 1``) by
+    ``2L``; the stage of quotient bit ``b`` (set in ``q``) leaves ``R_b = r + 2L·(q mod 2^b)``.
+    Returns ``(kind, b, j)``: kind 0, bit ``j`` of ``R_b`` set and ``r < 2^j`` (losing it takes
+    ``q`` down); kind 1, bit ``j`` clear and ``r + 2^j >= 2L`` (gaining it takes ``q`` up), for
+    ``j`` below the width of ``2L·2^b``."""
+    out = set()
+    for b in range(q.bit_length()):
+        if not q >> b & 1:
+            continue
+        rb = r + 2 * L * (q & ((1 << b) - 1))
+        for j in range((2 * L << b).bit_length()):
+            if rb >> j & 1:
+                if r < 1 << j:
+                    out.add((0, b, j))
+            elif r + (1 << j) >= 2 * L:
+                out.add((1, b, j))
+    return out
+
+
+def _covering_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool, bits: range,
+                       seen: set, rng, draws: int = 1 << 17):
+    """``(q, dv)`` like :func:`_wide_quotient` (final remainder within 64 of 0 or of ``2L``,
+    ``A = w·dv`` exactly), with ``|q|`` drawn from ``[2^bits.start, 2^bits.stop)``, picking
+    among the near-exact divisions found the one whose subtracted remainders show the most
+    faults (:func:`_remainder_faults`) not in ``seen``; ``seen`` is updated. None when no
+    ``A`` is reached."""
+    wide = 2 * L << bits.stop >= 1 << 62                  # beyond int64: Python integers
+    qs = np.unique(rng.integers(1 << bits.start, 1 << bits.stop, draws))
+    qs = sign * (qs.astype(object) if wide else qs)
+    if high:
+        a = (L * (2 * qs + 1)) >> (G + 1)
+    else:
+        a = -((-L * (2 * qs - 1)) >> (G + 1))
+    num = a * (1 << (G + 1)) + L
+    rem = num - 2 * L * qs
+    miss = 2 * L - 1 - rem if high else rem
+    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    found = []
+    for i in keep:
+        n = int(num[i])
+        qm, rm = divmod(n if n >= 0 else -n - 1, 2 * L)
+        faults = _remainder_faults(qm, rm, L)
+        found.append((-len(faults - seen), int(miss[i]), int(qs[i]), int(a[i]), faults))
+    for _, _, q, ai, faults in sorted(found, key=lambda f: f[:3]):
+        dv = _exact_v(w, ai)
+        if dv is not None:
+            seen |= faults
+            return q, dv
+    return None
+
+
 def _threshold_output(q: int, G: int) -> tuple[int, int]:
     """``(M0_o, sh_o)`` placing the rounding threshold of ``o = rshift_round(x·M0_o, k)``
     between ``x = q - 1`` and ``x = q``, with ``|o| < 128``: any quotient below ``q`` gives a
@@ -877,6 +930,34 @@ def _threshold_output(q: int, G: int) -> tuple[int, int]:
         if (1 << 30) <= m0 < (1 << 31) and (q - 1) * m0 + half < (jj << k) <= q * m0 + half:
             return m0, 31 + G - k
     raise AssertionError(f"no output multiplier for q = {q}")
+
+
+def _lane_sorted_job(tb: AttentionTB, p: int) -> tuple[AttentionJob, np.ndarray, int]:
+    """``(job, w, L)``: a random job of ``q_block`` queries over ``max(B + 1, 6)`` keys (score
+    scale 2.5 times the calibrated one, ``zp_v = zp_o = 0``) with its keys in descending order
+    of query ``p``'s scores, so that query's pass has no rescale: ``A_c = w·(v_c - zp_v)``
+    exactly, with the LUT weights ``w = E[s_0 - s_j]`` and ``L = Σ w``."""
+    job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0, zp_o=0,
+                        spread=2.5)
+    s = attention_scores(job.q, job.k, job.params, rounding=tb.rounding)[p]
+    order = np.argsort(-s.astype(np.int64), kind="stable")
+    job.k = job.k[order]
+    s = s[order].astype(np.int64)
+    w = np.array(make_lut(job.params.c, tb.F), dtype=np.int64)[s[0] - s]
+    return job, w, int(w.sum())
+
+
+def _threshold_job(tb: AttentionTB, job: AttentionJob, q: int, dv: np.ndarray,
+                   high: bool) -> AttentionJob:
+    """``job`` with channel 0's ``v - zp_v`` set to ``dv`` (the other channels 0) and the
+    output's rounding threshold right at quotient ``q`` (:func:`_threshold_output`) on the side
+    a remainder fault moves it to: between ``q - 1`` and ``q`` for a final remainder near 0,
+    between ``q`` and ``q + 1`` near ``2L`` (``high``)."""
+    m0, sh = _threshold_output(q + 1 if high else q, tb.G)
+    v = np.zeros((job.k.shape[0], tb.d), dtype=np.int64)
+    v[:, 0] = dv
+    return replace(job, v=v.astype(np.int8), tag=tb.next_tag(),
+                   params=replace(job.params, out_multiplier=m0, out_shift=sh))
 
 
 @cocotb.test()
@@ -920,27 +1001,48 @@ async def test_divider_near_exact(dut):
     for p in range(tb.P):
         for sign, high in ((1, False), (1, True), (-1, False), (-1, True)) * 2:
             for _ in range(20):
-                job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0,
-                                    zp_o=0, spread=2.5)
-                s = attention_scores(job.q, job.k, job.params, rounding=tb.rounding)[p]
-                order = np.argsort(-s.astype(np.int64), kind="stable")
-                job.k = job.k[order]
-                s = s[order].astype(np.int64)
-                w = np.array(make_lut(job.params.c, tb.F), dtype=np.int64)[s[0] - s]
-                L = int(w.sum())
+                job, w, L = _lane_sorted_job(tb, p)
                 hit = _wide_quotient(w, L, tb.G, sign, high)
                 if hit is not None:
                     break
             else:
                 raise AssertionError(f"no wide near-exact quotient for lane {p}")
-            q, dv = hit
-            m0, sh = _threshold_output(q + 1 if high else q, tb.G)
-            v = np.zeros((job.k.shape[0], tb.d), dtype=np.int64)
-            v[:, 0] = dv
-            jobs.append(replace(job, v=v.astype(np.int8), tag=tb.next_tag(),
-                                params=replace(job.params, out_multiplier=m0, out_shift=sh)))
+            jobs.append(_threshold_job(tb, job, *hit, high))
     for j in jobs:
         await tb.run_job(j, label=f"near-exact division, N={j.k.shape[0]}")
+    tb.check_idle()
+
+
+@cocotb.test()
+async def test_divider_remainder_bits(dut):
+    """The bits of the epilogue divider's subtracted remainders, through near-exact divisions
+    of larger quotients than :func:`test_divider_near_exact`'s. Per lane ``p`` and per band
+    ``2^G <= |q| < 2^(G+3)`` and ``2^(G+3) <= |q| < 2^(G+6)``, both signs of ``N'`` and a final
+    remainder within 64 of 0 or of ``2L``: query ``p`` sees its keys in descending score order
+    (``A = w·dv`` exactly, channel 0), and among the near-exact divisions found the one is
+    taken whose subtracted remainders ``R_b`` show the most faults not yet shown on that lane
+    (a set bit of ``R_b`` lost with the final remainder below it, a clear bit gained with the
+    final remainder within it of ``2L``); ``M0_o`` and ``k`` put the output's rounding
+    threshold right at ``q`` on the side such a fault moves it to. Bit-exact against the
+    golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    r = tb.rng
+    jobs = []
+    for p in range(tb.P):
+        seen: set = set()
+        for bits in (range(tb.G, tb.G + 3), range(tb.G + 3, tb.G + 6)):
+            for sign, high in ((1, False), (-1, True), (1, True), (-1, False)):
+                for _ in range(20):
+                    job, w, L = _lane_sorted_job(tb, p)
+                    hit = _covering_quotient(w, L, tb.G, sign, high, bits, seen, r)
+                    if hit is not None:
+                        break
+                else:
+                    raise AssertionError(f"no near-exact quotient of {bits} bits for lane {p}")
+                jobs.append(_threshold_job(tb, job, *hit, high))
+    for j in jobs:
+        await tb.run_job(j, label=f"remainder bits, k={31 + tb.G - j.params.out_shift}")
     tb.check_idle()
 
 
