@@ -42,7 +42,8 @@ from npugen.sim.driver import (AttentionJob, AttentionStreams, Status, attention
                         decode_status, encode_attention)
 from npugen.sim import perfmodel
 from npugen.sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
-                                  attention_params, attention_scores, calibrate_score_scale)
+                                  attention_params, attention_scores, attention_state,
+                                  calibrate_score_scale)
 from npugen.sim.golden.softmax import make_lut
 
 __all__ = ["AttentionTB", "JobOutcome"]
@@ -1043,6 +1044,114 @@ async def test_divider_remainder_bits(dut):
                 jobs.append(_threshold_job(tb, job, *hit, high))
     for j in jobs:
         await tb.run_job(j, label=f"remainder bits, k={31 + tb.G - j.params.out_shift}")
+    tb.check_idle()
+
+
+def _score_tie(acc: int, s: int, above: bool, rounding: str) -> tuple[int, int, int] | None:
+    """``(M0_s, sh_s, eps)`` putting the score product ``P = acc·M0_s`` (``acc > 0``) right at
+    the rounding threshold of score ``s`` (``s >= 1``): ``eps >= 0`` above the smallest product
+    of score ``s`` (``above``), or ``eps >= 1`` below it (score ``s - 1``); ``eps < acc``. The
+    threshold is ``T = (2s - 1)·2^(30 - sh)``, and ``(2s - 1)·2^(30 + e) - 2^30`` in
+    ``double`` rounding with a right shift ``e = -sh >= 1`` (numerics.md). None when no shift
+    gives ``M0_s`` in [2^30, 2^31)."""
+    for sh in range(30, -32, -1):
+        if rounding == "double" and sh < 0:
+            t = ((2 * s - 1) << (30 - sh)) - (1 << 30)
+        else:
+            t = (2 * s - 1) << (30 - sh)
+        m0 = -(-t // acc) if above else (t - 1) // acc
+        if (1 << 30) <= m0 < (1 << 31):
+            return m0, sh, acc * m0 - t if above else t - acc * m0
+    return None
+
+
+def _tie_faults(acc: int, m0: int, eps: int, above: bool) -> set[tuple[int, int, int]]:
+    """The faults of the score product's two low partial products (``acc``'s low 17 bits
+    times ``M0_s``'s 16-bit halves, weights 2^0 and 2^16: hw/requant.py) that move a product
+    ``eps`` from the rounding threshold across it: ``(0, t, j)``, bit ``j`` of partial product
+    ``t`` set and lost, its weight above ``eps`` (``above``); ``(1, t, j)``, clear and gained,
+    its weight at least ``eps`` (below)."""
+    out = set()
+    for t, pp in enumerate(((acc & 0x1FFFF) * (m0 & 0xFFFF), (acc & 0x1FFFF) * (m0 >> 16))):
+        for j in range(33):
+            w = 1 << (16 * t + j)
+            if above and pp >> j & 1 and w > eps:
+                out.add((0, t, j))
+            elif not above and not pp >> j & 1 and w >= eps:
+                out.add((1, t, j))
+    return out
+
+
+def _tie_job(tb: AttentionTB, above: bool, seen: set, tries: int = 256) -> AttentionJob:
+    """A job whose queries (all equal) see a key ``k_t`` with its score right at a rounding
+    threshold (:func:`_score_tie`; ``acc = q·k_t >= s·max|q| > 0``; the score ``s`` or
+    ``s - 1``) and a key of score within 2 of it, ``v - zp_v`` at +127 and -128 on channel 0;
+    among ``tries`` random ``(q, k_t, s)`` the one whose partial products show the most faults
+    (:func:`_tie_faults`) not in ``seen`` (updated). The output's rounding threshold sits right
+    at channel 0's quotient, on the side a fault moves it to (:func:`_threshold_output`)."""
+    r, d = tb.rng, tb.d
+    best = None
+    for _ in range(tries):
+        qv = r.integers(-127, 128, d)
+        kt = r.integers(-127, 128, d)
+        acc = int(qv @ kt)
+        if acc < 0:
+            kt, acc = -kt, -acc
+        s = int(r.integers(1, 128))
+        # acc >= s·max|q|: a step of one in any element of a key moves its score by at most
+        # about one, so keys of nearby scores exist
+        fine = 0 < acc and s * int(np.abs(qv).max()) <= acc
+        tie = _score_tie(acc, s, above, tb.rounding) if fine else None
+        if tie is not None:
+            faults = _tie_faults(acc, tie[0], tie[2], above)
+            if best is None or len(faults - seen) > len(best[-1] - seen):
+                best = (qv, kt, s, tie, faults)
+    assert best is not None, "no score multiplier puts a score at a rounding threshold"
+    qv, kt, s, (m0, sh, _), faults = best
+    seen |= faults
+    q = np.tile(qv, (tb.P, 1)).astype(np.int8)
+    job = tb.random_job(tb.P, 2, mask="none", zp_v=0, zp_o=0)
+    p = replace(job.params, score_multiplier=m0, score_shift=sh)
+    want = s if above else s - 1
+    for spread in (4, 16, 64, 255):            # a second key of a score within 2 of the tie's
+        near = np.clip(kt + r.integers(-spread, spread + 1, (256, d)), -128, 127)
+        sc = attention_scores(q[:1], near.astype(np.int8), p, rounding=tb.rounding)[0]
+        ok = np.flatnonzero((np.abs(sc.astype(np.int64) - want) <= 2) & np.any(near != kt, 1))
+        if len(ok):
+            k = np.stack([kt, near[ok[0]]]).astype(np.int8)
+            break
+    else:
+        raise AssertionError(f"no key of a score near {want}")
+    sc = attention_scores(q, k, p, rounding=tb.rounding)
+    assert np.all(sc[:, 0] == want), f"tie key's score {sc[0, 0]}, expected {want}"
+    v = job.v.copy()
+    v[:, 0] = (127, -128)
+    st = attention_state(q, k, v, p, F=tb.F, B=tb.B, rounding=tb.rounding)[0]
+    quot = (st.A[0] * (1 << (tb.G + 1)) + st.L) // (2 * st.L)
+    m0_o, sh_o = _threshold_output(quot if above else quot + 1, tb.G)
+    return replace(job, q=q, k=k, v=v, tag=tb.next_tag(),
+                   params=replace(p, out_multiplier=m0_o, out_shift=sh_o))
+
+
+@cocotb.test()
+async def test_score_rounding_ties(dut):
+    """Scores right at the score requantizer's rounding threshold, with the low partial
+    products' bits in view. Per job every query is the same row ``q`` and one key ``k_t`` has
+    ``acc = q·k_t > 0``; ``M0_s`` and ``sh_s`` put ``acc·M0_s`` less than ``acc`` above the
+    threshold of a score ``s`` (six jobs) or below it (six jobs), so a fault that takes the
+    product down (up) by more than that moves the score by one; among random ``(q, k_t, s)``
+    each job takes the one whose two low partial products (``acc``'s low 17 bits times
+    ``M0_s``'s 16-bit halves) show the most such faults not yet shown. A second key has a
+    score within 2 of ``k_t``'s, channel 0's ``v - zp_v`` is +127 at ``k_t`` and -128 at the
+    other, and ``M0_o`` / ``k`` put the output's rounding threshold right at the quotient on
+    the side a score fault moves it to. Bit-exact against the golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    seen: set = set()
+    jobs = [_tie_job(tb, above, seen) for above in (True, False) for _ in range(6)]
+    for j in jobs:
+        await tb.run_job(j, label=f"score tie, M0_s={j.params.score_multiplier}, "
+                                  f"sh_s={j.params.score_shift}")
     tb.check_idle()
 
 
