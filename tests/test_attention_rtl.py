@@ -61,7 +61,7 @@ DEFAULT_RUN = {"a8p3h2": ("verilator", "icarus"), "a1p1h1": ("verilator",),
 SIMS = list(runner.SIMULATORS)
 
 #: Every test of the bench (test_backpressure counts once per pattern).
-BENCH_TESTS = 20
+BENCH_TESTS = 22
 
 
 def _run(cfg, sim, *, testcase=None, full=False, label=""):

@@ -42,7 +42,8 @@ from npugen.sim.driver import (AttentionJob, AttentionStreams, Status, attention
                         decode_status, encode_attention)
 from npugen.sim import perfmodel
 from npugen.sim.golden.attention import (AttentionParams, attention_int8, attention_mask,
-                                  attention_params, attention_scores, calibrate_score_scale)
+                                  attention_params, attention_scores, attention_state,
+                                  calibrate_score_scale)
 from npugen.sim.golden.softmax import make_lut
 
 __all__ = ["AttentionTB", "JobOutcome"]
@@ -862,6 +863,59 @@ def _wide_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool):
     return None
 
 
+def _remainder_faults(q: int, r: int, L: int) -> set[tuple[int, int, int]]:
+    """What a division's quotient shows of faults in its subtracted remainders. ``q`` and
+    ``r`` are the quotient and final remainder of the magnitude (``N'`` or ``-N' - 1``) by
+    ``2L``; the stage of quotient bit ``b`` (set in ``q``) leaves ``R_b = r + 2L·(q mod 2^b)``.
+    Returns ``(kind, b, j)``: kind 0, bit ``j`` of ``R_b`` set and ``r < 2^j`` (losing it takes
+    ``q`` down); kind 1, bit ``j`` clear and ``r + 2^j >= 2L`` (gaining it takes ``q`` up), for
+    ``j`` below the width of ``2L·2^b``."""
+    out = set()
+    for b in range(q.bit_length()):
+        if not q >> b & 1:
+            continue
+        rb = r + 2 * L * (q & ((1 << b) - 1))
+        for j in range((2 * L << b).bit_length()):
+            if rb >> j & 1:
+                if r < 1 << j:
+                    out.add((0, b, j))
+            elif r + (1 << j) >= 2 * L:
+                out.add((1, b, j))
+    return out
+
+
+def _covering_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool, bits: range,
+                       seen: set, rng, draws: int = 1 << 17):
+    """``(q, dv)`` like :func:`_wide_quotient` (final remainder within 64 of 0 or of ``2L``,
+    ``A = w·dv`` exactly), with ``|q|`` drawn from ``[2^bits.start, 2^bits.stop)``, picking
+    among the near-exact divisions found the one whose subtracted remainders show the most
+    faults (:func:`_remainder_faults`) not in ``seen``; ``seen`` is updated. None when no
+    ``A`` is reached."""
+    wide = 2 * L << bits.stop >= 1 << 62                  # beyond int64: Python integers
+    qs = np.unique(rng.integers(1 << bits.start, 1 << bits.stop, draws))
+    qs = sign * (qs.astype(object) if wide else qs)
+    if high:
+        a = (L * (2 * qs + 1)) >> (G + 1)
+    else:
+        a = -((-L * (2 * qs - 1)) >> (G + 1))
+    num = a * (1 << (G + 1)) + L
+    rem = num - 2 * L * qs
+    miss = 2 * L - 1 - rem if high else rem
+    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    found = []
+    for i in keep:
+        n = int(num[i])
+        qm, rm = divmod(n if n >= 0 else -n - 1, 2 * L)
+        faults = _remainder_faults(qm, rm, L)
+        found.append((-len(faults - seen), int(miss[i]), int(qs[i]), int(a[i]), faults))
+    for _, _, q, ai, faults in sorted(found, key=lambda f: f[:3]):
+        dv = _exact_v(w, ai)
+        if dv is not None:
+            seen |= faults
+            return q, dv
+    return None
+
+
 def _threshold_output(q: int, G: int) -> tuple[int, int]:
     """``(M0_o, sh_o)`` placing the rounding threshold of ``o = rshift_round(x·M0_o, k)``
     between ``x = q - 1`` and ``x = q``, with ``|o| < 128``: any quotient below ``q`` gives a
@@ -877,6 +931,34 @@ def _threshold_output(q: int, G: int) -> tuple[int, int]:
         if (1 << 30) <= m0 < (1 << 31) and (q - 1) * m0 + half < (jj << k) <= q * m0 + half:
             return m0, 31 + G - k
     raise AssertionError(f"no output multiplier for q = {q}")
+
+
+def _lane_sorted_job(tb: AttentionTB, p: int) -> tuple[AttentionJob, np.ndarray, int]:
+    """``(job, w, L)``: a random job of ``q_block`` queries over ``max(B + 1, 6)`` keys (score
+    scale 2.5 times the calibrated one, ``zp_v = zp_o = 0``) with its keys in descending order
+    of query ``p``'s scores, so that query's pass has no rescale: ``A_c = w·(v_c - zp_v)``
+    exactly, with the LUT weights ``w = E[s_0 - s_j]`` and ``L = Σ w``."""
+    job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0, zp_o=0,
+                        spread=2.5)
+    s = attention_scores(job.q, job.k, job.params, rounding=tb.rounding)[p]
+    order = np.argsort(-s.astype(np.int64), kind="stable")
+    job.k = job.k[order]
+    s = s[order].astype(np.int64)
+    w = np.array(make_lut(job.params.c, tb.F), dtype=np.int64)[s[0] - s]
+    return job, w, int(w.sum())
+
+
+def _threshold_job(tb: AttentionTB, job: AttentionJob, q: int, dv: np.ndarray,
+                   high: bool) -> AttentionJob:
+    """``job`` with channel 0's ``v - zp_v`` set to ``dv`` (the other channels 0) and the
+    output's rounding threshold right at quotient ``q`` (:func:`_threshold_output`) on the side
+    a remainder fault moves it to: between ``q - 1`` and ``q`` for a final remainder near 0,
+    between ``q`` and ``q + 1`` near ``2L`` (``high``)."""
+    m0, sh = _threshold_output(q + 1 if high else q, tb.G)
+    v = np.zeros((job.k.shape[0], tb.d), dtype=np.int64)
+    v[:, 0] = dv
+    return replace(job, v=v.astype(np.int8), tag=tb.next_tag(),
+                   params=replace(job.params, out_multiplier=m0, out_shift=sh))
 
 
 @cocotb.test()
@@ -920,27 +1002,156 @@ async def test_divider_near_exact(dut):
     for p in range(tb.P):
         for sign, high in ((1, False), (1, True), (-1, False), (-1, True)) * 2:
             for _ in range(20):
-                job = tb.random_job(tb.P, _small(tb, max(tb.B + 1, 6)), mask="none", zp_v=0,
-                                    zp_o=0, spread=2.5)
-                s = attention_scores(job.q, job.k, job.params, rounding=tb.rounding)[p]
-                order = np.argsort(-s.astype(np.int64), kind="stable")
-                job.k = job.k[order]
-                s = s[order].astype(np.int64)
-                w = np.array(make_lut(job.params.c, tb.F), dtype=np.int64)[s[0] - s]
-                L = int(w.sum())
+                job, w, L = _lane_sorted_job(tb, p)
                 hit = _wide_quotient(w, L, tb.G, sign, high)
                 if hit is not None:
                     break
             else:
                 raise AssertionError(f"no wide near-exact quotient for lane {p}")
-            q, dv = hit
-            m0, sh = _threshold_output(q + 1 if high else q, tb.G)
-            v = np.zeros((job.k.shape[0], tb.d), dtype=np.int64)
-            v[:, 0] = dv
-            jobs.append(replace(job, v=v.astype(np.int8), tag=tb.next_tag(),
-                                params=replace(job.params, out_multiplier=m0, out_shift=sh)))
+            jobs.append(_threshold_job(tb, job, *hit, high))
     for j in jobs:
         await tb.run_job(j, label=f"near-exact division, N={j.k.shape[0]}")
+    tb.check_idle()
+
+
+@cocotb.test()
+async def test_divider_remainder_bits(dut):
+    """The bits of the epilogue divider's subtracted remainders, through near-exact divisions
+    of larger quotients than :func:`test_divider_near_exact`'s. Per lane ``p`` and per band
+    ``2^G <= |q| < 2^(G+3)`` and ``2^(G+3) <= |q| < 2^(G+6)``, both signs of ``N'`` and a final
+    remainder within 64 of 0 or of ``2L``: query ``p`` sees its keys in descending score order
+    (``A = w·dv`` exactly, channel 0), and among the near-exact divisions found the one is
+    taken whose subtracted remainders ``R_b`` show the most faults not yet shown on that lane
+    (a set bit of ``R_b`` lost with the final remainder below it, a clear bit gained with the
+    final remainder within it of ``2L``); ``M0_o`` and ``k`` put the output's rounding
+    threshold right at ``q`` on the side such a fault moves it to. Bit-exact against the
+    golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    r = tb.rng
+    jobs = []
+    for p in range(tb.P):
+        seen: set = set()
+        for bits in (range(tb.G, tb.G + 3), range(tb.G + 3, tb.G + 6)):
+            for sign, high in ((1, False), (-1, True), (1, True), (-1, False)):
+                for _ in range(20):
+                    job, w, L = _lane_sorted_job(tb, p)
+                    hit = _covering_quotient(w, L, tb.G, sign, high, bits, seen, r)
+                    if hit is not None:
+                        break
+                else:
+                    raise AssertionError(f"no near-exact quotient of {bits} bits for lane {p}")
+                jobs.append(_threshold_job(tb, job, *hit, high))
+    for j in jobs:
+        await tb.run_job(j, label=f"remainder bits, k={31 + tb.G - j.params.out_shift}")
+    tb.check_idle()
+
+
+def _score_tie(acc: int, s: int, above: bool, rounding: str) -> tuple[int, int, int] | None:
+    """``(M0_s, sh_s, eps)`` putting the score product ``P = acc·M0_s`` (``acc > 0``) right at
+    the rounding threshold of score ``s`` (``s >= 1``): ``eps >= 0`` above the smallest product
+    of score ``s`` (``above``), or ``eps >= 1`` below it (score ``s - 1``); ``eps < acc``. The
+    threshold is ``T = (2s - 1)·2^(30 - sh)``, and ``(2s - 1)·2^(30 + e) - 2^30`` in
+    ``double`` rounding with a right shift ``e = -sh >= 1`` (numerics.md). None when no shift
+    gives ``M0_s`` in [2^30, 2^31)."""
+    for sh in range(30, -32, -1):
+        if rounding == "double" and sh < 0:
+            t = ((2 * s - 1) << (30 - sh)) - (1 << 30)
+        else:
+            t = (2 * s - 1) << (30 - sh)
+        m0 = -(-t // acc) if above else (t - 1) // acc
+        if (1 << 30) <= m0 < (1 << 31):
+            return m0, sh, acc * m0 - t if above else t - acc * m0
+    return None
+
+
+def _tie_faults(acc: int, m0: int, eps: int, above: bool) -> set[tuple[int, int, int]]:
+    """The faults of the score product's two low partial products (``acc``'s low 17 bits
+    times ``M0_s``'s 16-bit halves, weights 2^0 and 2^16: hw/requant.py) that move a product
+    ``eps`` from the rounding threshold across it: ``(0, t, j)``, bit ``j`` of partial product
+    ``t`` set and lost, its weight above ``eps`` (``above``); ``(1, t, j)``, clear and gained,
+    its weight at least ``eps`` (below)."""
+    out = set()
+    for t, pp in enumerate(((acc & 0x1FFFF) * (m0 & 0xFFFF), (acc & 0x1FFFF) * (m0 >> 16))):
+        for j in range(33):
+            w = 1 << (16 * t + j)
+            if above and pp >> j & 1 and w > eps:
+                out.add((0, t, j))
+            elif not above and not pp >> j & 1 and w >= eps:
+                out.add((1, t, j))
+    return out
+
+
+def _tie_job(tb: AttentionTB, above: bool, seen: set, tries: int = 256) -> AttentionJob:
+    """A job whose queries (all equal) see a key ``k_t`` with its score right at a rounding
+    threshold (:func:`_score_tie`; ``acc = q·k_t >= s·max|q| > 0``; the score ``s`` or
+    ``s - 1``) and a key of score within 2 of it, ``v - zp_v`` at +127 and -128 on channel 0;
+    among ``tries`` random ``(q, k_t, s)`` the one whose partial products show the most faults
+    (:func:`_tie_faults`) not in ``seen`` (updated). The output's rounding threshold sits right
+    at channel 0's quotient, on the side a fault moves it to (:func:`_threshold_output`)."""
+    r, d = tb.rng, tb.d
+    best = None
+    for _ in range(tries):
+        qv = r.integers(-127, 128, d)
+        kt = r.integers(-127, 128, d)
+        acc = int(qv @ kt)
+        if acc < 0:
+            kt, acc = -kt, -acc
+        s = int(r.integers(1, 128))
+        # acc >= s·max|q|: a step of one in any element of a key moves its score by at most
+        # about one, so keys of nearby scores exist
+        fine = 0 < acc and s * int(np.abs(qv).max()) <= acc
+        tie = _score_tie(acc, s, above, tb.rounding) if fine else None
+        if tie is not None:
+            faults = _tie_faults(acc, tie[0], tie[2], above)
+            if best is None or len(faults - seen) > len(best[-1] - seen):
+                best = (qv, kt, s, tie, faults)
+    assert best is not None, "no score multiplier puts a score at a rounding threshold"
+    qv, kt, s, (m0, sh, _), faults = best
+    seen |= faults
+    q = np.tile(qv, (tb.P, 1)).astype(np.int8)
+    job = tb.random_job(tb.P, 2, mask="none", zp_v=0, zp_o=0)
+    p = replace(job.params, score_multiplier=m0, score_shift=sh)
+    want = s if above else s - 1
+    for spread in (4, 16, 64, 255):            # a second key of a score within 2 of the tie's
+        near = np.clip(kt + r.integers(-spread, spread + 1, (256, d)), -128, 127)
+        sc = attention_scores(q[:1], near.astype(np.int8), p, rounding=tb.rounding)[0]
+        ok = np.flatnonzero((np.abs(sc.astype(np.int64) - want) <= 2) & np.any(near != kt, 1))
+        if len(ok):
+            k = np.stack([kt, near[ok[0]]]).astype(np.int8)
+            break
+    else:
+        raise AssertionError(f"no key of a score near {want}")
+    sc = attention_scores(q, k, p, rounding=tb.rounding)
+    assert np.all(sc[:, 0] == want), f"tie key's score {sc[0, 0]}, expected {want}"
+    v = job.v.copy()
+    v[:, 0] = (127, -128)
+    st = attention_state(q, k, v, p, F=tb.F, B=tb.B, rounding=tb.rounding)[0]
+    quot = (st.A[0] * (1 << (tb.G + 1)) + st.L) // (2 * st.L)
+    m0_o, sh_o = _threshold_output(quot if above else quot + 1, tb.G)
+    return replace(job, q=q, k=k, v=v, tag=tb.next_tag(),
+                   params=replace(p, out_multiplier=m0_o, out_shift=sh_o))
+
+
+@cocotb.test()
+async def test_score_rounding_ties(dut):
+    """Scores right at the score requantizer's rounding threshold, with the low partial
+    products' bits in view. Per job every query is the same row ``q`` and one key ``k_t`` has
+    ``acc = q·k_t > 0``; ``M0_s`` and ``sh_s`` put ``acc·M0_s`` less than ``acc`` above the
+    threshold of a score ``s`` (six jobs) or below it (six jobs), so a fault that takes the
+    product down (up) by more than that moves the score by one; among random ``(q, k_t, s)``
+    each job takes the one whose two low partial products (``acc``'s low 17 bits times
+    ``M0_s``'s 16-bit halves) show the most such faults not yet shown. A second key has a
+    score within 2 of ``k_t``'s, channel 0's ``v - zp_v`` is +127 at ``k_t`` and -128 at the
+    other, and ``M0_o`` / ``k`` put the output's rounding threshold right at the quotient on
+    the side a score fault moves it to. Bit-exact against the golden model."""
+    tb = AttentionTB(dut)
+    await tb.start()
+    seen: set = set()
+    jobs = [_tie_job(tb, above, seen) for above in (True, False) for _ in range(6)]
+    for j in jobs:
+        await tb.run_job(j, label=f"score tie, M0_s={j.params.score_multiplier}, "
+                                  f"sh_s={j.params.score_shift}")
     tb.check_idle()
 
 
