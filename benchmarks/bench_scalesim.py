@@ -125,17 +125,21 @@ def _why_ws(cfg, m, k, n, ours, theirs, nt, tail):
     head = 13 + min(k, R)       # accept, PARAM_WAIT, 9 parameter beats, BUF_WAIT, load, WAIT
     fill = 2 * R + C - 2
     if folds == 1:
+        drain = ours - head - m - (tail - 1)
         return (f"one fold, nothing to overlap: SCALE-Sim's {theirs} cycles are the array's "
                 f"preload, skew, {m} rows and drain; our {ours} run from command to status: "
                 f"{head} before the first row (parameter block and its hand-over, the "
                 f"weight tile), {m} rows, {tail - 1} after the last until its beat is read "
-                f"(array, accumulate, requantizer, result FIFO).")
+                f"(array, accumulate, result FIFO, requantizer)"
+                + (f", and {drain} more while the rows wait for the requantizer's "
+                   f"{pm._rq_lanes(cfg)} lanes (docs/perf.md)." if drain else "."))
     return (f"SCALE-Sim pays {fill} cycles of weight preload, skew and drain (2R+C-2) in each "
             f"of its {folds} folds ({folds * fill} in all; folds never overlap); we load the "
             f"next weight tile while the current one streams (double buffering) and switch "
             f"tiles on a diagonal wavefront, so our {passes} passes stream {stream} rows back "
             f"to back and the fill ({ours - stream} cycles: parameters, first tile, pipeline, "
-            f"requantizer) is paid once: {theirs - ours} fewer.")
+            f"the last column tile's rows through the requantizer's {pm._rq_lanes(cfg)} lanes) "
+            f"is paid once: {theirs - ours} fewer.")
 
 
 def _why_os(cfg, m, k, n, ours, theirs, nt, tail):
@@ -145,16 +149,19 @@ def _why_os(cfg, m, k, n, ours, theirs, nt, tail):
     stream = tiles * max(k, R)
     fill = R + C - 2
     if tiles == 1:
+        drain = ours - 11 - k - (tail - 1 + m)
         return (f"one fold, nothing to overlap: SCALE-Sim's {theirs} cycles are skew, {k} steps "
                 f"and drain; our {ours} run from command to status: 11 before the first K step "
                 f"(parameter block), {k} steps, then {tail - 1 + m} until the beat of the last "
-                f"of the {m} rows is read (array, drain, accumulate, requantizer, result FIFO).")
+                f"of the {m} rows is read (array, drain, accumulate, result FIFO, requantizer)"
+                + (f", and {drain} more while the rows wait for the requantizer's "
+                   f"{pm._rq_lanes(cfg)} lanes (docs/perf.md)." if drain else "."))
     return (f"SCALE-Sim pays {fill} cycles of skew and drain (R+C-2) in each of its {tiles} folds "
             f"({tiles * fill} in all; folds never overlap); each of our row tiles drains while "
             f"the next one's K steps stream in (one tile per max(K, R) = {max(k, R)} cycles), "
             f"so we pay {stream} step cycles, 10 per column tile for its parameter block "
-            f"({10 * nt}) and {ours - stream - 10 * nt} of pipeline once: "
-            f"{theirs - ours} fewer.")
+            f"({10 * nt}) and {ours - stream - 10 * nt} of pipeline and of the last rows' "
+            f"requantization ({pm._rq_lanes(cfg)} lanes) once: {theirs - ours} fewer.")
 
 
 def main(argv=None) -> int:
