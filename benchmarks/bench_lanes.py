@@ -25,7 +25,7 @@ from npugen.sim.perfmodel import gemm_cycles, utilization
 
 #: (label, m, k, n) of the jobs tabulated.
 JOBS = [("K=16", 256, 16, 256), ("K=64", 256, 64, 256), ("K=384", 256, 384, 256),
-        ("256³", 256, 256, 256), ("MiniLM proj.", 20, 384, 384)]
+        ("256³", 256, 256, 256), ("64³", 64, 64, 64), ("MiniLM proj.", 20, 384, 384)]
 
 
 def main() -> int:
