@@ -819,6 +819,21 @@ def _near_exact_v(w: np.ndarray, L: int, G: int, sign: int, high: bool, rng,
     return dv
 
 
+def _near_exact(qs, L: int, G: int, high: bool):
+    """For candidate quotients ``qs`` (an array, one sign): ``(a, miss, keep)``, the numerator
+    ``A`` whose division ``(A·2^(G+1) + L) // 2L`` gives each ``q`` with its final remainder
+    nearest to ``2L`` (``high``) or to 0, how far it misses (``miss``), and the indices where the
+    quotient is exact and the miss below 64."""
+    if high:
+        a = (L * (2 * qs + 1)) >> (G + 1)
+    else:
+        a = -((-L * (2 * qs - 1)) >> (G + 1))
+    rem = a * (1 << (G + 1)) + L - 2 * L * qs
+    miss = 2 * L - 1 - rem if high else rem
+    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    return a, miss, keep
+
+
 def _exact_v(w: np.ndarray, a: int) -> np.ndarray | None:
     """``dv`` in [-128, 127] with ``w·dv = a`` exactly (greedy over all but the two smallest
     nonzero weights, then every pair of values on those two), or None."""
@@ -847,14 +862,7 @@ def _wide_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool):
     ``2L`` (``high`` True), with ``A = w·dv`` exactly; None when no such ``A`` is reached."""
     # int64 while 2L·2^16 fits (every configuration the benches run); Python integers beyond.
     qs = sign * np.arange(1 << 14, 1 << 16, dtype=np.int64 if L < 1 << 44 else object)
-    if high:
-        a = (L * (2 * qs + 1)) >> (G + 1)
-    else:
-        a = -((-L * (2 * qs - 1)) >> (G + 1))
-    num = a * (1 << (G + 1)) + L
-    rem = num - 2 * L * qs
-    miss = 2 * L - 1 - rem if high else rem
-    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    a, miss, keep = _near_exact(qs, L, G, high)
     found = [(int(miss[i]), int(qs[i]), int(a[i])) for i in keep]
     for miss, q, ai in sorted(found):
         dv = _exact_v(w, ai)
@@ -894,14 +902,7 @@ def _covering_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool, bit
     wide = 2 * L << bits.stop >= 1 << 62                  # beyond int64: Python integers
     qs = np.unique(rng.integers(1 << bits.start, 1 << bits.stop, draws))
     qs = sign * (qs.astype(object) if wide else qs)
-    if high:
-        a = (L * (2 * qs + 1)) >> (G + 1)
-    else:
-        a = -((-L * (2 * qs - 1)) >> (G + 1))
-    num = a * (1 << (G + 1)) + L
-    rem = num - 2 * L * qs
-    miss = 2 * L - 1 - rem if high else rem
-    keep = np.flatnonzero((rem >= 0) & (rem < 2 * L) & (miss < 64))
+    a, miss, keep = _near_exact(qs, L, G, high)
     found = []
     for i in keep:
         n = int(num[i])
