@@ -451,7 +451,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                              progress=progress)
     _save_npy_atomic(out, e)
     if args.json:
-        record = {k: v for k, v in report.items() if k != "jobs"}
+        record = dict(report)
         record.update(out=str(out), sentences=sentences)
         print(json.dumps(record, sort_keys=True, default=_json_default))
     else:
@@ -463,6 +463,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
                   f"{report['cosine'][i]:.5f} cycles={report['cycles'][i]} "
                   f"(gemm {report['gemm_cycles'][i]}, attention "
                   f"{report['attention_cycles'][i]})  {s}")
+        steps = ("qkv", "attention", "o", "f1", "f2")
+        print("cycles per layer (all sentences): " + " ".join(f"{x:>9}" for x in steps)
+              + "     total")
+        for li, row in enumerate(report["layer_cycles"]):
+            print(f"  layer {li}{'':26}" + " ".join(f"{row[x]:>9}" for x in steps)
+                  + f" {sum(row.values()):>9}")
         print(f"wrote {out} {tuple(e.shape)} float32")
     if report["bit_exact"] is False:
         raise CliError("the RTL output differs from the golden pipeline", code=1)

@@ -343,6 +343,9 @@ def pairwise_spearman(e, ref) -> float:
 # through the RTL
 
 
+_GEMM_STEPS = ("qkv", "o", "f1", "f2")
+
+
 def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, progress=None):
     """GEMM and attention runners for :func:`npugen.sim.golden.minilm.encode` that run on the
     simulated RTL: every call of the GEMM runner is one simulation of the engine
@@ -350,44 +353,53 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
     attention runner one simulation of the attention unit per sentence (its 12 heads back to
     back, :func:`npugen.sim.run.attention`).
 
-    ``stats`` (a list) receives per job ``{"kind", "sentence", "cycles", "macs"}``: the kind
-    is ``"gemm"`` or ``"attention"``; jobs are numbered per sentence in call order.
+    ``stats`` (a list) receives per job ``{"kind", "layer", "step", "sentence", "cycles",
+    "macs", "utilization"}``: the kind is ``"gemm"`` or ``"attention"``, the step ``"qkv"``,
+    ``"attention"``, ``"o"``, ``"f1"`` or ``"f2"`` (the order of
+    :func:`npugen.sim.golden.minilm.encode`: four GEMM steps and one attention step per layer).
     ``progress`` is called with a short description after each simulation.
     """
     from npugen.sim import run as simrun
 
     stats = [] if stats is None else stats
+    calls = {"gemm": 0, "attention": 0, "sentences": 1}
 
     def gemm_runner(jobs):
         res = simrun.gemm_many(jobs, config=config, sim=sim, build_dir=build_dir)
-        per = max(1, len(jobs) // max(1, _n_sentences[0]))
-        for i, (j, (c, st)) in enumerate(zip(jobs, res)):
+        i = calls["gemm"]
+        calls["gemm"] += 1
+        layer, step = divmod(i, len(_GEMM_STEPS))
+        per = max(1, len(jobs) // calls["sentences"])
+        for n, (j, (c, st)) in enumerate(zip(jobs, res)):
             m, k = j["a"].shape
-            stats.append({"kind": "gemm", "sentence": i // per, "cycles": int(st["cycles"]),
-                          "macs": int(m * k * j["b"].shape[1]), "shape": (m, k,
-                                                                          j["b"].shape[1])})
+            stats.append({"kind": "gemm", "layer": layer, "step": _GEMM_STEPS[step],
+                          "sentence": n // per, "cycles": int(st["cycles"]),
+                          "macs": int(m * k * j["b"].shape[1]),
+                          "utilization": float(st["utilization"])})
         if progress:
-            progress(f"{len(jobs)} GEMM job(s)")
+            progress(f"layer {layer} {_GEMM_STEPS[step]}: {len(jobs)} GEMM job(s)")
         return [np.asarray(c) for c, _ in res]
 
-    def attention_runner(calls):
-        _n_sentences[0] = len(calls)
+    def attention_runner(att_calls):
+        layer = calls["attention"]
+        calls["attention"] += 1
         outs = []
-        for i, c in enumerate(calls):
+        for n, c in enumerate(att_calls):
             c = dict(c)
             q, k, v = c.pop("q"), c.pop("k"), c.pop("v")
             o, st = simrun.attention(q, k, v, **c, config=config, sim=sim,
                                      build_dir=build_dir)
             h, t, d = q.shape
-            stats.append({"kind": "attention", "sentence": i, "cycles": int(st["cycles"]),
-                          "macs": int(2 * h * t * t * d), "shape": (h, t, d)})
+            stats.append({"kind": "attention", "layer": layer, "step": "attention",
+                          "sentence": n, "cycles": int(st["cycles"]),
+                          "macs": int(2 * h * t * t * d),
+                          "utilization": float(st["utilization"])})
             outs.append(np.asarray(o))
             if progress:
-                progress(f"attention, {h} heads")
+                progress(f"layer {layer} attention: {h} heads, sentence {n}")
         return outs
 
-    _n_sentences = [1]
-    gemm_runner.set_sentences = lambda n: _n_sentences.__setitem__(0, n)
+    gemm_runner.set_sentences = lambda n: calls.__setitem__("sentences", int(n))
     return gemm_runner, attention_runner
 
 
@@ -422,8 +434,9 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         float32 ``(n, 384)`` L2-normalized embeddings, and a report: ``tokens`` (per
         sentence), ``cosine`` (per sentence, against the float model run for the same layers),
         ``cycles`` (per sentence: GEMM + attention), ``gemm_cycles``, ``attention_cycles``,
-        ``macs``, ``jobs`` (the per-job statistics), ``bit_exact`` (bool or None when not
-        checked).
+        ``layer_cycles`` (per layer, per step, all sentences), ``jobs`` (the per-job
+        statistics of :func:`rtl_runners`), ``bit_exact`` (bool, or None when not checked),
+        ``wall_s`` (seconds spent in the RTL run), ``layers``, ``config``, ``sim``.
     """
     from npugen.sim.run import _config
 
@@ -485,6 +498,9 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
     }
     report["cycles"] = [g + a for g, a in zip(report["gemm_cycles"],
                                               report["attention_cycles"])]
+    report["layer_cycles"] = [
+        {step: sum(j["cycles"] for j in jobs if j["layer"] == li and j["step"] == step)
+         for step in ("qkv", "attention", "o", "f1", "f2")} for li in range(n_layers)]
     return e.astype(np.float32), report
 
 

