@@ -518,7 +518,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perf_roofline(args: argparse.Namespace) -> int:
+    minilm = _import_sim("minilm")
+    cfg = _load_config(args.config) if args.config is not None else minilm.minilm_config()
+    if args.bandwidth is not None and not args.bandwidth > 0:
+        raise CliError(f"--bandwidth: must be positive, not {args.bandwidth!r}")
+    bw = "as built (one row per beat)" if args.bandwidth is None else \
+        f"{args.bandwidth:g} bytes/cycle (what-if, model only)"
+    print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, all-MiniLM-L6-v2 layer GEMMs; "
+          f"stream bandwidth {bw}")
+    print(f"{'M':>4} {'job':>4} {'MxKxN':>15} {'MACs/byte':>10} {'model cyc':>10} "
+          f"{'bw cyc':>10} {'util':>7}  bound")
+    for m in (args.tokens, 1):
+        for r in minilm.roofline(cfg, m, args.bandwidth):
+            bwc = "-" if r["bw_cycles"] is None else f"{r['bw_cycles']:.0f}"
+            print(f"{m:>4} {r['job']:>4} {r['m']:>5}x{r['k']}x{r['n']:<5} "
+                  f"{r['intensity']:>10.2f} {r['model_cycles']:>10} {bwc:>10} "
+                  f"{100 * r['utilization']:>6.2f}%  {r['bound']}")
+    return 0
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
+    if args.roofline:
+        return _perf_roofline(args)
+    missing = [f"--{d}" for d in ("m", "k", "n") if getattr(args, d) is None]
+    if missing:
+        raise CliError(f"the following arguments are required: {', '.join(missing)} "
+                       f"(or --roofline)")
     cfg = _load_config(args.config)
     pm = _import_sim("perfmodel")
     m, k, n = args.m, args.k, args.n
@@ -891,13 +917,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     for dim, what in (("m", "rows of A and C"), ("k", "columns of A, rows of B"),
                       ("n", "columns of B and C")):
-        p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, required=True,
-                       help=f"{what} (required)")
+        p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, default=None,
+                       help=f"{what} (required unless --roofline)")
     p.add_argument("--raw", action="store_true",
                    help="a raw-accumulator job instead of a requantized one (default: off)")
     p.add_argument("--scalesim", action="store_true",
                    help="also write SCALE-Sim's .cfg and GEMM topology and print its formula "
                         "(default: off)")
+    p.add_argument("--roofline", action="store_true",
+                   help="instead: the roofline of all-MiniLM-L6-v2's layer GEMMs at M = "
+                        "--tokens and M = 1 (default config: configs/minilm.toml; default: off)")
+    p.add_argument("--bandwidth", metavar="B", type=float, default=None,
+                   help="with --roofline: stream bandwidth in bytes per cycle, a what-if "
+                        "(default: the hardware as built)")
+    p.add_argument("--tokens", metavar="T", type=_positive, default=20,
+                   help="with --roofline: sentence length M (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="folder of design folders (default: %(default)s)")
     p.set_defaults(func=cmd_perf)

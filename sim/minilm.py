@@ -518,3 +518,50 @@ def minilm_config():
         return load_config(CONFIG_PATH)
     return dataclasses.replace(load_config(), name="minilm",
                                attention=AttentionConfig(d=D_HEAD, heads=HEADS))
+
+
+# --------------------------------------------------------------------------------------------
+# roofline (model only)
+
+
+def layer_jobs(tokens: int) -> list[tuple[str, int, int, int, bool]]:
+    """The GEMM jobs of one layer for ``tokens`` rows: ``(name, M, K, N, requant)`` (Q, K, V
+    requantized to int8; O, FFN1, FFN2 raw int32, as :func:`quantize_model` sets them)."""
+    t = int(tokens)
+    return [("q", t, 384, 384, True), ("k", t, 384, 384, True), ("v", t, 384, 384, True),
+            ("o", t, 384, 384, False), ("f1", t, 384, 1536, False),
+            ("f2", t, 1536, 384, False)]
+
+
+def roofline(cfg, tokens: int, bandwidth: float | None = None) -> list[dict]:
+    """Roofline of one layer's GEMM jobs on a design, from the cycle-exact model.
+
+    Per job: MACs; bytes over the streams (A ``M K``, B ``K N``, bias ``4 N``, C ``M N``
+    bytes for int8 or ``4 M N`` raw); operational intensity (MACs per byte); the model's
+    cycles (:func:`npugen.sim.perfmodel.gemm_cycles`, the hardware as built: one weight row and
+    one activation row per beat); with ``bandwidth`` (bytes per cycle over all streams, a
+    what-if, not validated against the RTL), the cycles that bandwidth needs,
+    ``bytes / bandwidth``; the attainable utilization ``MACs / (R C max(cycles, bw_cycles))``
+    and which bound it is: ``"bandwidth"`` when the what-if bandwidth's cycles exceed the
+    model's; otherwise ``"array"`` when the MACs fill the array (``M K N / (R C)`` at least
+    the ``K N / C`` weight-row beats) and ``"weight stream"`` when they do not (at ``M = 1``
+    a weight-stationary array uses each weight once: every cycle brings one weight row and
+    does one row of MACs, a bound of ``1 / R``).
+    """
+    from npugen.sim import perfmodel
+
+    peak = cfg.rows * cfg.cols
+    rows = []
+    for name, m, k, n, rq in layer_jobs(tokens):
+        macs = m * k * n
+        nbytes = m * k + k * n + 4 * n + m * n * (1 if rq else 4)
+        cyc = perfmodel.gemm_cycles(cfg, m, k, n, requant=rq)
+        bw = None if bandwidth is None else nbytes / float(bandwidth)
+        bound = cyc if bw is None else max(cyc, bw)
+        weight_beats = k * n / cfg.cols         # one weight row of C bytes per beat
+        as_built = "array" if macs / peak >= weight_beats else "weight stream"
+        rows.append({"job": name, "m": m, "k": k, "n": n, "macs": macs, "bytes": nbytes,
+                     "intensity": macs / nbytes, "model_cycles": cyc, "bw_cycles": bw,
+                     "weight_beats": weight_beats, "utilization": macs / (peak * bound),
+                     "bound": as_built if bw is None or cyc >= bw else "bandwidth"})
+    return rows

@@ -240,3 +240,33 @@ def test_cli_embed_writes_and_reports(tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert "0: tokens=2 cosine_vs_float=0.99500 cycles=7 (gemm 5, attention 2)  first" in text
     assert "15" in text.splitlines()[-2]           # layer total 1 + 2 + 3 + 4 + 5
+
+
+# ------------------------------------------------------------------------------------------
+# roofline
+
+
+def test_roofline_bounds():
+    """At M = 1 a weight-stationary array uses each weight once: utilization at most 1/R and
+    the weight stream is the bound; bytes are the operands' and results' sizes."""
+    from npugen.sim import minilm as M
+
+    cfg = M.minilm_config()
+    one = {r["job"]: r for r in M.roofline(cfg, 1)}
+    assert all(r["utilization"] <= 1 / cfg.rows and r["bound"] == "weight stream"
+               for r in one.values())
+    assert one["q"]["bytes"] == 384 + 384 * 384 + 4 * 384 + 384          # A, B, bias, C int8
+    assert one["f1"]["bytes"] == 384 + 384 * 1536 + 4 * 1536 + 4 * 1536  # raw int32 C
+    full = M.roofline(cfg, 20, bandwidth=1.0)
+    assert all(r["bound"] == "bandwidth" and r["bw_cycles"] == r["bytes"] for r in full)
+
+
+def test_cli_perf_needs_shape_or_roofline(capsys):
+    from npugen.sim.cli import main
+
+    assert main(["perf", "--m", "3"]) == 2
+    assert "required: --k, --n (or --roofline)" in capsys.readouterr().err
+    assert main(["perf", "--roofline", "--bandwidth", "0"]) == 2
+    assert main(["perf", "--roofline", "--tokens", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "8x384x1536" in out and "1x1536x384" in out
