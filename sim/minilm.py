@@ -349,12 +349,13 @@ _GEMM_STEPS = ("qkv", "o", "f1", "f2")
 def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, progress=None):
     """GEMM and attention runners for :func:`npugen.sim.golden.minilm.encode` that run on the
     simulated RTL: every call of the GEMM runner is one simulation of the engine
-    (:func:`npugen.sim.run.gemm_many`: all the jobs of one step, every sentence), every call of the
-    attention runner one simulation of the attention unit per sentence (its 12 heads back to
-    back, :func:`npugen.sim.run.attention`).
+    (:func:`npugen.sim.run.gemm_many`: the jobs of one step, each holding every sentence's
+    tokens as rows), every call of the attention runner one simulation of the attention unit
+    per sentence (its 12 heads back to back, :func:`npugen.sim.run.attention`).
 
-    ``stats`` (a list) receives per job ``{"kind", "layer", "step", "sentence", "cycles",
-    "macs", "utilization"}``: the kind is ``"gemm"`` or ``"attention"``, the step ``"qkv"``,
+    ``stats`` (a list) receives per job ``{"kind", "layer", "step", "sentence" (None for a
+    GEMM job, which holds every sentence), "cycles", "macs", "utilization"}`` (GEMM jobs also
+    ``m`` and ``model_cycles``): the kind is ``"gemm"`` or ``"attention"``, the step ``"qkv"``,
     ``"attention"``, ``"o"``, ``"f1"`` or ``"f2"`` (the order of
     :func:`npugen.sim.golden.minilm.encode`: four GEMM steps and one attention step per layer).
     ``progress`` is called with a short description after each simulation.
@@ -369,11 +370,11 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
         i = calls["gemm"]
         calls["gemm"] += 1
         layer, step = divmod(i, len(_GEMM_STEPS))
-        per = max(1, len(jobs) // calls["sentences"])
-        for n, (j, (c, st)) in enumerate(zip(jobs, res)):
+        for j, (c, st) in zip(jobs, res):
             m, k = j["a"].shape
             stats.append({"kind": "gemm", "layer": layer, "step": _GEMM_STEPS[step],
-                          "sentence": n // per, "cycles": int(st["cycles"]),
+                          "sentence": None, "m": int(m), "cycles": int(st["cycles"]),
+                          "model_cycles": int(st["model_cycles"]),
                           "macs": int(m * k * j["b"].shape[1]),
                           "utilization": float(st["utilization"])})
         if progress:
@@ -399,7 +400,6 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
                 progress(f"layer {layer} attention: {h} heads, sentence {n}")
         return outs
 
-    gemm_runner.set_sentences = lambda n: calls.__setitem__("sentences", int(n))
     return gemm_runner, attention_runner
 
 
@@ -433,7 +433,9 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
     (numpy.ndarray, dict)
         float32 ``(n, 384)`` L2-normalized embeddings, and a report: ``tokens`` (per
         sentence), ``cosine`` (per sentence, against the float model run for the same layers),
-        ``cycles`` (per sentence: GEMM + attention), ``gemm_cycles``, ``attention_cycles``,
+        ``cycles`` (per sentence: GEMM + attention; a sentence is given the share of each
+        batched GEMM job's cycles of its share of the rows), ``gemm_cycles``,
+        ``attention_cycles``,
         ``layer_cycles`` (per layer, per step, all sentences), ``jobs`` (the per-job
         statistics of :func:`rtl_runners`), ``bit_exact`` (bool, or None when not checked),
         ``wall_s`` (seconds spent in the RTL run), ``layers``, ``config``, ``sim``.
@@ -453,7 +455,6 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
     jobs: list = []
     gemm_runner, attention_runner = rtl_runners(config=cfg, sim=sim, build_dir=build_dir,
                                                 stats=jobs, progress=progress)
-    gemm_runner.set_sentences(len(sentences))
     trace: dict = {}
     t0 = time.monotonic()
     h = gm.encode(list(x0), model, layers=layers, gemm_runner=gemm_runner,
@@ -482,13 +483,15 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         exact = exact and all(np.array_equal(a, b) for a, b in zip(h, hg))
     n_layers = LAYERS if layers is None else int(layers)
     ref = np.stack([pool(float_forward(x, layers=n_layers)) for x in x0])
-    per = lambda kind, i: sum(j["cycles"] for j in jobs  # noqa: E731
-                              if j["kind"] == kind and j["sentence"] == i)
+    n_tok = [len(t) for t in toks]
+    gemm_total = sum(j["cycles"] for j in jobs if j["kind"] == "gemm")
     report = {
         "tokens": [list(t) for t in toks],
         "cosine": cosines(e, ref).tolist(),
-        "gemm_cycles": [per("gemm", i) for i in range(len(sentences))],
-        "attention_cycles": [per("attention", i) for i in range(len(sentences))],
+        # GEMM jobs hold every sentence's tokens: each sentence is given its share of rows
+        "gemm_cycles": [round(gemm_total * t / sum(n_tok)) for t in n_tok],
+        "attention_cycles": [sum(j["cycles"] for j in jobs if j["kind"] == "attention"
+                                 and j["sentence"] == i) for i in range(len(sentences))],
         "layers": n_layers,
         "jobs": jobs,
         "bit_exact": exact,
@@ -565,3 +568,64 @@ def roofline(cfg, tokens: int, bandwidth: float | None = None) -> list[dict]:
                      "weight_beats": weight_beats, "utilization": macs / (peak * bound),
                      "bound": as_built if bw is None or cyc >= bw else "bandwidth"})
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# serving figures (cycle-exact model)
+
+
+def serving(sentences, cfg=None, model=None) -> dict:
+    """Modelled cycles of the whole model on a design, per layer and step, for a batch.
+
+    The GEMM steps from :func:`npugen.sim.perfmodel.gemm_cycles` (one job per linear holding
+    every sentence's tokens, as :func:`embed` runs them), the attention of each sentence from
+    :func:`npugen.sim.perfmodel.attention_cycles` with the tiles the golden pipeline's own int8
+    scores need (every head loading its LUT, as in a fresh simulation). Both models are
+    cycle-exact with the RTL when jobs run back to back (``docs/perf.md``).
+
+    Returns
+    -------
+    dict
+        ``tokens`` (total rows), ``layers``: per layer ``{qkv, attention, o, f1, f2}`` cycles,
+        ``total`` cycles, ``macs``, ``utilization`` (MACs over ``R C`` per cycle of the GEMM
+        steps plus the attention unit's ``q_block d`` per cycle).
+    """
+    from npugen.sim import golden, perfmodel
+
+    cfg = minilm_config() if cfg is None else cfg
+    model = default_model() if model is None else model
+    sentences = list(sentences)
+    trace: dict = {}
+    x0 = [embeddings_input(s)[1] for s in sentences]
+    gm.encode(x0, model, trace=trace)
+    m = sum(x.shape[0] for x in x0)
+    layers = []
+    macs = 0
+    for li, L in enumerate(model["layers"]):
+        row = {"qkv": 0, "attention": 0, "o": 0, "f1": 0, "f2": 0}
+        for name, mm, k, n, rq in layer_jobs(m):
+            step = "qkv" if name in ("q", "k", "v") else name
+            row[step] += perfmodel.gemm_cycles(cfg, mm, k, n, requant=rq)
+            macs += mm * k * n
+        qkv = trace[f"L{li}.qkv"]
+        for s in range(len(sentences)):
+            q, k = (gm._split_heads(qkv[3 * s + i], HEADS) for i in (0, 1))
+            t = q.shape[1]
+            for h in range(HEADS):
+                p = golden.attention_params(float(L["q"]["scale_out"]),
+                                            float(L["k"]["scale_out"]),
+                                            float(L["v"]["scale_out"]),
+                                            float(L["att"]["scale_s"][h]),
+                                            float(L["att"]["scale_out"]), D_HEAD,
+                                            zp_v=int(L["v"]["zp_out"]),
+                                            zp_o=int(L["att"]["zp_out"]))
+                scores = golden.attention_scores(q[h], k[h], p, rounding=cfg.rounding)
+                on = golden.attention_mask(t, t)
+                needs = perfmodel.attention_tile_needs(scores, on, cfg.osi8.B,
+                                                       cfg.attention.q_block)
+                row["attention"] += perfmodel.attention_cycles(cfg, t, t, needs,
+                                                               load_lut=True)
+                macs += 2 * t * t * D_HEAD
+        layers.append(row)
+    total = sum(sum(r.values()) for r in layers)
+    return {"tokens": m, "layers": layers, "total": total, "macs": macs}

@@ -179,7 +179,7 @@ def test_embed_slice_bit_exact_through_rtl(sim):
     assert rep["bit_exact"] is True
     np.testing.assert_allclose(e, M.golden_embed(sentences, layers=1).astype(np.float32))
     kinds = [j["kind"] for j in rep["jobs"]]
-    assert kinds.count("gemm") == 6 * len(sentences)
+    assert kinds.count("gemm") == 6              # every sentence's tokens in one job per linear
     assert kinds.count("attention") == len(sentences)
     assert all(c > 0 for c in rep["cycles"])
     assert min(rep["cosine"]) > 0.99

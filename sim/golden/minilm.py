@@ -19,8 +19,10 @@ The pipeline is written over *runners*, so one description serves the golden mod
 a GEMM runner takes a list of job dictionaries (the keyword arguments of
 ``npugen.sim.run.make_job`` with scales) and returns their int8 outputs; an attention runner
 takes a list of per-sentence attention calls and returns their int8 outputs. All sentences
-advance together, step by step, so a runner sees every job of one step at once (the RTL runner
-puts them in one simulation). The default runners are the golden models.
+advance together, step by step: the tokens of every sentence are the rows of one GEMM job per
+linear layer (the weights are shared, so a batch is one job, and more rows reuse each weight
+tile), the Q, K and V jobs go to the runner in one call (one simulation on the RTL), and the
+attention runner gets one call per sentence. The default runners are the golden models.
 
 Like every golden model here, this module imports nothing from ``hw``.
 """
@@ -313,12 +315,22 @@ def encode(x0, model: dict, *, layers=None, gemm_runner=None, attention_runner=N
     eps = float(model.get("eps", 1e-12))
     h = [np.asarray(x, dtype=np.float64) for x in x0]
     n_layers = len(model["layers"]) if layers is None else int(layers)
+    bounds = np.cumsum([0] + [x.shape[0] for x in h])
+
+    def stack(parts):       # every sentence's tokens as the rows of one GEMM job
+        return np.concatenate(parts, axis=0)
+
+    def split(c):
+        return [np.asarray(c)[bounds[i]:bounds[i + 1]] for i in range(len(h))]
+
     for li, L in enumerate(model["layers"][:n_layers]):
         def record(step, outs, li=li):
             if trace is not None:
                 trace[f"L{li}.{step}"] = outs
         xq = [_quant_in(x, L["q"], L["x"]) for x in h]
-        qkv = gemm_runner([_job(a, L[name]) for a in xq for name in ("q", "k", "v")])
+        qkv = [split(o) for o in gemm_runner([_job(stack(xq), L[name])
+                                              for name in ("q", "k", "v")])]
+        qkv = [x for s in range(len(h)) for x in (qkv[0][s], qkv[1][s], qkv[2][s])]
         record("qkv", qkv)
         att = L["att"]
         calls = []
@@ -335,18 +347,18 @@ def encode(x0, model: dict, *, layers=None, gemm_runner=None, attention_runner=N
         ctx = [np.asarray(o).transpose(1, 0, 2).reshape(o.shape[1], -1)
                for o in attention_runner(calls)]
         record("att", ctx)
-        ao = gemm_runner([_job(c, L["o"]) for c in ctx])
+        ao = split(gemm_runner([_job(stack(ctx), L["o"])])[0])
         record("o", ao)
         h1 = [layer_norm(_deq(a, L["o"]) + x,
                          L["ln1"]["gamma"], L["ln1"]["beta"], eps) for a, x in zip(ao, h)]
         h1q = [_quant_in(x, L["f1"], L["h1"]) for x in h1]
-        f1 = gemm_runner([_job(a, L["f1"]) for a in h1q])
+        f1 = split(gemm_runner([_job(stack(h1q), L["f1"])])[0])
         record("f1", f1)
         s_f1 = np.float64(L["f1"]["scale_a"]) * np.asarray(L["f1"]["scale_b"], np.float64)
         g = [gelu_int8(f, s_f1, L["g"]["scale"], L["g"]["zp"], smooth=L["f2"].get("smooth"),
                        mode=gelu_mode, rounding=rounding) for f in f1]
         record("gelu", g)
-        f2 = gemm_runner([_job(a, L["f2"]) for a in g])
+        f2 = split(gemm_runner([_job(stack(g), L["f2"])])[0])
         record("f2", f2)
         h = [layer_norm(_deq(f, L["f2"]) + x,
                         L["ln2"]["gamma"], L["ln2"]["beta"], eps) for f, x in zip(f2, h1)]
