@@ -69,7 +69,7 @@ def read_sentences(path) -> list[str]:
 @functools.lru_cache(maxsize=None)
 def layer_tensors(layer: int) -> dict:
     """Float32 weights of encoder layer ``layer``: ``{name: (W (out, in), b)}`` for the six
-    linears and ``{ln1, ln2: (gamma, beta)}``."""
+    linears and ``{ln1, ln2: (gamma, beta)}`` (read-only, cached)."""
     names = []
     for mod in (*_MODULES.values(), *_NORMS.values()):
         kinds = ("weight", "bias")
@@ -80,6 +80,13 @@ def layer_tensors(layer: int) -> dict:
         p = f"encoder.layer.{layer}.{mod}."
         out[key] = (t[p + "weight"], t[p + "bias"])
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _layer_tensors64(layer: int) -> dict:
+    """The linears of :func:`layer_tensors` as float64 ``(W^T, b)``, for the float model."""
+    return {name: (np.ascontiguousarray(w.astype(np.float64).T), b.astype(np.float64))
+            for name, (w, b) in layer_tensors(layer).items() if name in _MODULES}
 
 
 def embeddings_input(sentence: str) -> tuple[list[str], np.ndarray]:
@@ -117,10 +124,11 @@ def float_forward(x0, *, layers: int = LAYERS, capture=None) -> np.ndarray:
     t = x.shape[0]
     for li in range(layers):
         w = layer_tensors(li)
+        w64 = _layer_tensors64(li)
 
         def lin(a, name):
-            wt, b = w[name]
-            return a @ wt.astype(np.float64).T + b.astype(np.float64)
+            wt_t, b = w64[name]
+            return a @ wt_t + b
 
         q, k, v = lin(x, "q"), lin(x, "k"), lin(x, "v")
         qh, kh, vh = (a.reshape(t, HEADS, D_HEAD).transpose(1, 0, 2) for a in (q, k, v))
