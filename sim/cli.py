@@ -463,6 +463,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
                   f"{report['cosine'][i]:.5f} cycles={report['cycles'][i]} "
                   f"(gemm {report['gemm_cycles'][i]}, attention "
                   f"{report['attention_cycles'][i]})  {s}")
+        if report.get("spearman") is not None:
+            print(f"Spearman of the pairwise similarities vs float: {report['spearman']:.4f}")
         steps = ("qkv", "attention", "o", "f1", "f2")
         print("cycles per layer (all sentences): " + " ".join(f"{x:>9}" for x in steps)
               + "     total")

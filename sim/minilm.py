@@ -444,7 +444,8 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         ``cycles`` (per sentence: GEMM + attention; a sentence is given the share of each
         batched GEMM job's cycles of its share of the rows), ``gemm_cycles``,
         ``attention_cycles``,
-        ``layer_cycles`` (per layer, per step, all sentences), ``jobs`` (the per-job
+        ``layer_cycles`` (per layer, per step, all sentences), ``spearman`` (of the pairwise
+        cosine similarities against the float model's, with 3 sentences or more; else None), ``jobs`` (the per-job
         statistics of :func:`rtl_runners`), ``bit_exact`` (bool, or None when not checked),
         ``wall_s`` (seconds spent in the RTL run), ``layers``, ``config``, ``sim``.
     """
@@ -500,6 +501,7 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         "gemm_cycles": [round(gemm_total * t / sum(n_tok)) for t in n_tok],
         "attention_cycles": [sum(j["cycles"] for j in jobs if j["kind"] == "attention"
                                  and j["sentence"] == i) for i in range(len(sentences))],
+        "spearman": pairwise_spearman(e, ref) if len(sentences) >= 3 else None,
         "layers": n_layers,
         "jobs": jobs,
         "bit_exact": exact,
