@@ -183,6 +183,8 @@ def test_embed_slice_bit_exact_through_rtl(sim):
     assert kinds.count("attention") == len(sentences)
     assert all(c > 0 for c in rep["cycles"])
     assert min(rep["cosine"]) > 0.99
+    # the RTL's cycles are the cycle-exact models' (perfmodel.gemm_cycles, attention_cycles)
+    assert rep["layer_cycles"][0] == M.serving(sentences, _slice_config())["layers"][0]
 
 
 # ------------------------------------------------------------------------------------------
