@@ -203,8 +203,8 @@ def quantize_model(ranges: dict, *, weights: str = "channel", gelu: str = "float
     """The int8 model of :func:`npugen.sim.golden.minilm.encode` from calibrated ranges.
 
     - GEMM inputs (the LayerNorm outputs ``x``, ``h1``; the GELU output ``g``; the attention
-      context): per-tensor asymmetric int8 (TFLite's rule, :func:`npugen.sim.realdata.asymmetric_params`),
-      from the calibrated range.
+      context): per-tensor asymmetric int8 (TFLite's rule,
+      :func:`npugen.sim.realdata.asymmetric_params`), from the calibrated range.
     - ``smooth``: SmoothQuant's migration strength alpha (Xiao et al., "SmoothQuant", ICML
       2023): the inputs of Q/K/V, FFN1 and FFN2 are divided per input channel by
       ``s_c = max|x_c|^alpha / max|W[:, c]|^(1 - alpha)`` and the weights' columns multiplied
@@ -443,10 +443,10 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         sentence), ``cosine`` (per sentence, against the float model run for the same layers),
         ``cycles`` (per sentence: GEMM + attention; a sentence is given the share of each
         batched GEMM job's cycles of its share of the rows), ``gemm_cycles``,
-        ``attention_cycles``,
-        ``layer_cycles`` (per layer, per step, all sentences), ``spearman`` (of the pairwise
-        cosine similarities against the float model's, with 3 sentences or more; else None), ``jobs`` (the per-job
-        statistics of :func:`rtl_runners`), ``bit_exact`` (bool, or None when not checked),
+        ``attention_cycles``, ``layer_cycles`` (per layer, per step, all sentences),
+        ``spearman`` (of the pairwise cosine similarities against the float model's, with 3
+        sentences or more; else None), ``jobs`` (the per-job statistics of
+        :func:`rtl_runners`), ``bit_exact`` (bool, or None when not checked),
         ``wall_s`` (seconds spent in the RTL run), ``layers``, ``config``, ``sim``.
     """
     from npugen.sim.run import _config

@@ -1,8 +1,8 @@
 """Golden model of the whole all-MiniLM-L6-v2 encoder as the accelerator runs it.
 
 The integer pipeline of ``docs/realdata.md`` ("The whole model"), bit-exact with the RTL run of
-:mod:`npugen.sim.minilm`: every linear layer is an int8 GEMM job (:func:`~npugen.sim.golden.gemm_int8`,
-TFLite per-channel requantization), every attention head an OSI8 attention job
+:mod:`npugen.sim.minilm`: every linear layer is an int8 GEMM job
+(:func:`~npugen.sim.golden.gemm_int8`, TFLite per-channel weights), every attention head an OSI8 attention job
 (:func:`~npugen.sim.golden.attention_int8`), and what the hardware does not do runs here, on the
 host:
 
