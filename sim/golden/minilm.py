@@ -2,9 +2,10 @@
 
 The integer pipeline of ``docs/realdata.md`` ("The whole model"), bit-exact with the RTL run of
 :mod:`npugen.sim.minilm`: every linear layer is an int8 GEMM job
-(:func:`~npugen.sim.golden.gemm_int8`, TFLite per-channel weights), every attention head an OSI8 attention job
-(:func:`~npugen.sim.golden.attention_int8`), and what the hardware does not do runs here, on the
-host:
+(:func:`~npugen.sim.golden.gemm_int8`, TFLite per-channel weights; Q, K and V requantized to
+int8, the attention output projection and both FFN layers returning raw int32 accumulators),
+every attention head an OSI8 attention job (:func:`~npugen.sim.golden.attention_int8`), and what
+the hardware does not do runs here, on the host:
 
 - the residual stream between layers is kept in float64 on the host: each residual add and
   each LayerNorm is computed in **float, between a dequantize and a quantize** (the LayerNorm
@@ -17,7 +18,8 @@ host:
 
 The pipeline is written over *runners*, so one description serves the golden model and the RTL:
 a GEMM runner takes a list of job dictionaries (the keyword arguments of
-``npugen.sim.run.make_job`` with scales) and returns their int8 outputs; an attention runner
+``npugen.sim.run.make_job``: with scales for a requantized job, without for a raw one) and
+returns their outputs (int8, or raw accumulators); an attention runner
 takes a list of per-sentence attention calls and returns their int8 outputs. All sentences
 advance together, step by step: the tokens of every sentence are the rows of one GEMM job per
 linear layer (the weights are shared, so a batch is one job, and more rows reuse each weight
