@@ -9,6 +9,7 @@ Subcommands
 ``run attention``  one head of int8 attention through the simulated attention unit
               (:func:`npugen.sim.run.attention`)
 ``demo``      run a real transformer layer through the RTL (:func:`npugen.sim.realdata.demo`)
+``embed``     all-MiniLM-L6-v2 sentence embeddings through the RTL (:func:`npugen.sim.minilm.embed`)
 ``area``      area and timing with open tools (:func:`npugen.hw.synth.area`)
 ``sweep``     area over a grid of configurations (:func:`npugen.hw.synth.sweep.sweep`)
 ``perf``      modelled cycles of a GEMM job (:mod:`npugen.sim.perfmodel`); SCALE-Sim inputs with
@@ -425,6 +426,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _exit_code(realdata.demo(cfg, sim=args.sim))
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    out = _out_file(args.out)
+    minilm = _import_sim("minilm")
+    sentences = list(args.text or [])
+    for path in args.file or []:
+        sentences += minilm.read_sentences(path)
+    if not sentences:
+        raise CliError("no sentence: give --text or --file")
+    if args.layers is not None and not 1 <= args.layers <= minilm.LAYERS:
+        raise CliError(f"--layers: must be 1 to {minilm.LAYERS}, not {args.layers}")
+    cfg = _load_config(args.config) if args.config is not None else minilm.minilm_config()
+    check_simulator(args.sim)
+    from .realdata import ModelUnavailableError
+    try:
+        minilm.embeddings_input(sentences[0])
+    except ModelUnavailableError as e:
+        raise CliError(str(e), code=2) from None
+
+    def progress(line: str) -> None:
+        print(f"npugen: embed: {line}", file=sys.stderr, flush=True)
+
+    e, report = minilm.embed(sentences, config=cfg, sim=args.sim, layers=args.layers,
+                             progress=progress)
+    _save_npy_atomic(out, e)
+    if args.json:
+        record = dict(report)
+        record.update(out=str(out), sentences=sentences)
+        print(json.dumps(record, sort_keys=True, default=_json_default))
+    else:
+        print(f"{len(sentences)} sentence(s), {report['layers']} layer(s) on {report['config']} "
+              f"({args.sim}); bit-exact with the golden pipeline: "
+              f"{'yes' if report['bit_exact'] else 'NO'}")
+        for i, s in enumerate(sentences):
+            print(f"{i}: tokens={len(report['tokens'][i])} cosine_vs_float="
+                  f"{report['cosine'][i]:.5f} cycles={report['cycles'][i]} "
+                  f"(gemm {report['gemm_cycles'][i]}, attention "
+                  f"{report['attention_cycles'][i]})  {s}")
+        if report.get("spearman") is not None:
+            print(f"Spearman of the pairwise similarities vs float: {report['spearman']:.4f}")
+        steps = ("qkv", "attention", "o", "f1", "f2")
+        print("cycles per layer (all sentences): " + " ".join(f"{x:>9}" for x in steps)
+              + "     total")
+        for li, row in enumerate(report["layer_cycles"]):
+            print(f"  layer {li}{'':26}" + " ".join(f"{row[x]:>9}" for x in steps)
+                  + f" {sum(row.values()):>9}")
+        print(f"wrote {out} {tuple(e.shape)} float32")
+    if report["bit_exact"] is False:
+        raise CliError("the RTL output differs from the golden pipeline", code=1)
+    return 0
+
+
 def cmd_area(args: argparse.Namespace) -> int:
     from ..hw.synth import area, check_target
     from ..hw.synth.report import markdown
@@ -468,7 +520,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perf_roofline(args: argparse.Namespace) -> int:
+    minilm = _import_sim("minilm")
+    cfg = _load_config(args.config) if args.config is not None else minilm.minilm_config()
+    if args.bandwidth is not None and not args.bandwidth > 0:
+        raise CliError(f"--bandwidth: must be positive, not {args.bandwidth!r}")
+    bw = "as built (one row per beat)" if args.bandwidth is None else \
+        f"{args.bandwidth:g} bytes/cycle (what-if, model only)"
+    print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, all-MiniLM-L6-v2 layer GEMMs; "
+          f"stream bandwidth {bw}")
+    print(f"{'M':>4} {'job':>4} {'MxKxN':>15} {'MACs/byte':>10} {'model cyc':>10} "
+          f"{'bw cyc':>10} {'util':>7}  bound")
+    for m in (args.tokens, 1):
+        for r in minilm.roofline(cfg, m, args.bandwidth):
+            bwc = "-" if r["bw_cycles"] is None else f"{r['bw_cycles']:.0f}"
+            print(f"{m:>4} {r['job']:>4} {r['m']:>5}x{r['k']}x{r['n']:<5} "
+                  f"{r['intensity']:>10.2f} {r['model_cycles']:>10} {bwc:>10} "
+                  f"{100 * r['utilization']:>6.2f}%  {r['bound']}")
+    return 0
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
+    if args.roofline:
+        return _perf_roofline(args)
+    missing = [f"--{d}" for d in ("m", "k", "n") if getattr(args, d) is None]
+    if missing:
+        raise CliError(f"the following arguments are required: {', '.join(missing)} "
+                       f"(or --roofline)")
     cfg = _load_config(args.config)
     pm = _import_sim("perfmodel")
     m, k, n = args.m, args.k, args.n
@@ -753,6 +831,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("embed", help="sentence embeddings of all-MiniLM-L6-v2 through the RTL",
+                       description="Compute L2-normalized all-MiniLM-L6-v2 sentence embeddings "
+                                   "with every GEMM job and attention head of the six layers "
+                                   "on the simulated RTL (the host does embeddings, residual "
+                                   "adds, LayerNorm, GELU and pooling: docs/realdata.md), check "
+                                   "every step bit-exact against the golden pipeline, and "
+                                   "print per sentence the cosine against the float model and "
+                                   "the cycles. Progress on stderr.")
+    p.add_argument("--text", metavar="TEXT", action="append",
+                   help="a sentence; repeat for more (default: none)")
+    p.add_argument("--file", metavar="F", action="append",
+                   help="a text file of sentences, one per line, # comments (default: none)")
+    p.add_argument("--out", metavar="E.npy", required=True,
+                   help="where to save the (n, 384) float32 embeddings, written atomically "
+                        "(required)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="configuration TOML file with an [attention] section for d = 32 "
+                        "(default: configs/minilm.toml)")
+    p.add_argument("--layers", metavar="N", type=int, default=None,
+                   help="run only the first N layers, a slice (default: all 6)")
+    _add_sim(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the report as one JSON record (default: one line per sentence)")
+    p.set_defaults(func=cmd_embed)
+
     from ..hw.synth.flow import PNR_MINUTES, TARGETS
     p = sub.add_parser("area", help="area and timing with open tools",
                        description="Synthesize the design with Yosys for a target, place and "
@@ -816,13 +919,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     for dim, what in (("m", "rows of A and C"), ("k", "columns of A, rows of B"),
                       ("n", "columns of B and C")):
-        p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, required=True,
-                       help=f"{what} (required)")
+        p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, default=None,
+                       help=f"{what} (required unless --roofline)")
     p.add_argument("--raw", action="store_true",
                    help="a raw-accumulator job instead of a requantized one (default: off)")
     p.add_argument("--scalesim", action="store_true",
                    help="also write SCALE-Sim's .cfg and GEMM topology and print its formula "
                         "(default: off)")
+    p.add_argument("--roofline", action="store_true",
+                   help="instead: the roofline of all-MiniLM-L6-v2's layer GEMMs at M = "
+                        "--tokens and M = 1 (default config: configs/minilm.toml; default: off)")
+    p.add_argument("--bandwidth", metavar="B", type=float, default=None,
+                   help="with --roofline: stream bandwidth in bytes per cycle, a what-if "
+                        "(default: the hardware as built)")
+    p.add_argument("--tokens", metavar="T", type=_positive, default=20,
+                   help="with --roofline: sentence length M (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="folder of design folders (default: %(default)s)")
     p.set_defaults(func=cmd_perf)
