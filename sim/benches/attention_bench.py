@@ -905,7 +905,7 @@ def _covering_quotient(w: np.ndarray, L: int, G: int, sign: int, high: bool, bit
     a, miss, keep = _near_exact(qs, L, G, high)
     found = []
     for i in keep:
-        n = int(num[i])
+        n = int(a[i]) * (1 << (G + 1)) + L          # the division's numerator
         qm, rm = divmod(n if n >= 0 else -n - 1, 2 * L)
         faults = _remainder_faults(qm, rm, L)
         found.append((-len(faults - seen), int(miss[i]), int(qs[i]), int(a[i]), faults))
