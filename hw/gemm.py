@@ -1057,10 +1057,11 @@ class ResultQueue(wiring.Component):
     - a raw job's row as ``C`` lanes of ``lane_bits = 8 * ceil(acc_width / 8)`` bits, each
       sign-extended, in the cycle it reaches the FIFO's head;
     - a requant job's row through the requantizer's ``lanes`` lanes (the *drain*): its
-      ``P = ceil(nc / lanes)`` slices of ``lanes`` columns enter the
-      :class:`~npugen.hw.requant.Requantizer` in ``P`` consecutive cycles with the multipliers
-      and shifts of their columns (the row's parameter slot, :attr:`params`; the slot is freed
-      with its column tile's last row's last slice), the int8 results are collected, and the
+      ``P = ceil(nc / lanes)`` slices of ``lanes`` columns are issued in ``P`` consecutive
+      cycles with the multipliers and shifts of their columns (the row's parameter slot,
+      :attr:`params`; the slot is freed with its column tile's last row's last slice), each
+      registered (:attr:`drain_latency`) and then requantized
+      (:class:`~npugen.hw.requant.Requantizer`), the int8 results are collected, and the
       beat is offered when the last slice leaves the requantizer: ``nc`` int8 values packed
       in the beat's low ``nc`` bytes, the other bytes 0. The requantizer and the collection
       stall while an offered beat is not taken, so no result is lost.
@@ -1122,8 +1123,10 @@ class ResultQueue(wiring.Component):
     report_block = "control"
     #: Cycles from a row given (written into the empty FIFO) to its head: ``SyncFIFOBuffered``'s
     #: inner FIFO, then its output register. A raw row's beat is offered then; a requant
-    #: row's first slice enters the requantizer then.
+    #: row's first slice is issued then.
     latency = 2
+    #: Cycles from a slice's issue at the head to the requantizer's input: the slice register.
+    drain_latency = 1
 
     def __init__(self, *, rows: int, cols: int, acc_width: int, depth: int, lanes: int,
                  rounding: str = "single"):
@@ -1220,31 +1223,44 @@ class ResultQueue(wiring.Component):
                 (piece == s) & (head.nc <= (s + 1) * Lq) if (s + 1) * Lq < C else piece == s
                 for s in range(P)).any())
         issue = fifo.r_rdy & advance
-        m.d.comb += [q.slot.eq(head.pslot), rq.i_valid.eq(issue),
+        m.d.comb += [q.slot.eq(head.pslot),
                      rq.i_zp_out.eq(job.zp_out), rq.i_act_min.eq(job.act_min),
                      rq.i_act_max.eq(job.act_max)]
+        # The slice is registered before the requantizer (drain_latency): the slice and slot
+        # multiplexers then follow the FIFO's read port, not the requantizer's multipliers
+        # (the ECP5 critical path ran from the block RAM's output through them into a DSP).
+        sl_valid = Signal(name="drain_valid")
+        with m.If(advance):
+            m.d.sync += sl_valid.eq(issue)
+        m.d.comb += rq.i_valid.eq(sl_valid)
         for lane in range(Lq):
-            with m.Switch(piece):
-                for s in range(P):
-                    c = s * Lq + lane
-                    if c < C:
-                        with m.Case(s):
-                            m.d.comb += [rq.i_acc[lane].eq(head.acc[c]),
-                                         rq.i_multiplier[lane].eq(q.mult[c]),
-                                         rq.i_shift[lane].eq(q.shift[c])]
+            acc = Signal(signed(self.acc_width), name=f"drain_acc{lane}")
+            mult = Signal(signed(32), name=f"drain_mult{lane}")
+            shift = Signal(signed(8), name=f"drain_shift{lane}")
+            m.d.comb += [rq.i_acc[lane].eq(acc), rq.i_multiplier[lane].eq(mult),
+                         rq.i_shift[lane].eq(shift)]
+            with m.If(advance):
+                with m.Switch(piece):
+                    for s in range(P):
+                        c = s * Lq + lane
+                        if c < C:
+                            with m.Case(s):
+                                m.d.sync += [acc.eq(head.acc[c]), mult.eq(q.mult[c]),
+                                             shift.eq(q.shift[c])]
         with m.If(issue):
             m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
             with m.If(last_piece):
                 m.d.comb += fifo.r_en.eq(1)
                 m.d.comb += q.free.eq(Mux(head.ntile_end, Mux(head.pslot, 0b10, 0b01), 0))
 
-        # The slice's place in its row travels beside it through the requantizer.
+        # The slice's place in its row travels beside it through the register and the
+        # requantizer.
         tag = data.StructLayout({"piece": range(max(P, 2)), "last_piece": 1,
                                  "nc": range(C + 1), "last": 1})
         now = Signal(tag)
         m.d.comb += [now.piece.eq(piece), now.last_piece.eq(last_piece), now.nc.eq(head.nc),
                      now.last.eq(head.last)]
-        for d in range(self.requant.latency):
+        for d in range(self.drain_latency + self.requant.latency):
             reg = Signal(tag, name=f"drain_tag_d{d + 1}")
             with m.If(advance):
                 m.d.sync += reg.eq(now)
@@ -1407,7 +1423,7 @@ class GemmEngine(wiring.Component):
         further slice adds a cycle); ``requant``: the requantizer alone.
         """
         back_end = self._accumulator.latency + self._results.latency
-        rq = self._results.requant.latency
+        rq = self._results.drain_latency + self._results.requant.latency
         return {
             "array": self._array.latency,
             "back_end_raw": back_end,

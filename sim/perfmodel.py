@@ -35,11 +35,12 @@ from math import ceil
 
 from npugen.hw.config import Dataflow
 from npugen.hw.errors import InputError, MissingSectionError
+from npugen.hw.gemm import ResultQueue
 from npugen.hw.requant import ROUNDING_MODES, Requantizer
 
 __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
-           "REQUANT_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES",
+           "REQUANT_LATENCY", "DRAIN_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES",
            "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
            "softmax_params", "SOFTMAX_DIV_STAGES", "SOFTMAX_PASS2_LATENCY",
            "SOFTMAX_OUT_DEPTH", "SOFTMAX_LUT_BEATS",
@@ -50,6 +51,9 @@ __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latenci
 #: ``Requantizer.latency`` per rounding mode (5 stages in both), read from the hardware
 #: (``hw/requant.py``), where it is defined.
 REQUANT_LATENCY = {r: Requantizer.latency_for(r) for r in ROUNDING_MODES}
+#: ``ResultQueue.drain_latency``: the register between a slice's issue at the result FIFO's
+#: head and the requantizer (hw/gemm.py).
+DRAIN_LATENCY = ResultQueue.drain_latency
 #: Beats of a column tile's parameter block on ``s_axis_wgt`` (hw/isa.py ``PARAM_BEATS``).
 PARAM_BEATS = 9
 #: ``SyncFIFOBuffered`` (amaranth.lib.fifo): an entry written at cycle ``w`` into the empty
@@ -76,7 +80,8 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     -------
     dict
         ``array`` (``WeightStationaryArray.latency = R + C``: the skew and the PE's product
-        and sum registers, ``R + C - 1`` without ``pe_product_reg``;
+        and sum registers, ``R + C - 1`` without ``pe_product_reg``; ``requant``: the drain's
+        slice register and the requantizer, :data:`DRAIN_LATENCY` + :data:`REQUANT_LATENCY`;
         ``OutputStationaryArray.latency = R + C``); ``t1``: a ws row
         injected at ``t`` (or an os tile's last K step) to its back-end stage s1 (``t1``, the
         cycle its sum is written back or sent on: ``R + C + 1``, for os the tile's first row); ``requant`` (0 for raw results); ``fifo``
@@ -84,7 +89,7 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
         result beat on ``m_axis_res`` with a consumer that is always ready.
     """
     R, C = cfg.rows, cfg.cols
-    rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
+    rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
     # ws: tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0.
     # os: the tile tag expanded at tags[latency - 2]; tag_pre, t0, t1. The same count for both.
     # A ws PE without its product register (pe_product_reg false) is a cycle shorter.
@@ -223,7 +228,7 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
     if requant and min(C, n) > _rq_lanes(cfg):
         return None         # rows drained in several slices: no closed form
-    rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
+    rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
     kt, nt = ceil(k / R), ceil(n / C)
     closed = Dataflow(cfg.dataflow).pick(ws=_closed_ws, os=_closed_os)
     # a requant job's parameter slot is freed FIFO_LATENCY cycles after s1 (by the drain)
@@ -276,7 +281,7 @@ class _Results:
 
     def __init__(self, cfg, requant: bool):
         self.lanes = _rq_lanes(cfg) if requant else None
-        self.rq = REQUANT_LATENCY[cfg.rounding] if requant else 0
+        self.rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
         self.reads: list[int] = []
         self._next = _NEG        # the cycle the head can take the next row
 
