@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -228,23 +229,57 @@ def write_testbench(work: Path, module: str, streams: Streams, cfg: GemmConfig,
     (work / "tb.v").write_text(tb, encoding="utf-8")
 
 
-def simulate(work: Path, sources: list[str], delays: bool, what: str) -> float:
-    """Compile and run the testbench in ``work`` with Icarus; seconds taken.
+def simulate(work: Path, sources: list[str], delays: bool, what: str
+             ) -> tuple[pw.Activity, float]:
+    """Compile and run the testbench in ``work`` with Icarus and read the activity of its VCD
+    (``activity.vcd``, scope ``tb.dut``): the activity and the seconds taken.
 
-    Zero delay unless ``delays``: then the cells' specify delays (``-gspecify``) and timing
-    checks apply.
+    The VCD goes through a named pipe straight into :func:`npugen.hw.synth.power.vcd_activity`:
+    a gate-level run of a 4 x 4 design writes gigabytes. Zero delay unless ``delays``: then the
+    cells' specify delays (``-gspecify``) and timing checks apply.
 
     Raises
     ------
     PowerError
-        If Icarus fails.
+        If Icarus fails or writes no VCD.
     """
     t0 = time.monotonic()
     cmd = [icarus_bin(), "-g2005", "-o", "sim.vvp"] + (["-gspecify"] if delays else []) + sources
     _run(cmd, work, "iverilog.log", f"Icarus ({what}, compile)")
     vvp = str(Path(icarus_bin()).with_name("vvp"))
-    _run([vvp, "-n", "sim.vvp"], work, "vvp.log", f"Icarus ({what}, run)")
-    return time.monotonic() - t0
+    fifo = work / "activity.vcd"
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    result: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            result["act"] = pw.vcd_activity(fifo, "tb.dut")
+        except Exception as e:          # reported after the simulator has ended
+            result["error"] = e
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        with open(work / "vvp.log", "w", encoding="utf-8") as log:
+            rc = subprocess.run([vvp, "-n", "sim.vvp"], cwd=work, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    finally:
+        if reader.is_alive() and "act" not in result:
+            # the simulator never opened the VCD: open the pipe's other end so the reader ends
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+        reader.join()
+        fifo.unlink(missing_ok=True)
+        (work / "sim.vvp").unlink(missing_ok=True)
+    if rc != 0:
+        raise PowerError(f"Icarus ({what}, run) failed: exit code {rc} (log: {work / 'vvp.log'})")
+    if "error" in result:
+        raise PowerError(f"the simulation's VCD could not be read: {result['error']} "
+                         f"(log: {work / 'vvp.log'})")
+    return result["act"], time.monotonic() - t0
 
 
 def _run(cmd: list[str], cwd: Path, log: str, what: str) -> str:
@@ -319,18 +354,11 @@ def _power_run(work: Path, nl: pw.Netlist, tb_sources: list[str], clock_mhz: flo
     OpenSTA; the VCD and the simulator's image are removed afterwards (large)."""
     say(f"simulating {what} at gate level on Icarus"
         + (" with cell delays" if delays else " (zero delay)"))
-    sim_s = simulate(work, tb_sources, delays, what)
-    (work / "sim.vvp").unlink(missing_ok=True)
+    act, sim_s = simulate(work, tb_sources, delays, what)
     checked = check() if check is not None else None
-    vcd = work / "activity.vcd"
-    if not vcd.is_file():
-        raise PowerError(f"the simulation wrote no VCD (log: {work / 'vvp.log'})")
-    say(f"reading the activity ({vcd.stat().st_size / 1e6:.1f} MB VCD)")
-    act = pw.vcd_activity(work / "activity.vcd", "tb.dut")
     shutil.copyfile(stools.liberty_path(), work / stools.LIBERTY_NAME)
     say(f"OpenSTA: annotating pins and reporting power ({what})")
     lib_dirs = flow._liberty_pin_directions()
-    (work / "activity.vcd").unlink(missing_ok=True)
     res = pw.sta_power(work, "power_top.v", "power_top", nl, act, clock_mhz, clock=clock,
                        lib_dirs=lib_dirs)
     return res, act, sim_s, checked

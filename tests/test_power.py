@@ -204,16 +204,17 @@ def test_hand_energy_matches_opensta(tmp_path):
 
 
 def test_vcd_reader_vectors(tmp_path):
-    """Vector variables split into bits; X and Z are not toggles; duty is time at 1."""
+    """Vector variables split into bits; X and Z are not toggles; duty is time at 1; an alias
+    (two names, one code) gets the figures of its code; other scopes are left out."""
     (tmp_path / "t.vcd").write_text(
         "$timescale 1ps $end\n$scope module tb $end\n$scope module dut $end\n"
-        "$var wire 2 ! v [1:0] $end\n$var wire 1 \" s $end\n$upscope $end\n"
-        "$var wire 1 # other $end\n$upscope $end\n$enddefinitions $end\n"
+        "$var wire 2 ! v [1:0] $end\n$var wire 1 \" s $end\n$var wire 1 \" s_alias $end\n"
+        "$upscope $end\n$var wire 1 # other $end\n$upscope $end\n$enddefinitions $end\n"
         "#0\nbx !\n0\"\n1#\n#1000\nb01 !\n1\"\n#2000\nb10 !\nz\"\n#4000\nb10 !\n0#\n",
         encoding="utf-8")
     act = pw.vcd_activity(tmp_path / "t.vcd", "tb.dut")
     assert act.span_ns == pytest.approx(4.0)
-    assert act.toggles == {"v[1]": 1, "v[0]": 1, "s": 1}
+    assert act.toggles == {"v[1]": 1, "v[0]": 1, "s": 1, "s_alias": 1}
     assert act.duty("v[1]") == pytest.approx(0.5)
     assert act.duty("v[0]") == pytest.approx(0.25)
     assert act.duty("s") == pytest.approx(0.25)

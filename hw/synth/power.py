@@ -327,7 +327,7 @@ def vcd_activity(path: str | Path, scope: str) -> Activity:
     """
     want = scope.split(".")
     stack: list[str] = []
-    ids: dict[str, list[str]] = {}
+    ids: dict[str, list[list[str]]] = {}     # per code, per bit, the names
     unit = 1.0
     with open(path, encoding="utf-8", errors="replace") as f:
         tok = _vcd_tokens(f)
@@ -365,17 +365,28 @@ def vcd_activity(path: str | Path, scope: str) -> Activity:
                     hi, lo = (int(m.group(1)), int(m.group(2))) if m else (width - 1, 0)
                     step = -1 if hi >= lo else 1
                     bits = [f"{name}[{i}]" for i in range(hi, lo + step, step)]
-                ids.setdefault(code, []).extend(bits)
+                if code in ids:                 # an alias of a variable already declared
+                    for pos, nm in zip(ids[code], bits):
+                        pos.append(nm)
+                else:
+                    ids[code] = [[nm] for nm in bits]
             elif t == "$enddefinitions":
                 next(tok)
                 break
         if not ids:
             raise SynthError(f"{path}: no variables in scope {scope}")
-        # per id: current value string, time of last change
-        value = {c: "x" * len(b) for c, b in ids.items()}
-        since = {c: 0 for c in ids}
-        toggles = {c: [0] * len(b) for c, b in ids.items()}
-        high = {c: [0] * len(b) for c, b in ids.items()}
+        # Scalars (nearly every net of a gate-level netlist) on a fast path: their value, the
+        # time it was set, toggles and time at 1 in flat dicts; vectors through change().
+        scal = {c for c, b in ids.items() if len(b) == 1}
+        sval = {c: "x" for c in scal}
+        ssince = {c: 0 for c in scal}
+        stog = {c: 0 for c in scal}
+        shigh = {c: 0 for c in scal}
+        vecs = {c: b for c, b in ids.items() if c not in scal}
+        value = {c: "x" * len(b) for c, b in vecs.items()}
+        since = {c: 0 for c in vecs}
+        toggles = {c: [0] * len(b) for c, b in vecs.items()}
+        high = {c: [0] * len(b) for c, b in vecs.items()}
         now = None
         first = None
 
@@ -396,33 +407,56 @@ def vcd_activity(path: str | Path, scope: str) -> Activity:
             value[code] = new
             since[code] = now
         for line in f:
-            if not line:
-                continue
-            c0 = line[0]
-            if c0 == "#":
+            c0 = line[:1]
+            if c0 == "0" or c0 == "1":
+                code = line[1:].rstrip()
+                old = sval.get(code)
+                if old is not None:
+                    if old == "1":
+                        shigh[code] += now - ssince[code]
+                        if c0 == "0":
+                            stog[code] += 1
+                    elif old == "0" and c0 == "1":
+                        stog[code] += 1
+                    sval[code] = c0
+                    ssince[code] = now
+                elif code in value:
+                    change(code, c0)
+            elif c0 == "#":
                 now = int(line[1:])
                 if first is None:
                     first = now
-            elif c0 in "01xzXZ":
-                code = line[1:].strip()
-                if code in value:
+            elif c0 in ("x", "z", "X", "Z"):
+                code = line[1:].rstrip()
+                old = sval.get(code)
+                if old is not None:
+                    if old == "1":
+                        shigh[code] += now - ssince[code]
+                    sval[code] = "x"
+                    ssince[code] = now
+                elif code in value:
                     change(code, c0.lower())
-            elif c0 in "bB":
+            elif c0 in ("b", "B"):
                 v, code = line[1:].split()
                 if code in value:
                     change(code, v.lower())
-            elif c0 == "$":
-                continue
         if now is None:
             now = first = 0
-        for code in ids:                       # close every variable's last interval
+        for code in vecs:                       # close every variable's last interval
             change(code, value[code])
+        for code in scal:
+            if sval[code] == "1":
+                shigh[code] += now - ssince[code]
+    for code in scal:
+        toggles[code] = [stog[code]]
+        high[code] = [shigh[code]]
     out_t: dict[str, int] = {}
     out_h: dict[str, float] = {}
     for code, bits in ids.items():
-        for name, tg, hg in zip(bits, toggles[code], high[code]):
-            out_t[name] = out_t.get(name, 0) + tg
-            out_h[name] = out_h.get(name, 0.0) + hg * unit
+        for names, tg, hg in zip(bits, toggles[code], high[code]):
+            for name in names:
+                out_t[name] = tg
+                out_h[name] = hg * unit
     return Activity(out_t, out_h, (now - first) * unit)
 
 
