@@ -463,10 +463,11 @@ def _clock_mhz(text: str) -> float:
 
 def cmd_power(args: argparse.Namespace) -> int:
     dims = {"--m": args.m, "--k": args.k, "--n": args.n}
+    if args.minilm_q:
+        if args.m is not None:
+            raise CliError("--minilm-q: M is the sentence's tokens (20); give it without --m")
+        del dims["--m"]                 # --k and --n: a slice of the Q projection
     given = [k for k, v in dims.items() if v is not None]
-    if given and args.minilm_q:
-        raise CliError(f"--minilm-q runs its own job (the MiniLM Q projection): give it without "
-                       f"{', '.join(given)}")
     if given and len(given) != len(dims):
         raise CliError(_also_needs(given, [k for k in dims if k not in given]))
     clock = _clock_mhz(args.clock_mhz)
@@ -483,6 +484,8 @@ def cmd_power(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"npugen power: {msg}", file=sys.stderr, flush=True)
 
+    if args.minilm_q and given and (args.k > 384 or args.n > 384):
+        raise CliError(f"--k {args.k} --n {args.n}: the Q projection is 384 x 384 (K x N)")
     report = power.measure(cfg, mkn=(args.m, args.k, args.n) if given else None,
                            minilm_q=args.minilm_q, seed=args.seed, clock_mhz=clock,
                            delays=args.delays, out=args.out, progress=progress,
@@ -842,8 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{what} of a random int8 job; --m, --k and --n go together "
                             f"(default: {default})")
     p.add_argument("--minilm-q", action="store_true",
-                   help="run the MiniLM-L6 layer-0 Q projection's real tensors instead "
-                        "(default: off)")
+                   help="run the MiniLM-L6 layer-0 Q projection's real tensors instead (20 "
+                        "tokens x 384 x 384; with --k and --n only its first K inputs and N "
+                        "outputs) (default: off)")
     p.add_argument("--seed", metavar="N", type=int, default=0,
                    help="seed of the random operands (default: %(default)s)")
     p.add_argument("--clock-mhz", metavar="F", default="100",

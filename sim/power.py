@@ -101,20 +101,41 @@ def random_job(m: int, k: int, n: int, seed: int) -> GemmJob:
     return make_job(a, b, bias=bias, scale_a=1.0, scale_b=1.0, scale_out=scale_out)
 
 
-def minilm_q_job() -> tuple[GemmJob, int, str]:
-    """The query projection of all-MiniLM-L6-v2's layer 0 on the default sentence: the job,
-    its tokens (M) and its label.
+def minilm_q_job(kn: tuple[int, int] | None = None) -> tuple[GemmJob, int, str]:
+    """The query projection of all-MiniLM-L6-v2's layer 0 on the default sentence (every
+    token: M = 20, K = N = 384): the job, its tokens (M) and its label.
+
+    Parameters
+    ----------
+    kn : (int, int) or None
+        Only the first K input features and N output channels (every token), with the full
+        job's quantization (as tests/fixtures/minilm_slice.npz): a gate-level run of the whole
+        projection takes hours (docs/power.md).
 
     Raises
     ------
     npugen.sim.realdata.ModelUnavailableError
         If the model package is missing.
+    InputError
+        If the slice is larger than the projection.
     """
     from . import realdata
     from .run import make_job
     q = realdata.qkv_jobs()[0]
-    job = make_job(**realdata.gemm_args(q))
-    return job, int(q["a"].shape[0]), "MiniLM-L6 layer 0 Q projection"
+    args = realdata.gemm_args(q)
+    what = "MiniLM-L6 layer 0 Q projection"
+    if kn is not None:
+        k, n = kn
+        kk, nn = args["b"].shape
+        if k > kk or n > nn:
+            raise InputError(f"--k {k} --n {n}: the Q projection is {kk} x {nn} (K x N)")
+        args["a"] = args["a"][:, :k]
+        args["b"] = args["b"][:k, :n]
+        args["bias"] = args["bias"][:n]
+        args["scale_b"] = args["scale_b"][:n]
+        what += f", first {k} inputs and {n} outputs"
+    job = make_job(**args)
+    return job, int(q["a"].shape[0]), what
 
 
 # -- testbench --------------------------------------------------------------------------------
@@ -539,7 +560,8 @@ def measure(cfg: GemmConfig, *, mkn: tuple[int, int, int] | None = None,
     mkn : (int, int, int) or None
         M, K, N of a random job (seeded by ``seed``); default :data:`DEFAULT_MKN`.
     minilm_q : bool
-        Run the MiniLM layer-0 Q projection instead (exclusive with ``mkn``).
+        Run the MiniLM layer-0 Q projection instead; with ``mkn`` ``(None, K, N)``, its first K
+        inputs and N outputs only.
     seed : int
         Seed of the random operands.
     clock_mhz : float
@@ -578,8 +600,8 @@ def measure(cfg: GemmConfig, *, mkn: tuple[int, int, int] | None = None,
     say = progress or (lambda msg: None)
     if not (isinstance(clock_mhz, (int, float)) and 0 < clock_mhz < math.inf):
         raise InputError(f"--clock-mhz: {clock_mhz!r} is not allowed (a positive number)")
-    if minilm_q and mkn is not None:
-        raise InputError("--minilm-q runs its own job: give it without --m/--k/--n")
+    if minilm_q and mkn is not None and mkn[0] is not None:
+        raise InputError("--minilm-q: M is the sentence's tokens; give it without --m")
     check_tools()
     t_start = time.monotonic()
     out = Path(out)
@@ -588,8 +610,9 @@ def measure(cfg: GemmConfig, *, mkn: tuple[int, int, int] | None = None,
         what = label or "job"
     elif minilm_q:
         say("loading the MiniLM layer-0 Q projection")
-        job, tokens, what = minilm_q_job()
-        label = "minilm_q"
+        kn = mkn[1:] if mkn is not None else None
+        job, tokens, what = minilm_q_job(kn)
+        label = "minilm_q" + (f"_k{kn[0]}_n{kn[1]}" if kn else "")
     else:
         m, k, n = mkn or DEFAULT_MKN
         job = random_job(m, k, n, seed)

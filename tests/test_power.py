@@ -307,8 +307,9 @@ def _err(capsys) -> str:
 @pytest.mark.parametrize("argv, message", [
     (["--m", "4"], "npugen: error: --m also needs --k and --n"),
     (["--m", "4", "--k", "4"], "npugen: error: --m and --k also need --n"),
-    (["--minilm-q", "--n", "4"],
-     "npugen: error: --minilm-q runs its own job (the MiniLM Q projection): give it without --n"),
+    (["--minilm-q", "--m", "4"],
+     "npugen: error: --minilm-q: M is the sentence's tokens (20); give it without --m"),
+    (["--minilm-q", "--n", "4"], "npugen: error: --n also needs --k"),
     (["--clock-mhz", "0"],
      "npugen: error: --clock-mhz: '0' is not allowed (a positive frequency in MHz)"),
     (["--clock-mhz", "fast"],
