@@ -10,7 +10,8 @@ Subcommands
               (:func:`npugen.sim.run.attention`)
 ``demo``      run a real transformer layer through the RTL (:func:`npugen.sim.realdata.demo`)
 ``area``      area and timing with open tools (:func:`npugen.hw.synth.area`)
-``power``     energy of a job from the gate-level netlist's switching (:func:`npugen.sim.power.measure`)
+``power``     energy of a job from the gate-level netlist's switching
+              (:func:`npugen.sim.power.measure`)
 ``sweep``     area over a grid of configurations (:func:`npugen.hw.synth.sweep.sweep`)
 ``perf``      modelled cycles of a GEMM job (:mod:`npugen.sim.perfmodel`); SCALE-Sim inputs with
               ``--scalesim``

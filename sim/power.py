@@ -30,7 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from npugen.hw import __version__
 from npugen.hw.config import GemmConfig
 from npugen.hw.errors import CheckFailed, InputError
 from npugen.hw.files import atomic_open
@@ -362,7 +361,7 @@ def asic_netlist(cfg: GemmConfig, out: Path, say: Callable[[str], None],
         pass
     say("no current asic netlist: running npugen area --target asic first")
     rep = flow.area(cfg, "asic", out=out, progress=lambda m: say(f"area: {m}"), top=top,
-                    command=f"npugen area --target asic (for npugen power)")
+                    command="npugen area --target asic (for npugen power)")
     return work, rep
 
 
@@ -452,7 +451,7 @@ def reference_operands(job: GemmJob, cfg: GemmConfig, limit: int = REFERENCE_CYC
     ``job``: its activation ``a``, its weight ``w`` (changing per tile), the partial sum from
     the rows above ``p`` (the same products the array adds), the weight load and swap
     strobes. At most ``limit`` cycles."""
-    a = np.asarray(job.a, dtype=np.int64) - 0
+    a = np.asarray(job.a, dtype=np.int64)
     b = np.asarray(job.b, dtype=np.int64)
     m, k = a.shape
     n = b.shape[1]
@@ -485,7 +484,6 @@ def reference(kind: str, ops: dict[str, np.ndarray], psum_width: int, work: Path
     """
     work.mkdir(parents=True, exist_ok=True)
     w1 = psum_width - 1
-    mask = (1 << psum_width) - 1
     n = len(ops["a"])
     if kind == "bare_mac":
         verilog, top = MAC_V.format(w1=w1), "bare_mac"
@@ -536,7 +534,6 @@ def reference(kind: str, ops: dict[str, np.ndarray], psum_width: int, work: Path
             for key in own:
                 own[key] += p[key]
     cycles = act.span_ns / period
-    del mask
     return {"module": top, "psum_width": psum_width, "cycles": round(cycles, 2),
             "power_mw": _rnd(own), "pj_per_mac": round(own["total"] * period, 4),
             "pj_per_mac_by_kind": _rnd({k: own[k] * period for k in pw.POWER_KINDS}),

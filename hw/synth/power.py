@@ -462,9 +462,6 @@ def vcd_activity(path: str | Path, scope: str) -> Activity:
 
 # -- OpenSTA ----------------------------------------------------------------------------------
 
-_PINS_PER_CALL = 1
-
-
 def sta_power(work: Path, verilog: str, module: str, nl: Netlist, act: Activity,
               clock_mhz: float, *, clock: str = CLOCK_PORT,
               lib_dirs: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -492,11 +489,9 @@ def sta_power(work: Path, verilog: str, module: str, nl: Netlist, act: Activity,
     def pin_line(inst: str, pin: str, net: str) -> None:
         nonlocal pins, annotated
         pins += 1
-        if net in act.toggles:
+        if net in act.toggles:      # else (a net the simulation did not dump) OpenSTA's default
             annotated += 1
             ann.append(f"a {inst}/{pin} {act.per_clock(net, period):.6g} {act.duty(net):.6g}")
-        else:                       # a net the simulation did not dump: OpenSTA's default
-            pass
     nreg = 0
     for name, d, bits in nl.ports:
         if d == "input" and name != clock:
