@@ -178,7 +178,7 @@ module tb;
     .s_axis_wgt_tlast(w_beat[{ww}]), .s_axis_wgt_tvalid(go & (pw_n < NW)),
     .s_axis_wgt_tready(wgt_ready),
     .m_axis_res_tdata(res_data), .m_axis_res_tkeep(res_keep), .m_axis_res_tlast(res_last),
-    .m_axis_res_tvalid(res_valid), .m_axis_res_tready(rst_n));
+    .m_axis_res_tvalid(res_valid), .m_axis_res_tready(rst_n){others});
   initial begin
     $readmemh("act.hex", act_mem);
     $readmemh("wgt.hex", wgt_mem);
@@ -231,10 +231,23 @@ def _hex_rows(data: np.ndarray, keep: np.ndarray, last: np.ndarray) -> str:
     return "\n".join(out) + "\n"
 
 
+#: The GEMM engine's ports the testbench drives or reads; any other input (a softmax or
+#: attention unit's) is tied to 0.
+_TB_PORTS = {"aclk", "aresetn", "s_axis_cmd_tdata", "s_axis_cmd_tvalid",
+             "m_axis_status_tready", "s_axis_act_tdata", "s_axis_act_tkeep", "s_axis_act_tlast",
+             "s_axis_act_tvalid", "s_axis_wgt_tdata", "s_axis_wgt_tkeep", "s_axis_wgt_tlast",
+             "s_axis_wgt_tvalid", "m_axis_res_tready"}
+
+
 def write_testbench(work: Path, module: str, streams: Streams, cfg: GemmConfig,
-                    clock_mhz: float, limit: int) -> None:
-    """Write ``tb.v``, ``act.hex`` and ``wgt.hex`` for one job (no backpressure on results)."""
+                    clock_mhz: float, limit: int, ports: list | None = None) -> None:
+    """Write ``tb.v``, ``act.hex`` and ``wgt.hex`` for one job (no backpressure on results).
+
+    ``ports`` (the netlist's ``(name, direction, bits)``): inputs other than the GEMM engine's
+    are tied to 0."""
     rows, cols = cfg.rows, cfg.cols
+    others = "".join(f",\n    .{name}({len(bits)}'d0)" for name, d, bits in (ports or [])
+                     if d == "input" and name not in _TB_PORTS)
     (work / "act.hex").write_text(_hex_rows(streams.act.data, streams.act.keep,
                                             streams.act.last), encoding="utf-8")
     (work / "wgt.hex").write_text(_hex_rows(streams.wgt.data, streams.wgt.keep,
@@ -245,7 +258,8 @@ def write_testbench(work: Path, module: str, streams: Streams, cfg: GemmConfig,
                     n_act=len(streams.act), n_wgt=len(streams.wgt),
                     aw=rows * 9, ww=cols * 9, ad=rows * 8 - 1, ad1=rows * 8,
                     ak=rows * 9 - 1, wd=cols * 8 - 1, wd1=cols * 8, wk=cols * 9 - 1,
-                    rw=res_bytes * 8 - 1, rk=res_bytes - 1, cmd=streams.cmd, limit=limit)
+                    rw=res_bytes * 8 - 1, rk=res_bytes - 1, cmd=streams.cmd, limit=limit,
+                    others=others)
     (work / "tb.v").write_text(tb, encoding="utf-8")
 
 
@@ -638,7 +652,7 @@ def measure(cfg: GemmConfig, *, mkn: tuple[int, int, int] | None = None,
                             flow._liberty_pin_directions())
     from .perfmodel import gemm_cycles
     limit = 4 * gemm_cycles(cfg, m, k, n, requant=job.requant) + 1000
-    write_testbench(work, "power_top", streams, cfg, clock_mhz, limit)
+    write_testbench(work, "power_top", streams, cfg, clock_mhz, limit, nl.ports)
     def check() -> int:
         """The job's status and results against the golden model: the cycles."""
         cycles_hw, status, beats = _read_results(work, streams, cfg)
@@ -692,6 +706,11 @@ def measure(cfg: GemmConfig, *, mkn: tuple[int, int, int] | None = None,
                       "per_token": (round(e_design["total"] / tokens, 1) if tokens else None),
                       "per_token_without_memories": (round(e_logic["total"] / tokens, 1)
                                                      if tokens else None),
+                      # a slice of the projection: the whole one's per token, at this slice's
+                      # energy per MAC (K = N = 384 a token)
+                      "per_token_full_projection_estimate": (
+                          round(e_design["total"] / macs * 384 * 384, 1)
+                          if tokens and (k, n) != (384, 384) else None),
                       "by_kind": _rnd({k2: e_design[k2] for k2 in pw.POWER_KINDS})},
         "blocks": {b: {"power_mw": _rnd(p), "energy_pj": round(p["total"] * span, 2),
                        "share": round(p["total"] / design_mw["total"], 4)
@@ -754,6 +773,10 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("tokens"):
         lines.append(f"| energy per token ({r['tokens']} tokens) | {e['per_token']:,.1f} pJ "
                      f"({e['per_token_without_memories']:,.1f} pJ without memories) |")
+        if e.get("per_token_full_projection_estimate"):
+            lines.append(f"| the whole projection (384 x 384) per token, at this slice's "
+                         f"energy per MAC | {e['per_token_full_projection_estimate']:,.0f} pJ "
+                         f"(estimate) |")
     lines.append(f"| OpenSTA's default activity (0.1), for comparison | "
                  f"{r['opensta_default_activity_mw']['total']:.3f} mW |")
     lines += ["", "| block | cells | internal mW | switching mW | leakage mW | total mW | "
