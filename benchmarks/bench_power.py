@@ -11,10 +11,10 @@ same operands and clock with the design's ratio to them.
 Usage::
 
     .venv/bin/python benchmarks/bench_power.py [--configs configs/power_4x4.toml,...]
-        [--mkn 64,64,16] [--minilm] [--no-delays] [--clock-mhz 100] [--out build/bench_power]
-        [--reuse]
+        [--mkn 64,64,16] [--minilm] [--minilm-kn 64,32|all] [--no-delays] [--clock-mhz 100]
+        [--out build/bench_power] [--reuse]
 
-``--reuse`` prints the reports already in ``<out>/<name>/power/`` instead of measuring again.
+``--reuse`` prints the reports already in ``<out>/<name>/power/`` and measures nothing.
 A script that prints figures, not a test.
 """
 
@@ -65,7 +65,10 @@ def main() -> int:
     ap.add_argument("--mkn", default="64,64,16", help="M,K,N of the random job (default: "
                                                       "%(default)s)")
     ap.add_argument("--minilm", action="store_true",
-                    help="also the MiniLM layer-0 Q projection (long: default off)")
+                    help="also the MiniLM layer-0 Q projection (default off)")
+    ap.add_argument("--minilm-kn", default="64,32",
+                    help="its first K inputs and N outputs, every token; 'all' for the whole "
+                         "projection, hours at gate level (default: %(default)s)")
     ap.add_argument("--no-delays", action="store_true", help="zero-delay runs only")
     ap.add_argument("--clock-mhz", type=float, default=power.DEFAULT_CLOCK_MHZ,
                     help="clock, MHz (default: %(default)s)")
@@ -79,18 +82,26 @@ def main() -> int:
     rows = []
     for path in args.configs.split(","):
         cfg = load_config(path)
-        jobs = [{"mkn": mkn}] + ([{"minilm_q": True}] if args.minilm else [])
+        kn = None if args.minilm_kn == "all" else tuple(int(v) for v in
+                                                         args.minilm_kn.split(","))
+        mq = {"minilm_q": True, "mkn": (None, *kn) if kn else None}
+        jobs = [{"mkn": mkn}] + ([mq] if args.minilm else [])
         for job in jobs:
             for delays in ((False,) if args.no_delays else (False, True)):
-                label = ("minilm_q" if job.get("minilm_q") else
+                label = (("minilm_q" + (f"_k{kn[0]}_n{kn[1]}" if kn else ""))
+                         if job.get("minilm_q") else
                          f"gemm_{mkn[0]}x{mkn[1]}x{mkn[2]}_s0") + ("_delays" if delays else "")
                 report_path = out / cfg.name / "power" / f"{label}.json"
-                if args.reuse and report_path.is_file():
-                    rows.append(row(json.loads(report_path.read_text(encoding="utf-8"))))
+                if args.reuse:
+                    if report_path.is_file():
+                        rows.append(row(json.loads(report_path.read_text(encoding="utf-8"))))
+                    else:
+                        print(f"bench_power: no {report_path} (--reuse: not measured)",
+                              file=sys.stderr)
                     continue
                 cmd = (f"npugen power --config {path} "
-                       + ("--minilm-q" if job.get("minilm_q") else
-                          f"--m {mkn[0]} --k {mkn[1]} --n {mkn[2]}")
+                       + (("--minilm-q" + (f" --k {kn[0]} --n {kn[1]}" if kn else ""))
+                          if job.get("minilm_q") else f"--m {mkn[0]} --k {mkn[1]} --n {mkn[2]}")
                        + (" --delays" if delays else "") + f" --clock-mhz {args.clock_mhz:g}"
                        + f" --out {out}")
                 t0 = time.monotonic()
