@@ -462,6 +462,11 @@ def _clock_mhz(text: str) -> float:
     return value
 
 
+#: The default random job of ``npugen power`` (``npugen.sim.power.DEFAULT_MKN``, written out
+#: here: the parser imports no ``sim`` module).
+POWER_MKN = (16, 16, 8)
+
+
 def cmd_power(args: argparse.Namespace) -> int:
     dims = {"--m": args.m, "--k": args.k, "--n": args.n}
     if args.minilm_q:
@@ -839,9 +844,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(per job, per MAC, per array slot, per token; by block and "
                                    "kind) to <out>/<name>/power/ (docs/power.md).")
     _add_config(p)
-    from .power import DEFAULT_MKN
     for dim, what, default in zip("mkn", ("rows of A", "columns of A, rows of B",
-                                           "columns of B"), DEFAULT_MKN):
+                                           "columns of B"), POWER_MKN):
         p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, default=None,
                        help=f"{what} of a random int8 job; --m, --k and --n go together "
                             f"(default: {default})")

@@ -325,6 +325,11 @@ def test_cli_errors(tmp_path, capsys, argv, message):
     assert not any(tmp_path.iterdir())                  # nothing written
 
 
+def test_cli_default_job_is_the_library_default():
+    from npugen.sim import cli, power
+    assert cli.POWER_MKN == power.DEFAULT_MKN
+
+
 def test_cli_bad_dimension(tmp_path, capsys):
     from npugen.sim import cli
     with pytest.raises(SystemExit) as e:
