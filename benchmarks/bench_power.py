@@ -31,6 +31,7 @@ from npugen.sim import power
 from npugen.sim.design import build_npu
 
 COLUMNS = ("array", "job", "sim", "cycles", "mW", "pJ/job", "pJ/MAC", "pJ/MAC +mem", "pJ/slot",
+           "array pJ/MAC",
            "pJ/token", "array share", "memories share", "bare MAC pJ", "min PE pJ",
            "x bare", "x min PE", "pins annotated", "command")
 
@@ -49,6 +50,8 @@ def row(r: dict) -> list[str]:
             "delays" if r["delays"] else "zero delay", f"{r['cycles']:,.0f}",
             f"{r['power_mw']['total']:.2f}", f"{e['job']:,.0f}", f"{e['per_mac']:.2f}",
             f"{e['per_mac_with_memories']:.2f}", f"{e['per_slot']:.2f}",
+            f"{e['per_mac_array']:.2f}" if "per_mac_array" in e else
+            f"{blocks['array']['energy_pj'] / r['macs']:.2f}",
             f"{e['per_token']:,.0f}" if e.get("per_token") else "–",
             share("array"), share("memories"),
             f"{bare.get('pj_per_mac', 0):.2f}" if bare else "–",

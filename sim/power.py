@@ -703,6 +703,8 @@ def measure(cfg: GemmConfig, *, mkn: tuple[int, int, int] | None = None,
                       "per_mac": round(e_logic["total"] / macs, 4),
                       "per_mac_with_memories": round(e_design["total"] / macs, 4),
                       "per_slot": round(e_logic["total"] / slots, 4) if slots else None,
+                      "per_mac_array": round(by_block.get("array", {}).get("total", 0.0) * span
+                                             / macs, 4),
                       "per_token": (round(e_design["total"] / tokens, 1) if tokens else None),
                       "per_token_without_memories": (round(e_logic["total"] / tokens, 1)
                                                      if tokens else None),
@@ -769,7 +771,8 @@ def markdown(r: dict[str, Any]) -> str:
              f"| energy per job | {e['job']:,.1f} pJ ({e['memories']:,.1f} pJ memories) |",
              f"| energy per useful MAC (memories excluded) | {e['per_mac']:.3f} pJ |",
              f"| energy per MAC with memories | {e['per_mac_with_memories']:.3f} pJ |",
-             f"| energy per array slot (memories excluded) | {e['per_slot']:.3f} pJ |"]
+             f"| energy per array slot (memories excluded) | {e['per_slot']:.3f} pJ |",
+             f"| the array block's energy per useful MAC | {e['per_mac_array']:.3f} pJ |"]
     if r.get("tokens"):
         lines.append(f"| energy per token ({r['tokens']} tokens) | {e['per_token']:,.1f} pJ "
                      f"({e['per_token_without_memories']:,.1f} pJ without memories) |")
