@@ -11,6 +11,8 @@ Subcommands
 ``demo``      run a real transformer layer through the RTL (:func:`npugen.sim.realdata.demo`)
 ``embed``     all-MiniLM-L6-v2 sentence embeddings through the RTL (:func:`npugen.sim.minilm.embed`)
 ``area``      area and timing with open tools (:func:`npugen.hw.synth.area`)
+``power``     energy of a job from the gate-level netlist's switching
+              (:func:`npugen.sim.power.measure`)
 ``sweep``     area over a grid of configurations (:func:`npugen.hw.synth.sweep.sweep`)
 ``perf``      modelled cycles of a GEMM job (:mod:`npugen.sim.perfmodel`); SCALE-Sim inputs with
               ``--scalesim``
@@ -501,6 +503,60 @@ def cmd_area(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clock_mhz(text: str) -> float:
+    """``--clock-mhz``: a bad value is one line (CliError, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise CliError(f"--clock-mhz: {text!r} is not allowed (a positive frequency in MHz)")
+    return value
+
+
+#: The default random job of ``npugen power`` (``npugen.sim.power.DEFAULT_MKN``, written out
+#: here: the parser imports no ``sim`` module).
+POWER_MKN = (16, 16, 8)
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    dims = {"--m": args.m, "--k": args.k, "--n": args.n}
+    if args.minilm_q:
+        if args.m is not None:
+            raise CliError("--minilm-q: M is the sentence's tokens (20); give it without --m")
+        del dims["--m"]                 # --k and --n: a slice of the Q projection
+    given = [k for k, v in dims.items() if v is not None]
+    if given and len(given) != len(dims):
+        raise CliError(_also_needs(given, [k for k in dims if k not in given]))
+    clock = _clock_mhz(args.clock_mhz)
+    cfg = _load_config(args.config)
+    if given:
+        _check_k(args.k, cfg, f"--k {args.k}")
+    power = _import_sim("power")
+    power.check_tools()
+    if args.minilm_q:
+        from .realdata import model_dir
+        model_dir()                      # a missing model package is one line, exit 2
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"npugen power: {msg}", file=sys.stderr, flush=True)
+
+    if args.minilm_q and given and (args.k > 384 or args.n > 384):
+        raise CliError(f"--k {args.k} --n {args.n}: the Q projection is 384 x 384 (K x N)")
+    report = power.measure(cfg, mkn=(args.m, args.k, args.n) if given else None,
+                           minilm_q=args.minilm_q, seed=args.seed, clock_mhz=clock,
+                           delays=args.delays, out=args.out, progress=progress,
+                           command="npugen " + " ".join(args.argv), top=build_npu)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print(power.markdown(report), end="")
+        print(f"reports: {Path(args.out) / cfg.name / 'power' / (report['label'] + '.json')} "
+              f"and .md")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ..hw.synth import check_target
     from ..hw.synth import sweep as sw
@@ -882,6 +938,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the report as one JSON record (default: Markdown)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
     p.set_defaults(func=cmd_area)
+
+    p = sub.add_parser("power", help="energy of a job from gate-level switching (OSU 0.18 um)",
+                       description="Synthesize the design with the asic flow (reusing "
+                                   "<out>/<name>/qor/asic/ when current), simulate the mapped "
+                                   "netlist on Icarus on one job's streams, annotate OpenSTA "
+                                   "with the simulated activity and write power and energy "
+                                   "(per job, per MAC, per array slot, per token; by block and "
+                                   "kind) to <out>/<name>/power/ (docs/power.md).")
+    _add_config(p)
+    for dim, what, default in zip("mkn", ("rows of A", "columns of A, rows of B",
+                                           "columns of B"), POWER_MKN):
+        p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, default=None,
+                       help=f"{what} of a random int8 job; --m, --k and --n go together "
+                            f"(default: {default})")
+    p.add_argument("--minilm-q", action="store_true",
+                   help="run the MiniLM-L6 layer-0 Q projection's real tensors instead (20 "
+                        "tokens x 384 x 384; with --k and --n only its first K inputs and N "
+                        "outputs) (default: off)")
+    p.add_argument("--seed", metavar="N", type=int, default=0,
+                   help="seed of the random operands (default: %(default)s)")
+    p.add_argument("--clock-mhz", metavar="F", default="100",
+                   help="clock of the simulation and the power figures, MHz (default: "
+                        "%(default)s)")
+    p.add_argument("--delays", action="store_true",
+                   help="simulate with the cells' delays, glitches counted; the clock must be "
+                        "below the design's Fmax (default: zero delay)")
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="folder of design folders (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as one JSON record (default: Markdown)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
+    p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("sweep", help="area over a grid of configurations",
                        description="Run the hierarchical area estimate over a grid of rows, "
