@@ -1008,7 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
     for dim, what in (("m", "rows of A and C"), ("k", "columns of A, rows of B"),
                       ("n", "columns of B and C")):
         p.add_argument(f"--{dim}", metavar=dim.upper(), type=_positive, default=None,
-                       help=f"{what} (required unless --roofline)")
+                       help=f"{what}; not with --roofline (required)")
     p.add_argument("--raw", action="store_true",
                    help="a raw-accumulator job instead of a requantized one (default: off)")
     p.add_argument("--scalesim", action="store_true",
@@ -1016,7 +1016,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: off)")
     p.add_argument("--roofline", action="store_true",
                    help="instead: the roofline of all-MiniLM-L6-v2's layer GEMMs at M = "
-                        "--tokens and M = 1 (default config: configs/minilm.toml; default: off)")
+                        "--tokens and M = 1, on configs/minilm.toml unless --config "
+                        "(default: off)")
     p.add_argument("--bandwidth", metavar="B", type=float, default=None,
                    help="with --roofline: stream bandwidth in bytes per cycle, a what-if "
                         "(default: the hardware as built)")
