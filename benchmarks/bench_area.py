@@ -50,23 +50,10 @@ endmodule
 """
 
 
-#: The minimal systolic PE (the lean-datapath reference): an active and a shadow int8 weight
-#: register (the shadow loads while the active one computes, ``swap`` moves it across), the
-#: activation register passed right, and the registered partial sum of the row's width; the
-#: multiply-add in one cycle, no product register.
-MIN_PE_V = """// the minimal weight-stationary systolic PE, as wide as a PE of an R-row array
-module min_pe(input clk, input signed [7:0] a_in, input signed [7:0] w_in, input load,
-              input swap, input signed [{w1}:0] psum_in, output reg signed [7:0] a_out,
-              output reg signed [{w1}:0] psum_out);
-  reg signed [7:0] w_act, w_shadow;
-  always @(posedge clk) begin
-    if (load) w_shadow <= w_in;
-    if (swap) w_act <= w_shadow;
-    a_out <= a_in;
-    psum_out <= psum_in + a_in * w_act;
-  end
-endmodule
-"""
+#: The minimal systolic PE (the lean-datapath reference, hw/synth/flow.py): an active and a
+#: shadow int8 weight register, the activation register passed right, and the registered
+#: partial sum of the row's width; the multiply-add in one cycle, no product register.
+MIN_PE_V = flow.MIN_PE_V
 
 
 def min_pe(target: str, psum_width: int, work: Path, dsp: bool = True,

@@ -413,20 +413,6 @@ MAC_V = """module bare_mac(input clk, input signed [7:0] a, input signed [7:0] b
 endmodule
 """
 
-#: The minimal systolic PE of the lean-datapath issue: active and shadow int8 weights, the
-#: activation passed right, the registered partial sum of the row's width; no product register.
-MIN_PE_V = """module min_pe(input clk, input signed [7:0] a_in, input signed [7:0] w_in,
-              input w_ld, input w_swap, input signed [{w1}:0] p_in,
-              output reg signed [7:0] a_out, output reg signed [{w1}:0] p_out);
-  reg signed [7:0] w_sh, w_act;
-  always @(posedge clk) begin
-    if (w_ld) w_sh <= w_in;
-    if (w_swap) w_act <= w_sh;
-    a_out <= a_in;
-    p_out <= p_in + a_in * w_act;
-  end
-endmodule
-"""
 
 _REF_TB = """`timescale 1ns/10ps
 module tb;
@@ -504,7 +490,7 @@ def reference(kind: str, ops: dict[str, np.ndarray], psum_width: int, work: Path
         fields = [("a", 8, ops["a"]), ("b", 8, ops["w"]), ("c", psum_width, ops["p"])]
         outs = [("y", psum_width)]
     else:
-        verilog, top = MIN_PE_V.format(w1=w1), "min_pe"
+        verilog, top = flow.MIN_PE_V.format(w1=w1), "min_pe"
         fields = [("a_in", 8, ops["a"]), ("w_in", 8, np.roll(ops["w"], -1)),
                   ("w_ld", 1, ops["ld"]), ("w_swap", 1, ops["swap"]),
                   ("p_in", psum_width, ops["p"])]

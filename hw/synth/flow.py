@@ -475,6 +475,23 @@ def _lutmul_cmds(lut_modules: set[str]) -> list[str]:
 
 # -- references -------------------------------------------------------------------------------
 
+#: The minimal systolic PE (the lean-datapath reference, benchmarks/bench_area.py and
+#: ``npugen power``): active and shadow int8 weights, the
+#: activation passed right, the registered partial sum of the row's width; no product register.
+MIN_PE_V = """module min_pe(input clk, input signed [7:0] a_in, input signed [7:0] w_in,
+              input w_ld, input w_swap, input signed [{w1}:0] p_in,
+              output reg signed [7:0] a_out, output reg signed [{w1}:0] p_out);
+  reg signed [7:0] w_sh, w_act;
+  always @(posedge clk) begin
+    if (w_ld) w_sh <= w_in;
+    if (w_swap) w_act <= w_sh;
+    a_out <= a_in;
+    p_out <= p_in + a_in * w_act;
+  end
+endmodule
+"""
+
+
 def synth_reference(work: Path, verilog: str, top: str, target: str, *, dsp: bool = True,
                     clock_mhz: float = 200.0, timing: bool = False) -> dict[str, Any]:
     """Synthesize a small reference module (a bare MAC, a minimal PE) flat with the designs'
@@ -661,6 +678,20 @@ def _line_blocks(text: str, blocks: dict[str, str]) -> list[tuple[int, int, str]
     return out
 
 
+def src_block(src: str, vfile: str, ranges: list[tuple[int, int, str]]) -> str | None:
+    """The report block of a cell from its ``src`` attribute (``file:line`` entries joined by
+    ``|``): the block of the first entry in ``vfile`` whose line lies in one of ``ranges``
+    (``(first, last, block)``, :func:`_line_blocks`); None when none does."""
+    for part in src.split("|"):
+        m = _SRC_RE.match(part)
+        if m and m.group(1).endswith(vfile):
+            line = int(m.group(2))
+            for a, b, blk in ranges:
+                if a <= line <= b:
+                    return blk
+    return None
+
+
 def _attribute(netlist: Path, top: str, vfile: str, ranges: list[tuple[int, int, str]],
                submodules: set[str], lib_dirs: dict[str, dict[str, str]] | None = None
                ) -> dict[str, Counter]:
@@ -680,14 +711,7 @@ def _attribute(netlist: Path, top: str, vfile: str, ranges: list[tuple[int, int,
              if c["type"].lstrip("\\") not in submodules and c["type"] != "$scopeinfo"}
 
     def block_of_src(src: str) -> str | None:
-        for part in src.split("|"):
-            m = _SRC_RE.match(part)
-            if m and m.group(1).endswith(vfile):
-                line = int(m.group(2))
-                for a, b, blk in ranges:
-                    if a <= line <= b:
-                        return blk
-        return None
+        return src_block(src, vfile, ranges)
 
     block: dict[str, str] = {}
     driver: dict[int, str] = {}

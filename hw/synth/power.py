@@ -180,7 +180,6 @@ def write_power_verilog(nl: Netlist, path: str | Path, module: str = "power_top"
 # -- blocks -----------------------------------------------------------------------------------
 
 _MEM_DECL_RE = re.compile(r"^\s*reg\s*(?:\[[^\]]*\])?\s*(\\?\S+)\s*\[[^\]]*\]\s*;", re.M)
-_SRC_RE = re.compile(r"^([^|:]+):(\d+)")
 
 
 def memory_prefixes(verilog: str, top: str) -> list[str]:
@@ -212,19 +211,12 @@ def cell_blocks(nl: Netlist, verilog: str, blocks: dict[str, str],
     lib_dirs : dict
         Pin directions of the liberty cells.
     """
-    from .flow import _line_blocks          # the area estimate's map of lines to blocks
+    from .flow import _line_blocks, src_block      # the area estimate's map of lines to blocks
     ranges = _line_blocks(verilog, blocks)
     vfile = f"{nl.top}.v"
 
     def block_of_src(src: str) -> str | None:
-        for part in src.split("|"):
-            m = _SRC_RE.match(part)
-            if m and m.group(1).endswith(vfile):
-                line = int(m.group(2))
-                for a, b, blk in ranges:
-                    if a <= line <= b:
-                        return blk
-        return None
+        return src_block(src, vfile, ranges)
     prefixes = tuple(memory_prefixes(verilog, nl.top))
     block: dict[int, str] = {}
     driver: dict[int, int] = {}
