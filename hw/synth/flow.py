@@ -430,8 +430,9 @@ def dsp_plan(target: str, cfg: GemmConfig, blocks: dict[str, str], budget: int |
              ) -> tuple[set[str], int]:
     """Which modules' multipliers go to LUTs under a budget of ``budget`` DSP blocks.
 
-    The requantizer comes first (all its lanes or none; its cost is estimated from mul2dsp's
-    splitting of signed operands), then the PE multipliers, one block each, in row-major order.
+    The requantizer comes first (all its ``requant_lanes`` lanes or none; its cost is estimated
+    from mul2dsp's splitting of signed operands), then the PE multipliers, one block each, in
+    row-major order.
     A requantizer lane's W x 32-bit product in LUTs costs about 4,700 ECP5 LUT4s and one long
     carry path (the Fmax limit at 4 x 4, docs/area.md), a PE's int8 x int8 product a few
     hundred: the blocks go where they save the most.
@@ -450,7 +451,7 @@ def dsp_plan(target: str, cfg: GemmConfig, blocks: dict[str, str], budget: int |
     _, a, b = DSP_CELLS[target]
     w = cfg.acc_bits
     per_lane = math.ceil(w / (a - 1)) * math.ceil(32 / (b - 1))
-    rq_need = per_lane * cfg.cols * len(rq)
+    rq_need = per_lane * cfg.rq_lanes * len(rq)
     need = len(pes) + rq_need
     if budget is None or budget >= need:
         return set(), need
