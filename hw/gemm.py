@@ -1125,7 +1125,8 @@ class ResultQueue(wiring.Component):
     #: inner FIFO, then its output register. A raw row's beat is offered then; a requant
     #: row's first slice is issued then.
     latency = 2
-    #: Cycles from a slice's issue at the head to the requantizer's input: the slice register.
+    #: Cycles of the requantizer's input register (``Requantizer(input_reg=True)``), which a
+    #: slice enters at its issue at the head.
     drain_latency = 1
 
     def __init__(self, *, rows: int, cols: int, acc_width: int, depth: int, lanes: int,
@@ -1136,7 +1137,8 @@ class ResultQueue(wiring.Component):
         self.depth = _check_int("Result FIFO depth", depth, rows)
         self.lanes = _check_int("Requantizer lanes", lanes, 1, cols)
         self.lane_bits = L = 8 * ((acc_width + 7) // 8)
-        self.requant = Requantizer(lanes=lanes, acc_width=acc_width, rounding=rounding)
+        self.requant = Requantizer(lanes=lanes, acc_width=acc_width, rounding=rounding,
+                                   input_reg=True)
         super().__init__({
             "i_valid": In(1),
             "i_sum": In(data.ArrayLayout(signed(acc_width), cols)),
@@ -1226,27 +1228,19 @@ class ResultQueue(wiring.Component):
         m.d.comb += [q.slot.eq(head.pslot),
                      rq.i_zp_out.eq(job.zp_out), rq.i_act_min.eq(job.act_min),
                      rq.i_act_max.eq(job.act_max)]
-        # The slice is registered before the requantizer (drain_latency): the slice and slot
-        # multiplexers then follow the FIFO's read port, not the requantizer's multipliers
+        # The slice goes into the requantizer's input register (drain_latency): the slice and
+        # slot multiplexers then follow the FIFO's read port, not the requantizer's multipliers
         # (the ECP5 critical path ran from the block RAM's output through them into a DSP).
-        sl_valid = Signal(name="drain_valid")
-        with m.If(advance):
-            m.d.sync += sl_valid.eq(issue)
-        m.d.comb += rq.i_valid.eq(sl_valid)
+        m.d.comb += rq.i_valid.eq(issue)
         for lane in range(Lq):
-            acc = Signal(signed(self.acc_width), name=f"drain_acc{lane}")
-            mult = Signal(signed(32), name=f"drain_mult{lane}")
-            shift = Signal(signed(8), name=f"drain_shift{lane}")
-            m.d.comb += [rq.i_acc[lane].eq(acc), rq.i_multiplier[lane].eq(mult),
-                         rq.i_shift[lane].eq(shift)]
-            with m.If(advance):
-                with m.Switch(piece):
-                    for s in range(P):
-                        c = s * Lq + lane
-                        if c < C:
-                            with m.Case(s):
-                                m.d.sync += [acc.eq(head.acc[c]), mult.eq(q.mult[c]),
-                                             shift.eq(q.shift[c])]
+            with m.Switch(piece):
+                for s in range(P):
+                    c = s * Lq + lane
+                    if c < C:
+                        with m.Case(s):
+                            m.d.comb += [rq.i_acc[lane].eq(head.acc[c]),
+                                         rq.i_multiplier[lane].eq(q.mult[c]),
+                                         rq.i_shift[lane].eq(q.shift[c])]
         with m.If(issue):
             m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
             with m.If(last_piece):
@@ -1260,7 +1254,7 @@ class ResultQueue(wiring.Component):
         now = Signal(tag)
         m.d.comb += [now.piece.eq(piece), now.last_piece.eq(last_piece), now.nc.eq(head.nc),
                      now.last.eq(head.last)]
-        for d in range(self.drain_latency + self.requant.latency):
+        for d in range(self.requant.latency):
             reg = Signal(tag, name=f"drain_tag_d{d + 1}")
             with m.If(advance):
                 m.d.sync += reg.eq(now)
@@ -1423,7 +1417,7 @@ class GemmEngine(wiring.Component):
         further slice adds a cycle); ``requant``: the requantizer alone.
         """
         back_end = self._accumulator.latency + self._results.latency
-        rq = self._results.drain_latency + self._results.requant.latency
+        rq = self._results.requant.latency      # its input register included
         return {
             "array": self._array.latency,
             "back_end_raw": back_end,

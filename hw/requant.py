@@ -82,6 +82,11 @@ class Requantizer(wiring.Component):
         Width of a signed accumulator, bits.
     rounding : str
         ``"single"`` or ``"double"``.
+    input_reg : bool
+        Register every input first (one more cycle of :attr:`latency`): a caller that
+        multiplexes the inputs (the result queue's drain) keeps its multiplexers out of the
+        multipliers' cycle, and the register sits in this module, where a flow can pack it
+        into the DSP blocks' input registers.
 
     Members
     -------
@@ -106,7 +111,8 @@ class Requantizer(wiring.Component):
     #: The area report's block (npugen.hw.blocks).
     report_block = "requantizer"
 
-    def __init__(self, *, lanes: int, acc_width: int, rounding: str = "single"):
+    def __init__(self, *, lanes: int, acc_width: int, rounding: str = "single",
+                 input_reg: bool = False):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"Lanes must be a positive integer, not {lanes!r}")
         if not isinstance(acc_width, int) or isinstance(acc_width, bool) or not 17 <= acc_width <= 64:
@@ -116,6 +122,7 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.acc_width = acc_width
         self.rounding = rounding
+        self.input_reg = bool(input_reg)
         super().__init__({
             "i_valid": In(1),
             "i_acc": In(data.ArrayLayout(signed(acc_width), lanes)),
@@ -130,13 +137,14 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an input beat to its output beat (5 in both modes).
+        """Cycles from an input beat to its output beat (5 in both modes, 6 with
+        ``input_reg``).
 
         Both: partial products of ``acc * M0`` (one multiplier block each); their sum. Then
         ``single``: variable shift by ``30 - sh``; ``(t + 1) >> 1``; zero point and clamp.
         ``double``: high half with nudge; rounding divide by a power of two; zero point and
         clamp."""
-        return LATENCY[self.rounding]
+        return LATENCY[self.rounding] + self.input_reg
 
     @staticmethod
     def latency_for(rounding: str) -> int:
@@ -177,14 +185,27 @@ class Requantizer(wiring.Component):
         m.d.sync += prod.eq(sum(terms[1:], terms[0]))
         return prod
 
+    def _inputs(self, m: Module):
+        """The inputs, registered once when ``input_reg``: ``(valid, acc, mult, shift, zp,
+        act_min, act_max)``."""
+        ins = (self.i_valid, self.i_acc, self.i_multiplier, self.i_shift, self.i_zp_out,
+               self.i_act_min, self.i_act_max)
+        if not self.input_reg:
+            return ins
+        names = ("valid", "acc", "mult", "shift", "zp", "act_min", "act_max")
+        regs = tuple(Signal.like(v, name=f"in_{n}") for v, n in zip(ins, names))
+        m.d.sync += [r.eq(v) for r, v in zip(regs, ins)]
+        return regs
+
     def elaborate(self, platform):
         m = Module()
         W = self.acc_width
-        n_stages = self.latency
+        n_stages = LATENCY[self.rounding]
+        i_valid, i_acc, i_mult, i_shift, i_zp, i_lo, i_hi = self._inputs(m)
 
         # Valid and the per-beat clamp parameters travel alongside the lanes.
-        valid = [self.i_valid]
-        zp, lo, hi = [self.i_zp_out], [self.i_act_min], [self.i_act_max]
+        valid = [i_valid]
+        zp, lo, hi = [i_zp], [i_lo], [i_hi]
         for s in range(1, n_stages + 1):
             v, z, a, b = (Signal(name=f"valid_s{s}"), Signal(signed(8), name=f"zp_s{s}"),
                           Signal(signed(8), name=f"act_min_s{s}"),
@@ -194,13 +215,13 @@ class Requantizer(wiring.Component):
         m.d.comb += self.o_valid.eq(valid[-1])
 
         for i in range(self.lanes):
-            acc, mult = self.i_acc[i], self.i_multiplier[i]
+            acc, mult = i_acc[i], i_mult[i]
             # Stages 1 and 2: the wide product acc * M0 (W + 32 bits, exact). The shift is
             # delayed by one stage, so that below prod and sh are one stage apart as in a
             # one-stage product.
             prod = self._product(m, acc, mult, W, i)
             sh = Signal(signed(8), name=f"shift_{i}_s0")
-            m.d.sync += sh.eq(self.i_shift[i])
+            m.d.sync += sh.eq(i_shift[i])
             if self.rounding == "single":
                 # y = (prod + 2^(30 - sh)) >> (31 - sh), 31 - sh in [1, 62], computed as
                 # t = prod >> (30 - sh) (stage 3), y = (t + 1) >> 1 (stage 4): with
