@@ -704,6 +704,16 @@ def _add_waves(p: argparse.ArgumentParser) -> None:
                    help="write a waveform trace (default: off)")
 
 
+def _add_report_outputs(p: argparse.ArgumentParser) -> None:
+    """``--out``, ``--json`` and ``--quiet`` of a command that writes a report into the
+    design's folder (``area``, ``power``)."""
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="folder of design folders (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as one JSON record (default: Markdown)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
+
+
 def _tag_subparsers(parser: argparse.ArgumentParser) -> None:
     """Give each (sub)command's namespace its own parser, so that an unknown option is
     reported with that command's usage line (``npugen generate --bogus``), not the top's."""
@@ -932,11 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pnr-minutes", metavar="MIN", default=PNR_MINUTES,
                    help="ecp5/ice40: stop nextpnr after MIN minutes (wall clock) and report "
                         "Fmax after placement only (default: %(default)g)")
-    p.add_argument("--out", metavar="DIR", default="build",
-                   help="folder of design folders (default: %(default)s)")
-    p.add_argument("--json", action="store_true",
-                   help="print the report as one JSON record (default: Markdown)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
+    _add_report_outputs(p)
     p.set_defaults(func=cmd_area)
 
     p = sub.add_parser("power", help="energy of a job from gate-level switching (OSU 0.18 um)",
@@ -964,11 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delays", action="store_true",
                    help="simulate with the cells' delays, glitches counted; the clock must be "
                         "below the design's Fmax (default: zero delay)")
-    p.add_argument("--out", metavar="DIR", default="build",
-                   help="folder of design folders (default: %(default)s)")
-    p.add_argument("--json", action="store_true",
-                   help="print the report as one JSON record (default: Markdown)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
+    _add_report_outputs(p)
     p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("sweep", help="area over a grid of configurations",
