@@ -1122,9 +1122,9 @@ class ResultQueue(wiring.Component):
     #: ``memories``, the requantizer toward ``requantizer``.
     report_block = "control"
     #: Cycles from a row given (written into the empty FIFO) to its head: ``SyncFIFOBuffered``'s
-    #: inner FIFO, then its output register. A raw row's beat is offered then; a requant
-    #: row's first slice is issued then.
-    latency = 2
+    #: inner FIFO, its output register (the memory's read register), then the head register.
+    #: A raw row's beat is offered then; a requant row's first slice is issued then.
+    latency = 3
     #: Cycles of the requantizer's input register (``Requantizer(input_reg=True)``), which a
     #: slice enters at its issue at the head.
     drain_latency = 1
@@ -1179,8 +1179,20 @@ class ResultQueue(wiring.Component):
         m.d.comb += [w_entry.nc.eq(self.i_nc), w_entry.last.eq(self.i_last),
                      w_entry.pslot.eq(self.i_pslot), w_entry.ntile_end.eq(self.i_ntile_end),
                      fifo.w_data.eq(w_entry), fifo.w_en.eq(self.i_valid)]
-        head = Signal(entry)
-        m.d.comb += head.eq(fifo.r_data)
+        # The head register: the row at the queue's head, loaded from the FIFO's read register
+        # whenever it is empty or its row leaves (``pop``). Everything the head's row decides
+        # (the beat, the drain's slices, the FIFO's read enable, the job's end) starts at a
+        # flip-flop: on an FPGA the read register is the block RAM's own output, whose
+        # clock-to-out (about 4 ns on ECP5) left no room for logic after it.
+        head = Signal(entry, name="head")
+        head_valid = Signal(name="head_valid")
+        pop = Signal()
+        load = fifo.r_rdy & (~head_valid | pop)
+        m.d.comb += fifo.r_en.eq(load)
+        with m.If(load):
+            m.d.sync += [head.eq(fifo.r_data), head_valid.eq(1)]
+        with m.Elif(pop):
+            m.d.sync += head_valid.eq(0)
 
         o = self.o
         # The drain's pipeline (requantizer, slice tags, collection) moves unless a requant
@@ -1190,14 +1202,14 @@ class ResultQueue(wiring.Component):
         m.d.comb += advance.eq(~(rq_offer & ~o.ready))
         m.submodules.requant = rq = EnableInserter(advance)(self.requant)
         with m.If(self.job.requant):
-            self._drain(m, fifo, head, rq, advance, rq_offer)
+            self._drain(m, head, head_valid, pop, rq, advance, rq_offer)
         with m.Else():
             # A raw row: its lanes sign-extended, in the cycle it is at the head.
             raw = [Signal(signed(self.lane_bits), name=f"raw_lane{c}") for c in range(C)]
             m.d.comb += [raw[c].eq(head.acc[c]) for c in range(C)]
             lane_bytes = self.lane_bits // 8
             m.d.comb += [
-                o.valid.eq(fifo.r_rdy), fifo.r_en.eq(o.ready),
+                o.valid.eq(head_valid), pop.eq(o.ready),
                 o.payload.data.eq(Cat(raw)), o.payload.last.eq(head.last),
                 o.payload.keep.eq(Cat((b // lane_bytes) < head.nc
                                       for b in range(lane_bytes * C))),
@@ -1208,10 +1220,10 @@ class ResultQueue(wiring.Component):
         m.d.comb += self.o_job_end.eq(taken & o.payload.last)
         return m
 
-    def _drain(self, m, fifo, head, rq, advance, rq_offer):
+    def _drain(self, m, head, head_valid, pop, rq, advance, rq_offer):
         """A requant job's rows: the head row's slices into the requantizer ``rq`` (with the
         enable ``advance``), their int8 results collected into the beat on :attr:`o`, offered
-        (``rq_offer``) with the row's last slice."""
+        (``rq_offer``) with the row's last slice, when the row leaves the head (``pop``)."""
         C, Lq, P = self.cols, self.lanes, self.slices
         o, q, job = self.o, self.params, self.job
         # the head row's next slice (one bit even when P is 1: no zero-width signal)
@@ -1224,7 +1236,7 @@ class ResultQueue(wiring.Component):
             m.d.comb += last_piece.eq(Cat(
                 (piece == s) & (head.nc <= (s + 1) * Lq) if (s + 1) * Lq < C else piece == s
                 for s in range(P)).any())
-        issue = fifo.r_rdy & advance
+        issue = head_valid & advance
         m.d.comb += [q.slot.eq(head.pslot),
                      rq.i_zp_out.eq(job.zp_out), rq.i_act_min.eq(job.act_min),
                      rq.i_act_max.eq(job.act_max)]
@@ -1244,7 +1256,7 @@ class ResultQueue(wiring.Component):
         with m.If(issue):
             m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
             with m.If(last_piece):
-                m.d.comb += fifo.r_en.eq(1)
+                m.d.comb += pop.eq(1)
                 m.d.comb += q.free.eq(Mux(head.ntile_end, Mux(head.pslot, 0b10, 0b01), 0))
 
         # The slice's place in its row travels beside it through the register and the

@@ -40,7 +40,7 @@ from npugen.hw.requant import ROUNDING_MODES, Requantizer
 
 __all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
-           "REQUANT_LATENCY", "DRAIN_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "REJECT_CYCLES",
+           "REQUANT_LATENCY", "DRAIN_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "RESULT_LATENCY", "REJECT_CYCLES",
            "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
            "softmax_params", "SOFTMAX_DIV_STAGES", "SOFTMAX_PASS2_LATENCY",
            "SOFTMAX_OUT_DEPTH", "SOFTMAX_LUT_BEATS",
@@ -60,6 +60,10 @@ PARAM_BEATS = 9
 #: FIFO is offered (``r_rdy``) at ``w + 2`` (inner FIFO level at ``w + 1``, output register
 #: loaded from its synchronous read port at ``w + 2``).
 FIFO_LATENCY = 2
+#: ``ResultQueue.latency`` (hw/gemm.py): a finished row written into the empty result FIFO at
+#: cycle ``w`` is at the queue's head at ``w + 3`` (:data:`FIFO_LATENCY`, then the head
+#: register), where a raw row's beat is offered and a requant row's first slice issued.
+RESULT_LATENCY = ResultQueue.latency
 #: Status ``cycles`` of a rejected command (the job FSM's IDLE -> STATUS, hw/gemm.py).
 REJECT_CYCLES = 1
 
@@ -85,7 +89,7 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
         ``OutputStationaryArray.latency = R + C``); ``t1``: a ws row
         injected at ``t`` (or an os tile's last K step) to its back-end stage s1 (``t1``, the
         cycle its sum is written back or sent on: ``R + C + 1``, for os the tile's first row); ``requant`` (0 for raw results); ``fifo``
-        (:data:`FIFO_LATENCY`); ``result``: injection (ws) / last step (os, first row) to the
+        (:data:`RESULT_LATENCY`: the result FIFO and its head register); ``result``: injection (ws) / last step (os, first row) to the
         result beat on ``m_axis_res`` with a consumer that is always ready.
     """
     R, C = cfg.rows, cfg.cols
@@ -95,8 +99,8 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     # A ws PE without its product register (pe_product_reg false) is a cycle shorter.
     array = R + C - (0 if getattr(cfg, "pe_product_reg", True) else 1)
     t1 = array + 1
-    return {"array": array, "t1": t1, "requant": rq, "fifo": FIFO_LATENCY,
-            "result": t1 + rq + FIFO_LATENCY}
+    return {"array": array, "t1": t1, "requant": rq, "fifo": RESULT_LATENCY,
+            "result": t1 + rq + RESULT_LATENCY}
 
 
 def _check(cfg, m, k, n, requant, acc_in, acc_out):
@@ -194,21 +198,22 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     With ``kt = ceil(k / R)``, ``nt = ceil(n / C)``, ``rq`` the requantizer latency (0 raw),
     for a job with results (not ``acc_out``):
 
-    - ws: ``m·kt·nt + min(k, R) + R + C + 16 + rq`` — every row of A streams once per K tile
+    - ws: ``m·kt·nt + min(k, R) + R + C + 17 + rq`` — every row of A streams once per K tile
       and column tile, back to back; the rest is paid once: 1 cycle to ``PARAM_WAIT``, the 9
       parameter beats, ``BUF_WAIT``, the first weight tile (``min(k, R)`` beats), the issuer's
-      ``WAIT``, the array (``R + C``), s0/s1, the FIFO (2), the status (1). It holds when
-      the result credits never bind (``res_depth >= R + C + 4 + rq``), every K-tile switch is
+      ``WAIT``, the array (``R + C``), s0/s1, the result FIFO and its head register (3,
+      :data:`RESULT_LATENCY`), the status (1). It holds when
+      the result credits never bind (``res_depth >= R + C + 5 + rq``), every K-tile switch is
       hidden (passes of ``mc >= kc + 2`` rows, when there is more than one pass) and every
       column-tile switch too (``m·kt >= R + C + kc0 + g``, and ``mc >= kc0 + g`` with one
-      pass per column tile, ``2·mc >= kc_max + kc0 + g`` with more; ``g`` = 13, or 15 for a
-      requant job, whose parameter slot is freed two cycles after s1, by the drain).
+      pass per column tile, ``2·mc >= kc_max + kc0 + g`` with more; ``g`` = 13, or 16 for a
+      requant job, whose parameter slot is freed three cycles after s1, by the drain).
     - os: with ``T = ceil(m / R)`` row tiles per column tile, ``S = max(k, R)`` cycles per row
       tile and ``mr`` rows in the last one, the last step of the job is at ``X = 10 + k +
-      (T - 1)·S + (nt - 1)·(max(k + 10, R) + (T - 1)·S)`` and the status ``X + R + C + 3 + rq +
-      mr``. It holds when the credits never bind (``res_depth >= 2R + C + 3 + rq``) and, for
+      (T - 1)·S + (nt - 1)·(max(k + 10, R) + (T - 1)·S)`` and the status ``X + R + C + 4 + rq +
+      mr``. It holds when the credits never bind (``res_depth >= 2R + C + 4 + rq``) and, for
       ``nt >= 3``, the parameter slot of column tile ``j - 2`` is free in time
-      (``max(k + 10, R) + (T - 1)·S >= R + C + mr``, ``+ 2`` for a requant job).
+      (``max(k + 10, R) + (T - 1)·S >= R + C + mr``, ``+ 3`` for a requant job).
 
     Parameters
     ----------
@@ -231,8 +236,8 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
     kt, nt = ceil(k / R), ceil(n / C)
     closed = Dataflow(cfg.dataflow).pick(ws=_closed_ws, os=_closed_os)
-    # a requant job's parameter slot is freed FIFO_LATENCY cycles after s1 (by the drain)
-    slot = FIFO_LATENCY if requant else 0
+    # a requant job's parameter slot is freed RESULT_LATENCY cycles after s1 (by the drain)
+    slot = RESULT_LATENCY if requant else 0
     return closed(cfg, m, k, n, R, C, D, rq, kt, nt, slot)
 
 
@@ -240,7 +245,8 @@ def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
     """:func:`closed_form_cycles` of a weight-stationary design (arguments as computed there)."""
     mcs = [min(D, m - m0) for m0 in range(0, m, D)]
     kcs = [min(R, k - t * R) for t in range(kt)]
-    ok = cfg.res_depth >= R + C + 4 + rq
+    F = RESULT_LATENCY
+    ok = cfg.res_depth >= R + C + 2 + F + rq
     passes = len(mcs) * kt
     if passes > 1:
         ok = ok and min(mcs) >= max(kcs) + 2
@@ -248,7 +254,7 @@ def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
         g = 13 + slot
         ok = ok and m * kt >= R + C + kcs[0] + g and (
             min(mcs) >= kcs[0] + g if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + g)
-    return m * kt * nt + kcs[0] + R + C + 16 + rq if ok else None
+    return m * kt * nt + kcs[0] + R + C + 14 + F + rq if ok else None
 
 
 def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
@@ -256,11 +262,12 @@ def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
     T = ceil(m / R)
     mr = m - (T - 1) * R
     S = max(k, R)
-    ok = cfg.res_depth >= 2 * R + C + 3 + rq
+    F = RESULT_LATENCY
+    ok = cfg.res_depth >= 2 * R + C + 1 + F + rq
     if nt >= 3:
         ok = ok and max(k + 10, R) + (T - 1) * S >= R + C + mr + slot
     X = 10 + k + (T - 1) * S + (nt - 1) * (max(k + 10, R) + (T - 1) * S)
-    return X + R + C + 3 + rq + mr if ok else None
+    return X + R + C + 1 + F + rq + mr if ok else None
 
 
 # -- weight-stationary ----------------------------------------------------------------------------
@@ -270,8 +277,8 @@ class _Results:
     beat is read, with a consumer that is always ready.
 
     A finished row is written into the FIFO at its s1 cycle ``w`` and reaches the FIFO's head
-    at ``max(w + FIFO_LATENCY, d_prev + P_prev)``: ``SyncFIFOBuffered``'s latency, or the cycle
-    after the previous row left the head. A raw row leaves the head in the cycle it gets there
+    at ``max(w + RESULT_LATENCY, d_prev + P_prev)``: the FIFO's and its head register's latency,
+    or the cycle after the previous row left the head. A raw row leaves the head in the cycle it gets there
     (its beat is read then, ``P = 1``). A requant row's ``P = ceil(nc / requant_lanes)`` slices
     enter the requantizer in ``P`` consecutive cycles ``d … d + P - 1`` (the row leaves the head
     with the last one), and its beat is read when the last slice leaves the requantizer:
@@ -293,7 +300,7 @@ class _Results:
         """Queue a finished row written at cycle ``s1``; return the cycle of its last slice's
         issue (a requant row's parameter slot may be freed then)."""
         P = self.slices(nc)
-        d = max(s1 + FIFO_LATENCY, self._next)
+        d = max(s1 + RESULT_LATENCY, self._next)
         self._next = d + P
         self.reads.append(d + P - 1 + self.rq)
         return d + P - 1

@@ -728,7 +728,7 @@ def test_result_queue_beats_and_credits(requant, lanes, rounding, seed):
     (True, 2, 3, ResultQueue.latency + 1 + 5 + 1),
     (True, 2, 2, ResultQueue.latency + 1 + 5)])
 def test_result_queue_first_beat_latency(requant, lanes, nc, want):
-    """A row written into the empty queue is offered ``latency`` (2) cycles later when raw;
+    """A row written into the empty queue is offered ``latency`` (3) cycles later when raw;
     a requant row of ``nc`` columns 1 (the drain's slice register) + 5 (the requantizer) +
     ``ceil(nc / lanes) - 1`` later."""
     top_ = _QueueDut(rows=1, cols=3, acc_width=32, depth=2, lanes=lanes)
@@ -798,13 +798,13 @@ def test_init_wrong_parameters(make, exc, msg):
 
 def test_engine_latencies_from_its_blocks():
     """The manifest's latencies, hand-computed: the array R + C; the back end one cycle to s1
-    (the FIFO write), the FIFO's two to its head, plus the drain's slice register and the
-    requantizer's five."""
+    (the FIFO write), the FIFO's two and its head register's one to the head, plus the drain's
+    slice register and the requantizer's five."""
     for rows, cols, dataflow in ((2, 3, "ws"), (4, 2, "os")):
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64)
         Fragment.get(e, None)     # its sub-components were made in hw/gemm.py: use them
-        assert e.latencies == {"array": rows + cols, "back_end_raw": 3,
-                               "back_end_requant": 9, "requant": 6}
+        assert e.latencies == {"array": rows + cols, "back_end_raw": 4,
+                               "back_end_requant": 10, "requant": 6}
 
 
 def test_requant_latency_defined_once():
