@@ -379,6 +379,11 @@ class GemmConfig:
         A weight-stationary PE selects its weight into a register (``w_cur``) a cycle ahead, so
         no multiplexer stands before the multiplier (ECP5 Fmax) for 8 flip-flops a PE.
         ``os`` designs: must stay True.
+    array_input_reg : bool
+        The array registers its inputs (the row of A, the weight load, ``sel``; in ``os`` the
+        A and B lanes, ``valid``, ``last``) once before its skew, so no control logic reaches a
+        PE's multiplier in the same cycle (Fmax), for ``8 · (rows + cols)`` and a few
+        flip-flops and one cycle of latency per job. Both dataflows.
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
@@ -410,6 +415,7 @@ class GemmConfig:
     requant_lanes: int | None = None
     pe_product_reg: bool = True
     pe_weight_reg: bool = True
+    array_input_reg: bool = True
     acc_depth: int = 512
     res_depth: int = 256
     clock_mhz: float = 200.0
@@ -623,6 +629,14 @@ def _pe_register(key: str):
     return check
 
 
+def _check_bool(key: str):
+    def check(cfg: GemmConfig, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _bad(key, value, "true or false")
+        return value
+    return check
+
+
 def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     lo, hi = _ACC_DEPTHS
     if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
@@ -670,6 +684,7 @@ _CHECKS = {
     "requant_lanes": _check_requant_lanes,
     "pe_product_reg": _pe_register("pe_product_reg"),
     "pe_weight_reg": _pe_register("pe_weight_reg"),
+    "array_input_reg": _check_bool("array_input_reg"),
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,

@@ -1326,6 +1326,11 @@ class GemmEngine(wiring.Component):
         A weight-stationary PE's product and weight registers
         (:class:`~npugen.hw.pe.WeightStationaryPE`; default: both). The output-stationary PE has
         neither: an ``os`` engine requires both True.
+    array_input_reg : bool
+        The array registers its inputs before the skew (``input_reg`` of
+        :class:`~npugen.hw.systolic.WeightStationaryArray` and
+        :class:`~npugen.hw.systolic.OutputStationaryArray`; default True): no sequencer logic
+        reaches a PE's multiplier in the same cycle, for one cycle of array latency.
 
     Members
     -------
@@ -1350,7 +1355,8 @@ class GemmEngine(wiring.Component):
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64, requant_lanes: int | None = None,
-                 pe_product_reg: bool = True, pe_weight_reg: bool = True):
+                 pe_product_reg: bool = True, pe_weight_reg: bool = True,
+                 array_input_reg: bool = True):
         check_dims(rows, cols)
         if dataflow not in {d.value for d in Dataflow}:
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
@@ -1389,7 +1395,7 @@ class GemmEngine(wiring.Component):
             ws=(WeightStationaryArray, WeightStationarySequencer,
                 {"product_reg": pe_product_reg, "weight_reg": pe_weight_reg}),
             os=(OutputStationaryArray, OutputStationarySequencer, {"acc_width": acc_width}))
-        self._array = array_cls(rows=rows, cols=cols, **array_kw)
+        self._array = array_cls(rows=rows, cols=cols, input_reg=array_input_reg, **array_kw)
         self._sequencer = seq_cls(rows=rows, cols=cols, acc_depth=acc_depth,
                                   res_depth=res_depth,
                                   tag_delay=self._array.latency - Accumulator.tag_lead)
@@ -1416,7 +1422,8 @@ class GemmEngine(wiring.Component):
                    acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
                    res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None),
                    pe_product_reg=getattr(cfg, "pe_product_reg", True),
-                   pe_weight_reg=getattr(cfg, "pe_weight_reg", True))
+                   pe_weight_reg=getattr(cfg, "pe_weight_reg", True),
+                   array_input_reg=getattr(cfg, "array_input_reg", True))
 
     @property
     def latencies(self) -> dict[str, int]:

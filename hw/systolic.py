@@ -66,6 +66,10 @@ class WeightStationaryArray(wiring.Component):
     product_reg, weight_reg : bool
         The PEs' product and weight (``w_cur``) registers
         (:class:`~npugen.hw.pe.WeightStationaryPE`; default: both).
+    input_reg : bool
+        Register every input (the row of A, ``sel``, the weight load) once before the skew, so
+        that no logic of the caller's reaches a PE's multiplier in the same cycle (default:
+        True; one cycle of :attr:`latency`, ``8 · (rows + cols) + 3 + bits(rows)`` flip-flops).
 
     Members
     -------
@@ -89,10 +93,11 @@ class WeightStationaryArray(wiring.Component):
     report_block = "array"
 
     def __init__(self, *, rows: int, cols: int, product_reg: bool = True,
-                 weight_reg: bool = True):
+                 weight_reg: bool = True, input_reg: bool = True):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
         self.product_reg, self.weight_reg = bool(product_reg), bool(weight_reg)
+        self.input_reg = bool(input_reg)
         self.psum_width = (16384 * rows).bit_length() + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
@@ -109,35 +114,39 @@ class WeightStationaryArray(wiring.Component):
     def latency(self) -> int:
         """Cycles from a row of A at :attr:`a` to its row of C at :attr:`c`: ``rows + cols``
         with the PEs' product register (the skew, ``rows - 1 + cols - 1``, and the last PE's
-        product and sum registers), one less without."""
-        return self.rows + self.cols - (0 if self.product_reg else 1)
+        product and sum registers), one less without, one more with the input register."""
+        return self.rows + self.cols - (0 if self.product_reg else 1) + self.input_reg
 
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
+        # The input register delays everything by one cycle (i): the activations, the weight
+        # loads and sel alike, so their timing relative to each other is unchanged.
+        i = int(self.input_reg)
         # Weight loads are skewed like the activations: column c takes its weight c cycles after
         # column 0, so a weight register is rewritten on the same diagonal wavefront on which the
         # last row of A using it has passed, and a tile can be reloaded right after its last use.
         load = []
         en, row, buf = self.w_en, self.w_row, self.w_buf
         for c in range(C):
-            if c:
+            if c + i:
                 en, row, buf = (_delay(m, v, 1, f"w_{n}_col{c}")
                                 for v, n in ((en, "en"), (row, "row"), (buf, "buf")))
-            load.append((en, row, buf, _delay(m, self.w_data[c], c, f"w_data_col{c}")))
+            load.append((en, row, buf, _delay(m, self.w_data[c], c + i, f"w_data_col{c}")))
         # A PE on anti-diagonal d needs, as its sel_next, the sel_next given d cycles before:
         # sel_next itself for d = 0, sel for d = 1, sel delayed by d - 1 registers after that.
-        # One delay line for the array, tapped per anti-diagonal. (Passed from PE to PE beside
-        # the activation, as before 2026-11-30, the copies on one anti-diagonal were the same
-        # flip-flop: the flat synthesis merged them, the per-module estimate could not.)
+        # One delay line for the array, tapped per anti-diagonal (d + 1 with the input
+        # register). (Passed from PE to PE beside the activation, as before 2026-11-30, the
+        # copies on one anti-diagonal were the same flip-flop: the flat synthesis merged them,
+        # the per-module estimate could not.)
         sel_taps = [self.sel_next, self.sel]
-        for d in range(2, R + C):
+        for d in range(2, R + C + i):
             tap = Signal(name=f"sel_diag{d}")
             m.d.sync += tap.eq(sel_taps[-1])
             sel_taps.append(tap)
         psum_above = [0] * C
         for r in range(R):
-            a = _delay(m, self.a[r], r, f"skew_a{r}")
+            a = _delay(m, self.a[r], r + i, f"skew_a{r}")
             for c in range(C):
                 en_c, row_c, buf_c, data_c = load[c]
                 we = Signal(2, name=f"w_we_{r}_{c}")
@@ -151,7 +160,7 @@ class WeightStationaryArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe
                 # without w_cur the PE selects with this cycle's sel: one tap further on
                 sel_pin = pe.sel_next if self.weight_reg else pe.sel
-                m.d.comb += [pe.a.eq(a), sel_pin.eq(sel_taps[r + c + (not self.weight_reg)]),
+                m.d.comb += [pe.a.eq(a), sel_pin.eq(sel_taps[r + c + i + (not self.weight_reg)]),
                              pe.psum_in.eq(psum_above[c]), pe.w_we.eq(we),
                              pe.w_data.eq(data_c)]
                 if c < C - 1:
@@ -179,6 +188,10 @@ class OutputStationaryArray(wiring.Component):
         Array size, 1 to 64 each.
     acc_width : int
         Accumulator width, bits.
+    input_reg : bool
+        Register every input (``a``, ``b``, ``valid``, ``last``) once before the skew, so that
+        no logic of the caller's reaches a PE's multiplier in the same cycle (default: True;
+        one cycle of :attr:`latency`, ``8 · (rows + cols) + 2`` flip-flops).
 
     Members
     -------
@@ -192,9 +205,10 @@ class OutputStationaryArray(wiring.Component):
     #: The area report's block (npugen.hw.blocks).
     report_block = "array"
 
-    def __init__(self, *, rows: int, cols: int, acc_width: int):
+    def __init__(self, *, rows: int, cols: int, acc_width: int, input_reg: bool = True):
         check_dims(rows, cols)
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
+        self.input_reg = bool(input_reg)
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
             "b": In(data.ArrayLayout(signed(8), cols)),
@@ -205,19 +219,21 @@ class OutputStationaryArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from the ``last`` K step at the inputs to the first row (lane 0) at :attr:`c`."""
-        return self.rows + self.cols
+        """Cycles from the ``last`` K step at the inputs to the first row (lane 0) at :attr:`c`:
+        ``rows + cols``, one more with the input register."""
+        return self.rows + self.cols + self.input_reg
 
     def elaborate(self, platform):
         m = Module()
         R, C, W = self.rows, self.cols, self.acc_width
+        i = int(self.input_reg)     # the input register: one cycle more on every input
         pes = [[None] * C for _ in range(R)]
-        b_above = [_delay(m, self.b[c], c, f"skew_b{c}") for c in range(C)]
+        b_above = [_delay(m, self.b[c], c + i, f"skew_b{c}") for c in range(C)]
         for r in range(R):
             lane = R - 1 - r
-            a = _delay(m, self.a[lane], r, f"skew_a{r}")
-            valid = _delay(m, self.valid, r, f"skew_valid{r}")
-            last = _delay(m, self.last, r, f"skew_last{r}")
+            a = _delay(m, self.a[lane], r + i, f"skew_a{r}")
+            valid = _delay(m, self.valid, r + i, f"skew_valid{r}")
+            last = _delay(m, self.last, r + i, f"skew_last{r}")
             for c in range(C):
                 pe = OutputStationaryPE(acc_width=W, pass_right=(c < C - 1) or (r == R - 1),
                                         pass_down=r < R - 1)

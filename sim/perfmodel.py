@@ -83,10 +83,12 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     Returns
     -------
     dict
-        ``array`` (``WeightStationaryArray.latency = R + C``: the skew and the PE's product
-        and sum registers, ``R + C - 1`` without ``pe_product_reg``; ``requant``: the drain's
+        ``array`` (``WeightStationaryArray.latency = R + C + 1``: the input register, the
+        skew and the PE's product and sum registers; one less without ``pe_product_reg``, one
+        less without ``array_input_reg``; ``requant``: the drain's
         slice register and the requantizer, :data:`DRAIN_LATENCY` + :data:`REQUANT_LATENCY`;
-        ``OutputStationaryArray.latency = R + C``); ``t1``: a ws row
+        ``OutputStationaryArray.latency = R + C + 1``, ``R + C`` without
+        ``array_input_reg``); ``t1``: a ws row
         injected at ``t`` (or an os tile's last K step) to its back-end stage s1 (``t1``, the
         cycle its sum is written back or sent on: ``R + C + 1``, for os the tile's first row); ``requant`` (0 for raw results); ``fifo``
         (:data:`RESULT_LATENCY`: the result FIFO and its head register); ``result``: injection (ws) / last step (os, first row) to the
@@ -97,7 +99,9 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
     # ws: tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0.
     # os: the tile tag expanded at tags[latency - 2]; tag_pre, t0, t1. The same count for both.
     # A ws PE without its product register (pe_product_reg false) is a cycle shorter.
-    array = R + C - (0 if getattr(cfg, "pe_product_reg", True) else 1)
+    # The array's input register (array_input_reg, default true) is a cycle longer.
+    array = (R + C - (0 if getattr(cfg, "pe_product_reg", True) else 1)
+             + bool(getattr(cfg, "array_input_reg", True)))
     t1 = array + 1
     return {"array": array, "t1": t1, "requant": rq, "fifo": RESULT_LATENCY,
             "result": t1 + rq + RESULT_LATENCY}
@@ -196,24 +200,25 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     requant_lanes``).
 
     With ``kt = ceil(k / R)``, ``nt = ceil(n / C)``, ``rq`` the requantizer latency (0 raw),
-    for a job with results (not ``acc_out``):
+    ``A`` the array's latency (``latencies(cfg)["array"]``: ``R + C + 1`` by default), for a
+    job with results (not ``acc_out``):
 
-    - ws: ``m·kt·nt + min(k, R) + R + C + 17 + rq`` — every row of A streams once per K tile
+    - ws: ``m·kt·nt + min(k, R) + A + 17 + rq`` — every row of A streams once per K tile
       and column tile, back to back; the rest is paid once: 1 cycle to ``PARAM_WAIT``, the 9
       parameter beats, ``BUF_WAIT``, the first weight tile (``min(k, R)`` beats), the issuer's
-      ``WAIT``, the array (``R + C``), s0/s1, the result FIFO and its head register (3,
+      ``WAIT``, the array (``A``), s0/s1, the result FIFO and its head register (3,
       :data:`RESULT_LATENCY`), the status (1). It holds when
-      the result credits never bind (``res_depth >= R + C + 5 + rq``), every K-tile switch is
+      the result credits never bind (``res_depth >= A + 5 + rq``), every K-tile switch is
       hidden (passes of ``mc >= kc + 2`` rows, when there is more than one pass) and every
-      column-tile switch too (``m·kt >= R + C + kc0 + g``, and ``mc >= kc0 + g`` with one
+      column-tile switch too (``m·kt >= A + kc0 + g``, and ``mc >= kc0 + g`` with one
       pass per column tile, ``2·mc >= kc_max + kc0 + g`` with more; ``g`` = 13, or 16 for a
       requant job, whose parameter slot is freed three cycles after s1, by the drain).
     - os: with ``T = ceil(m / R)`` row tiles per column tile, ``S = max(k, R)`` cycles per row
       tile and ``mr`` rows in the last one, the last step of the job is at ``X = 10 + k +
-      (T - 1)·S + (nt - 1)·(max(k + 10, R) + (T - 1)·S)`` and the status ``X + R + C + 4 + rq +
-      mr``. It holds when the credits never bind (``res_depth >= 2R + C + 4 + rq``) and, for
+      (T - 1)·S + (nt - 1)·(max(k + 10, R) + (T - 1)·S)`` and the status ``X + A + 4 + rq +
+      mr``. It holds when the credits never bind (``res_depth >= R + A + 4 + rq``) and, for
       ``nt >= 3``, the parameter slot of column tile ``j - 2`` is free in time
-      (``max(k + 10, R) + (T - 1)·S >= R + C + mr``, ``+ 3`` for a requant job).
+      (``max(k + 10, R) + (T - 1)·S >= A + mr``, ``+ 3`` for a requant job).
 
     Parameters
     ----------
@@ -245,16 +250,16 @@ def _closed_ws(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
     """:func:`closed_form_cycles` of a weight-stationary design (arguments as computed there)."""
     mcs = [min(D, m - m0) for m0 in range(0, m, D)]
     kcs = [min(R, k - t * R) for t in range(kt)]
-    F = RESULT_LATENCY
-    ok = cfg.res_depth >= R + C + 2 + F + rq
+    F, A = RESULT_LATENCY, latencies(cfg)["array"]
+    ok = cfg.res_depth >= A + 2 + F + rq
     passes = len(mcs) * kt
     if passes > 1:
         ok = ok and min(mcs) >= max(kcs) + 2
     if nt > 1:
         g = 13 + slot
-        ok = ok and m * kt >= R + C + kcs[0] + g and (
+        ok = ok and m * kt >= A + kcs[0] + g and (
             min(mcs) >= kcs[0] + g if passes == 1 else 2 * min(mcs) >= max(kcs) + kcs[0] + g)
-    return m * kt * nt + kcs[0] + R + C + 14 + F + rq if ok else None
+    return m * kt * nt + kcs[0] + A + 14 + F + rq if ok else None
 
 
 def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
@@ -262,12 +267,12 @@ def _closed_os(cfg, m, k, n, R, C, D, rq, kt, nt, slot):
     T = ceil(m / R)
     mr = m - (T - 1) * R
     S = max(k, R)
-    F = RESULT_LATENCY
-    ok = cfg.res_depth >= 2 * R + C + 1 + F + rq
+    F, A = RESULT_LATENCY, latencies(cfg)["array"]
+    ok = cfg.res_depth >= R + A + 1 + F + rq
     if nt >= 3:
-        ok = ok and max(k + 10, R) + (T - 1) * S >= R + C + mr + slot
+        ok = ok and max(k + 10, R) + (T - 1) * S >= A + mr + slot
     X = 10 + k + (T - 1) * S + (nt - 1) * (max(k + 10, R) + (T - 1) * S)
-    return X + R + C + 1 + F + rq + mr if ok else None
+    return X + A + 1 + F + rq + mr if ok else None
 
 
 # -- weight-stationary ----------------------------------------------------------------------------

@@ -133,6 +133,7 @@ INVALID = [
     ("requant_lanes", True, "an integer from 1 to cols (16)", "true"),
     ("pe_product_reg", 1, "true or false", "1"),
     ("pe_weight_reg", "yes", "true or false", '"yes"'),
+    ("array_input_reg", 0, "true or false", "0"),
     ("res_depth", 15, "an integer from 16 (at least rows) to 4096", "15"),
     ("res_depth", 4097, "an integer from 16 (at least rows) to 4096", "4097"),
     ("res_depth", True, "an integer from 16 (at least rows) to 4096", "true"),
@@ -242,7 +243,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, acc_depth, res_depth, clock_mhz, softmax, "
+                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, acc_depth, res_depth, clock_mhz, softmax, "
                                "attention)")
     assert info.value.key == "row"
 
@@ -422,7 +423,7 @@ def test_to_toml_is_deterministic_and_ordered():
     assert text == GemmConfig().to_toml()
     keys = [line.split(" = ")[0] for line in text.splitlines() if not line.startswith("#")]
     assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "pe_product_reg",
-                    "pe_weight_reg", "acc_depth", "res_depth", "clock_mhz"]
+                    "pe_weight_reg", "array_input_reg", "acc_depth", "res_depth", "clock_mhz"]
     assert "# acc_width = 32  (derived from k_max)" in text
     assert "# requant_lanes = 4  (derived from cols)" in text
     assert "acc_width = 48\n" in GemmConfig(acc_width=48).to_toml()

@@ -133,14 +133,16 @@ CONFIGS = [
     GemmConfig(rows=1, cols=1, dataflow="os", k_max=16, acc_depth=4, res_depth=4,
                rounding="double"),
     GemmConfig(rows=3, cols=5, dataflow="ws", k_max=64, acc_depth=8, res_depth=4,
-               requant_lanes=2, pe_product_reg=False, pe_weight_reg=False),
+               requant_lanes=2, pe_product_reg=False, pe_weight_reg=False,
+               array_input_reg=False),
     GemmConfig(rows=2, cols=5, dataflow="os", k_max=64, acc_depth=8, res_depth=4,
-               requant_lanes=3, rounding="double"),
+               requant_lanes=3, rounding="double", array_input_reg=False),
 ]
 
 
 def _cfg_id(c):
-    pe = ("" if c.pe_product_reg else "-noprod") + ("" if c.pe_weight_reg else "-nowcur")
+    pe = (("" if c.pe_product_reg else "-noprod") + ("" if c.pe_weight_reg else "-nowcur")
+          + ("" if c.array_input_reg else "-noinreg"))
     return f"{c.rows}x{c.cols}{c.dataflow}{c.rounding}-L{c.rq_lanes}{pe}"
 
 

@@ -797,14 +797,18 @@ def test_init_wrong_parameters(make, exc, msg):
 
 
 def test_engine_latencies_from_its_blocks():
-    """The manifest's latencies, hand-computed: the array R + C; the back end one cycle to s1
+    """The manifest's latencies, hand-computed: the array R + C + 1 (its input register, the
+    skew, the last PE's registers), R + C without the input register; the back end one cycle to s1
     (the FIFO write), the FIFO's two and its head register's one to the head, plus the drain's
     slice register and the requantizer's five."""
     for rows, cols, dataflow in ((2, 3, "ws"), (4, 2, "os")):
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64)
         Fragment.get(e, None)     # its sub-components were made in hw/gemm.py: use them
-        assert e.latencies == {"array": rows + cols, "back_end_raw": 4,
+        assert e.latencies == {"array": rows + cols + 1, "back_end_raw": 4,
                                "back_end_requant": 10, "requant": 6}
+        e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64, array_input_reg=False)
+        Fragment.get(e, None)
+        assert e.latencies["array"] == rows + cols
 
 
 def test_requant_latency_defined_once():

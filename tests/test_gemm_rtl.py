@@ -41,7 +41,7 @@ CONFIGS = {
     "g1x1ws": GemmConfig(name="g1x1ws", rows=1, cols=1, dataflow="ws", k_max=64, acc_depth=16,
                          res_depth=4),
     "g1x1os": GemmConfig(name="g1x1os", rows=1, cols=1, dataflow="os", k_max=64, acc_depth=16,
-                         res_depth=4, rounding="double"),
+                         res_depth=4, rounding="double", array_input_reg=False),
     "g2x2ws": GemmConfig(name="g2x2ws", rows=2, cols=2, dataflow="ws", k_max=64, acc_depth=4,
                          res_depth=4, rounding="double"),
     "g2x2os": GemmConfig(name="g2x2os", rows=2, cols=2, dataflow="os", k_max=64, acc_depth=16,
@@ -55,7 +55,8 @@ CONFIGS = {
     "g4x8os": GemmConfig(name="g4x8os", rows=4, cols=8, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=8, acc_width=40, requant_lanes=8),
     "g8x4ws": GemmConfig(name="g8x4ws", rows=8, cols=4, dataflow="ws", k_max=64, acc_depth=16,
-                         res_depth=8, acc_width=40, requant_lanes=2, pe_weight_reg=False),
+                         res_depth=8, acc_width=40, requant_lanes=2, pe_weight_reg=False,
+                         array_input_reg=False),
     "g8x4os": GemmConfig(name="g8x4os", rows=8, cols=4, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=8, rounding="double"),
 }

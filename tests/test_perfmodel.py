@@ -214,6 +214,19 @@ def test_model_equals_rtl_without_pe_registers(product_reg, weight_reg):
     _check(cfg, jobs, measure(cfg, jobs))
 
 
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_model_equals_rtl_without_array_input_register(dataflow):
+    """Without the array's input register (``array_input_reg`` false) the array is a cycle
+    shorter in both dataflows, and the model follows: several column tiles, a credit-bound
+    FIFO, raw and requant, one and several slices a row."""
+    cfg = GemmConfig(rows=3, cols=4, dataflow=dataflow, k_max=64, acc_depth=8, res_depth=4,
+                     requant_lanes=2, array_input_reg=False)
+    rng = np.random.default_rng(5)
+    shapes = [(1, 1, 1), (5, 7, 9), (9, 3, 4), (4, 10, 2), (17, 2, 3)]
+    jobs = [_job(rng, *s, requant=i % 2 == 0) for i, s in enumerate(shapes)]
+    _check(cfg, jobs, measure(cfg, jobs))
+
+
 def test_model_equals_rtl_credit_bound_long_passes():
     """A design whose result FIFO is far shallower than the pipeline (credits bind in every
     producing pass), with short and long passes and several column tiles, both dataflows."""
