@@ -484,6 +484,7 @@ def cmd_area(args: argparse.Namespace) -> int:
     from ..hw.synth.report import markdown
 
     dsp, pnr_minutes = _dsp_budget(args.dsp), _pnr_minutes(args.pnr_minutes)
+    seed = _pnr_seed(args.seed)
     cfg = _load_config(args.config)
     check_target(args.target, pnr=not args.estimate, sta=not args.estimate)
     command = "npugen " + " ".join(args.argv)
@@ -494,7 +495,7 @@ def cmd_area(args: argparse.Namespace) -> int:
 
     report = area(cfg, args.target, out=args.out, device=args.device, dsp=dsp,
                   estimate_only=args.estimate, command=command, progress=progress,
-                  pnr_minutes=pnr_minutes, top=build_npu)
+                  pnr_minutes=pnr_minutes, seed=seed, top=build_npu)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -683,6 +684,17 @@ def _pnr_minutes(text: str | float) -> float:
     if not 0 < value < float("inf"):
         raise CliError(f"--pnr-minutes: {text!r} is not allowed (a positive number of "
                        f"minutes)")
+    return value
+
+
+def _pnr_seed(text: str | int) -> int:
+    """``--seed`` of ``npugen area``: a bad value is one line (CliError, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 31:
+        raise CliError(f"--seed: {text!r} is not allowed (an integer from 0 to {2 ** 31 - 1})")
     return value
 
 
@@ -922,7 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the report as one JSON record (default: one line per sentence)")
     p.set_defaults(func=cmd_embed)
 
-    from ..hw.synth.flow import PNR_MINUTES, TARGETS
+    from ..hw.synth.flow import PNR_MINUTES, PNR_SEED, TARGETS
     p = sub.add_parser("area", help="area and timing with open tools",
                        description="Synthesize the design with Yosys for a target, place and "
                                    "route it (ecp5, ice40: nextpnr) or time it (asic: OpenSTA), "
@@ -942,6 +954,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pnr-minutes", metavar="MIN", default=PNR_MINUTES,
                    help="ecp5/ice40: stop nextpnr after MIN minutes (wall clock) and report "
                         "Fmax after placement only (default: %(default)g)")
+    p.add_argument("--seed", metavar="N", default=PNR_SEED,
+                   help="ecp5/ice40: nextpnr's placement seed (default: %(default)s)")
     _add_report_outputs(p)
     p.set_defaults(func=cmd_area)
 

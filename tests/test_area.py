@@ -537,6 +537,24 @@ def test_bad_pnr_minutes(out):
             area(CFG, "ecp5", out=out, pnr_minutes=bad, write=False)
 
 
+def test_bad_pnr_seed(out):
+    for bad in (-1, 2 ** 31, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"^--seed: .* is not allowed"):
+            area(CFG, "ecp5", out=out, seed=bad, write=False)
+
+
+def test_markdown_states_the_seed(out):
+    """The ECP5 report names nextpnr's seed beside the Fmax it measured, routed or not."""
+    r = dict(report_for(out, "xilinx"))
+    r["device"] = {"name": "LFE5U-12F", "luts": 12288, "ffs": 12288, "dsps": 28, "brams": 56}
+    r["pnr"] = {"routed": True, "minutes_limit": 60.0, "fmax_mhz": 101.5, "seed": 7,
+                "placed_fmax_mhz": 99.0, "target_mhz": 125.0, "seconds": 9.0,
+                "utilization": {}, "critical_path": None}
+    assert "Fmax 101.5 MHz (target 125 MHz), nextpnr seed 7, 9.0 s." in markdown(r)
+    r["pnr"].update(routed=False, fmax_mhz=None)
+    assert "(target 125 MHz), nextpnr seed 7." in markdown(r)
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 def test_no_device_fits(out):
@@ -693,6 +711,15 @@ def test_cli_bad_dsp(tmp_path, bad):
     assert proc.returncode == 2
     assert proc.stderr == (f"npugen: error: --dsp: '{bad}' is not allowed (a number of DSP "
                            f"blocks, 0 or more)\n")
+    assert not any(tmp_path.iterdir())                  # nothing written
+
+
+@pytest.mark.parametrize("bad", ["-1", "x", "2147483648"])
+def test_cli_bad_seed(tmp_path, bad):
+    proc = npugen("area", "--target", "ecp5", "--seed", bad, "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"npugen: error: --seed: '{bad}' is not allowed (an integer from 0 "
+                           f"to 2147483647)\n")
     assert not any(tmp_path.iterdir())                  # nothing written
 
 

@@ -967,6 +967,8 @@ def _need(s: dict) -> str:
     return f"{s['luts']:,} LUTs, {s['ffs']:,} FFs, {s['dsps']} DSPs, {s['brams']} block RAMs"
 
 
+#: nextpnr's placement seed unless told (``npugen area --seed``): fixed, so a run is repeatable.
+PNR_SEED = 1
 #: Default limit on one nextpnr run, minutes (``npugen area --pnr-minutes``). The 8 x 8
 #: design places and routes on the LFE5U-85F in 6 to 12 minutes; the default 16 x 16 design
 #: (73 % of its LUTs) placed in 13 minutes and had not routed after 39 (docs/area.md).
@@ -1028,7 +1030,7 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
     except subprocess.TimeoutExpired:
         placed, util = placed_from_log()
         return {"device": dev.as_dict(), "seconds": round(time.monotonic() - t0, 1),
-                "routed": False, "minutes_limit": minutes, "fmax_mhz": None,
+                "seed": seed, "routed": False, "minutes_limit": minutes, "fmax_mhz": None,
                 "placed_fmax_mhz": placed, "target_mhz": cfg.clock_mhz, "utilization": util,
                 "critical_path": None}
     seconds = time.monotonic() - t0
@@ -1050,7 +1052,7 @@ def _pnr(work: Path, cfg: GemmConfig, family: str, dev: devs.Device, json_name: 
                                                 if p.get("type") == "routing"), 3)}
             break
     placed, _ = placed_from_log()
-    return {"device": dev.as_dict(), "seconds": round(seconds, 1), "routed": True,
+    return {"device": dev.as_dict(), "seconds": round(seconds, 1), "seed": seed, "routed": True,
             "minutes_limit": minutes, "placed_fmax_mhz": placed,
             "fmax_mhz": round(clk.get("achieved", 0.0), 2) if clk else None,
             "target_mhz": cfg.clock_mhz, "utilization": util, "critical_path": crit}
@@ -1265,7 +1267,7 @@ def check_target(target: str, *, pnr: bool = True, sta: bool = True) -> None:
 def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str] = "build",
          device: str | None = None, dsp: int | None = None, estimate_only: bool = False,
          pnr: bool = True, command: str | None = None, write: bool = True,
-         progress=None, pnr_minutes: float = PNR_MINUTES,
+         progress=None, pnr_minutes: float = PNR_MINUTES, seed: int = PNR_SEED,
          top: Callable[[GemmConfig], Any] | None = None) -> dict[str, Any]:
     """Synthesize ``cfg`` for ``target`` and report its area (and, where the target has it,
     timing).
@@ -1292,6 +1294,10 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     pnr_minutes : float
         ``ecp5``/``ice40``: stop nextpnr after this many minutes (placement and routing);
         the report then has ``pnr.routed`` false and Fmax after placement only.
+    seed : int
+        ``ecp5``/``ice40``: nextpnr's placement seed (``--seed``; default :data:`PNR_SEED`).
+        Placement moves Fmax by several MHz either way: ``benchmarks/bench_area.py --seeds``
+        measures the spread.
     command : str or None
         The command line to record in the report.
     write : bool
@@ -1326,6 +1332,9 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     if isinstance(pnr_minutes, bool) or not isinstance(pnr_minutes, (int, float)) or \
             not 0 < pnr_minutes < math.inf:
         raise InputError(f"--pnr-minutes: {pnr_minutes!r} is not allowed (a positive number)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
+        raise InputError(f"--seed: {seed!r} is not allowed (an integer from 0 to "
+                         f"{2 ** 31 - 1})")
     family_devices = devs.DEVICES.get(target)
     dev_fixed = devs.device_by_name(target, device) if device and family_devices else None
     if device and not family_devices:
@@ -1347,6 +1356,14 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
         return dev.dsps if dev is not None else None
 
     candidates = [dev_fixed] if dev_fixed else list(family_devices or [None])
+    if dsp is None and not dev_fixed and family_devices:
+        # Devices with a DSP block for every multiplier first (smallest first), then the rest:
+        # a multiplier in LUTs costs hundreds of LUTs and sets the design's critical path
+        # (docs/area.md), so the 8 x 8 goes to the LFE5U-45F (72 blocks) although the -25F
+        # would hold it with 36 multipliers in LUTs.
+        _, need_all = dsp_plan(target, cfg, blocks, None)
+        roomy = [d for d in candidates if d.dsps >= need_all]
+        candidates = roomy + [d for d in candidates if d not in roomy]
     report: dict[str, Any] = {
         "qor_version": QOR_VERSION, "name": cfg.name, "target": target,
         "config": json.loads(json.dumps(cfg.to_dict(resolved=True), default=str)),
@@ -1445,7 +1462,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
             say(f"placing and routing on {chosen.name}")
             report["pnr"] = _pnr(work, cfg, target, chosen,
                                  "ice40_flat.json" if target == "ice40" else f"{target}_flat.json",
-                                 ooc=(target == "ecp5"), minutes=pnr_minutes)
+                                 ooc=(target == "ecp5"), seed=seed, minutes=pnr_minutes)
             if not report["pnr"]["routed"]:
                 placed = report["pnr"]["placed_fmax_mhz"]
                 say(f"nextpnr did not finish in {pnr_minutes:g} min; Fmax after placement: "

@@ -96,12 +96,12 @@ def markdown(r: dict[str, Any]) -> str:
         p = r["pnr"]
         if p.get("routed", True):
             head = (f"Fmax {_fmt(p['fmax_mhz'])} MHz (target {p['target_mhz']:g} MHz), "
-                    f"{p['seconds']} s.")
+                    f"nextpnr seed {p.get('seed', '?')}, {p['seconds']} s.")
         else:
             head = (f"**Not routed**: nextpnr stopped after {p['minutes_limit']:g} min "
                     f"(`--pnr-minutes`). Fmax after placement (nextpnr's estimate, not a "
                     f"routed figure): {_fmt(p['placed_fmax_mhz'])} MHz (target "
-                    f"{p['target_mhz']:g} MHz).")
+                    f"{p['target_mhz']:g} MHz), nextpnr seed {p.get('seed', '?')}.")
         lines += ["", "## Place and route", "", head, "",
                   "| resource | used | available |", "|---|---|---|"]
         for k, v in p["utilization"].items():
