@@ -249,8 +249,16 @@ ABC_CONSTR = "set_driving_cell BUFX2\nset_load 0.009\n"
 #: candidates it can hardly prove or refute: the 2-lane requantizer alone took 647 s of ABC
 #: with it and 10 s without, for 36,653 against 36,861 generic cells (+0.6 %); the 16 x 16
 #: ASIC estimate did not finish in 40 minutes. ``{D}`` is Yosys' placeholder for ``-D``.
+#: The ``asic`` script (``ABC_SCRIPT_CONSTR``) also leaves out ``dc2``: that AIG rewriting
+#: undoes the Kogge-Stone adders (:data:`ASIC_ADDER_MAP`) and the multipliers' carry-save trees
+#: into deep chains. Alone, with the prefix adders: a registered 32-bit add 324.7 MHz with
+#: ``dc2``, 670.7 without; the requantizer's 64-bit sum of four partial products 244.0 and
+#: 461.0; its 17 x 16-bit partial product 200.9 and 247.0; the PE's product and sum paths
+#: (Booth) 293.3 and 319.8. The 4 x 4 design (acc_depth 64, res_depth 16, flat): 187.69 MHz
+#: and 3,203,802 µm² with ``dc2``, 240.85 MHz and 3,266,416 µm² (+2.0 %) without; leaving
+#: out ``&dch`` as well gave 235.57 MHz and 3,403,958 µm².
 ABC_SCRIPT_GATES = "+strash;&get,-n;&put;scorr;dc2;dretime;strash;&get,-n;&dch,-f;&nf,{D};&put"
-ABC_SCRIPT_CONSTR = ("+strash;&get,-n;&put;scorr;dc2;dretime;retime,-o,{D};strash;&get,-n;"
+ABC_SCRIPT_CONSTR = ("+strash;&get,-n;&put;scorr;dretime;retime,-o,{D};strash;&get,-n;"
                      "&dch,-f;&nf,{D};&put;buffer;upsize,{D};dnsize,{D};stime,-p")
 
 
