@@ -265,6 +265,51 @@ def test_asic(out):
     assert f"`{sta['reg2reg']['from_register']}` → `{sta['reg2reg']['to_register']}`" in md
 
 
+#: Six registers behind logic of different depths, fed by three input registers: the timing
+#: report's five worst register-to-register paths end in five of the six, never in ``copy``
+#: (a register copied, no logic at all).
+PATHS_V = """module paths(input clk, input [15:0] a_i, input [15:0] b_i, input [15:0] c_i,
+             output reg [15:0] copy, output reg [16:0] sum2, output reg [17:0] sum3,
+             output reg [31:0] prod, output reg [15:0] mix, output reg cmp);
+  reg [15:0] a, b, c;
+  always @(posedge clk) begin
+    a <= a_i; b <= b_i; c <= c_i;
+    copy <= a; sum2 <= a + b; sum3 <= a + b + c; prod <= a * b;
+    mix <= (a & b) ^ c; cmp <= a < b;
+  end
+endmodule
+"""
+
+
+def test_sta_lists_the_worst_paths_by_register(tmp_path):
+    """The ASIC timing report's worst register-to-register paths (issue 18, item 4): five, worst
+    first, into five different registers, each end named as the Verilog's register."""
+    _require_asic()
+    from npugen.hw.synth import flow
+    r = flow.synth_reference(tmp_path, PATHS_V, "paths", "asic", timing=True)
+    sta = r["sta"]
+    paths = sta["paths"]
+    assert len(paths) == flow.STA_PATHS == 5
+    slacks = [p["slack_ns"] for p in paths]
+    assert slacks == sorted(slacks)
+    assert paths[0]["slack_ns"] == sta["reg2reg"]["slack_ns"]
+    regs = {"a", "b", "c", "copy", "sum2", "sum3", "prod", "mix", "cmp"}
+    ends = []
+    for p in paths:
+        for k in ("from_register", "to_register"):
+            assert re.sub(r"\[\d+\]$", "", p[k]) in regs, (k, p)
+        assert re.sub(r"\[\d+\]$", "", p["from_register"]) in {"a", "b", "c"}, p
+        ends.append(re.sub(r"\[\d+\]$", "", p["to_register"]))
+    # one path per register, and the copy (no logic) has more slack than all five
+    assert len(set(ends)) == 5 and "copy" not in ends, ends
+    md = markdown({"target": "asic", "name": "paths", "macs": 0, "peak_gmacs": 0,
+                   "config": CFG.to_dict(resolved=True), "estimate": {"blocks": {}},
+                   "checks": [], "tools": {}, "sta": sta})
+    rows = [line for line in md.splitlines() if re.match(r"^\| [1-5] \| ", line)]
+    assert len(rows) == 5
+    assert all(f"`{p['to_register']}`" in row for p, row in zip(paths, rows))
+
+
 #: A hand-written netlist in the form ``write_verilog -noexpr`` gives: two flip-flops, one on an
 #: escaped hierarchical net, one on a net Yosys renamed, and a gate.
 _NETLIST = """module t(aclk, d, q);

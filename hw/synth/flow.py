@@ -249,9 +249,47 @@ ABC_CONSTR = "set_driving_cell BUFX2\nset_load 0.009\n"
 #: candidates it can hardly prove or refute: the 2-lane requantizer alone took 647 s of ABC
 #: with it and 10 s without, for 36,653 against 36,861 generic cells (+0.6 %); the 16 x 16
 #: ASIC estimate did not finish in 40 minutes. ``{D}`` is Yosys' placeholder for ``-D``.
+#: The ``asic`` script (``ABC_SCRIPT_CONSTR``) differs further. It leaves out ``dc2``: that
+#: AIG rewriting undoes the Kogge-Stone adders (:data:`ASIC_ADDER_MAP`) and the multipliers'
+#: carry-save trees into deep chains. Alone, with the prefix adders: a registered 32-bit add
+#: 324.7 MHz with ``dc2``, 670.7 without; the requantizer's 64-bit sum of four partial
+#: products 244.0 and 461.0; its 17 x 16-bit partial product 200.9 and 247.0; the PE's product
+#: and sum paths (Booth) 293.3 and 319.8. The 4 x 4 design (acc_depth 64, res_depth 16, flat,
+#: clock_mhz 200): 187.69 MHz and 3,203,802 µm² with ``dc2``, 240.85 MHz and 3,266,416 µm²
+#: (+2.0 %) without; leaving out ``&dch`` as well gave 235.57 MHz and 3,403,958 µm². In their
+#: place ``&syn2`` (delay-aware AIG synthesis) before ``&dch``: 246.49 MHz, 3,323,365 µm²
+#: (+1.7 %); 8 x 8 239.75 -> 243.31 MHz, 7,161,089 -> 7,326,113 µm². The ``retime`` steps are
+#: gone too: ABC gets no flip-flops here (no ``-dff``), so they did nothing.
 ABC_SCRIPT_GATES = "+strash;&get,-n;&put;scorr;dc2;dretime;strash;&get,-n;&dch,-f;&nf,{D};&put"
-ABC_SCRIPT_CONSTR = ("+strash;&get,-n;&put;scorr;dc2;dretime;retime,-o,{D};strash;&get,-n;"
-                     "&dch,-f;&nf,{D};&put;buffer;upsize,{D};dnsize,{D};stime,-p")
+ABC_SCRIPT_CONSTR = ("+strash;&get,-n;&put;scorr;strash;&get,-n;&syn2;&dch,-f;&nf,{D};&put;"
+                     "buffer;upsize,{D};dnsize,{D};stime,-p")
+#: What the ``asic`` target takes off the clock period for ABC's delay target (``abc -D``), ps:
+#: ABC sees the logic between flip-flops, whose paths also pay the launching flip-flop's
+#: clock-to-Q and the capturing one's setup (DFFPOSX1: 0.16 to 0.22 ns and 0.18 ns in
+#: OpenSTA's reports of this flow). With the whole period as its target ABC recovered area on
+#: paths OpenSTA then found too slow: 4 x 4 at clock_mhz 250, 246.49 MHz with ``-D 4000``,
+#: 251.51 MHz with ``-D`` 3600, 3000 or 2000 (the same netlist, +136 µm²).
+ABC_FF_OVERHEAD_PS = 400
+
+
+#: How the ``asic`` target maps Yosys' adders (``$alu``, which also carries comparisons and
+#: subtractions): the lookahead-carry units (``$lcu``) as Kogge-Stone prefix trees (Yosys'
+#: ``+/choices/kogge-stone.v``, which takes priority over ``+/techmap.v``'s Brent-Kung ``$lcu``).
+#: Measured on 4 x 4 (acc_depth 64, res_depth 16, RTL 51bc3c3, flat, OpenSTA register to
+#: register, with the ABC script of then, ``dc2`` in it): 145.82 MHz, 3,244,298 µm² with
+#: Yosys' default; Kogge-Stone 188.93 MHz, 3,267,665 µm² (+0.7 %); Sklansky 164.42 MHz,
+#: Han-Carlson 173.04 MHz. A 32-bit registered add alone: 215.8 MHz with Brent-Kung, 324.7
+#: with Kogge-Stone (479.2 and 670.7 without ``dc2``, docs/area.md).
+ASIC_ADDER_MAP = "-map +/techmap.v -map +/choices/kogge-stone.v"
+#: Yosys' radix-4 Booth multipliers for the ``asic`` target's products of at most 8 x 8 bits
+#: (the PEs' int8 x int8; ``wreduce`` first gives the ``$mul`` cells their operands' own widths).
+#: A PE's product and partial-sum paths (tests/test_area.py ``PE_PATH_V``, 20-bit sum) alone:
+#: 28,451 µm² and 311.2 MHz with Yosys' carry-save multiplier, 22,245 µm² (-21.8 %) and
+#: 293.3 MHz with Booth (ABC script with ``dc2``); with :data:`ABC_SCRIPT_CONSTR`, 28,227 µm²
+#: at 341.3 MHz and 28,191 µm² at 345.1 MHz. Not for the requantizer's 17 x 16-bit partial
+#: products: alone 200.9 MHz without Booth, 192.6 MHz with (-18 % area; ``dc2``); with
+#: ``synth -booth`` on every multiplier the 4 x 4 design was 187.69 MHz, 3,156,950 µm².
+ASIC_BOOTH = ["wreduce t:$mul", "booth t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i"]
 
 
 def asic_inputs(work: Path) -> None:
@@ -300,6 +338,8 @@ def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 
     nf = "" if flat else " -noflatten"
     # ABC maps for this delay target (ps) and buffers and sizes high-fanout nets for it.
     period_ps = int(round(1e6 / clock_mhz))
+    # asic: the logic between flip-flops gets the period less their own delays
+    logic_ps = max(period_ps - ABC_FF_OVERHEAD_PS, period_ps // 2)
     if target == "generic":
         return [f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
                 "opt -fast", "techmap", "opt -fast",
@@ -309,10 +349,12 @@ def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 
         lib = tools.LIBERTY_NAME
         # Memories become flip-flops (the library has no SRAM); enables and resets become
         # logic, so that one ABC run maps all of it and dfflibmap finds plain flip-flops.
-        return [f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
-                "opt -fast", "memory_map", "opt -fast", "techmap", "opt -fast",
+        # Adders and comparators are mapped as Kogge-Stone prefix adders (ASIC_ADDER_MAP) and
+        # the int8 x int8 products as Booth multipliers (ASIC_BOOTH).
+        return [*ASIC_BOOTH, f"synth{' -flatten' if flat else ''} -top {top} -run begin:fine",
+                "opt -fast", "memory_map", "opt -fast", f"techmap {ASIC_ADDER_MAP}", "opt -fast",
                 "dfflegalize -cell $_DFF_P_ 01",
-                f"abc -D {period_ps} -constr {ABC_CONSTR_NAME} -liberty {lib} "
+                f"abc -D {logic_ps} -constr {ABC_CONSTR_NAME} -liberty {lib} "
                 f"-script {ABC_SCRIPT_CONSTR}",
                 f"dfflibmap -liberty {lib}", "opt_clean"]
     if target == "ecp5":
@@ -522,7 +564,8 @@ def synth_reference(work: Path, verilog: str, top: str, target: str, *, dsp: boo
     -------
     dict
         The flow's summary of the module's cells (as a report's ``flat``: ``cells``, ``ffs``,
-        ``nand2_eq``, ``area_um2``, ``luts``, ``dsps``, ...), with ``fmax_mhz`` when ``timing``.
+        ``nand2_eq``, ``area_um2``, ``luts``, ``dsps``, ...), with ``fmax_mhz`` when ``timing``
+        (and on ``asic`` the timing report, ``sta``, as a design report's).
 
     Raises
     ------
@@ -554,9 +597,12 @@ def synth_reference(work: Path, verilog: str, top: str, target: str, *, dsp: boo
     res = _summary(target, _cells(mod), area_um2=_num(mod.get("area")) or None)
     if timing:
         ns = SimpleNamespace(name=top, clock_mhz=clock_mhz)
-        res["fmax_mhz"] = (_sta(work, ns).get("fmax_mhz") if target == "asic" else
-                           _pnr(work, ns, "ecp5", devs.DEVICES["ecp5"][0], "ecp5_flat.json",
-                                ooc=True)["fmax_mhz"])
+        if target == "asic":
+            res["sta"] = _sta(work, ns)
+            res["fmax_mhz"] = res["sta"].get("fmax_mhz")
+        else:
+            res["fmax_mhz"] = _pnr(work, ns, "ecp5", devs.DEVICES["ecp5"][0], "ecp5_flat.json",
+                                   ooc=True)["fmax_mhz"]
     return res
 
 
@@ -831,7 +877,8 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         # have made them as in the flat run (read registers merged into the memories). FPGA
         # targets keep them in place, so that the RAM inference sees them as the flat run
         # does, and report the RAM primitives as the memories.
-        synth[1:1] = ["setattr -set submod \"mem\" t:$mem_v2", "submod"]
+        at = next(i for i, c in enumerate(synth) if c.startswith("synth ")) + 1
+        synth[at:at] = ["setattr -set submod \"mem\" t:$mem_v2", "submod"]
     script += synth
     script += [_stat_cmd(target), f"write_json {target}_hier.json"]
     t0 = time.monotonic()
@@ -1100,6 +1147,17 @@ def _flip_flop_q_nets(netlist: Path, cells: set[str]) -> dict[str, str]:
     return out
 
 
+#: Register-to-register paths the ASIC report lists (``sta.paths``): the worst path into each
+#: of the :data:`STA_PATHS` registers with the least slack, each register (a bus of the RTL,
+#: ``prod_0``, not its bits) once.
+STA_PATHS = 5
+#: Endpoints OpenSTA reports (its worst path each, ``-endpoint_count 1``) to find them: the
+#: bits of one wide register fill the first places (a 64-bit sum's 64 bits).
+STA_ENDPOINTS = 300
+_PATH_SPLIT_RE = re.compile(r"^(?=Startpoint: )", re.M)
+_BIT_RE = re.compile(r"\[\d+\]$")
+
+
 def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
     top = cfg.name
     period = 1000.0 / cfg.clock_mhz
@@ -1112,8 +1170,10 @@ def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
         "puts \"== worst\"",
         "report_checks -path_delay max -digits 3",
         "puts \"== reg2reg\"",
+        # the worst path into each of the STA_ENDPOINTS worst endpoints, worst first
         "report_checks -path_delay max -digits 3 -from [all_registers -clock_pins] "
-        "-to [all_registers -data_pins]",
+        f"-to [all_registers -data_pins] -group_count {STA_ENDPOINTS} -endpoint_count 1 "
+        "-sort_by_slack",
         "exit", ""])
     (work / "sta.tcl").write_text(script, encoding="utf-8")
     t0 = time.monotonic()
@@ -1144,16 +1204,29 @@ def _sta(work: Path, cfg: GemmConfig) -> dict[str, Any]:
         if p:
             out["from"], out["to"] = p.group(1), p.group(2)
         return out
-    w, r = parse(worst), parse(r2r)
+    w = parse(worst)
+    found = [v for v in map(parse, _PATH_SPLIT_RE.split(r2r)) if v is not None]
     # ABC names the cells (``_63794_``); the register a flip-flop holds is its Q net.
-    ends = {v[k] for v in (w, r) if v for k in ("from", "to") if k in v}
+    ends = {v[k] for v in [w, *found] if v for k in ("from", "to") if k in v}
     q_nets = _flip_flop_q_nets(work / f"{top}_asic.v", ends)
-    for v in (w, r):
+    for v in [w, *found]:
         for k in ("from", "to"):
             if v and v.get(k) in q_nets:
                 v[f"{k}_register"] = q_nets[v[k]]
+    # OpenSTA lists them worst first; sorted again (stable) so that the order is the contract.
+    found.sort(key=lambda v: v["slack_ns"])
+    paths, seen = [], set()
+    for v in found:
+        bus = _BIT_RE.sub("", v.get("to_register", v.get("to", "")))
+        if bus not in seen:
+            seen.add(bus)
+            paths.append(v)
+            if len(paths) == STA_PATHS:
+                break
+    r = found[0] if found else None
     res: dict[str, Any] = {"seconds": round(seconds, 1), "clock_mhz": cfg.clock_mhz,
-                           "period_ns": round(period, 3), "worst": w, "reg2reg": r}
+                           "period_ns": round(period, 3), "worst": w, "reg2reg": r,
+                           "paths": paths}
     if r is not None:
         res["fmax_mhz"] = round(1000.0 / (period - r["slack_ns"]), 2)
     return res

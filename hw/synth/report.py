@@ -132,6 +132,17 @@ def markdown(r: dict[str, Any]) -> str:
                 lines.append(f"- {label}: slack {v['slack_ns']} ns, {ends}")
         if s.get("fmax_mhz"):
             lines.append(f"- register-to-register Fmax: {s['fmax_mhz']} MHz")
+        if s.get("paths"):
+            # The worst path into each of the registers with the least slack (flow.STA_PATHS).
+            lines += ["", "Worst register-to-register paths, one per end register (registers "
+                          "named as in the RTL; the netlist is unplaced, with no wire load):",
+                      "", "| # | slack ns | arrival ns | Fmax MHz | from | to |",
+                      "|---|---|---|---|---|---|"]
+            for i, v in enumerate(s["paths"], 1):
+                fmax = 1000.0 / (s["period_ns"] - v["slack_ns"])
+                lines.append(f"| {i} | {v['slack_ns']} | {_fmt(v.get('arrival_ns'))} | "
+                             f"{fmax:.2f} | `{v.get('from_register', v.get('from'))}` | "
+                             f"`{v.get('to_register', v.get('to'))}` |")
     lines += ["", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
     for c in r["checks"]:
         lines.append(f"| {c['name']} | {'pass' if c['ok'] else 'FAIL'} | {c['detail']} |")
