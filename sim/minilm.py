@@ -561,7 +561,8 @@ def roofline(cfg, tokens: int, bandwidth=None) -> list[dict]:
     :func:`npugen.sim.perfmodel.stream_rates`): ``bw_cycles``, the exact model's cycles with
     both streams throttled to it (token-bucket sources, ``docs/perf.md``, "Stream bandwidth";
     checked against the RTL by tests/test_perfmodel.py), and ``bw_bound``, the ideal
-    bandwidth bound ``max(act_bytes / B_act, wgt_bytes / B_wgt)``; both None without.
+    bandwidth bound ``max(act_bytes / B_act, wgt_bytes / B_wgt)``, a rate counted at most one
+    beat's bytes (:func:`npugen.sim.perfmodel.stream_bound`); both None without.
 
     ``utilization`` is ``MACs / (R C cycles)`` with the throttled cycles when a bandwidth is
     given. ``bound``: ``"bandwidth"`` when ``bw_bound`` exceeds the as-built cycles (the

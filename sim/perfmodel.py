@@ -312,11 +312,13 @@ def stream_beats(cfg, m: int, k: int, n: int) -> tuple[int, int]:
 
 
 def stream_bound(cfg, m: int, k: int, n: int, bandwidth) -> float:
-    """The bandwidth's lower bound on a job's cycles: the larger of the two input streams'
-    bytes (:func:`stream_beats` × beat width) over their rates."""
+    """The input streams' lower bound on a job's cycles at ``bandwidth``: the larger of the
+    two streams' bytes (:func:`stream_beats` × beat width ``b``) over ``min(rate, b)`` (the
+    engine takes at most one beat a cycle, so a rate above a beat's bytes counts as ``b``)."""
     ra, rw = stream_rates(bandwidth)
     act, wgt = stream_beats(cfg, m, k, n)
-    return float(max(act * cfg.rows / ra, wgt * cfg.cols / rw))
+    R, C = cfg.rows, cfg.cols
+    return float(max(act * R / min(ra, R), wgt * C / min(rw, C)))
 
 
 def ideal_cycles(cfg, m: int, k: int, n: int) -> float:
