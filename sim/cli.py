@@ -577,17 +577,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perf_bandwidth(args: argparse.Namespace, pm):
+    """``--bandwidth`` as an exact rate (perfmodel.stream_rate), or None."""
+    if args.bandwidth is None:
+        return None
+    try:
+        return pm.stream_rate(args.bandwidth)
+    except ValueError:
+        raise CliError(f"--bandwidth: must be a positive number of bytes per cycle, not "
+                       f"{args.bandwidth!r}") from None
+
+
 def _perf_roofline(args: argparse.Namespace) -> int:
     minilm = _import_sim("minilm")
     pm = _import_sim("perfmodel")
     cfg = _load_config(args.config) if args.config is not None else minilm.minilm_config()
-    bandwidth = None
-    if args.bandwidth is not None:
-        try:
-            bandwidth = pm.stream_rate(args.bandwidth)
-        except ValueError:
-            raise CliError(f"--bandwidth: must be a positive number of bytes per cycle, not "
-                           f"{args.bandwidth!r}") from None
+    bandwidth = _perf_bandwidth(args, pm)
     bw = "as built (every beat offered at once)" if bandwidth is None else \
         f"{args.bandwidth} bytes/cycle on each input stream (token-bucket sources, docs/perf.md)"
     print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, all-MiniLM-L6-v2 layer GEMMs; "
@@ -616,12 +621,18 @@ def cmd_perf(args: argparse.Namespace) -> int:
     m, k, n = args.m, args.k, args.n
     _check_k(k, cfg, f"--k {k}")
     requant = not args.raw
+    bandwidth = _perf_bandwidth(args, pm)
     cycles = pm.gemm_cycles(cfg, m, k, n, requant=requant)
     util = pm.utilization(cfg, m, k, n, cycles=cycles)
     print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, job {m}x{k}x{n} (M x K x N), "
           f"{'requant' if requant else 'raw'}")
     print(f"model_cycles={cycles} ideal_cycles={pm.ideal_cycles(cfg, m, k, n):g} "
           f"utilization={100 * util:.1f}%")
+    if bandwidth is not None:
+        bw = pm.gemm_cycles(cfg, m, k, n, requant=requant, bandwidth=bandwidth)
+        print(f"bandwidth={args.bandwidth} bytes/cycle on each input stream: model_cycles={bw} "
+              f"stream_bound={pm.stream_bound(cfg, m, k, n, bandwidth):.0f} "
+              f"utilization={100 * pm.utilization(cfg, m, k, n, cycles=bw):.1f}%")
     if args.scalesim:
         ss = pm.scalesim_formula(cfg, m, k, n)
         print(f"scalesim_formula_cycles={ss} "
@@ -1042,9 +1053,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--tokens and M = 1, on configs/minilm.toml unless --config "
                         "(default: off)")
     p.add_argument("--bandwidth", metavar="B", default=None,
-                   help="with --roofline: bytes per cycle on each input stream (a number such "
-                        "as 4, 0.5 or 3/2), the sources throttled as docs/perf.md says; the "
-                        "cycles stay exact (default: every beat offered at once)")
+                   help="also the cycles with B bytes per cycle on each input stream (a "
+                        "number such as 4, 0.5 or 3/2), the sources throttled as docs/perf.md "
+                        "says; the cycles stay exact (default: every beat offered at once)")
     p.add_argument("--tokens", metavar="T", type=_positive, default=20,
                    help="with --roofline: sentence length M (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build",

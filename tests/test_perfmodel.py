@@ -528,6 +528,21 @@ def test_cli_perf_scalesim(tmp_path, capsys):
     assert (folder / "layout.csv").is_file()
 
 
+def test_cli_perf_bandwidth(capsys):
+    """``npugen perf --bandwidth B``: the throttled cycles beside the as-built ones, exact
+    rates (3/2 is 1.5), a bad rate is one error line."""
+    from npugen.sim import cli
+    assert cli.main(["perf", "--m", "5", "--k", "40", "--n", "33", "--bandwidth", "3/2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    cfg = GemmConfig()
+    want = gemm_cycles(cfg, 5, 40, 33, bandwidth=1.5)
+    assert want > gemm_cycles(cfg, 5, 40, 33)
+    assert out[2].startswith(f"bandwidth=3/2 bytes/cycle on each input stream: "
+                             f"model_cycles={want} stream_bound=")
+    assert cli.main(["perf", "--m", "5", "--k", "40", "--n", "33", "--bandwidth", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("npugen: error: --bandwidth: must be a positive")
+
+
 def test_cli_perf_rejects_bad_jobs(capsys):
     from npugen.sim import cli
     assert cli.main(["perf", "--m", "1", "--k", "5000", "--n", "1"]) == 2
