@@ -17,6 +17,13 @@ other. Only when the result FIFO is shallower than the result pipeline (``res_de
 ``rows + cols + 3`` plus the requantizer latency) do rows wait for credits; the model then
 follows the credit rule row by row.
 
+With ``bandwidth=B`` (bytes per cycle on each input stream, or ``(act, wgt)``) the input
+streams' sources are throttled token buckets (:class:`StreamSource`, ``docs/perf.md``, "Stream
+bandwidth") and the same recurrences are followed beat by beat; ``tests/test_perfmodel.py``
+holds that exact too, against the Amaranth simulation with the testbench throttling both
+streams by the same rule. :func:`stream_beats` and :func:`stream_bound` give each stream's
+beats and the bandwidth's ideal bound.
+
 The job itself must be one the engine accepts (``docs/isa.md``); a rejected command's status has
 ``cycles == 1`` (:data:`REJECT_CYCLES`).
 
@@ -40,7 +47,8 @@ from npugen.hw.gemm import ResultQueue
 from npugen.hw.requant import ROUNDING_MODES, Requantizer
 
 __all__ = ["gemm_cycles", "stream_rate", "stream_rates", "stream_sources", "stream_beats",
-           "stream_bound", "StreamSource", "closed_form", "ideal_cycles", "utilization", "latencies",
+           "stream_bound", "StreamSource", "closed_form", "ideal_cycles", "utilization",
+           "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
            "REQUANT_LATENCY", "DRAIN_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "RESULT_LATENCY", "REJECT_CYCLES",
            "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
