@@ -577,22 +577,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perf_bandwidth(args: argparse.Namespace, pm):
+    """``--bandwidth`` as an exact rate (perfmodel.stream_rate), or None."""
+    if args.bandwidth is None:
+        return None
+    try:
+        return pm.stream_rate(args.bandwidth)
+    except ValueError:
+        raise CliError(f"--bandwidth: must be a positive number of bytes per cycle, not "
+                       f"{args.bandwidth!r}") from None
+
+
 def _perf_roofline(args: argparse.Namespace) -> int:
     minilm = _import_sim("minilm")
+    pm = _import_sim("perfmodel")
     cfg = _load_config(args.config) if args.config is not None else minilm.minilm_config()
-    if args.bandwidth is not None and not args.bandwidth > 0:
-        raise CliError(f"--bandwidth: must be positive, not {args.bandwidth!r}")
-    bw = "as built (one row per beat)" if args.bandwidth is None else \
-        f"{args.bandwidth:g} bytes/cycle (what-if, model only)"
+    bandwidth = _perf_bandwidth(args, pm)
+    bw = "as built (every beat offered at once)" if bandwidth is None else \
+        f"{args.bandwidth} bytes/cycle on each input stream (token-bucket sources, docs/perf.md)"
     print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, all-MiniLM-L6-v2 layer GEMMs; "
           f"stream bandwidth {bw}")
     print(f"{'M':>4} {'job':>4} {'MxKxN':>15} {'MACs/byte':>10} {'model cyc':>10} "
-          f"{'bw cyc':>10} {'util':>7}  bound")
+          f"{'bw cyc':>10} {'bw bound':>10} {'util':>7}  bound")
     for m in (args.tokens, 1):
-        for r in minilm.roofline(cfg, m, args.bandwidth):
-            bwc = "-" if r["bw_cycles"] is None else f"{r['bw_cycles']:.0f}"
+        for r in minilm.roofline(cfg, m, bandwidth):
+            bwc, bwb = (("-", "-") if r["bw_cycles"] is None else
+                        (str(r["bw_cycles"]), f"{r['bw_bound']:.0f}"))
             print(f"{m:>4} {r['job']:>4} {r['m']:>5}x{r['k']}x{r['n']:<5} "
-                  f"{r['intensity']:>10.2f} {r['model_cycles']:>10} {bwc:>10} "
+                  f"{r['intensity']:>10.2f} {r['model_cycles']:>10} {bwc:>10} {bwb:>10} "
                   f"{100 * r['utilization']:>6.2f}%  {r['bound']}")
     return 0
 
@@ -609,12 +621,18 @@ def cmd_perf(args: argparse.Namespace) -> int:
     m, k, n = args.m, args.k, args.n
     _check_k(k, cfg, f"--k {k}")
     requant = not args.raw
+    bandwidth = _perf_bandwidth(args, pm)
     cycles = pm.gemm_cycles(cfg, m, k, n, requant=requant)
     util = pm.utilization(cfg, m, k, n, cycles=cycles)
     print(f"{cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow}, job {m}x{k}x{n} (M x K x N), "
           f"{'requant' if requant else 'raw'}")
     print(f"model_cycles={cycles} ideal_cycles={pm.ideal_cycles(cfg, m, k, n):g} "
           f"utilization={100 * util:.1f}%")
+    if bandwidth is not None:
+        bw = pm.gemm_cycles(cfg, m, k, n, requant=requant, bandwidth=bandwidth)
+        print(f"bandwidth={args.bandwidth} bytes/cycle on each input stream: model_cycles={bw} "
+              f"stream_bound={pm.stream_bound(cfg, m, k, n, bandwidth):.0f} "
+              f"utilization={100 * pm.utilization(cfg, m, k, n, cycles=bw):.1f}%")
     if args.scalesim:
         ss = pm.scalesim_formula(cfg, m, k, n)
         print(f"scalesim_formula_cycles={ss} "
@@ -1034,9 +1052,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: the roofline of all-MiniLM-L6-v2's layer GEMMs at M = "
                         "--tokens and M = 1, on configs/minilm.toml unless --config "
                         "(default: off)")
-    p.add_argument("--bandwidth", metavar="B", type=float, default=None,
-                   help="with --roofline: stream bandwidth in bytes per cycle, a what-if "
-                        "(default: the hardware as built)")
+    p.add_argument("--bandwidth", metavar="B", default=None,
+                   help="also the cycles with B bytes per cycle on each input stream (a "
+                        "number such as 4, 0.5 or 3/2), the sources throttled as docs/perf.md "
+                        "says; the cycles stay exact (default: every beat offered at once)")
     p.add_argument("--tokens", metavar="T", type=_positive, default=20,
                    help="with --roofline: sentence length M (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build",

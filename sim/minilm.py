@@ -534,7 +534,7 @@ def minilm_config():
 
 
 # --------------------------------------------------------------------------------------------
-# roofline (model only)
+# roofline (cycle-exact model)
 
 
 def layer_jobs(tokens: int) -> list[tuple[str, int, int, int, bool]]:
@@ -546,20 +546,30 @@ def layer_jobs(tokens: int) -> list[tuple[str, int, int, int, bool]]:
             ("f2", t, 1536, 384, False)]
 
 
-def roofline(cfg, tokens: int, bandwidth: float | None = None) -> list[dict]:
+def roofline(cfg, tokens: int, bandwidth=None) -> list[dict]:
     """Roofline of one layer's GEMM jobs on a design, from the cycle-exact model.
 
-    Per job: MACs; bytes over the streams (A ``M K``, B ``K N``, bias ``4 N``, C ``M N``
-    bytes for int8 or ``4 M N`` raw); operational intensity (MACs per byte); the model's
-    cycles (:func:`npugen.sim.perfmodel.gemm_cycles`, the hardware as built: one weight row and
-    one activation row per beat); with ``bandwidth`` (bytes per cycle over all streams, a
-    what-if, not validated against the RTL), the cycles that bandwidth needs,
-    ``bytes / bandwidth``; the attainable utilization ``MACs / (R C max(cycles, bw_cycles))``
-    and which bound it is: ``"bandwidth"`` when the what-if bandwidth's cycles exceed the
-    model's; otherwise ``"array"`` when the MACs fill the array (``M K N / (R C)`` at least
-    the ``K N / C`` weight-row beats) and ``"weight stream"`` when they do not (at ``M = 1``
-    a weight-stationary array uses each weight once: every cycle brings one weight row and
-    does one row of MACs, a bound of ``1 / R``).
+    Per job: ``macs``; ``bytes``, the operands' and results' sizes (A ``M K``, B ``K N``, bias
+    ``4 N``, C ``M N`` bytes for int8 or ``4 M N`` raw); ``intensity`` (MACs per byte);
+    ``act_bytes`` and ``wgt_bytes``, what the input streams carry
+    (:func:`npugen.sim.perfmodel.stream_beats` × beat width: a ws engine streams each row
+    chunk of A once per column tile, and parameter blocks travel with the weights);
+    ``model_cycles`` (:func:`npugen.sim.perfmodel.gemm_cycles`, the hardware as built, the
+    sources always valid).
+
+    With ``bandwidth`` (bytes per cycle on each input stream, one rate or ``(act, wgt)``;
+    :func:`npugen.sim.perfmodel.stream_rates`): ``bw_cycles``, the exact model's cycles with
+    both streams throttled to it (token-bucket sources, ``docs/perf.md``, "Stream bandwidth";
+    checked against the RTL by tests/test_perfmodel.py), and ``bw_bound``, the ideal
+    bandwidth bound ``max(act_bytes / B_act, wgt_bytes / B_wgt)``, a rate counted at most one
+    beat's bytes (:func:`npugen.sim.perfmodel.stream_bound`); both None without.
+
+    ``utilization`` is ``MACs / (R C cycles)`` with the throttled cycles when a bandwidth is
+    given. ``bound``: ``"bandwidth"`` when ``bw_bound`` exceeds the as-built cycles (the
+    bandwidth roof lies under the engine's); otherwise ``"array"`` when the MACs fill the array
+    (``M K N / (R C)`` at least the ``K N / C`` weight-row beats) and ``"weight stream"`` when
+    they do not (at ``M = 1`` a weight-stationary array uses each weight once: every cycle
+    brings one weight row and does one row of MACs, a bound of ``1 / R``).
     """
     from npugen.sim import perfmodel
 
@@ -568,15 +578,21 @@ def roofline(cfg, tokens: int, bandwidth: float | None = None) -> list[dict]:
     for name, m, k, n, rq in layer_jobs(tokens):
         macs = m * k * n
         nbytes = m * k + k * n + 4 * n + m * n * (1 if rq else 4)
+        act_beats, wgt_beats = perfmodel.stream_beats(cfg, m, k, n)
         cyc = perfmodel.gemm_cycles(cfg, m, k, n, requant=rq)
-        bw = None if bandwidth is None else nbytes / float(bandwidth)
-        bound = cyc if bw is None else max(cyc, bw)
+        if bandwidth is None:
+            bw = bound_cyc = None
+        else:
+            bw = perfmodel.gemm_cycles(cfg, m, k, n, requant=rq, bandwidth=bandwidth)
+            bound_cyc = perfmodel.stream_bound(cfg, m, k, n, bandwidth)
         weight_beats = k * n / cfg.cols         # one weight row of C bytes per beat
         as_built = "array" if macs / peak >= weight_beats else "weight stream"
         rows.append({"job": name, "m": m, "k": k, "n": n, "macs": macs, "bytes": nbytes,
-                     "intensity": macs / nbytes, "model_cycles": cyc, "bw_cycles": bw,
-                     "weight_beats": weight_beats, "utilization": macs / (peak * bound),
-                     "bound": as_built if bw is None or cyc >= bw else "bandwidth"})
+                     "intensity": macs / nbytes, "act_bytes": act_beats * cfg.rows,
+                     "wgt_bytes": wgt_beats * cfg.cols, "model_cycles": cyc,
+                     "bw_cycles": bw, "bw_bound": bound_cyc, "weight_beats": weight_beats,
+                     "utilization": macs / (peak * (cyc if bw is None else bw)),
+                     "bound": as_built if bw is None or bound_cyc <= cyc else "bandwidth"})
     return rows
 
 

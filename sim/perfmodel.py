@@ -17,6 +17,13 @@ other. Only when the result FIFO is shallower than the result pipeline (``res_de
 ``rows + cols + 3`` plus the requantizer latency) do rows wait for credits; the model then
 follows the credit rule row by row.
 
+With ``bandwidth=B`` (bytes per cycle on each input stream, or ``(act, wgt)``) the input
+streams' sources are throttled token buckets (:class:`StreamSource`, ``docs/perf.md``, "Stream
+bandwidth") and the same recurrences are followed beat by beat; ``tests/test_perfmodel.py``
+holds that exact too, against the Amaranth simulation with the testbench throttling both
+streams by the same rule. :func:`stream_beats` and :func:`stream_bound` give each stream's
+beats and the bandwidth's ideal bound.
+
 The job itself must be one the engine accepts (``docs/isa.md``); a rejected command's status has
 ``cycles == 1`` (:data:`REJECT_CYCLES`).
 
@@ -31,6 +38,7 @@ tiles make a query block rescale (:func:`attention_tile_needs`; ``docs/attention
 from __future__ import annotations
 
 from collections import deque
+from fractions import Fraction
 from math import ceil
 
 from npugen.hw.config import Dataflow
@@ -38,7 +46,9 @@ from npugen.hw.errors import InputError, MissingSectionError
 from npugen.hw.gemm import ResultQueue
 from npugen.hw.requant import ROUNDING_MODES, Requantizer
 
-__all__ = ["gemm_cycles", "closed_form", "ideal_cycles", "utilization", "latencies",
+__all__ = ["gemm_cycles", "stream_rate", "stream_rates", "stream_sources", "stream_beats",
+           "stream_bound", "StreamSource", "closed_form", "ideal_cycles", "utilization",
+           "latencies",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
            "REQUANT_LATENCY", "DRAIN_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "RESULT_LATENCY", "REJECT_CYCLES",
            "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
@@ -125,11 +135,13 @@ def _check(cfg, m, k, n, requant, acc_in, acc_out):
 
 
 def gemm_cycles(cfg, m: int, k: int, n: int, *, requant: bool = True, acc_in: bool = False,
-                acc_out: bool = False) -> int:
+                acc_out: bool = False, bandwidth=None) -> int:
     """Status ``cycles`` of one GEMM job, exactly as the RTL counts them.
 
-    Assumes ``s_axis_act`` and ``s_axis_wgt`` offer a beat in every cycle the engine is ready
-    for one, and ``m_axis_res`` is always ready (``tready`` high). The job's status ``cycles``
+    With ``bandwidth`` None, assumes ``s_axis_act`` and ``s_axis_wgt`` offer a beat in every
+    cycle the engine is ready for one; with a ``bandwidth``, each input stream's source is
+    throttled to that many bytes per cycle (:class:`StreamSource`, ``docs/perf.md``, "Stream
+    bandwidth"). ``m_axis_res`` is always ready (``tready`` high). The job's status ``cycles``
     does not depend on the jobs before it.
 
     Parameters
@@ -146,6 +158,12 @@ def gemm_cycles(cfg, m: int, k: int, n: int, *, requant: bool = True, acc_in: bo
     acc_out : bool
         Keep the result in the accumulator memory: no result beats, no credits; the status
         follows the last row's write-back.
+    bandwidth : None, number or (number, number)
+        Bytes per cycle of the input streams' sources: None (always valid, the default), one
+        rate for both streams, or ``(act, wgt)``. A rate is a positive int, float (read as
+        its decimal ``repr``, so 0.1 is 1/10), ``fractions.Fraction`` or a string such as
+        ``"3/2"``; a rate of at least a beat's bytes (``rows`` on ``s_axis_act``, ``cols`` on
+        ``s_axis_wgt``) does not throttle.
 
     Returns
     -------
@@ -156,12 +174,159 @@ def gemm_cycles(cfg, m: int, k: int, n: int, *, requant: bool = True, acc_in: bo
     ------
     ValueError
         For a shape or flag combination the engine rejects (its status would have
-        ``cycles == 1`` and an error code), or an unknown dataflow.
+        ``cycles == 1`` and an error code), an unknown dataflow, or a rate that is not a
+        positive number.
     """
     _check(cfg, m, k, n, requant, acc_in, acc_out)
+    act, wgt = stream_sources(cfg, bandwidth)
     t = Dataflow(cfg.dataflow).pick(ws=_ws, os=_os)(cfg, m, k, n, requant and not acc_out,
-                                                     acc_out)
+                                                     acc_out, act, wgt)
     return min(t, (1 << 32) - 1)
+
+
+# -- stream bandwidth ----------------------------------------------------------------------------
+
+def stream_rate(rate) -> Fraction:
+    """A stream rate in bytes per cycle as an exact ``Fraction``.
+
+    ``rate`` is a positive int, ``Fraction``, float (read through its decimal ``repr``: 0.1
+    is 1/10, 7.5 is 15/2) or string (``"7.5"``, ``"3/2"``).
+
+    Raises
+    ------
+    ValueError
+        If ``rate`` is not a positive finite number.
+    """
+    if isinstance(rate, bool):
+        raise InputError(f"a stream bandwidth must be a positive number, not {rate!r}")
+    try:
+        r = Fraction(repr(rate)) if isinstance(rate, float) else Fraction(rate)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        raise InputError(f"a stream bandwidth must be a positive number, not {rate!r}") \
+            from None
+    if r <= 0:
+        raise InputError(f"a stream bandwidth must be a positive number, not {rate!r}")
+    return r
+
+
+def stream_rates(bandwidth) -> tuple[Fraction, Fraction] | None:
+    """``bandwidth`` as ``(act, wgt)`` Fractions (:func:`stream_rate`), or None for None."""
+    if bandwidth is None:
+        return None
+    if isinstance(bandwidth, (tuple, list)):
+        if len(bandwidth) != 2:
+            raise InputError(f"bandwidth must be one rate or (act, wgt), not {bandwidth!r}")
+        return stream_rate(bandwidth[0]), stream_rate(bandwidth[1])
+    r = stream_rate(bandwidth)
+    return r, r
+
+
+class StreamSource:
+    """An input stream's source throttled to ``rate`` bytes per cycle (a token bucket).
+
+    The rule (``docs/perf.md``, "Stream bandwidth"): the source holds ``level`` bytes, 0 at
+    cycle 0 (the cycle the job's command is accepted). It offers a beat (``tvalid``) in a cycle
+    whose ``level`` is at least a beat's bytes ``b``; at the end of every cycle ``level``
+    loses ``b`` if a beat was transferred, gains ``rate``, and is capped at two beats
+    (``2 b``): ``level' = min(level - b·taken + rate, 2 b)``. So a steady stream delivers
+    exactly ``rate`` bytes a cycle on average (no byte is lost while the consumer keeps up),
+    a source the consumer left waiting holds at most two beats, and ``rate >= b`` offers a beat
+    in every cycle from cycle 1 (no throttle: the engine is never ready for a beat before
+    cycle 2).
+
+    The model only ever asks for the next beat at a cycle ``t`` from which the consumer is
+    ready and stays ready until it gets it (the sequencers' ``ready`` never falls while they
+    wait), so the beat is transferred at the first cycle ``>= t`` that offers it.
+
+    Parameters
+    ----------
+    beat_bytes : int
+        ``b``: ``rows`` for ``s_axis_act``, ``cols`` for ``s_axis_wgt`` (the whole beat, kept
+        lanes or not; parameter beats too).
+    rate : Fraction
+        Bytes per cycle.
+    """
+
+    def __init__(self, beat_bytes: int, rate: Fraction):
+        q = rate.denominator
+        self._gain = rate.numerator           # all levels in units of 1/q byte
+        self._beat = beat_bytes * q
+        self._cap = 2 * beat_bytes * q
+        self._t = 0                           # the level below is the one at cycle _t
+        self._level = 0
+
+    def peek(self, t: int) -> int:
+        """The first cycle ``>= t`` that offers the next beat (it offers it from then on)."""
+        short = self._beat - self._level
+        if short > 0:
+            t = max(t, self._t - (-short // self._gain))
+        return t
+
+    def take(self, t: int) -> int:
+        """Transfer the next beat at the first cycle ``>= t`` that offers it; return it."""
+        t = self.peek(t)
+        level = min(self._level + self._gain * (t - self._t), self._cap)
+        self._level = min(level - self._beat + self._gain, self._cap)
+        self._t = t + 1
+        return t
+
+    def take_run(self, t: int, beats: int) -> int:
+        """Transfer ``beats`` beats, the first at :meth:`take` ``(t)``, each next one from the
+        cycle after the previous; return the last one's cycle."""
+        t = self.take(t)
+        for _ in range(beats - 1):
+            t = self.take(t + 1)
+        return t
+
+
+class _Always:
+    """A source that offers a beat in every cycle (``bandwidth`` None)."""
+
+    @staticmethod
+    def take(t: int) -> int:
+        return t
+
+    peek = take
+
+    @staticmethod
+    def take_run(t: int, beats: int) -> int:
+        return t + beats - 1
+
+
+def stream_sources(cfg, bandwidth):
+    """The ``(act, wgt)`` sources of a job (:class:`StreamSource`, or always valid), fresh at
+    cycle 0. A rate of at least a beat's bytes gives an always-valid source (the same cycles:
+    see :class:`StreamSource`)."""
+    rates = stream_rates(bandwidth)
+    if rates is None:
+        return _Always(), _Always()
+    return tuple(_Always() if r >= b else StreamSource(b, r)
+                 for b, r in ((cfg.rows, rates[0]), (cfg.cols, rates[1])))
+
+
+def stream_beats(cfg, m: int, k: int, n: int) -> tuple[int, int]:
+    """Beats of a job on ``s_axis_act`` and ``s_axis_wgt`` (docs/isa.md, stream order).
+
+    ws: every row chunk of A once per K tile and column tile (``m·kt·nt`` beats); per column
+    tile a parameter block (:data:`PARAM_BEATS`) and the column tile's ``k`` weight rows once
+    per row chunk. os: per column tile and row tile ``k`` beats of each stream, and the
+    parameter block on the weight stream.
+    """
+    R, C = cfg.rows, cfg.cols
+    kt, nt = ceil(k / R), ceil(n / C)
+    return Dataflow(cfg.dataflow).pick(
+        ws=lambda: (m * kt * nt, nt * (PARAM_BEATS + len(_chunks(cfg, m)) * k)),
+        os=lambda: (nt * ceil(m / R) * k, nt * (PARAM_BEATS + ceil(m / R) * k)))()
+
+
+def stream_bound(cfg, m: int, k: int, n: int, bandwidth) -> float:
+    """The input streams' lower bound on a job's cycles at ``bandwidth``: the larger of the
+    two streams' bytes (:func:`stream_beats` × beat width ``b``) over ``min(rate, b)`` (the
+    engine takes at most one beat a cycle, so a rate above a beat's bytes counts as ``b``)."""
+    ra, rw = stream_rates(bandwidth)
+    act, wgt = stream_beats(cfg, m, k, n)
+    R, C = cfg.rows, cfg.cols
+    return float(max(act * R / min(ra, R), wgt * C / min(rw, C)))
 
 
 def ideal_cycles(cfg, m: int, k: int, n: int) -> float:
@@ -327,7 +492,7 @@ def _rq_lanes(cfg) -> int:
     return -(-cfg.cols // 4) if lanes is None else lanes
 
 
-def _ws(cfg, m, k, n, requant, acc_out):
+def _ws(cfg, m, k, n, requant, acc_out, act=_Always(), wgt=_Always()):
     """Weight-stationary job: recurrence over passes (hw/gemm.py ``WeightStationarySequencer``).
 
     Pass ``p`` runs the ``mc`` rows of one row chunk through one K tile (``kc`` rows of B) of one
@@ -352,6 +517,14 @@ def _ws(cfg, m, k, n, requant, acc_out):
 
     The status is offered one cycle after ``done``: the last result beat's read
     (:class:`_Results`), or for ``acc_out`` the last row's s1 (``E + R + C + 1``).
+
+    With throttled sources (``act``, ``wgt``: :class:`StreamSource`) the same recurrence is
+    followed beat by beat: ``PARAM`` and ``LOAD`` take a weight beat from the cycle they
+    enter and from the cycle after each beat, the issuer a row from ``F`` and from the cycle
+    after each row (and a credit, for a producing row); each beat goes in the first cycle its
+    source offers it (the RTL's ``ready`` never waits for ``valid``), a cycle without one is a
+    bubble. The terms above then hold with ``L``, ``E`` and the parameter block's last beat
+    read as those cycles; an always-valid source gives back the expressions above.
     """
     R, C = cfg.rows, cfg.cols
     lat = latencies(cfg, requant=requant)
@@ -367,22 +540,23 @@ def _ws(cfg, m, k, n, requant, acc_out):
         nc = min(C, n - j * C)
         # loader: PARAM_WAIT at cycle 1 (job start) or the cycle after the previous LOAD
         P = 1 if L_prev is None else L_prev + 1
-        B = max(P, Tfree[0] + 1) + 1 + PARAM_BEATS
+        # PARAM from the cycle after PARAM_WAIT sees the slot free; BUF_WAIT after its last beat
+        B = wgt.take_run(max(P, Tfree[0] + 1) + 1, PARAM_BEATS) + 1
         free = _NEG
         for mc in chunks:
             for t in range(kt):
                 kc = min(R, k - t * R)
-                L = max(B, E_hist[0] + 1) + kc
+                L = wgt.take_run(max(B, E_hist[0] + 1) + 1, kc)
                 F = max(E_hist[1] + 1, L + 2)
                 if t == kt - 1 and not acc_out:
                     E = F - 1
                     for _ in range(mc):
-                        E = res.room_from(E + 1, 1, cfg.res_depth)
+                        E = act.take(res.room_from(E + 1, 1, cfg.res_depth))
                         free = res.add(E + t1_lat, nc)
                     if not requant:
                         free = E + t1_lat
                 else:
-                    E = F + mc - 1
+                    E = act.take_run(F, mc)
                     free = E + t1_lat
                 E_hist = [E_hist[1], E]
                 L_prev = L
@@ -401,7 +575,7 @@ def _chunks(cfg, m: int) -> list[int]:
 
 # -- output-stationary ----------------------------------------------------------------------------
 
-def _os(cfg, m, k, n, requant, acc_out):
+def _os(cfg, m, k, n, requant, acc_out, act=_Always(), wgt=_Always()):
     """Output-stationary job: recurrence over row tiles (hw/gemm.py ``OutputStationarySequencer``).
 
     Row tile ``i`` (``mr`` rows of one column tile) takes ``k`` K steps, one per cycle, the first
@@ -420,6 +594,13 @@ def _os(cfg, m, k, n, requant, acc_out):
     Row ``r`` of a tile reaches s1 at ``X + R + C + 1 + r`` (tag delay line of ``R + C - 2``,
     then one row per cycle out of the expander, then tag_pre, t0, t1). The status follows the
     last row's read (or s1, for ``acc_out``).
+
+    With throttled sources (:class:`StreamSource`) the steps are followed one by one: a K step
+    takes a beat of each stream in the same cycle, so it goes in the first cycle from the
+    cycle after the previous step (from ``S`` for a column tile's first) in which both
+    sources offer one and, for a last step, ``room`` holds; the parameter block's 9 weight
+    beats likewise, from the cycle after ``PARAM_WAIT`` sees its slot free, and ``S`` is the
+    cycle after the last.
     """
     R, C = cfg.rows, cfg.cols
     lat = latencies(cfg, requant=requant)
@@ -427,19 +608,28 @@ def _os(cfg, m, k, n, requant, acc_out):
     res = _Results(cfg, requant)
     tiles = [min(R, m - m0) for m0 in range(0, m, R)]
     nt = ceil(n / C)
+    throttled = not (isinstance(act, _Always) and isinstance(wgt, _Always))
     X = None
     Tfree = [_NEG, _NEG]
     for j in range(nt):
         nc = min(C, n - j * C)
         P = 1 if X is None else X + 1
-        S = max(P, Tfree[0] + 1) + 1 + PARAM_BEATS
+        S = wgt.take_run(max(P, Tfree[0] + 1) + 1, PARAM_BEATS) + 1
         free = _NEG
         for i, mr in enumerate(tiles):
-            x = S + k - 1 if i == 0 else X + k
+            x = S if i == 0 else X + 1        # the tile's first step may go from here
+            if throttled:
+                for _ in range(k - 1):        # steps that only wait for both beats
+                    x = _both(act, wgt, x) + 1
+            else:
+                x += k - 1
             if X is not None:
                 x = max(x, X + R)             # since == R
             if not acc_out:
                 x = res.room_from(x, mr, cfg.res_depth)
+            if throttled:
+                x = _both(act, wgt, x)
+            if not acc_out:
                 for r in range(mr):
                     free = res.add(x + t1_lat + r, nc)
             X = x
@@ -449,6 +639,15 @@ def _os(cfg, m, k, n, requant, acc_out):
     last_row = X + tiles[-1] - 1
     done = last_row + t1_lat if acc_out else res.reads[-1]
     return done + 1
+
+
+def _both(act, wgt, t: int) -> int:
+    """An os K step from cycle ``t``: the first cycle both sources offer a beat (each offers
+    its beat from some cycle on, until taken); both beats are transferred then."""
+    t = max(act.peek(t), wgt.peek(t))
+    act.take(t)
+    wgt.take(t)
+    return t
 
 
 # -- softmax ----------------------------------------------------------------------------------

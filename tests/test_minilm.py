@@ -259,8 +259,46 @@ def test_roofline_bounds():
                for r in one.values())
     assert one["q"]["bytes"] == 384 + 384 * 384 + 4 * 384 + 384          # A, B, bias, C int8
     assert one["f1"]["bytes"] == 384 + 384 * 1536 + 4 * 1536 + 4 * 1536  # raw int32 C
-    full = M.roofline(cfg, 20, bandwidth=1.0)
-    assert all(r["bound"] == "bandwidth" and r["bw_cycles"] == r["bytes"] for r in full)
+    assert all(r["bw_cycles"] is None and r["bw_bound"] is None for r in one.values())
+
+
+def test_roofline_throttled_hand_computed():
+    """One byte per cycle on each stream, M = 1, configs/minilm.toml (16x16 ws, array latency
+    A = 33, requant_lanes 4), worked out by hand from the token-bucket rule (docs/perf.md).
+
+    A weight beat is 16 bytes: the bucket, empty at cycle 0, first holds one at cycle 16, and
+    after each transfer (level 16 -> 0, + 1) again 16 cycles later, so weight beat j goes at
+    16 (j + 1): the loader is always waiting for it (its slot and weight sets are freed long
+    before). Per column tile a 9-beat parameter block and 24 K tiles of 16 rows: 393 beats; 24
+    column tiles (q, k, v, o), 96 (f1), or 24 of 9 + 1536 beats (f2). The one row of A of the
+    last pass (its source full by then) goes at F = L + 2 after the last weight beat L; its
+    result is written at s1 = F + A + 1 = F + 34, at the result queue's head 3 later; a raw
+    beat is read there, a requant row's 4 slices take 3 more cycles and the requantizer 6;
+    the status 1 after the read.
+    """
+    from npugen.sim import minilm as M
+
+    cfg = M.minilm_config()
+    assert (cfg.rows, cfg.cols, cfg.dataflow) == (16, 16, "ws")
+    rows = {r["job"]: r for r in M.roofline(cfg, 1, bandwidth=1)}
+    for job, beats, requant in (("q", 24 * 393, True), ("o", 24 * 393, False),
+                                ("f1", 96 * 393, False), ("f2", 24 * (9 + 1536), False)):
+        F = 16 * beats + 2
+        want = F + 34 + 3 + (3 + 6 if requant else 0) + 1
+        r = rows[job]
+        assert r["wgt_bytes"] == 16 * beats and r["bw_bound"] == 16 * beats
+        assert r["bw_cycles"] == want, (job, r["bw_cycles"], want)
+        assert r["bound"] == "bandwidth"
+        assert r["utilization"] == r["macs"] / (256 * want)
+    assert rows["q"]["bw_cycles"] == 150_961 and rows["o"]["bw_cycles"] == 150_952
+    # ws streams A once per column tile: at M = 20, 384 x 384, 20 rows x 24 K tiles x 24
+    # column tiles of 16 bytes, more than the weights' 24 x 393 beats of 16
+    (q20, *_) = M.roofline(cfg, 20, bandwidth=(8, 2))
+    assert (q20["act_bytes"], q20["wgt_bytes"]) == (20 * 24 * 24 * 16, 24 * 393 * 16)
+    assert q20["bw_bound"] == max(20 * 24 * 24 * 16 / 8, 24 * 393 * 16 / 2)
+    # a beat's bytes (16) or more on both streams is the hardware as built
+    for r in M.roofline(cfg, 20, bandwidth=16):
+        assert r["bw_cycles"] == r["model_cycles"] and r["bound"] == "array"
 
 
 def test_cli_perf_needs_shape_or_roofline(capsys):
@@ -269,6 +307,15 @@ def test_cli_perf_needs_shape_or_roofline(capsys):
     assert main(["perf", "--m", "3"]) == 2
     assert "required: --k, --n (or --roofline)" in capsys.readouterr().err
     assert main(["perf", "--roofline", "--bandwidth", "0"]) == 2
+    assert main(["perf", "--roofline", "--bandwidth", "x"]) == 2
+    capsys.readouterr()
+    assert main(["perf", "--roofline", "--bandwidth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 bytes/cycle on each input stream" in out
+    # M, job, shape, MACs/byte, as built, throttled (test_roofline_throttled_hand_computed),
+    # the bound bytes / B, utilization 1 x 384 x 384 / (256 x 150 961)
+    assert "1 q 1x384x384 0.98 10081 150961 150912 0.38% bandwidth".split() in \
+        [line.split() for line in out.splitlines()]
     assert main(["perf", "--roofline", "--tokens", "8"]) == 0
     out = capsys.readouterr().out
     assert "8x384x1536" in out and "1x1536x384" in out

@@ -12,6 +12,7 @@ interface definition, not only to the engine's counter.
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from types import SimpleNamespace
 
 import numpy as np
@@ -41,13 +42,24 @@ def _pack(stream, i):
     return data | (keep << (8 * lanes)) | (int(stream.last[i]) << (9 * lanes))
 
 
-def measure(cfg, jobs, max_cycles=200_000):
-    """Run ``jobs`` back to back on a fresh engine; streams always valid, consumers always ready.
+def _rate(r):
+    """A bytes-per-cycle rate as a Fraction (floats through their decimal repr)."""
+    return Fraction(repr(r)) if isinstance(r, float) else Fraction(r)
+
+
+def measure(cfg, jobs, max_cycles=200_000, bandwidth=None):
+    """Run ``jobs`` back to back on a fresh engine; consumers always ready.
 
     One testbench drives every port cycle by cycle: the command of job ``i`` is offered from the
-    cycle after job ``i - 1``'s status was accepted; ``s_axis_act`` and ``s_axis_wgt`` offer
-    their next beat (of whichever job) in every cycle; ``m_axis_res`` and ``m_axis_status`` are
-    always ready.
+    cycle after job ``i - 1``'s status was accepted; ``m_axis_res`` and ``m_axis_status`` are
+    always ready. With ``bandwidth`` None, ``s_axis_act`` and ``s_axis_wgt`` offer their next
+    beat (of whichever job) in every cycle. With a ``bandwidth`` (bytes per cycle, one rate or
+    ``(act, wgt)``) each input stream's source is a token bucket (docs/perf.md, "Stream
+    bandwidth"), emulated here cycle by cycle: it offers only the running job's beats; its
+    level is 0 in the cycle the job's command is accepted; it offers a beat while the level
+    holds a whole beat (``rows`` bytes on ``act``, ``cols`` on ``wgt``), and at the end of each
+    cycle of the job the level loses a beat's bytes if one was transferred, gains the rate, and
+    is capped at two beats.
 
     Returns
     -------
@@ -63,6 +75,8 @@ def measure(cfg, jobs, max_cycles=200_000):
     wgt = [_pack(s.wgt, i) for s in streams for i in range(len(s.wgt))]
     out = []
     cmd_p, act_p, wgt_p = (Value.cast(p.payload) for p in (dut.cmd, dut.act, dut.wgt))
+    if bandwidth is not None:
+        return _measure_throttled(cfg, dut, streams, bandwidth, max_cycles)
 
     async def tb(ctx):
         ctx.set(dut.res.ready, 1)
@@ -99,6 +113,68 @@ def measure(cfg, jobs, max_cycles=200_000):
             cycle += 1
             assert cycle < max_cycles, "timeout"
         assert ai == len(act) and wi == len(wgt), "data beats left unconsumed"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def _measure_throttled(cfg, dut, streams, bandwidth, max_cycles):
+    """:func:`measure` with token-bucket sources (see there)."""
+    rates = bandwidth if isinstance(bandwidth, tuple) else (bandwidth, bandwidth)
+    rate = [_rate(r) for r in rates]
+    beat = [cfg.rows, cfg.cols]                  # bytes of an act beat, of a wgt beat
+    jobs = [([_pack(s.act, i) for i in range(len(s.act))],
+             [_pack(s.wgt, i) for i in range(len(s.wgt))]) for s in streams]
+    ports = [(dut.act, Value.cast(dut.act.payload)), (dut.wgt, Value.cast(dut.wgt.payload))]
+    cmd_p = Value.cast(dut.cmd.payload)
+    out = []
+
+    async def tb(ctx):
+        ctx.set(dut.res.ready, 1)
+        ctx.set(dut.status.ready, 1)
+        ci = 0
+        running = False
+        accepted = None
+        beats = 0
+        level = [Fraction(0), Fraction(0)]
+        pos = [0, 0]
+        cycle = 0
+        while len(out) < len(streams):
+            cv = not running and ci < len(streams)
+            ctx.set(dut.cmd.valid, cv)
+            if cv:
+                ctx.set(cmd_p, streams[ci].cmd)
+            offer = [False, False]
+            for s, (port, payload) in enumerate(ports):
+                data = jobs[ci - 1][s] if running else []
+                offer[s] = running and pos[s] < len(data) and level[s] >= beat[s]
+                ctx.set(port.valid, offer[s])
+                if offer[s]:
+                    ctx.set(payload, data[pos[s]])
+            _, _, c_rdy, a_rdy, w_rdy, rv, sv, sdata = await ctx.tick().sample(
+                dut.cmd.ready, dut.act.ready, dut.wgt.ready, dut.res.valid, dut.status.valid,
+                dut.status.payload)
+            taken = [offer[0] and a_rdy, offer[1] and w_rdy]
+            for s in (0, 1):
+                pos[s] += taken[s]
+                if running:
+                    level[s] = min(level[s] - beat[s] * taken[s] + rate[s], 2 * beat[s])
+            beats += bool(rv)
+            if sv:
+                assert pos == [len(jobs[ci - 1][0]), len(jobs[ci - 1][1])], \
+                    "data beats left unconsumed"
+                out.append((driver.decode_status(sdata), cycle - accepted, beats))
+                running = False
+            if cv and c_rdy:
+                ci += 1
+                running, accepted, beats, pos = True, cycle, 0, [0, 0]
+                # the job's cycle 0: the level was 0 in it, it gains the rate at its end
+                level = [min(rate[s], 2 * beat[s]) for s in (0, 1)]
+            cycle += 1
+            assert cycle < max_cycles, "timeout"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -147,13 +223,14 @@ def _shapes(cfg):
     return [(m, k, n) for m, k, n in s if k <= cfg.k_max]
 
 
-def _check(cfg, jobs, out):
+def _check(cfg, jobs, out, bandwidth=None):
+    assert len(out) == len(jobs)
     for job, (status, seen, beats) in zip(jobs, out):
         m, k, n = job.shape
         flags = dict(requant=job.requant, acc_in=bool(job.acc_in), acc_out=bool(job.acc_out))
         assert status.error == isa.Error.OK, (job.shape, status)
         assert status.cycles == seen, (job.shape, status.cycles, seen)
-        want = gemm_cycles(cfg, m, k, n, **flags)
+        want = gemm_cycles(cfg, m, k, n, bandwidth=bandwidth, **flags)
         assert status.cycles == want, (job.shape, flags, "rtl", status.cycles, "model", want)
         assert beats == (0 if job.acc_out else len(driver.result_plan(m, n, cfg).ncols))
 
@@ -237,6 +314,74 @@ def test_model_equals_rtl_credit_bound_long_passes():
         shapes = [(16, 7, 11), (9, 3, 6), (17, 1, 5), (40, 4, 10), (2, 9, 16)]
         jobs = [_job(rng, *s, requant=i % 2 == 0) for i, s in enumerate(shapes)]
         _check(cfg, jobs, measure(cfg, jobs))
+
+
+# -- throttled input streams (docs/perf.md, "Stream bandwidth") ---------------------------------
+
+#: Bytes per cycle on (act, wgt): below, at and above a beat's bytes, fractional, mixed.
+BANDWIDTHS = [0.5, 1, 3, 7.5, (1, 2.5), (2.5, 0.75), "2/3"]
+THROTTLE_CONFIGS = [
+    # 3x4 ws, two requantizer lanes (a row drains in two slices), a 4-deep result FIFO (the
+    # credits bind), row chunks of 4
+    dict(rows=3, cols=4, dataflow="ws", acc_depth=4, res_depth=4, requant_lanes=2),
+    # 2x3 os, credits that bind (res_depth 2 = rows)
+    dict(rows=2, cols=3, dataflow="os", acc_depth=8, res_depth=None, requant_lanes=None),
+]
+
+
+@pytest.mark.parametrize("bandwidth", BANDWIDTHS, ids=str)
+@pytest.mark.parametrize("spec", THROTTLE_CONFIGS, ids=lambda c: f"{c['rows']}x{c['cols']}"
+                         f"{c['dataflow']}")
+def test_model_equals_rtl_cycles_throttled(spec, bandwidth):
+    """Both input streams throttled to ``bandwidth`` bytes per cycle by token-bucket sources
+    in the testbench: model == status cycles == measured handshake distance, for K < R,
+    K > R (several K tiles), N > C (several column tiles, parameter blocks between them),
+    M > acc_depth (row chunks) and M > R (row tiles), raw and requant, and an acc_out ->
+    acc_in chain."""
+    cfg = _cfg(spec["rows"], spec["cols"], spec["dataflow"], acc_depth=spec["acc_depth"],
+               res_depth=spec["res_depth"], requant_lanes=spec["requant_lanes"])
+    R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+    rng = np.random.default_rng(BANDWIDTHS.index(bandwidth))
+    shapes = [(1, 1, 1), (5, R - 1, C), (2 * D + 1, 2 * R + 1, 2 * C + 1), (3, 3 * R, C + 1),
+              (D + 1, R, 2 * C), (2 * R + 3, 1, C - 1)]
+    jobs = [_job(rng, *s, requant=i % 2 == 1) for i, s in enumerate(shapes)]
+    jobs += [_job(rng, min(D, 3), R + 1, C, requant=False, acc_out=True),
+             _job(rng, min(D, 3), 2, C, requant=True, acc_in=True)]
+    out = measure(cfg, jobs, bandwidth=bandwidth)
+    _check(cfg, jobs, out, bandwidth)
+    # the throttle is seen: below a beat's bytes the jobs take longer than unthrottled
+    rates = bandwidth if isinstance(bandwidth, tuple) else (bandwidth, bandwidth)
+    slow = perfmodel.stream_rate(rates[0]) < R or perfmodel.stream_rate(rates[1]) < C
+    free = [gemm_cycles(cfg, *j.shape, requant=j.requant, acc_in=bool(j.acc_in),
+                        acc_out=bool(j.acc_out)) for j in jobs]
+    got = [status.cycles for status, _, _ in out]
+    assert (got != free) == slow, (got, free)
+
+
+def test_throttled_model_properties():
+    """No simulation: a rate of at least a beat's bytes changes nothing; the cycles never fall
+    as the rate falls; a stream-bound job takes at least its bytes over the rate; the stream
+    beats are the driver's."""
+    for df in ("ws", "os"):
+        cfg = GemmConfig(rows=4, cols=8, dataflow=df, k_max=64, acc_depth=8, res_depth=16)
+        for m, k, n in [(1, 1, 1), (9, 13, 17), (20, 64, 24), (3, 5, 40)]:
+            base = gemm_cycles(cfg, m, k, n)
+            assert gemm_cycles(cfg, m, k, n, bandwidth=(4, 8)) == base
+            assert gemm_cycles(cfg, m, k, n, bandwidth=100.0) == base
+            prev = base
+            for b in (7, 5, 3, 2, 1, 0.5, 0.25):
+                cyc = gemm_cycles(cfg, m, k, n, bandwidth=b)
+                assert cyc >= prev and cyc >= perfmodel.stream_bound(cfg, m, k, n, b)
+                prev = cyc
+            rng = np.random.default_rng(0)
+            (s,) = driver.encode_many([_job(rng, m, k, n, requant=True)], cfg)
+            assert perfmodel.stream_beats(cfg, m, k, n) == (len(s.act), len(s.wgt))
+    with pytest.raises(ValueError, match="positive number"):
+        gemm_cycles(cfg, 1, 1, 1, bandwidth=0)
+    with pytest.raises(ValueError, match="positive number"):
+        gemm_cycles(cfg, 1, 1, 1, bandwidth=(1, "x"))
+    with pytest.raises(ValueError, match="one rate or"):
+        gemm_cycles(cfg, 1, 1, 1, bandwidth=(1, 2, 3))
 
 
 # -- through the emitted Verilog on Verilator ----------------------------------------------------
@@ -381,6 +526,21 @@ def test_cli_perf_scalesim(tmp_path, capsys):
     assert (arch["ArrayHeight"], arch["ArrayWidth"], arch["Dataflow"]) == ("8", "8", "os")
     assert ini["run_presets"]["InterfaceBandwidth"] == "CALC"
     assert (folder / "layout.csv").is_file()
+
+
+def test_cli_perf_bandwidth(capsys):
+    """``npugen perf --bandwidth B``: the throttled cycles beside the as-built ones, exact
+    rates (3/2 is 1.5), a bad rate is one error line."""
+    from npugen.sim import cli
+    assert cli.main(["perf", "--m", "5", "--k", "40", "--n", "33", "--bandwidth", "3/2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    cfg = GemmConfig()
+    want = gemm_cycles(cfg, 5, 40, 33, bandwidth=1.5)
+    assert want > gemm_cycles(cfg, 5, 40, 33)
+    assert out[2].startswith(f"bandwidth=3/2 bytes/cycle on each input stream: "
+                             f"model_cycles={want} stream_bound=")
+    assert cli.main(["perf", "--m", "5", "--k", "40", "--n", "33", "--bandwidth", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("npugen: error: --bandwidth: must be a positive")
 
 
 def test_cli_perf_rejects_bad_jobs(capsys):
