@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,7 @@ __all__ = ["Requantizer", "ROUNDING_MODES", "LATENCY"]
 ROUNDING_MODES = ("single", "double")
 
 #: Pipeline stages (:attr:`Requantizer.latency`) per rounding mode.
-LATENCY = {"single": 5, "double": 5}
+LATENCY = {"single": 6, "double": 5}
 
 #: Bits of the accumulator per partial product of ``acc * M0``: a 17-bit unsigned chunk times a
 #: 16-bit half of ``M0`` fits one 18 x 18 signed multiplier (ECP5 MULT18X18D, iCE40 SB_MAC16).
@@ -28,6 +28,14 @@ _CHUNK = 17
 #: ``y <= -511``, further still. So the clamp returns ``act_max`` or ``act_min`` for the
 #: saturated value as for the exact one, and nothing else changes.
 _T_BITS = 10
+
+#: Bits kept of ``single``'s coarse shift ``x = prod >> 8·q`` (``30 - sh = 8·q + f``,
+#: ``0 <= f <= 7``), saturated before it is registered; the fine shift ``t = x >> f`` follows
+#: in the next stage. Exact: ``x`` in ``[-2^16, 2^16 - 1]`` is kept whole; for ``x >= 2^16``
+#: both ``x >> f`` and ``(2^16 - 1) >> f`` are at least ``2^16 >> 7 - 1 = 511``, and for
+#: ``x < -2^16`` both are at most ``-2^16 >> 7 = -512``, so :data:`_T_BITS`' saturation of
+#: ``t`` gives the same ``511`` or ``-512`` either way.
+_X_BITS = _T_BITS + 7
 
 
 #: Bits kept of ``double`` rounding's ``h`` (the high half, before the rounding divide by
@@ -137,11 +145,12 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an input beat to its output beat (5 in both modes, 6 with
-        ``input_reg``).
+        """Cycles from an input beat to its output beat (``single`` 6, ``double`` 5; one more
+        with ``input_reg``).
 
         Both: partial products of ``acc * M0`` (one multiplier block each); their sum. Then
-        ``single``: variable shift by ``30 - sh``; ``(t + 1) >> 1``; zero point and clamp.
+        ``single``: the shift by ``30 - sh`` in two stages, by ``8·q`` then by ``f``;
+        ``(t + 1) >> 1``; zero point and clamp.
         ``double``: high half with nudge; rounding divide by a power of two; zero point and
         clamp."""
         return LATENCY[self.rounding] + self.input_reg
@@ -224,18 +233,25 @@ class Requantizer(wiring.Component):
             m.d.sync += sh.eq(i_shift[i])
             if self.rounding == "single":
                 # y = (prod + 2^(30 - sh)) >> (31 - sh), 31 - sh in [1, 62], computed as
-                # t = prod >> (30 - sh) (stage 3), y = (t + 1) >> 1 (stage 4): with
+                # t = prod >> (30 - sh) (stages 3 and 4), y = (t + 1) >> 1 (stage 5): with
                 # prod = t·2^u + r, 0 <= r < 2^u, both are floor((t + 1) / 2). The variable
                 # shift and the carry chain sit in separate stages (Fmax).
                 ushift = Signal(unsigned(6), name=f"ushift_{i}")
                 m.d.sync += ushift.eq((30 - sh)[:6])
-                # t is saturated to _T_BITS bits before it is registered (exact: see
-                # _T_BITS), so the register, the increment, y, the zero-point add and the
-                # clamp are 10 to 11 bits wide, not W + 32 to W + 35.
-                shifted = Signal(signed(W + 32), name=f"shifted_{i}")
-                m.d.comb += shifted.eq(prod >> ushift)
+                # Stage 3: the coarse shift by 8·q (an 8-way multiplexer per bit), saturated to
+                # _X_BITS bits before it is registered (exact: see _X_BITS). A 64-bit shift by
+                # 0 to 61 and the saturation test in one stage were the ECP5 critical path.
+                coarse = Signal(signed(W + 32), name=f"coarse_{i}")
+                m.d.comb += coarse.eq(prod >> Cat(Const(0, 3), ushift[3:6]))
+                x = Signal(signed(_X_BITS), name=f"x_{i}")
+                m.d.sync += x.eq(_saturate(m, coarse, f"x_sat_{i}", _X_BITS))
+                fine = Signal(unsigned(3), name=f"fine_{i}")
+                m.d.sync += fine.eq(ushift[:3])
+                # Stage 4: the fine shift by f, t saturated to _T_BITS bits before it is
+                # registered (exact: see _T_BITS), so the register, the increment, y, the
+                # zero-point add and the clamp are 10 to 11 bits wide, not W + 32 to W + 35.
                 t = Signal(signed(_T_BITS), name=f"t_{i}")
-                m.d.sync += t.eq(_saturate(m, shifted, f"t_sat_{i}"))
+                m.d.sync += t.eq(_saturate(m, x >> fine, f"t_sat_{i}"))
                 y = Signal(signed(_T_BITS), name=f"y_{i}")
                 m.d.sync += y.eq((t + 1) >> 1)
             else:

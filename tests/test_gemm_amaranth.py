@@ -333,6 +333,35 @@ def test_requantizer_at_the_wide_saturation_edges(rounding):
     _check_requantizer(dut, vectors)
 
 
+def test_requantizer_single_coarse_shift_saturation_edges():
+    """``single``'s shift by ``30 - sh = 8·q + f`` in two stages, the coarse one saturated to
+    17 bits (``npugen.hw.requant._X_BITS``): products whose coarse shift ``acc·M0 >> 8·q``
+    lies at and around ``+-2^16`` (the saturation's edges) for every ``q`` a shift in
+    ``[-31, 30]`` reaches (from 2, below which no 64-bit accumulator gets there with
+    ``M0 >= 2^30``) and every fine shift ``f``, with both multiplier extremes. Against the golden
+    model, which is exact."""
+    lanes = 4
+    dut = Requantizer(lanes=lanes, acc_width=64, rounding="single")
+    vectors = []
+    for q in range(2, 8):
+        for f in range(8):
+            ushift = 8 * q + f
+            if ushift > 61:
+                continue
+            sh = 30 - ushift
+            for mult in (1 << 30, (1 << 31) - 1):
+                accs = []
+                for k in ((1 << 16) - 1, 1 << 16, -(1 << 16), -(1 << 16) - 1):
+                    # acc·mult >> 8q near k: acc = k·2^(8q) / mult, rounded, and its neighbours
+                    a0 = (k << (8 * q)) // mult
+                    accs += [a0 + d for d in (-1, 0, 1, 2)]
+                for j in range(0, len(accs), lanes):
+                    for zp in (-128, 0, 127):   # a saturated y must clamp from any zero point
+                        vectors.append((accs[j:j + lanes], [mult] * lanes, [sh] * lanes, zp,
+                                        -128, 127))
+    _check_requantizer(dut, vectors)
+
+
 @pytest.mark.parametrize("rounding", ["single", "double"])
 @pytest.mark.parametrize("W", [32, 35, 48, 64])
 def test_requantizer_matches_golden(rounding, W):

@@ -723,13 +723,14 @@ def test_result_queue_beats_and_credits(requant, lanes, rounding, seed):
 
 @pytest.mark.parametrize("requant,lanes,nc,want", [
     (False, 1, 3, ResultQueue.latency),
-    (True, 3, 3, ResultQueue.latency + 1 + 5),
-    (True, 1, 3, ResultQueue.latency + 1 + 5 + 2),
-    (True, 2, 3, ResultQueue.latency + 1 + 5 + 1),
-    (True, 2, 2, ResultQueue.latency + 1 + 5)])
+    (True, 3, 3, ResultQueue.latency + 1 + 6),
+    (True, 1, 3, ResultQueue.latency + 1 + 6 + 2),
+    (True, 2, 3, ResultQueue.latency + 1 + 6 + 1),
+    (True, 2, 2, ResultQueue.latency + 1 + 6)])
 def test_result_queue_first_beat_latency(requant, lanes, nc, want):
     """A row written into the empty queue is offered ``latency`` (3) cycles later when raw;
-    a requant row of ``nc`` columns 1 (the drain's slice register) + 5 (the requantizer) +
+    a requant row of ``nc`` columns 1 (the drain's slice register) + 6 (the requantizer,
+    single rounding) +
     ``ceil(nc / lanes) - 1`` later."""
     top_ = _QueueDut(rows=1, cols=3, acc_width=32, depth=2, lanes=lanes)
     dut = top_.res
@@ -800,12 +801,12 @@ def test_engine_latencies_from_its_blocks():
     """The manifest's latencies, hand-computed: the array R + C + 1 (its input register, the
     skew, the last PE's registers), R + C without the input register; the back end one cycle to s1
     (the FIFO write), the FIFO's two and its head register's one to the head, plus the drain's
-    slice register and the requantizer's five."""
+    slice register and the requantizer's six (single rounding)."""
     for rows, cols, dataflow in ((2, 3, "ws"), (4, 2, "os")):
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64)
         Fragment.get(e, None)     # its sub-components were made in hw/gemm.py: use them
         assert e.latencies == {"array": rows + cols + 1, "back_end_raw": 4,
-                               "back_end_requant": 10, "requant": 6}
+                               "back_end_requant": 11, "requant": 7}
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64, array_input_reg=False)
         Fragment.get(e, None)
         assert e.latencies["array"] == rows + cols
@@ -815,7 +816,8 @@ def test_requant_latency_defined_once():
     """The cycle model's requantizer latency is the hardware's (hw/requant.py)."""
     for r in ROUNDING_MODES:
         assert perfmodel.REQUANT_LATENCY[r] == Requantizer.latency_for(r) \
-            == Requantizer(lanes=1, acc_width=32, rounding=r).latency == 5
+            == Requantizer(lanes=1, acc_width=32, rounding=r).latency \
+            == {"single": 6, "double": 5}[r]
 
 
 def _components(module):
