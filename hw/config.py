@@ -418,7 +418,7 @@ class GemmConfig:
     array_input_reg: bool = True
     acc_depth: int = 512
     res_depth: int = 256
-    clock_mhz: float = 200.0
+    clock_mhz: float = 240.0
     softmax: SoftmaxConfig | None = None
     attention: AttentionConfig | None = None
 
