@@ -859,14 +859,15 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
     if kept:
         script += [f"setattr -mod -set keep_hierarchy 1 {' '.join(kept)}"]
     script += ["rename -hide w:*"]
-    soft_pes = any(mod_blocks.get(m) == "array" for m in lut_modules)
     soft_rq = any(mod_blocks.get(m) == "requantizer" for m in lut_modules)
-    if target == "ecp5" and kept and soft_pes and not soft_rq:
+    if target == "ecp5" and kept and not soft_rq:
         # ABC9 maps each kept module for its own minimum depth; in the flat run only the
         # design's critical path is, the rest is area-recovered up to its depth. A PE whose
         # multiplier the DSP budget left in LUTs took 292 LUT4 equivalents out of context
-        # against about 200 in the flat run (4 x 4 on the LFE5U-12F: estimate +5.05 %). A delay
-        # target of one clock period (ps) lets ABC9 recover area on every path shorter than it.
+        # against about 200 in the flat run (4 x 4 on the LFE5U-12F: estimate +5.05 %), and with
+        # every multiplier in a DSP block a PE's weight select (6 inputs a bit, with the write
+        # bypass) became LUT6s (4 x 4: +9.8 %, 8 x 8: +19.9 %). A delay target of one clock
+        # period (ps) lets ABC9 recover area on every path shorter than it.
         # Not with the requantizer's soft multiplier in the flattened part: that is the flat
         # run's critical path, mapped for depth there, and for area under a target it cannot
         # meet (2 x 2, 4 DSPs: estimate -27 %).
