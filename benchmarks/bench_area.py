@@ -194,6 +194,8 @@ def main() -> int:
                     help="pe_product_reg (default: the config's, true)")
     ap.add_argument("--pe-weight-reg", choices=("true", "false"), default=None,
                     help="pe_weight_reg (default: the config's, true)")
+    ap.add_argument("--array-input-reg", choices=("true", "false"), default=None,
+                    help="array_input_reg (default: the config's, true)")
     ap.add_argument("--out", default="build/bench_area", help="work folder (default: %(default)s)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a report already in the work folder for the same design, "
@@ -208,7 +210,9 @@ def main() -> int:
                                ("pe_product_reg", None if args.pe_product_reg is None
                                 else args.pe_product_reg == "true"),
                                ("pe_weight_reg", None if args.pe_weight_reg is None
-                                else args.pe_weight_reg == "true")) if v is not None}
+                                else args.pe_weight_reg == "true"),
+                               ("array_input_reg", None if args.array_input_reg is None
+                                else args.array_input_reg == "true")) if v is not None}
     print("command: .venv/bin/python benchmarks/bench_area.py " + " ".join(sys.argv[1:]))
     print("config: " + ", ".join(f"{k} {v}" for k, v in
                                  GemmConfig(name="x", **extra).to_dict(resolved=True).items()
