@@ -762,31 +762,16 @@ def test_cli_missing_tool_message(tmp_path, monkeypatch, capsys):
     assert "qflow-tech-osu018" in line
 
 
-@pytest.mark.parametrize("bad", ["-3", "many", "1.5"])
-def test_cli_bad_dsp(tmp_path, bad):
-    """One line, like a bad --target: the field, the value, what is allowed."""
-    proc = npugen("area", "--dsp", bad, "--out", str(tmp_path))
+@pytest.mark.parametrize("option,bad,allowed", [
+    *(("--dsp", b, "a number of DSP blocks, 0 or more") for b in ("-3", "many", "1.5")),
+    *(("--seed", b, "an integer from 0 to 2147483647") for b in ("-1", "x", "2147483648")),
+    *(("--pnr-minutes", b, "a positive number of minutes") for b in ("0", "-5", "soon", "inf")),
+])
+def test_cli_bad_area_option(tmp_path, option, bad, allowed):
+    """One line, like a bad --target: the option, the value, what is allowed; nothing written."""
+    proc = npugen("area", "--target", "ecp5", option, bad, "--out", str(tmp_path))
     assert proc.returncode == 2
-    assert proc.stderr == (f"npugen: error: --dsp: '{bad}' is not allowed (a number of DSP "
-                           f"blocks, 0 or more)\n")
-    assert not any(tmp_path.iterdir())                  # nothing written
-
-
-@pytest.mark.parametrize("bad", ["-1", "x", "2147483648"])
-def test_cli_bad_seed(tmp_path, bad):
-    proc = npugen("area", "--target", "ecp5", "--seed", bad, "--out", str(tmp_path))
-    assert proc.returncode == 2
-    assert proc.stderr == (f"npugen: error: --seed: '{bad}' is not allowed (an integer from 0 "
-                           f"to 2147483647)\n")
-    assert not any(tmp_path.iterdir())                  # nothing written
-
-
-@pytest.mark.parametrize("bad", ["0", "-5", "soon", "inf"])
-def test_cli_bad_pnr_minutes(tmp_path, bad):
-    proc = npugen("area", "--target", "ecp5", "--pnr-minutes", bad, "--out", str(tmp_path))
-    assert proc.returncode == 2
-    assert proc.stderr == (f"npugen: error: --pnr-minutes: '{bad}' is not allowed (a positive "
-                           f"number of minutes)\n")
+    assert proc.stderr == f"npugen: error: {option}: '{bad}' is not allowed ({allowed})\n"
     assert not any(tmp_path.iterdir())                  # nothing written
 
 
