@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from npugen.hw.config import GemmConfig
 from npugen.hw.synth import sweep as sw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,9 @@ def test_sweep_writes_csv_and_plot(swept):
     assert [r["name"] for r in rows] == ["sw_1x2_ws_k16", "sw_2x2_ws_k16"]
     for r in rows:
         assert float(r["area"]) > 0 and r["area_unit"] == "NAND2 equivalents"
-        assert float(r["peak_gmacs"]) == pytest.approx(int(r["macs"]) * 0.2)
+        # R·C MACs a cycle at the configuration's clock (the default clock_mhz: no grid key)
+        assert float(r["peak_gmacs"]) == pytest.approx(int(r["macs"]) * GemmConfig().clock_mhz
+                                                       / 1000)
     # The larger array has more throughput and more area: both are on the Pareto front.
     assert [r["pareto"] for r in rows] == ["True", "True"]
     assert res.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
