@@ -27,6 +27,7 @@ import numpy as np
 
 from npugen.hw.errors import InputError
 from npugen.sim import realdata as rd
+from npugen.sim.driver import GemmJob
 from npugen.sim.golden import minilm as gm
 
 __all__ = [
@@ -356,35 +357,45 @@ _GEMM_STEPS = ("qkv", "o", "f1", "f2")
 
 def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, progress=None):
     """GEMM and attention runners for :func:`npugen.sim.golden.minilm.encode` that run on the
-    simulated RTL: every call of the GEMM runner is one simulation of the engine
-    (:func:`npugen.sim.run.gemm_many`: the jobs of one step, each holding every sentence's
-    tokens as rows), every call of the attention runner one simulation of the attention unit
-    per sentence (its 12 heads back to back, :func:`npugen.sim.run.attention`).
+    simulated RTL by stream replay (:mod:`npugen.sim.replay`: the design's top, GEMM engine and
+    attention unit together, compiled once): every call of the GEMM runner is one replay of
+    the jobs of one step back to back (each job holding every sentence's tokens as rows), every
+    call of the attention runner one replay of every sentence's 12 heads back to back (each
+    LUT slot loaded once per replay: the first sentence's heads load it, the others reuse it).
 
     ``stats`` (a list) receives per job ``{"kind", "layer", "step", "sentence" (None for a
     GEMM job, which holds every sentence), "cycles", "macs", "utilization"}`` (GEMM jobs also
     ``m`` and ``model_cycles``): the kind is ``"gemm"`` or ``"attention"``, the step ``"qkv"``,
     ``"attention"``, ``"o"``, ``"f1"`` or ``"f2"`` (the order of
     :func:`npugen.sim.golden.minilm.encode`: four GEMM steps and one attention step per layer).
-    ``progress`` is called with a short description after each simulation.
+    ``progress`` is called with a short description after each replay.
+
+    Raises
+    ------
+    npugen.sim.replay.ReplayError
+        When a replay fails (an error status, a stall, malformed output).
     """
+    from npugen.sim import perfmodel, replay
     from npugen.sim import run as simrun
 
     stats = [] if stats is None else stats
-    calls = {"gemm": 0, "attention": 0, "sentences": 1}
+    calls = {"gemm": 0, "attention": 0}
 
     def gemm_runner(jobs):
-        res = simrun.gemm_many(jobs, config=config, sim=sim, build_dir=build_dir)
+        jobs = [j if isinstance(j, GemmJob) else simrun.make_job(**j) for j in jobs]
+        res = replay.gemm_jobs(jobs, config, sim=sim, build_dir=build_dir)
         i = calls["gemm"]
         calls["gemm"] += 1
         layer, step = divmod(i, len(_GEMM_STEPS))
         for j, (c, st) in zip(jobs, res):
-            m, k = j["a"].shape
+            m, k, n = j.shape
+            cyc = int(st["cycles"])
             stats.append({"kind": "gemm", "layer": layer, "step": _GEMM_STEPS[step],
-                          "sentence": None, "m": int(m), "cycles": int(st["cycles"]),
-                          "model_cycles": int(st["model_cycles"]),
-                          "macs": int(m * k * j["b"].shape[1]),
-                          "utilization": float(st["utilization"])})
+                          "sentence": None, "m": int(m), "cycles": cyc,
+                          "model_cycles": perfmodel.gemm_cycles(config, m, k, n,
+                                                                requant=j.requant),
+                          "macs": int(m * k * n),
+                          "utilization": m * k * n / (cyc * config.rows * config.cols)})
         if progress:
             progress(f"layer {layer} {_GEMM_STEPS[step]}: {len(jobs)} GEMM job(s)")
         return [np.asarray(c) for c, _ in res]
@@ -392,20 +403,31 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
     def attention_runner(att_calls):
         layer = calls["attention"]
         calls["attention"] += 1
-        outs = []
-        for n, c in enumerate(att_calls):
+        loaded: dict = {}
+        plans = []
+        for c in att_calls:
             c = dict(c)
             q, k, v = c.pop("q"), c.pop("k"), c.pop("v")
-            o, st = simrun.attention(q, k, v, **c, config=config, sim=sim,
-                                     build_dir=build_dir)
-            h, t, d = q.shape
+            _, jobs, _ = simrun.plan_attention(q, k, v, **c, config=config, loaded=loaded,
+                                               tag0=sum(len(p) for p in plans))
+            plans.append(jobs)
+        res = replay.attention_jobs([j for p in plans for j in p], config, sim=sim,
+                                    build_dir=build_dir)
+        outs, at = [], 0
+        for n, jobs in enumerate(plans):
+            mine = res[at:at + len(jobs)]
+            at += len(jobs)
+            h = len(jobs)
+            t, _, d = jobs[0].shape
+            cyc = sum(int(st["cycles"]) for _, st in mine)
             stats.append({"kind": "attention", "layer": layer, "step": "attention",
-                          "sentence": n, "cycles": int(st["cycles"]),
-                          "macs": int(2 * h * t * t * d),
-                          "utilization": float(st["utilization"])})
-            outs.append(np.asarray(o))
-            if progress:
-                progress(f"layer {layer} attention: {h} heads, sentence {n}")
+                          "sentence": n, "cycles": cyc, "macs": int(2 * h * t * t * d),
+                          "utilization": h * perfmodel.attention_ideal_cycles(config, t, t)
+                          / cyc})
+            outs.append(np.stack([o for o, _ in mine]).astype(np.int8))
+        if progress:
+            progress(f"layer {layer} attention: {len(att_calls)} sentence(s) x "
+                     f"{len(plans[0]) if plans else 0} heads")
         return outs
 
     return gemm_runner, attention_runner
@@ -606,7 +628,8 @@ def serving(sentences, cfg=None, model=None) -> dict:
     The GEMM steps from :func:`npugen.sim.perfmodel.gemm_cycles` (one job per linear holding
     every sentence's tokens, as :func:`embed` runs them), the attention of each sentence from
     :func:`npugen.sim.perfmodel.attention_cycles` with the tiles the golden pipeline's own int8
-    scores need (every head loading its LUT, as in a fresh simulation). Both models are
+    scores need (the first sentence's heads load their LUTs, the others reuse them: one
+    simulation per layer, as :func:`embed` runs them). Both models are
     cycle-exact with the RTL when jobs run back to back (``docs/perf.md``).
 
     Returns
@@ -650,7 +673,7 @@ def serving(sentences, cfg=None, model=None) -> dict:
                 needs = perfmodel.attention_tile_needs(scores, on, cfg.osi8.B,
                                                        cfg.attention.q_block)
                 row["attention"] += perfmodel.attention_cycles(cfg, t, t, needs,
-                                                               load_lut=True)
+                                                               load_lut=s == 0)
                 macs += 2 * t * t * D_HEAD
         layers.append(row)
     total = sum(sum(r.values()) for r in layers)

@@ -26,7 +26,8 @@ from npugen.sim import golden, perfmodel
 from npugen.hw.errors import CheckFailed, InputError, MissingSectionError
 from npugen.sim.driver import GemmJob, encode_many
 
-__all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "SimulationError"]
+__all__ = ["gemm", "gemm_many", "make_job", "softmax", "attention", "plan_attention",
+           "SimulationError"]
 
 
 @contextlib.contextmanager
@@ -425,6 +426,88 @@ def _heads_of(name: str, x, ndim: int) -> np.ndarray:
     return arr if ndim == 3 else arr[None]
 
 
+def plan_attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None,
+                   zp_v: int = 0, zp_out: int = 0, mask=None, causal: bool = False, config=None,
+                   loaded: dict | None = None, tag0: int = 0):
+    """The attention jobs of :func:`attention` (its arguments and rules), validated.
+
+    ``loaded`` (a dict, LUT slot -> the score scale constant ``c`` it holds) carries the LUT
+    slots' contents from one call to the next when several calls share one simulation; head
+    ``h`` of the call loads its table only when its slot holds another. ``tag0``: the first
+    job's status tag (then one more per head, modulo 256).
+
+    Returns
+    -------
+    (hw.config.GemmConfig, list of npugen.sim.driver.AttentionJob, int)
+        The configuration, one job per head, and ``ndim`` of ``q`` (2 or 3).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`attention`.
+    """
+    import numbers
+
+    from npugen.sim.driver import AttentionJob, encode_attention
+
+    q_arr = np.asarray(q)
+    if q_arr.ndim not in (2, 3):
+        raise InputError(f"q must be a 2-D (M, d) or 3-D (H, M, d) array, not shape "
+                         f"{q_arr.shape}")
+    ndim = q_arr.ndim
+    qs = _heads_of("q", q, ndim)
+    ks = _heads_of("k", k, ndim)
+    vs = _heads_of("v", v, ndim)
+    H = qs.shape[0]
+    if ks.shape[0] != H or vs.shape[0] != H:
+        raise InputError(f"q, k and v must hold the same number of heads, not {H}, "
+                         f"{ks.shape[0]} and {vs.shape[0]}")
+    if H < 1:
+        raise InputError("q must hold at least one head")
+    m, n = qs.shape[1], ks.shape[1]
+    masks = [None] * H
+    if mask is not None:
+        mk = np.asarray(mask)
+        if mk.dtype != np.bool_:
+            raise InputError(f"mask must be a bool array (True = attend), not an array of dtype "
+                             f"{mk.dtype}")
+        if ndim == 3 and mk.shape == (H, m, n):
+            masks = list(mk)
+        elif mk.shape in ((n,), (m, n)):
+            masks = [mk] * H
+        else:
+            shapes = "(N,) or (M, N)" + (" or (H, M, N)" if ndim == 3 else "")
+            raise InputError(f"mask must have shape {shapes}, not {mk.shape}")
+    if scale_s is None:
+        from npugen.sim.golden import calibrate_score_scale
+        with _user_input():
+            ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
+    elif isinstance(scale_s, numbers.Real) and not isinstance(scale_s, bool):
+        ss = [scale_s] * H
+    else:
+        ss = list(scale_s)
+        if len(ss) != H:
+            raise InputError(f"scale_s must be one number or a sequence of {H} (one per head), "
+                             f"not {len(ss)}")
+    d = qs.shape[2]
+    cfg = _attention_config(config, d, min(H, 256))
+    heads = cfg.attention.heads
+    jobs = []
+    loaded = {} if loaded is None else loaded
+    for h in range(H):
+        with _user_input():
+            params = golden.attention_params(scale_q, scale_k, scale_v, ss[h], scale_out, d,
+                                             zp_v=zp_v, zp_o=zp_out)
+        slot = h % heads
+        load = loaded.get(slot) != params.c
+        loaded[slot] = params.c
+        job = AttentionJob(qs[h], ks[h], vs[h], params, mask=masks[h], causal=causal,
+                           head=slot, load_lut=load, tag=(tag0 + h) % 256)
+        encode_attention(job, cfg)              # validate before building anything
+        jobs.append(job)
+    return cfg, jobs, ndim
+
+
 def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp_v: int = 0,
               zp_out: int = 0, mask=None, causal: bool = False, config=None,
               sim: str = "verilator", waves: bool = False,
@@ -502,65 +585,13 @@ def attention(q, k, v, *, scale_q, scale_k, scale_v, scale_out, scale_s=None, zp
     SimulationError
         If the simulation fails (an error status, a crash, a timeout, malformed framing).
     """
-    import numbers
-
     from npugen.sim import runner
-    from npugen.sim.driver import AttentionJob, encode_attention
 
-    q_arr = np.asarray(q)
-    if q_arr.ndim not in (2, 3):
-        raise InputError(f"q must be a 2-D (M, d) or 3-D (H, M, d) array, not shape "
-                         f"{q_arr.shape}")
-    ndim = q_arr.ndim
-    qs = _heads_of("q", q, ndim)
-    ks = _heads_of("k", k, ndim)
-    vs = _heads_of("v", v, ndim)
-    H = qs.shape[0]
-    if ks.shape[0] != H or vs.shape[0] != H:
-        raise InputError(f"q, k and v must hold the same number of heads, not {H}, "
-                         f"{ks.shape[0]} and {vs.shape[0]}")
-    if H < 1:
-        raise InputError("q must hold at least one head")
-    m, n = qs.shape[1], ks.shape[1]
-    masks = [None] * H
-    if mask is not None:
-        mk = np.asarray(mask)
-        if mk.dtype != np.bool_:
-            raise InputError(f"mask must be a bool array (True = attend), not an array of dtype "
-                             f"{mk.dtype}")
-        if ndim == 3 and mk.shape == (H, m, n):
-            masks = list(mk)
-        elif mk.shape in ((n,), (m, n)):
-            masks = [mk] * H
-        else:
-            shapes = "(N,) or (M, N)" + (" or (H, M, N)" if ndim == 3 else "")
-            raise InputError(f"mask must have shape {shapes}, not {mk.shape}")
-    if scale_s is None:
-        from npugen.sim.golden import calibrate_score_scale
-        with _user_input():
-            ss = [calibrate_score_scale(qs[h], ks[h], scale_q, scale_k) for h in range(H)]
-    elif isinstance(scale_s, numbers.Real) and not isinstance(scale_s, bool):
-        ss = [scale_s] * H
-    else:
-        ss = list(scale_s)
-        if len(ss) != H:
-            raise InputError(f"scale_s must be one number or a sequence of {H} (one per head), "
-                             f"not {len(ss)}")
-    d = qs.shape[2]
-    cfg = _attention_config(config, d, min(H, 256))
-    heads = cfg.attention.heads
-    jobs, loaded = [], {}
-    for h in range(H):
-        with _user_input():
-            params = golden.attention_params(scale_q, scale_k, scale_v, ss[h], scale_out, d,
-                                             zp_v=zp_v, zp_o=zp_out)
-        slot = h % heads
-        load = loaded.get(slot) != params.c
-        loaded[slot] = params.c
-        job = AttentionJob(qs[h], ks[h], vs[h], params, mask=masks[h], causal=causal,
-                           head=slot, load_lut=load, tag=h % 256)
-        encode_attention(job, cfg)              # validate before building anything
-        jobs.append(job)
+    cfg, jobs, ndim = plan_attention(q, k, v, scale_q=scale_q, scale_k=scale_k, scale_v=scale_v,
+                                     scale_out=scale_out, scale_s=scale_s, zp_v=zp_v,
+                                     zp_out=zp_out, mask=mask, causal=causal, config=config)
+    H = len(jobs)
+    m, n, d = jobs[0].shape
     scale_rep = [float(j.params.c) for j in jobs]
     name = f"{cfg.name}_attention"
 
