@@ -8,7 +8,8 @@ Subcommands
 ``run softmax``  run rows of scores through the simulated softmax unit (:func:`npugen.sim.run.softmax`)
 ``run attention``  one head of int8 attention through the simulated attention unit
               (:func:`npugen.sim.run.attention`)
-``demo``      run a real transformer layer through the RTL (:func:`npugen.sim.realdata.demo`)
+``demo``      all-MiniLM-L6-v2 on a sentence through the RTL (:func:`npugen.sim.minilm.demo`;
+              ``--layer0``: :func:`npugen.sim.realdata.demo`)
 ``embed``     all-MiniLM-L6-v2 sentence embeddings through the RTL (:func:`npugen.sim.minilm.embed`)
 ``area``      area and timing with open tools (:func:`npugen.hw.synth.area`)
 ``power``     energy of a job from the gate-level netlist's switching
@@ -422,10 +423,14 @@ def cmd_run_attention(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    cfg = _load_config(args.config)
     check_simulator(args.sim)
-    realdata = _import_sim("realdata")
-    return _exit_code(realdata.demo(cfg, sim=args.sim))
+    if args.layer0:
+        cfg = _load_config(args.config)
+        realdata = _import_sim("realdata")
+        return _exit_code(realdata.demo(cfg, sim=args.sim))
+    minilm = _import_sim("minilm")
+    cfg = _load_config(args.config) if args.config is not None else minilm.minilm_config()
+    return _exit_code(minilm.demo(cfg, sim=args.sim))
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -917,14 +922,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to save the int8 output, M x d, written atomically (required)")
     g.set_defaults(func=cmd_run_attention)
 
-    p = sub.add_parser("demo", help="run a real transformer layer through the RTL",
-                       description="Generate the design and run layer 0's Q, K and V "
-                                   "projections of all-MiniLM-L6-v2 through it, then the "
-                                   "layer's attention (12 heads of d = 32) through the "
-                                   "attention unit, each bit-exact against the golden model, "
-                                   "with accuracy against float.")
-    _add_config(p)
+    p = sub.add_parser("demo", help="run all-MiniLM-L6-v2 on a sentence through the RTL",
+                       description="Generate the design and run all six layers of "
+                                   "all-MiniLM-L6-v2 on one sentence through it (every GEMM "
+                                   "job on the engine, every attention head on the attention "
+                                   "unit, bit-exact against the golden pipeline), then print "
+                                   "the cycles per layer and the embedding's cosine to the "
+                                   "float model. With --layer0: layer 0's Q, K and V "
+                                   "projections and 12 heads in detail, with accuracy "
+                                   "against float per projection and head.")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="configuration TOML file (default: configs/minilm.toml's design, the "
+                        "embedded default plus an [attention] section d = 32, 12 heads; with "
+                        "--layer0 the embedded default)")
     _add_sim(p)
+    p.add_argument("--layer0", action="store_true",
+                   help="layer 0 in detail instead of the whole model, on the cocotb runner "
+                        "(default: the whole model)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("embed", help="sentence embeddings of all-MiniLM-L6-v2 through the RTL",

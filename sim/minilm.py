@@ -34,7 +34,8 @@ __all__ = [
     "LAYERS", "HEADS", "D_HEAD", "DATA_DIR", "SENTENCES_PATH", "CALIBRATION_PATH",
     "read_sentences", "layer_tensors", "embeddings_input", "float_forward", "float_embed",
     "pool", "calibrate", "quantize_model", "default_model", "golden_embed", "cosines",
-    "spearman", "pairwise_spearman", "rtl_runners", "embed",
+    "spearman", "pairwise_spearman", "rtl_runners", "embed", "demo", "minilm_config",
+    "layer_jobs", "roofline", "serving",
 ]
 
 #: Encoder layers of all-MiniLM-L6-v2 (``config.json``: ``num_hidden_layers``).
@@ -354,8 +355,26 @@ def pairwise_spearman(e, ref) -> float:
 
 _GEMM_STEPS = ("qkv", "o", "f1", "f2")
 
+#: The steps of a layer, in the order of :func:`npugen.sim.golden.minilm.encode`.
+STEPS = ("qkv", "attention", "o", "f1", "f2")
 
-def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, progress=None):
+
+def _golden_runners(cfg):
+    """The golden pipeline's GEMM and attention runners with the design's rounding and OSI8
+    parameters."""
+    o8 = cfg.osi8
+
+    def gemm(js):
+        return gm.golden_gemm_runner(js, rounding=cfg.rounding)
+
+    def attention(calls):
+        return gm.golden_attention_runner(calls, F=o8.F, B=o8.B, G=o8.G, rounding=cfg.rounding)
+
+    return gemm, attention
+
+
+def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, progress=None,
+                steps=STEPS):
     """GEMM and attention runners for :func:`npugen.sim.golden.minilm.encode` that run on the
     simulated RTL by stream replay (:mod:`npugen.sim.replay`: the design's top, GEMM engine and
     attention unit together, compiled once): every call of the GEMM runner is one replay of
@@ -368,7 +387,8 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
     ``m`` and ``model_cycles``): the kind is ``"gemm"`` or ``"attention"``, the step ``"qkv"``,
     ``"attention"``, ``"o"``, ``"f1"`` or ``"f2"`` (the order of
     :func:`npugen.sim.golden.minilm.encode`: four GEMM steps and one attention step per layer).
-    ``progress`` is called with a short description after each replay.
+    ``progress`` is called with a short description after each replay. ``steps``: the steps
+    (:data:`STEPS`) that run on the RTL; the others run on the golden runners (no statistics).
 
     Raises
     ------
@@ -380,13 +400,16 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
 
     stats = [] if stats is None else stats
     calls = {"gemm": 0, "attention": 0}
+    gemm_gold, attention_gold = _golden_runners(config)
 
     def gemm_runner(jobs):
-        jobs = [j if isinstance(j, GemmJob) else simrun.make_job(**j) for j in jobs]
-        res = replay.gemm_jobs(jobs, config, sim=sim, build_dir=build_dir)
         i = calls["gemm"]
         calls["gemm"] += 1
         layer, step = divmod(i, len(_GEMM_STEPS))
+        if _GEMM_STEPS[step] not in steps:
+            return gemm_gold(jobs)
+        jobs = [j if isinstance(j, GemmJob) else simrun.make_job(**j) for j in jobs]
+        res = replay.gemm_jobs(jobs, config, sim=sim, build_dir=build_dir)
         for j, (c, st) in zip(jobs, res):
             m, k, n = j.shape
             cyc = int(st["cycles"])
@@ -403,6 +426,8 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
     def attention_runner(att_calls):
         layer = calls["attention"]
         calls["attention"] += 1
+        if "attention" not in steps:
+            return attention_gold(att_calls)
         loaded: dict = {}
         plans = []
         for c in att_calls:
@@ -434,7 +459,8 @@ def rtl_runners(*, config, sim: str = "verilator", build_dir=None, stats=None, p
 
 
 def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, layers=None,
-          model=None, check: bool = True, progress=None) -> tuple[np.ndarray, dict]:
+          model=None, check: bool = True, progress=None,
+          steps=STEPS) -> tuple[np.ndarray, dict]:
     """Sentence embeddings computed through the simulated RTL.
 
     Every GEMM job and attention head of the integer pipeline runs on the generated design
@@ -457,6 +483,10 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         Also run the golden pipeline and report bit-exactness of every step.
     progress : callable, optional
         Called with a line of text after each simulation.
+    steps : sequence of str
+        The steps of each layer (:data:`STEPS`) that run on the RTL; the others run on the
+        golden runners and count no cycles (a slice, for the slower simulator: Icarus runs the
+        16 × 16 design at a few hundred cycles a second).
 
     Returns
     -------
@@ -469,6 +499,8 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         ``spearman`` (of the pairwise cosine similarities against the float model's, with 3
         sentences or more; else None), ``jobs`` (the per-job statistics of
         :func:`rtl_runners`), ``bit_exact`` (bool, or None when not checked),
+        ``layer_bit_exact`` (per layer: every job and head of the layer equals the golden
+        pipeline's; None when not checked), ``steps`` (those on the RTL),
         ``wall_s`` (seconds spent in the RTL run), ``layers``, ``config``, ``sim``.
     """
     from npugen.sim.run import _config
@@ -481,11 +513,15 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
     if att is None or att.d != D_HEAD:
         raise InputError(f"design {cfg.name!r} needs an [attention] section with d = {D_HEAD} "
                          f"(configs/minilm.toml has one)")
+    bad = [s for s in steps if s not in STEPS]
+    if bad or not steps:
+        raise InputError(f"steps: {bad or list(steps)} is not allowed (one or more of "
+                         f"{', '.join(STEPS)})")
     model = default_model() if model is None else model
     toks, x0 = zip(*(embeddings_input(s) for s in sentences))
     jobs: list = []
     gemm_runner, attention_runner = rtl_runners(config=cfg, sim=sim, build_dir=build_dir,
-                                                stats=jobs, progress=progress)
+                                                stats=jobs, progress=progress, steps=steps)
     trace: dict = {}
     t0 = time.monotonic()
     h = gm.encode(list(x0), model, layers=layers, gemm_runner=gemm_runner,
@@ -493,25 +529,17 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
                   rounding=cfg.rounding)
     wall = time.monotonic() - t0
     e = np.stack([pool(x) for x in h])
-    exact = None
+    exact = layer_exact = None
     if check:
         gtrace: dict = {}
-        from npugen.sim.golden import minilm as gmod
-
-        osi8 = cfg.osi8
-
-        def att_gold(calls):
-            return gmod.golden_attention_runner(calls, F=osi8.F, B=osi8.B, G=osi8.G,
-                                                rounding=cfg.rounding)
-
-        def gemm_gold(js):
-            return gmod.golden_gemm_runner(js, rounding=cfg.rounding)
-
+        gemm_gold, att_gold = _golden_runners(cfg)
         hg = gm.encode(list(x0), model, layers=layers, gemm_runner=gemm_gold,
                        attention_runner=att_gold, trace=gtrace, rounding=cfg.rounding)
-        exact = all(np.array_equal(np.asarray(a, np.int64), np.asarray(b, np.int64))
-                    for k in gtrace for a, b in zip(trace[k], gtrace[k]))
-        exact = exact and all(np.array_equal(a, b) for a, b in zip(h, hg))
+        same = {k: all(np.array_equal(np.asarray(a, np.int64), np.asarray(b, np.int64))
+                       for a, b in zip(trace[k], gtrace[k])) for k in gtrace}
+        layer_exact = [all(v for k, v in same.items() if k.startswith(f"L{li}."))
+                       for li in range(LAYERS if layers is None else int(layers))]
+        exact = all(same.values()) and all(np.array_equal(a, b) for a, b in zip(h, hg))
     n_layers = LAYERS if layers is None else int(layers)
     ref = np.stack([pool(float_forward(x, layers=n_layers)) for x in x0])
     n_tok = [len(t) for t in toks]
@@ -527,6 +555,8 @@ def embed(sentences, *, config=None, sim: str = "verilator", build_dir=None, lay
         "layers": n_layers,
         "jobs": jobs,
         "bit_exact": exact,
+        "layer_bit_exact": layer_exact,
+        "steps": list(steps),
         "wall_s": wall,
         "config": cfg.name,
         "sim": sim,
@@ -553,6 +583,105 @@ def minilm_config():
         return load_config(CONFIG_PATH)
     return dataclasses.replace(load_config(), name="minilm",
                                attention=AttentionConfig(d=D_HEAD, heads=HEADS))
+
+
+# --------------------------------------------------------------------------------------------
+# npugen demo
+
+
+def demo(cfg=None, sim: str = "verilator", sentence: str = rd.DEFAULT_SENTENCE, console=None,
+         *, progress=True, build_dir="build") -> int:
+    """All-MiniLM-L6-v2 on one sentence through the generated RTL: ``npugen demo``.
+
+    Generates the design's Verilog into ``<build_dir>/<name>/`` (:func:`npugen.hw.emit.generate`),
+    runs :func:`embed` on the sentence (every GEMM job and attention head of the six layers on
+    the simulated RTL by stream replay, checked against the golden pipeline), and prints the
+    sentence and its tokens, a table per layer (cycles of each step, GEMM utilization,
+    bit-exact), the embedding's cosine to the float model, and the serving figures at the
+    design's ``clock_mhz``.
+
+    Parameters
+    ----------
+    cfg : hw.config.GemmConfig, optional
+        The design, with an ``[attention]`` section d = 32; default :func:`minilm_config`.
+    sim : {"verilator", "icarus"}
+    sentence : str
+    console : rich.console.Console, optional
+        Where to print; default :func:`npugen.sim.realdata.make_console` on standard output.
+    progress : bool or rich.console.Console
+        Progress of the long steps on standard error (True), on this console, or not (False).
+    build_dir : path-like
+        Folder of the generated design and of the simulator builds.
+
+    Returns
+    -------
+    int
+        0 when every layer is bit-exact with the golden pipeline; 1 when one is not or the model
+        package is missing (a one-line message says which).
+
+    Raises
+    ------
+    InputError
+        For a design without an ``[attention]`` section of d = 32.
+    """
+    from rich.table import Table
+
+    from npugen.hw.emit import generate
+    from npugen.sim.design import build_npu
+
+    console = console if console is not None else rd.make_console()
+    err = (rd.make_console(stderr=True) if progress is True
+           else None if progress is False else progress)
+    cfg = minilm_config() if cfg is None else cfg
+    att = getattr(cfg, "attention", None)
+    if att is None or att.d != D_HEAD:
+        raise InputError(f"design {cfg.name!r} needs an [attention] section with d = {D_HEAD} "
+                         f"(configs/minilm.toml has one)")
+    try:
+        tokens, _ = embeddings_input(sentence)
+    except rd.ModelUnavailableError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        return 1
+    with rd._progress(err, f"generating {cfg.name}", 1) as advance:
+        generate(cfg, build_dir, top=build_npu)
+        advance()
+    with rd._progress(err, f"all-MiniLM-L6-v2 on {cfg.name} ({sim})", 5 * LAYERS) as advance:
+        e, rep = embed([sentence], config=cfg, sim=sim, build_dir=build_dir,
+                       progress=lambda line: advance())
+    put = lambda text: console.print(text, markup=False, highlight=False)   # noqa: E731
+    put(f"sentence: {sentence}")
+    put(f"tokens:   {len(tokens)}  ({' '.join(tokens)})")
+    put(f"design:   {cfg.name}: {cfg.rows}x{cfg.cols} {cfg.dataflow} GEMM engine and OSI8 "
+        f"attention unit (d = {att.d}, q_block {att.q_block}); Verilog in "
+        f"{Path(build_dir) / cfg.name}")
+    table = Table(title=f"all-MiniLM-L6-v2, {len(tokens)} tokens, through the RTL ({sim}): "
+                        f"cycles per step")
+    for col in ("layer", "Q, K, V", "attention", "O", "FFN 1", "FFN 2", "total",
+                "GEMM util-\nization", "bit-\nexact"):
+        table.add_column(col, justify="right", no_wrap=True)
+    peak = cfg.rows * cfg.cols
+    for li, row in enumerate(rep["layer_cycles"]):
+        gj = [j for j in rep["jobs"] if j["kind"] == "gemm" and j["layer"] == li]
+        util = sum(j["macs"] for j in gj) / (peak * sum(j["cycles"] for j in gj))
+        table.add_row(str(li), *(f"{row[k]:,}" for k in ("qkv", "attention", "o", "f1", "f2")),
+                      f"{sum(row.values()):,}", f"{100 * util:.1f} %",
+                      "yes" if rep["layer_bit_exact"][li] else "NO")
+    total = sum(sum(r.values()) for r in rep["layer_cycles"])
+    table.add_row("all", *(f"{sum(r[k] for r in rep['layer_cycles']):,}"
+                           for k in ("qkv", "attention", "o", "f1", "f2")), f"{total:,}", "",
+                  "yes" if rep["bit_exact"] else "NO")
+    console.print(table)
+    put(f"embedding: {e.shape[1]} floats, L2-normalized; cosine to the float model "
+        f"{rep['cosine'][0]:.5f}")
+    mhz = float(cfg.clock_mhz)
+    put(f"serving:   {total:,} cycles for {len(tokens)} tokens = {total / mhz / 1e3:.3f} ms at "
+        f"clock_mhz {mhz:g} ({len(tokens) * mhz * 1e6 / total:,.0f} tokens/s; clock_mhz is the "
+        f"design's target clock: docs/area.md has the Fmax the asic flow estimates, unplaced)")
+    put(f"run time:  {rep['wall_s']:.1f} s simulating ({sim}, stream replay)")
+    if not rep["bit_exact"]:
+        put("error: RTL output differs from the golden pipeline")
+        return 1
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

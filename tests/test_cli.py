@@ -214,7 +214,8 @@ def test_run_gemm_has_exactly_the_documented_options():
 @pytest.fixture
 def fake_sim(monkeypatch):
     """Stand-ins for sim.runner, sim.run and sim.realdata that record their calls."""
-    calls: dict[str, list] = {"verify": [], "gemm": [], "demo": [], "attention": []}
+    calls: dict[str, list] = {"verify": [], "gemm": [], "demo": [], "attention": [],
+                              "demo_layer0": []}
     result = {"verify": 0, "demo": 0, "gemm_error": None}
 
     runner = types.ModuleType("npugen.sim.runner")
@@ -243,13 +244,22 @@ def fake_sim(monkeypatch):
 
     realdata = types.ModuleType("npugen.sim.realdata")
 
+    def demo_layer0(cfg, *, sim):
+        calls["demo_layer0"].append(dict(cfg=cfg, sim=sim))
+        return result["demo"]
+    realdata.demo = demo_layer0
+
+    minilm = types.ModuleType("npugen.sim.minilm")
+
     def demo(cfg, *, sim):
         calls["demo"].append(dict(cfg=cfg, sim=sim))
         return result["demo"]
-    realdata.demo = demo
+    minilm.demo = demo
+    minilm.minilm_config = lambda: "the minilm config"
 
     import npugen.sim as sim
-    for name, module in (("runner", runner), ("run", run), ("realdata", realdata)):
+    for name, module in (("runner", runner), ("run", run), ("realdata", realdata),
+                         ("minilm", minilm)):
         monkeypatch.setitem(sys.modules, f"npugen.sim.{name}", module)
         monkeypatch.setattr(sim, name, module, raising=False)
     return calls, result
@@ -283,20 +293,26 @@ def test_verify_without_seed_prints_the_chosen_one(fake_sim, capsys):
     assert isinstance(seed, int) and capsys.readouterr().out == f"seed: {seed}\n"
 
 
-def test_demo_calls_realdata(fake_sim, tmp_path):
+def test_demo_calls_minilm_and_layer0_realdata(fake_sim, tmp_path):
     calls, result = fake_sim
     (tmp_path / "c.toml").write_text("rows = 4\ncols = 4\n")
     assert cli.main(["demo", "--config", str(tmp_path / "c.toml")]) == 0
     assert calls["demo"][0]["cfg"].rows == 4 and calls["demo"][0]["sim"] == "verilator"
+    assert cli.main(["demo", "--sim", "icarus"]) == 0
+    assert calls["demo"][1] == {"cfg": "the minilm config", "sim": "icarus"}
+    assert calls["demo_layer0"] == []
+    assert cli.main(["demo", "--layer0"]) == 0
+    assert calls["demo_layer0"][0]["cfg"].name == "npu" and len(calls["demo"]) == 2
     result["demo"] = 1
     assert cli.main(["demo"]) == 1
+    assert cli.main(["demo", "--layer0"]) == 1
 
 
 def test_missing_sim_module_is_one_line(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "npugen.sim.realdata", None)     # import raises ImportError
+    monkeypatch.setitem(sys.modules, "npugen.sim.minilm", None)       # import raises ImportError
     assert cli.main(["demo"]) == 1
     err = capsys.readouterr().err
-    assert one_error_line(err).startswith("npugen: error: cannot import npugen.sim.realdata: ")
+    assert one_error_line(err).startswith("npugen: error: cannot import npugen.sim.minilm: ")
 
 
 def test_import_error_inside_the_library_is_one_line(fake_sim, monkeypatch, capsys):
@@ -304,7 +320,7 @@ def test_import_error_inside_the_library_is_one_line(fake_sim, monkeypatch, caps
 
     def demo(cfg, *, sim):
         raise ModuleNotFoundError("No module named 'npugen.sim.run'", name="npugen.sim.run")
-    monkeypatch.setattr(sim.realdata, "demo", demo)
+    monkeypatch.setattr(sim.minilm, "demo", demo)
     assert cli.main(["demo"]) == 1
     assert one_error_line(capsys.readouterr().err) == \
         "npugen: error: a part of npugen cannot be imported: No module named 'npugen.sim.run'"

@@ -166,25 +166,53 @@ def _slice_config():
 
 @needs_model
 @pytest.mark.rtl
-@pytest.mark.parametrize("sim", ["verilator", pytest.param("icarus", marks=pytest.mark.full)])
-def test_embed_slice_bit_exact_through_rtl(sim):
-    """Layer 0 of two short sentences: every GEMM job and head through the RTL equals the
-    golden pipeline step by step (``embed`` checks each), and the pooled result equals the
-    golden pipeline's."""
+def test_embed_slice_bit_exact_through_rtl():
+    """Layer 0 of two short sentences on Verilator: every GEMM job and head through the RTL
+    equals the golden pipeline step by step (``embed`` checks each), and the pooled result
+    equals the golden pipeline's."""
     from npugen.sim import minilm as M
 
-    need_sim(sim)
     sentences = ["Hi there.", "Good night!"]
-    e, rep = M.embed(sentences, config=_slice_config(), sim=sim, build_dir=BUILD, layers=1)
-    assert rep["bit_exact"] is True
+    e, rep = M.embed(sentences, config=_slice_config(), build_dir=BUILD, layers=1)
+    assert rep["bit_exact"] is True and rep["layer_bit_exact"] == [True]
     np.testing.assert_allclose(e, M.golden_embed(sentences, layers=1).astype(np.float32))
     kinds = [j["kind"] for j in rep["jobs"]]
     assert kinds.count("gemm") == 6              # every sentence's tokens in one job per linear
     assert kinds.count("attention") == len(sentences)
     assert all(c > 0 for c in rep["cycles"])
     assert min(rep["cosine"]) > 0.99
-    # the RTL's cycles are the cycle-exact models' (perfmodel.gemm_cycles, attention_cycles)
+    # the RTL's cycles are the cycle-exact models' (perfmodel.gemm_cycles, attention_cycles;
+    # the second sentence's heads reuse the LUTs the first loaded)
     assert rep["layer_cycles"][0] == M.serving(sentences, _slice_config())["layers"][0]
+
+
+@needs_model
+@pytest.mark.rtl
+def test_embed_slice_attention_on_icarus():
+    """Layer 0's attention step (12 heads of one sentence) on Icarus, the GEMM steps on the
+    golden runners: Icarus runs the 16 x 16 design at a few hundred cycles a second, and one
+    layer's weights alone take about 110,000 cycles to stream (docs/realdata.md)."""
+    from npugen.sim import minilm as M
+
+    need_sim("icarus")
+    sentences = ["Hi there."]
+    e, rep = M.embed(sentences, config=_slice_config(), sim="icarus", build_dir=BUILD,
+                     layers=1, steps=("attention",))
+    assert rep["bit_exact"] is True and rep["steps"] == ["attention"]
+    assert [j["kind"] for j in rep["jobs"]] == ["attention"]
+    np.testing.assert_allclose(e, M.golden_embed(sentences, layers=1).astype(np.float32))
+    want = M.serving(sentences, _slice_config())["layers"][0]
+    assert rep["layer_cycles"][0] == {"qkv": 0, "attention": want["attention"], "o": 0,
+                                      "f1": 0, "f2": 0}
+
+
+def test_embed_rejects_unknown_steps():
+    from npugen.hw.errors import InputError
+    from npugen.sim import minilm as M
+
+    with pytest.raises(InputError, match=r"steps: \['ffn'\] is not allowed \(one or more of "
+                                         r"qkv, attention, o, f1, f2\)"):
+        M.embed(["Hi."], config=_slice_config(), steps=("qkv", "ffn"))
 
 
 # ------------------------------------------------------------------------------------------
