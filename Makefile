@@ -1,7 +1,7 @@
 # npugen: the README's commands. Needs Python >= 3.10 (with venv; Debian: python3-venv), a C++
 # compiler, make and perl; everything else comes from PyPI into .venv.
 #
-#   make demo        a real transformer layer through the generated RTL (npugen demo)
+#   make demo        all-MiniLM-L6-v2 on a sentence through the generated RTL (npugen demo)
 #   make test        the test suite (pytest -n auto), the covering subset of the slow sweeps included
 #   make test-full   the same with every slow sweep (pytest -n auto --full; docs/verification.md)
 #
