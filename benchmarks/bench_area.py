@@ -196,6 +196,8 @@ def main() -> int:
                     help="pe_weight_reg (default: the config's, true)")
     ap.add_argument("--array-input-reg", choices=("true", "false"), default=None,
                     help="array_input_reg (default: the config's, true)")
+    ap.add_argument("--dsp-primitive", choices=("none", "ecp5"), default=None,
+                    help="dsp_primitive (default: the config's, none)")
     ap.add_argument("--out", default="build/bench_area", help="work folder (default: %(default)s)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a report already in the work folder for the same design, "
@@ -212,7 +214,8 @@ def main() -> int:
                                ("pe_weight_reg", None if args.pe_weight_reg is None
                                 else args.pe_weight_reg == "true"),
                                ("array_input_reg", None if args.array_input_reg is None
-                                else args.array_input_reg == "true")) if v is not None}
+                                else args.array_input_reg == "true"),
+                               ("dsp_primitive", args.dsp_primitive)) if v is not None}
     print("command: .venv/bin/python benchmarks/bench_area.py " + " ".join(sys.argv[1:]))
     print("config: " + ", ".join(f"{k} {v}" for k, v in
                                  GemmConfig(name="x", **extra).to_dict(resolved=True).items()

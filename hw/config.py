@@ -384,6 +384,14 @@ class GemmConfig:
         A and B lanes, ``valid``, ``last``) once before its skew, so no control logic reaches a
         PE's multiplier in the same cycle (Fmax), for ``8 · (rows + cols)`` and a few
         flip-flops and one cycle of latency per job. Both dataflows.
+    dsp_primitive : str
+        ``"none"`` (portable Verilog: every multiplier is a ``*`` for the flow to map) or
+        ``"ecp5"``: each weight-stationary PE's product is an instantiated Lattice ECP5
+        ``MULT18X18D`` whose own input registers hold ``w_cur`` and a copy of the activation
+        and whose output register is ``prod`` (Yosys cannot pack registers into ECP5 DSP
+        blocks). Same cycles and results; needs dataflow ``ws`` and the three registers
+        above; synthesizes for the ``ecp5`` target only, and simulates with npugen's model
+        of the primitive (:mod:`npugen.hw.primitives`).
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
@@ -416,6 +424,7 @@ class GemmConfig:
     pe_product_reg: bool = True
     pe_weight_reg: bool = True
     array_input_reg: bool = True
+    dsp_primitive: str = "none"
     acc_depth: int = 512
     res_depth: int = 256
     clock_mhz: float = 240.0
@@ -637,6 +646,23 @@ def _check_bool(key: str):
     return check
 
 
+#: Values of ``dsp_primitive``.
+DSP_PRIMITIVES = ("none", "ecp5")
+
+
+def _check_dsp_primitive(cfg: GemmConfig, value: Any) -> str:
+    if not isinstance(value, str) or value not in DSP_PRIMITIVES:
+        raise _bad("dsp_primitive", value, " or ".join(f'"{v}"' for v in DSP_PRIMITIVES))
+    if value != "none":
+        need = [k for k in ("pe_product_reg", "pe_weight_reg", "array_input_reg")
+                if not getattr(cfg, k)]
+        if cfg.dataflow.pick(ws=False, os=True) or need:
+            raise _bad("dsp_primitive", value,
+                       '"none" unless dataflow is "ws" and pe_product_reg, pe_weight_reg and '
+                       "array_input_reg are true (the DSP block's registers hold them)")
+    return value
+
+
 def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     lo, hi = _ACC_DEPTHS
     if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
@@ -685,6 +711,7 @@ _CHECKS = {
     "pe_product_reg": _pe_register("pe_product_reg"),
     "pe_weight_reg": _pe_register("pe_weight_reg"),
     "array_input_reg": _check_bool("array_input_reg"),
+    "dsp_primitive": _check_dsp_primitive,
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,

@@ -9,6 +9,7 @@
 ``<name>.core``           FuseSoC CAPI2 core: filesets ``rtl``, ``lint_waivers`` and ``constraints``
 ``<name>.h``              C header: command and status formats (:mod:`npugen.hw.isa`), design parameters
 ``<name>.sdc``            clock and I/O constraints
+``<name>_sim_models.v``   only with ``dsp_primitive``: simulation models of the vendor primitives
 ``report.md``             a short human report
 ``manifest.json``         parameters, ports, latencies, tool versions, sha256 of the other files
 ========================  =====================================================================
@@ -292,6 +293,10 @@ def _sdc(cfg: GemmConfig, ports: list[Port]) -> str:
 
 
 def _core(cfg: GemmConfig) -> str:
+    from .primitives import models_for
+    models = bool(models_for(cfg))
+    sim_models = ["  sim_models:", "    files:", f"      - {cfg.name}_sim_models.v",
+                  "    file_type: verilogSource"] if models else []
     return "\n".join([
         "CAPI=2:",
         f"# FuseSoC core of the npugen design \"{cfg.name}\" (npugen {__version__}).",
@@ -311,6 +316,7 @@ def _core(cfg: GemmConfig) -> str:
         "    files:",
         f"      - {cfg.name}.sdc",
         "    file_type: SDC",
+        *sim_models,
         "",
         "targets:",
         "  default:",
@@ -318,7 +324,7 @@ def _core(cfg: GemmConfig) -> str:
         f"    toplevel: {cfg.name}",
         "  lint:",
         "    default_tool: verilator",
-        "    filesets: [lint_waivers, rtl]",
+        f"    filesets: [lint_waivers, {'sim_models, ' if models else ''}rtl]",
         f"    toplevel: {cfg.name}",
         "    tools:",
         "      verilator:",
@@ -591,14 +597,24 @@ def render(cfg: GemmConfig, top: Callable[[GemmConfig], Any] | None = None) -> d
 
     tools = _tool_versions(text)
     n = cfg.name
+    from .primitives import models_for
+    models = models_for(cfg)
+    vlt = lint_waivers(text, f"{n}.v")
+    if models:
+        vlt += ("\n// The vendor primitives' simulation models (npugen.hw.primitives): not part of "
+                "the design.\n" f'lint_off -file "*{n}_sim_models.v"\n'
+                "// The DSP instances leave their unused inputs at the block's defaults.\n"
+                f'lint_off -rule PINMISSING -file "*{n}.v"\n')
     files: dict[str, bytes] = {
         f"{n}.v": text.encode(),
-        f"{n}.vlt": lint_waivers(text, f"{n}.v").encode(),
+        f"{n}.vlt": vlt.encode(),
         f"{n}.f": f"{n}.v\n".encode(),
         f"{n}.core": _core(cfg).encode(),
         f"{n}.h": _header(cfg).encode(),
         f"{n}.sdc": _sdc(cfg, ports).encode(),
     }
+    if models:
+        files[f"{n}_sim_models.v"] = "\n".join(models.values()).encode()
     files["report.md"] = _report(cfg, ports, latencies, tools, files).encode()
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -767,6 +783,9 @@ def lint(verilog_path: str | os.PathLike[str], *,
             vlt.write_text(lint_waivers(text, path.name), encoding="utf-8")
         cmd = [verilator_bin(), "--lint-only", "-Wall", "-Wno-fatal", str(vlt.resolve()),
                path.name]
+        models = path.with_name(f"{path.stem}_sim_models.v")
+        if models.is_file():          # vendor primitives' simulation models (dsp_primitive)
+            cmd.append(models.name)
         proc = subprocess.run(cmd, cwd=path.parent, env=verilator_env(),
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               errors="replace")

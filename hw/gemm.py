@@ -1331,6 +1331,9 @@ class GemmEngine(wiring.Component):
         :class:`~npugen.hw.systolic.WeightStationaryArray` and
         :class:`~npugen.hw.systolic.OutputStationaryArray`; default True): no sequencer logic
         reaches a PE's multiplier in the same cycle, for one cycle of array latency.
+    dsp_primitive : str
+        ``"none"`` or ``"ecp5"`` (ws only): each PE's product in an instantiated ECP5
+        ``MULT18X18D`` holding its registers (:class:`~npugen.hw.pe.WeightStationaryPE`).
 
     Members
     -------
@@ -1356,7 +1359,7 @@ class GemmEngine(wiring.Component):
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64, requant_lanes: int | None = None,
                  pe_product_reg: bool = True, pe_weight_reg: bool = True,
-                 array_input_reg: bool = True):
+                 array_input_reg: bool = True, dsp_primitive: str = "none"):
         check_dims(rows, cols)
         if dataflow not in {d.value for d in Dataflow}:
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
@@ -1383,6 +1386,8 @@ class GemmEngine(wiring.Component):
                 or not 1 <= requant_lanes <= cols):
             raise ValueError(f"Requantizer lanes must be an integer from 1 to cols ({cols}), "
                              f"not {requant_lanes!r}")
+        if dsp_primitive != "none" and self.dataflow.pick(ws=False, os=True):
+            raise ValueError("DSP primitive PEs are weight-stationary only")
         if not (pe_product_reg and pe_weight_reg) and self.dataflow.pick(ws=False, os=True):
             raise ValueError("An output-stationary PE has no product or weight register to "
                              "leave out (pe_product_reg and pe_weight_reg are ws-only)")
@@ -1393,7 +1398,8 @@ class GemmEngine(wiring.Component):
         # The one place the dataflow chooses: the array and the sequencer that feeds it.
         array_cls, seq_cls, array_kw = self.dataflow.pick(
             ws=(WeightStationaryArray, WeightStationarySequencer,
-                {"product_reg": pe_product_reg, "weight_reg": pe_weight_reg}),
+                {"product_reg": pe_product_reg, "weight_reg": pe_weight_reg,
+                 "dsp_primitive": dsp_primitive}),
             os=(OutputStationaryArray, OutputStationarySequencer, {"acc_width": acc_width}))
         self._array = array_cls(rows=rows, cols=cols, input_reg=array_input_reg, **array_kw)
         self._sequencer = seq_cls(rows=rows, cols=cols, acc_depth=acc_depth,
@@ -1423,7 +1429,8 @@ class GemmEngine(wiring.Component):
                    res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None),
                    pe_product_reg=getattr(cfg, "pe_product_reg", True),
                    pe_weight_reg=getattr(cfg, "pe_weight_reg", True),
-                   array_input_reg=getattr(cfg, "array_input_reg", True))
+                   array_input_reg=getattr(cfg, "array_input_reg", True),
+                   dsp_primitive=getattr(cfg, "dsp_primitive", "none"))
 
     @property
     def latencies(self) -> dict[str, int]:

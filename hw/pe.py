@@ -49,10 +49,16 @@ class WeightStationaryPE(wiring.Component):
         Register and output the activation for the PE to the right (false for the last column).
     product_reg, weight_reg : bool
         The product and weight registers above (default: both).
+    dsp_primitive : str
+        ``"none"`` or ``"ecp5"``: the product in an instantiated ECP5 ``MULT18X18D`` whose
+        input registers hold ``w_cur`` and a copy of ``a`` and whose output register is
+        ``prod`` (:func:`npugen.hw.primitives.ecp5_mult`; needs both registers). The copy of
+        ``a`` loads from ``a_next``, so the product is the same in every cycle.
 
     Members
     -------
     a : In(signed(8))
+    a_next : In(signed(8)), the ``a`` of the next cycle (with ``dsp_primitive``)
     sel_next : In(1), the weight register the next cycle's ``a`` meets (with ``weight_reg``)
     sel : In(1), the weight register this cycle's ``a`` meets (without ``weight_reg``)
     psum_in : In(signed(psum_width))
@@ -67,11 +73,16 @@ class WeightStationaryPE(wiring.Component):
     report_block = "array"
 
     def __init__(self, *, psum_width: int, pass_right: bool = True, product_reg: bool = True,
-                 weight_reg: bool = True):
+                 weight_reg: bool = True, dsp_primitive: str = "none"):
         self.psum_width = _check_width("Partial sum width", psum_width)
         self.pass_right = bool(pass_right)
         self.product_reg = bool(product_reg)
         self.weight_reg = bool(weight_reg)
+        if dsp_primitive not in ("none", "ecp5"):
+            raise ValueError(f"DSP primitive must be 'none' or 'ecp5', not {dsp_primitive!r}")
+        if dsp_primitive != "none" and not (self.product_reg and self.weight_reg):
+            raise ValueError("An ECP5 DSP primitive PE needs the product and weight registers")
+        self.dsp_primitive = dsp_primitive
         members = {
             "a": In(signed(8)), ("sel_next" if self.weight_reg else "sel"): In(1),
             "psum_in": In(signed(psum_width)), "w_we": In(2), "w_data": In(signed(8)),
@@ -79,6 +90,8 @@ class WeightStationaryPE(wiring.Component):
         }
         if self.pass_right:
             members["a_out"] = Out(signed(8))
+        if self.dsp_primitive != "none":
+            members["a_next"] = In(signed(8))
         super().__init__(members)
 
     @property
@@ -98,13 +111,18 @@ class WeightStationaryPE(wiring.Component):
         if self.weight_reg:
             # w_cur(t) = w[sel(t)](t): sel one cycle early, and each register's value as it
             # will be after this cycle's write.
+            w_next = Mux(self.sel_next, Mux(self.w_we[1], self.w_data, w1),
+                         Mux(self.w_we[0], self.w_data, w0))
             w_cur = Signal(signed(8))
-            m.d.sync += w_cur.eq(Mux(self.sel_next,
-                                     Mux(self.w_we[1], self.w_data, w1),
-                                     Mux(self.w_we[0], self.w_data, w0)))
+            m.d.sync += w_cur.eq(w_next)
         else:
             w_cur = Mux(self.sel, w1, w0)
-        if self.product_reg:
+        if self.dsp_primitive == "ecp5":
+            # prod(t) = a(t - 1) * w_cur(t - 1), as below: the DSP's input registers load
+            # a_next and w_next (the next a and w_cur) and its output register is prod.
+            from npugen.hw.primitives import ecp5_mult
+            prod = ecp5_mult(m, self.a_next, w_next, name="dsp")
+        elif self.product_reg:
             prod = Signal(signed(16))
             m.d.sync += prod.eq(self.a * w_cur)
         else:

@@ -28,13 +28,19 @@ def check_dims(rows, cols, limit: int = 64) -> None:
             raise ValueError(f"{name} must be an integer from 1 to {limit}, not {v!r}")
 
 
-def _delay(m: Module, value, cycles: int, name: str):
-    """Return ``value`` delayed by ``cycles`` registers."""
+def _delay_taps(m: Module, value, cycles: int, name: str) -> list:
+    """``value`` and its copies delayed by 1 to ``cycles`` registers (``name_d1``, ...)."""
+    taps = [value]
     for d in range(cycles):
         reg = Signal.like(value, name=f"{name}_d{d + 1}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
+        m.d.sync += reg.eq(taps[-1])
+        taps.append(reg)
+    return taps
+
+
+def _delay(m: Module, value, cycles: int, name: str):
+    """Return ``value`` delayed by ``cycles`` registers."""
+    return _delay_taps(m, value, cycles, name)[-1]
 
 
 class WeightStationaryArray(wiring.Component):
@@ -70,6 +76,10 @@ class WeightStationaryArray(wiring.Component):
         Register every input (the row of A, ``sel``, the weight load) once before the skew, so
         that no logic of the caller's reaches a PE's multiplier in the same cycle (default:
         True; one cycle of :attr:`latency`, ``8 · (rows + cols) + 3 + bits(rows)`` flip-flops).
+    dsp_primitive : str
+        The PEs' ``dsp_primitive`` (:class:`~npugen.hw.pe.WeightStationaryPE`; ``"ecp5"``
+        needs ``input_reg``): each PE gets as ``a_next`` the input of the PE on its left, the
+        first column the input of its last skew register.
 
     Members
     -------
@@ -93,11 +103,14 @@ class WeightStationaryArray(wiring.Component):
     report_block = "array"
 
     def __init__(self, *, rows: int, cols: int, product_reg: bool = True,
-                 weight_reg: bool = True, input_reg: bool = True):
+                 weight_reg: bool = True, input_reg: bool = True, dsp_primitive: str = "none"):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
         self.product_reg, self.weight_reg = bool(product_reg), bool(weight_reg)
         self.input_reg = bool(input_reg)
+        if dsp_primitive != "none" and not self.input_reg:
+            raise ValueError("An array of DSP primitive PEs needs the input register")
+        self.dsp_primitive = dsp_primitive
         self.psum_width = (16384 * rows).bit_length() + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
@@ -146,7 +159,8 @@ class WeightStationaryArray(wiring.Component):
             sel_taps.append(tap)
         psum_above = [0] * C
         for r in range(R):
-            a = _delay(m, self.a[r], r + i, f"skew_a{r}")
+            taps = _delay_taps(m, self.a[r], r + i, f"skew_a{r}")
+            a, a_next = taps[-1], taps[-2] if len(taps) > 1 else None
             for c in range(C):
                 en_c, row_c, buf_c, data_c = load[c]
                 we = Signal(2, name=f"w_we_{r}_{c}")
@@ -156,7 +170,10 @@ class WeightStationaryArray(wiring.Component):
                 # needs (the last row: psum_width).
                 pe = WeightStationaryPE(psum_width=(16384 * (r + 1)).bit_length() + 1,
                                         pass_right=c < C - 1, product_reg=self.product_reg,
-                                        weight_reg=self.weight_reg)
+                                        weight_reg=self.weight_reg,
+                                        dsp_primitive=self.dsp_primitive)
+                if self.dsp_primitive != "none":
+                    m.d.comb += pe.a_next.eq(a_next)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 # without w_cur the PE selects with this cycle's sel: one tap further on
                 sel_pin = pe.sel_next if self.weight_reg else pe.sel
@@ -164,7 +181,7 @@ class WeightStationaryArray(wiring.Component):
                              pe.psum_in.eq(psum_above[c]), pe.w_we.eq(we),
                              pe.w_data.eq(data_c)]
                 if c < C - 1:
-                    a = pe.a_out
+                    a_next, a = a, pe.a_out
                 psum_above[c] = pe.psum_out
         for c in range(C):
             m.d.comb += self.c[c].eq(_delay(m, psum_above[c], C - 1 - c, f"deskew_c{c}"))

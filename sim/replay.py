@@ -305,7 +305,8 @@ def build(cfg, sim: str = "verilator", build_dir=None) -> tuple[Path, list[Port]
     text = harness(top, ports)
     args = VERILATOR_ARGS + VERILATOR_OPT if sim == "verilator" else ("-g2005",)
     digest = hashlib.sha256(rtl.read_bytes() + text.encode() + repr(args).encode()
-                            + _MAIN_CPP.encode()).hexdigest()
+                            + _MAIN_CPP.encode()
+                            + b"".join(p.read_bytes() for p in runner.sim_models(rtl))).hexdigest()
     sdir = ddir / f"replay-{sim}"
     with runner._locked(ddir / ".lock"):
         if (sdir / ".built").is_file() and (sdir / ".built").read_text() == digest:
@@ -318,12 +319,13 @@ def build(cfg, sim: str = "verilator", build_dir=None) -> tuple[Path, list[Port]
                 from npugen.hw.tools import verilator_env
                 (tmp / "main.cpp").write_text(_MAIN_CPP.format(top=HARNESS_TOP))
                 cmd = [verilator_bin(), *VERILATOR_ARGS, "--top-module", HARNESS_TOP,
-                       "--Mdir", "obj", "-o", "../replay", "main.cpp", "harness.v", str(rtl)]
+                       "--Mdir", "obj", "-o", "../replay", "main.cpp", "harness.v", str(rtl),
+                       *map(str, runner.sim_models(rtl))]
                 env = verilator_env()
                 env["MAKEFLAGS"] = " ".join(VERILATOR_OPT)
             else:
                 cmd = [icarus_bin(), *args, "-s", HARNESS_TOP, "-o", "replay.vvp",
-                       "harness.v", str(rtl)]
+                       "harness.v", str(rtl), *map(str, runner.sim_models(rtl))]
                 env = dict(os.environ)
             with open(log, "w") as f:
                 rc = subprocess.run(cmd, cwd=tmp, env=env, stdout=f, stderr=subprocess.STDOUT)

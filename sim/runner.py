@@ -332,7 +332,8 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
         tmp = Path(tempfile.mkdtemp(prefix=f".{sdir.name}.tmp-", dir=ddir))
         try:
             failed_log = ddir / f"{sdir.name}.build.log"
-            seconds = _compile(ecfg.name, sim, waves, [rtl], build_args, tmp, failed_log)
+            seconds = _compile(ecfg.name, sim, waves, [rtl, *sim_models(rtl)], build_args, tmp,
+                               failed_log)
             failed_log.unlink(missing_ok=True)
             (tmp / ".built").write_text(vhash)
             if sdir.exists():
@@ -348,6 +349,13 @@ def build(cfg, sim: str = "verilator", build_dir=None, waves: bool = False,
             done = f"Verilog {generated:.1f} s, {done}"
         _log.info("built %s for %s in %.1f s (%s)", ecfg.name, sim, time.monotonic() - t0, done)
     return sdir
+
+
+def sim_models(rtl: Path) -> list[Path]:
+    """The simulation models of vendor primitives written beside a design's Verilog
+    (``<name>_sim_models.v``, :mod:`npugen.hw.primitives`), to compile with it."""
+    models = rtl.with_name(f"{rtl.stem}_sim_models.v")
+    return [models] if models.is_file() else []
 
 
 def _ensure_rtl(cfg, ddir: Path, top: str) -> tuple[Path, float | None]:

@@ -134,6 +134,8 @@ INVALID = [
     ("pe_product_reg", 1, "true or false", "1"),
     ("pe_weight_reg", "yes", "true or false", '"yes"'),
     ("array_input_reg", 0, "true or false", "0"),
+    ("dsp_primitive", "xilinx", '"none" or "ecp5"', '"xilinx"'),
+    ("dsp_primitive", True, '"none" or "ecp5"', "true"),
     ("res_depth", 15, "an integer from 16 (at least rows) to 4096", "15"),
     ("res_depth", 4097, "an integer from 16 (at least rows) to 4096", "4097"),
     ("res_depth", True, "an integer from 16 (at least rows) to 4096", "true"),
@@ -155,6 +157,18 @@ def test_invalid_value(key, value, allowed, shown):
     assert str(info.value) == message
     assert "\n" not in str(info.value)
     assert info.value.key == key and info.value.source is None
+
+
+@pytest.mark.parametrize("kw", [{"dataflow": "os"}, {"pe_product_reg": False},
+                                {"pe_weight_reg": False}, {"array_input_reg": False}],
+                         ids=lambda kw: next(iter(kw)))
+def test_dsp_primitive_needs_ws_and_the_registers_it_holds(kw):
+    """The DSP block's registers are w_cur, prod and a copy of the activation register, fed
+    from the array's input register: without one of them there is nothing to hold."""
+    assert GemmConfig(dsp_primitive="ecp5").dsp_primitive == "ecp5"
+    with pytest.raises(ConfigError, match=r'^dsp_primitive: "ecp5" is not allowed \("none" '
+                                          r'unless dataflow is "ws" and pe_product_reg'):
+        GemmConfig(dsp_primitive="ecp5", **kw)
 
 
 def test_pe_registers_are_ws_only():
@@ -243,7 +257,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, acc_depth, res_depth, clock_mhz, softmax, "
+                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, acc_depth, res_depth, clock_mhz, softmax, "
                                "attention)")
     assert info.value.key == "row"
 
@@ -423,7 +437,8 @@ def test_to_toml_is_deterministic_and_ordered():
     assert text == GemmConfig().to_toml()
     keys = [line.split(" = ")[0] for line in text.splitlines() if not line.startswith("#")]
     assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "pe_product_reg",
-                    "pe_weight_reg", "array_input_reg", "acc_depth", "res_depth", "clock_mhz"]
+                    "pe_weight_reg", "array_input_reg", "dsp_primitive", "acc_depth",
+                    "res_depth", "clock_mhz"]
     assert "# acc_width = 32  (derived from k_max)" in text
     assert "# requant_lanes = 4  (derived from cols)" in text
     assert "acc_width = 48\n" in GemmConfig(acc_width=48).to_toml()

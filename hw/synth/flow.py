@@ -334,7 +334,7 @@ def _unsigned_declarations(netlist: Path) -> None:
 
 
 def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 200.0,
-               between: list[str] | None = None) -> list[str]:
+               between: list[str] | None = None, primitives: bool = False) -> list[str]:
     nf = "" if flat else " -noflatten"
     # ABC maps for this delay target (ps) and buffers and sizes high-fanout nets for it.
     period_ps = int(round(1e6 / clock_mhz))
@@ -366,11 +366,31 @@ def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 
                f"{'' if dsp else ' -nodsp'}")
     else:
         raise InputError(target)
+    label = {"ecp5": "coarse", "ice40": "flatten", "xilinx": "prepare"}[target]
+    if target == "ecp5" and primitives:
+        # Instantiated MULT18X18D (dsp_primitive = "ecp5"): synth_lattice's abc9 -W 300 stops
+        # without a message on them (Yosys 0.70), so the LUTs are mapped by abc instead.
+        return [f"{cmd} -run begin:{label}", *(between or []), f"{cmd} -run {label}:map_luts",
+                "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean",
+                f"{cmd} -run map_cells:"]
     if not between:
         return [cmd]
     # The budget's commands go after the cell libraries are read and before flattening.
-    label = {"ecp5": "coarse", "ice40": "flatten", "xilinx": "prepare"}[target]
     return [f"{cmd} -run begin:{label}", *between, f"{cmd} -run {label}:"]
+
+
+def _primitives(cfg) -> bool:
+    """The design instantiates vendor primitives (``dsp_primitive``)."""
+    return getattr(cfg, "dsp_primitive", "none") != "none"
+
+
+def check_primitives(cfg, target: str) -> None:
+    """Raise :class:`InputError` when ``cfg`` instantiates primitives ``target`` lacks."""
+    prim = getattr(cfg, "dsp_primitive", "none")
+    if prim != "none" and target != prim:
+        raise InputError(f"--target: {target!r} cannot map this design's ECP5 MULT18X18D "
+                         f"instances (dsp_primitive = \"{prim}\"); use --target {prim}, or "
+                         f"dsp_primitive = \"none\" for portable Verilog")
 
 
 def _stat_cmd(target: str) -> str:
@@ -628,7 +648,7 @@ def _flat_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         # The wrapper only feeds the pins; the design inside stays one module for its counts.
         script += [f"setattr -mod -set keep_hierarchy 1 {top}", "rename -hide w:*"]
     script += _synth_cmd(target, synth_top, True, dsp_on, cfg.clock_mhz,
-                         _lutmul_cmds(lut_modules))
+                         _lutmul_cmds(lut_modules), primitives=_primitives(cfg))
     script += [_stat_cmd(target), f"write_json {target}_flat.json"]
     if target == "asic":
         script += [f"{WRITE_STA_NETLIST} {top}_asic.v"]
@@ -872,7 +892,8 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         # run's critical path, mapped for depth there, and for area under a target it cannot
         # meet (2 x 2, 4 DSPs: estimate -27 %).
         script += [f"scratchpad -set abc9.D {int(round(1e6 / cfg.clock_mhz))}"]
-    synth = _synth_cmd(target, top, True, dsp_on, cfg.clock_mhz, _lutmul_cmds(set(reps_lut)))
+    synth = _synth_cmd(target, top, True, dsp_on, cfg.clock_mhz, _lutmul_cmds(set(reps_lut)),
+                       primitives=_primitives(cfg))
     if target in ("generic", "asic"):
         # Memories into a module of their own, reported on their own, once the coarse steps
         # have made them as in the flat run (read registers merged into the memories). FPGA
@@ -1401,6 +1422,7 @@ def area(cfg: GemmConfig, target: str = "generic", *, out: str | os.PathLike[str
     from . import report as rpt
     say = progress or (lambda msg: None)
     check_target(target, pnr=pnr and not estimate_only, sta=pnr and not estimate_only)
+    check_primitives(cfg, target)
     if dsp is not None and (not isinstance(dsp, int) or isinstance(dsp, bool) or dsp < 0):
         raise InputError(f"--dsp: {dsp!r} is not allowed (a non-negative integer)")
     if isinstance(pnr_minutes, bool) or not isinstance(pnr_minutes, (int, float)) or \
