@@ -384,6 +384,13 @@ class GemmConfig:
         A and B lanes, ``valid``, ``last``) once before its skew, so no control logic reaches a
         PE's multiplier in the same cycle (Fmax), for ``8 · (rows + cols)`` and a few
         flip-flops and one cycle of latency per job. Both dataflows.
+    operand_isolation : bool
+        Hold operands that no result uses, so the logic they feed does not switch (energy,
+        ``docs/power.md``): the array's input register keeps the last row of A (``os``: A and
+        B lanes) on a cycle with no input instead of loading zeros, and the accumulator
+        memory's read address keeps its value when the read is not used (no row, or a row
+        that starts from the bias). Same results and cycles; ``8 · rows`` (``os``:
+        ``8 · (rows + cols)``) multiplexers and a few gates. Needs ``array_input_reg``.
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
@@ -416,6 +423,7 @@ class GemmConfig:
     pe_product_reg: bool = True
     pe_weight_reg: bool = True
     array_input_reg: bool = True
+    operand_isolation: bool = False
     acc_depth: int = 512
     res_depth: int = 256
     clock_mhz: float = 240.0
@@ -637,6 +645,15 @@ def _check_bool(key: str):
     return check
 
 
+def _check_isolation(cfg: GemmConfig, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad("operand_isolation", value, "true or false")
+    if value and not cfg.array_input_reg:
+        raise _bad("operand_isolation", value,
+                   "false without array_input_reg: the array's input register holds the operands")
+    return value
+
+
 def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     lo, hi = _ACC_DEPTHS
     if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
@@ -685,6 +702,7 @@ _CHECKS = {
     "pe_product_reg": _pe_register("pe_product_reg"),
     "pe_weight_reg": _pe_register("pe_weight_reg"),
     "array_input_reg": _check_bool("array_input_reg"),
+    "operand_isolation": _check_isolation,
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,
