@@ -59,6 +59,11 @@ CONFIGS = {
                          array_input_reg=False),
     "g8x4os": GemmConfig(name="g8x4os", rows=8, cols=4, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=8, rounding="double"),
+    # operand isolation (held operands on idle cycles), both dataflows: test_operand_isolation
+    "g4x4wsiso": GemmConfig(name="g4x4wsiso", rows=4, cols=4, dataflow="ws", k_max=128,
+                            acc_depth=16, res_depth=16, operand_isolation=True),
+    "g2x2osiso": GemmConfig(name="g2x2osiso", rows=2, cols=2, dataflow="os", k_max=64,
+                            acc_depth=16, res_depth=4, requant_lanes=2, operand_isolation=True),
 }
 
 #: The embedded default design (npu, 16x16 ws, k_max 4096).
@@ -97,6 +102,15 @@ def test_bench_4x4(name, sim):
 def test_targeted(name):
     """Targeted bench tests on each other configuration, on one simulator."""
     run = _run(CONFIGS[name], TARGETED_SIM[name], testcase=TARGETED, label="targeted")
+    assert run.tests >= len(TARGETED)
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("name", ["g4x4wsiso", "g2x2osiso"])
+def test_operand_isolation(name, sim):
+    """The targeted bench tests on the operand-isolation designs, both simulators: the held
+    operands change no result (jobs with stalls, accumulation across jobs, row chunks)."""
+    run = _run(CONFIGS[name], sim, testcase=TARGETED, label="iso")
     assert run.tests >= len(TARGETED)
 
 
