@@ -390,7 +390,8 @@ class GemmConfig:
         B lanes) on a cycle with no input instead of loading zeros, and the accumulator
         memory's read address keeps its value when the read is not used (no row, or a row
         that starts from the bias). Same results and cycles; ``8 · rows`` (``os``:
-        ``8 · (rows + cols)``) multiplexers and a few gates. Needs ``array_input_reg``.
+        ``8 · (rows + cols)``) multiplexers, ``bits(acc_depth - 1)`` flip-flops and a few gates.
+        Needs ``array_input_reg``.
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.

@@ -941,8 +941,8 @@ class Accumulator(wiring.Component):
         Operand isolation (default: False): the accumulator memory's read address keeps its
         last value in a cycle whose read is not used (no row, or a row that starts from the
         bias alone: ``first`` without ``acc_in``), so the memory's read multiplexers do not
-        switch for it. ``bits(acc_depth - 1)`` flip-flops (the address register a flat
-        synthesis makes of the synchronous read port, merged with them); no cycle.
+        switch for it. ``bits(acc_depth - 1)`` flip-flops and their multiplexers; no
+        cycle.
 
     Members
     -------
