@@ -791,12 +791,10 @@ class OutputStationarySequencer(_Sequencer):
     """
 
     def __init__(self, *, rows: int, cols: int, acc_depth: int, res_depth: int,
-                 tag_delay: int, isolate: bool = False):
-        self.isolate = bool(isolate)
+                 tag_delay: int):
         super().__init__(rows=rows, cols=cols, acc_depth=acc_depth, res_depth=res_depth,
                          tag_delay=tag_delay, array_members={
                              "a": Out(data.ArrayLayout(signed(8), rows)),
-                             **({"a_valid": Out(1)} if self.isolate else {}),
                              "b": Out(data.ArrayLayout(signed(8), cols)),
                              "valid": Out(1), "last": Out(1),
                          })
