@@ -617,7 +617,7 @@ def test_accumulator_isolation_holds_the_read_address(isolate):
     (row 3), where without isolation it is the word at the bubble tag's address, row 0."""
     R, C, W, D, CW = 2, 1, 32, 4, 17
     top_ = _AccDut(rows=R, cols=C, acc_width=W, acc_depth=D, c_width=CW, isolate=isolate)
-    dut, slots = top_.acc, top_.slots
+    dut = top_.acc
     layout = dut.tag.shape()
     lead, lat = Accumulator.tag_lead, Accumulator.latency
 
