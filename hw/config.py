@@ -392,6 +392,14 @@ class GemmConfig:
         blocks). Same cycles and results; needs dataflow ``ws`` and the three registers
         above; synthesizes for the ``ecp5`` target only, and simulates with npugen's model
         of the primitive (:mod:`npugen.hw.primitives`).
+    operand_isolation : bool
+        Hold operands that no result uses, so the logic they feed does not switch (energy,
+        ``docs/power.md``): the array's input register keeps the last row of A (``os``: A and
+        B lanes) on a cycle with no input instead of loading zeros, and the accumulator
+        memory's read address keeps its value when the read is not used (no row, or a row
+        that starts from the bias). Same results and cycles; ``8 · rows`` (``os``:
+        ``8 · (rows + cols)``) multiplexers, ``bits(acc_depth - 1)`` flip-flops and a few gates.
+        Needs ``array_input_reg``.
     acc_depth : int
         Rows of the accumulator memory, a power of two from 2 to 65536. A job's M is processed
         in chunks of at most this many rows.
@@ -425,6 +433,7 @@ class GemmConfig:
     pe_weight_reg: bool = True
     array_input_reg: bool = True
     dsp_primitive: str = "none"
+    operand_isolation: bool = False
     acc_depth: int = 512
     res_depth: int = 256
     clock_mhz: float = 240.0
@@ -663,6 +672,15 @@ def _check_dsp_primitive(cfg: GemmConfig, value: Any) -> str:
     return value
 
 
+def _check_isolation(cfg: GemmConfig, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad("operand_isolation", value, "true or false")
+    if value and not cfg.array_input_reg:
+        raise _bad("operand_isolation", value,
+                   "false without array_input_reg: the array's input register holds the operands")
+    return value
+
+
 def _check_acc_depth(cfg: GemmConfig, value: Any) -> int:
     lo, hi = _ACC_DEPTHS
     if not _is_int(value) or not lo <= value <= hi or value & (value - 1):
@@ -712,6 +730,7 @@ _CHECKS = {
     "pe_weight_reg": _pe_register("pe_weight_reg"),
     "array_input_reg": _check_bool("array_input_reg"),
     "dsp_primitive": _check_dsp_primitive,
+    "operand_isolation": _check_isolation,
     "acc_depth": _check_acc_depth,
     "res_depth": _check_res_depth,
     "clock_mhz": _check_clock,

@@ -535,6 +535,9 @@ class WeightStationarySequencer(_Sequencer):
     tag_delay : int
         Cycles from a row's injection to its tag on ``tag``, >= 0: the array's latency less
         :attr:`Accumulator.tag_lead`.
+    isolate : bool
+        Give the array ``a_valid`` (a row of A is injected this cycle) for its operand
+        isolation (``WeightStationaryArray(isolate=True)``; default: False).
 
     Members
     -------
@@ -544,9 +547,9 @@ class WeightStationarySequencer(_Sequencer):
         From :class:`CommandDecoder`.
     param : Out(param_write_signature(cols))
         To :class:`ParameterSlots`.
-    array : Out(Signature(a, sel, sel_next, w_en, w_row, w_buf, w_data))
+    array : Out(Signature(a, [a_valid,] sel, sel_next, w_en, w_row, w_buf, w_data))
         The array's inputs (:class:`npugen.hw.systolic.WeightStationaryArray`), combinational from the
-        streams; ``a`` lanes past ``kc`` are 0.
+        streams; ``a`` lanes past ``kc`` are 0; ``a_valid`` (with ``isolate``) marks a row.
     tag : Out(tag_layout(rows, cols, acc_depth))
         The tag of the row injected :attr:`latency` cycles before (``valid`` 0 for a bubble).
     reserved : In(range(res_depth + 1))
@@ -562,10 +565,12 @@ class WeightStationarySequencer(_Sequencer):
     """
 
     def __init__(self, *, rows: int, cols: int, acc_depth: int, res_depth: int,
-                 tag_delay: int):
+                 tag_delay: int, isolate: bool = False):
+        self.isolate = bool(isolate)
         super().__init__(rows=rows, cols=cols, acc_depth=acc_depth, res_depth=res_depth,
                          tag_delay=tag_delay, array_members={
                              "a": Out(data.ArrayLayout(signed(8), rows)),
+                             **({"a_valid": Out(1)} if self.isolate else {}),
                              "sel": Out(1), "sel_next": Out(1),
                              "w_en": Out(1), "w_row": Out(range(max(rows, 2))), "w_buf": Out(1),
                              "w_data": Out(data.ArrayLayout(signed(8), cols)),
@@ -587,6 +592,8 @@ class WeightStationarySequencer(_Sequencer):
         m.d.comb += self.frame_err.eq(frame_ld | frame_is)
         self._loader(m, wgt_lanes, wbuf_full, wbuf_set, frame_ld)
         tag = self._issuer(m, act_lanes, wbuf_full, wbuf_clr, frame_is)
+        if self.isolate:
+            m.d.comb += self.array.a_valid.eq(tag.valid)
         # The tag delay line: each row's tag, tag_delay cycles after the row.
         m.d.comb += self.tag.eq(_delay(m, tag, self.tag_delay, "tag"))
         return m
@@ -928,6 +935,12 @@ class Accumulator(wiring.Component):
         Rows of the accumulator memory, a power of two >= 2.
     c_width : int
         Width of the array's signed output lanes, bits, at most ``acc_width``.
+    isolate : bool
+        Operand isolation (default: False): the accumulator memory's read address keeps its
+        last value in a cycle whose read is not used (no row, or a row that starts from the
+        bias alone: ``first`` without ``acc_in``), so the memory's read multiplexers do not
+        switch for it. ``bits(acc_depth - 1)`` flip-flops and their multiplexers; no
+        cycle.
 
     Members
     -------
@@ -965,9 +978,11 @@ class Accumulator(wiring.Component):
     #: Cycles from a row of C at :attr:`c` to its sum at :attr:`o_sum`.
     latency = 1
 
-    def __init__(self, *, rows: int, cols: int, acc_width: int, acc_depth: int, c_width: int):
+    def __init__(self, *, rows: int, cols: int, acc_width: int, acc_depth: int, c_width: int,
+                 isolate: bool = False):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
+        self.isolate = bool(isolate)
         self.acc_width = _check_int("Accumulator width", acc_width, 17, 64)
         self.acc_depth = _check_depth("Accumulator depth", acc_depth)
         self.c_width = _check_int("Array output width", c_width, 2, acc_width)
@@ -997,7 +1012,15 @@ class Accumulator(wiring.Component):
         # (the 2 x 2 ECP5 critical path, docs/area.md). Writes reach s0 from: the memory (up to
         # the cycle before the read), the read port's transparency (the read's cycle), rd_q's
         # bypass (the cycle after: the row at s1 then), and the forward below (s0's cycle).
-        m.d.comb += rd.addr.eq(tag_early.m)
+        if self.isolate:
+            # The read's data is used at s0 only by a row that keeps its accumulator (the
+            # keep_prev below): otherwise the address stays where it was.
+            addr_q = Signal.like(rd.addr, name="rd_addr_held")
+            used = tag_early.valid & (~tag_early.first | job.acc_in)
+            m.d.comb += rd.addr.eq(Mux(used, tag_early.m, addr_q))
+            m.d.sync += addr_q.eq(rd.addr)
+        else:
+            m.d.comb += rd.addr.eq(tag_early.m)
 
         tag_pre = Signal(tag_early.shape())
         m.d.sync += tag_pre.eq(tag_early)
@@ -1334,6 +1357,11 @@ class GemmEngine(wiring.Component):
     dsp_primitive : str
         ``"none"`` or ``"ecp5"`` (ws only): each PE's product in an instantiated ECP5
         ``MULT18X18D`` holding its registers (:class:`~npugen.hw.pe.WeightStationaryPE`).
+    operand_isolation : bool
+        Hold operands nobody uses (default False; needs ``array_input_reg``): the array's
+        input register keeps the last row of A (os: A and B lanes) on a bubble, and the
+        accumulator memory's read address keeps its value when the read is not used
+        (``isolate`` of the arrays and of :class:`Accumulator`). Same results, same cycles.
 
     Members
     -------
@@ -1359,7 +1387,8 @@ class GemmEngine(wiring.Component):
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64, requant_lanes: int | None = None,
                  pe_product_reg: bool = True, pe_weight_reg: bool = True,
-                 array_input_reg: bool = True, dsp_primitive: str = "none"):
+                 array_input_reg: bool = True, dsp_primitive: str = "none",
+                 operand_isolation: bool = False):
         check_dims(rows, cols)
         if dataflow not in {d.value for d in Dataflow}:
             raise ValueError(f"Dataflow must be 'ws' or 'os', not {dataflow!r}")
@@ -1391,25 +1420,32 @@ class GemmEngine(wiring.Component):
         if not (pe_product_reg and pe_weight_reg) and self.dataflow.pick(ws=False, os=True):
             raise ValueError("An output-stationary PE has no product or weight register to "
                              "leave out (pe_product_reg and pe_weight_reg are ws-only)")
+        if operand_isolation and not array_input_reg:
+            raise ValueError("Operand isolation needs the array's input register "
+                             "(array_input_reg), which holds the operands")
         self.acc_depth, self.res_depth = acc_depth, res_depth
         self.requant_lanes = requant_lanes
         self.lane_bits = 8 * ((acc_width + 7) // 8)
+        iso = bool(operand_isolation)
 
         # The one place the dataflow chooses: the array and the sequencer that feeds it.
-        array_cls, seq_cls, array_kw = self.dataflow.pick(
+        array_cls, seq_cls, array_kw, seq_kw = self.dataflow.pick(
             ws=(WeightStationaryArray, WeightStationarySequencer,
                 {"product_reg": pe_product_reg, "weight_reg": pe_weight_reg,
-                 "dsp_primitive": dsp_primitive}),
-            os=(OutputStationaryArray, OutputStationarySequencer, {"acc_width": acc_width}))
-        self._array = array_cls(rows=rows, cols=cols, input_reg=array_input_reg, **array_kw)
+                 "dsp_primitive": dsp_primitive},
+                {"isolate": iso} if iso else {}),
+            os=(OutputStationaryArray, OutputStationarySequencer, {"acc_width": acc_width}, {}))
+        self._array = array_cls(rows=rows, cols=cols, input_reg=array_input_reg, isolate=iso,
+                                **array_kw)
         self._sequencer = seq_cls(rows=rows, cols=cols, acc_depth=acc_depth,
                                   res_depth=res_depth,
-                                  tag_delay=self._array.latency - Accumulator.tag_lead)
+                                  tag_delay=self._array.latency - Accumulator.tag_lead, **seq_kw)
         self._decoder = CommandDecoder(cols=cols, k_max=k_max, acc_depth=acc_depth)
         self._params = ParameterSlots(cols=cols)
         self._accumulator = Accumulator(rows=rows, cols=cols, acc_width=acc_width,
                                         acc_depth=acc_depth,
-                                        c_width=self._array.c.shape().elem_shape.width)
+                                        c_width=self._array.c.shape().elem_shape.width,
+                                        isolate=iso)
         self._results = ResultQueue(rows=rows, cols=cols, acc_width=acc_width, depth=res_depth,
                                     lanes=requant_lanes, rounding=rounding)
         super().__init__({
@@ -1430,7 +1466,8 @@ class GemmEngine(wiring.Component):
                    pe_product_reg=getattr(cfg, "pe_product_reg", True),
                    pe_weight_reg=getattr(cfg, "pe_weight_reg", True),
                    array_input_reg=getattr(cfg, "array_input_reg", True),
-                   dsp_primitive=getattr(cfg, "dsp_primitive", "none"))
+                   dsp_primitive=getattr(cfg, "dsp_primitive", "none"),
+                   operand_isolation=getattr(cfg, "operand_isolation", False))
 
     @property
     def latencies(self) -> dict[str, int]:

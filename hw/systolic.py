@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,19 +28,39 @@ def check_dims(rows, cols, limit: int = 64) -> None:
             raise ValueError(f"{name} must be an integer from 1 to {limit}, not {v!r}")
 
 
-def _delay_taps(m: Module, value, cycles: int, name: str) -> list:
-    """``value`` and its copies delayed by 1 to ``cycles`` registers (``name_d1``, ...)."""
+def _delay_taps(m: Module, value, cycles: int, name: str, hold=None) -> list:
+    """``value`` and its copies delayed by 1 to ``cycles`` registers (``name_d1``, ...). With
+    ``hold`` (a 1-bit signal), the first register loads only while ``hold`` is 0 and keeps its
+    value otherwise (operand isolation: the registers after it then shift a constant)."""
     taps = [value]
     for d in range(cycles):
         reg = Signal.like(value, name=f"{name}_d{d + 1}")
-        m.d.sync += reg.eq(taps[-1])
+        if d == 0 and hold is not None:
+            with m.If(~hold):
+                m.d.sync += reg.eq(value)
+        else:
+            m.d.sync += reg.eq(taps[-1])
         taps.append(reg)
     return taps
 
 
-def _delay(m: Module, value, cycles: int, name: str):
-    """Return ``value`` delayed by ``cycles`` registers."""
-    return _delay_taps(m, value, cycles, name)[-1]
+def _delay(m: Module, value, cycles: int, name: str, hold=None):
+    """Return ``value`` delayed by ``cycles`` registers (``hold``: see :func:`_delay_taps`)."""
+    return _delay_taps(m, value, cycles, name, hold)[-1]
+
+
+def _check_isolate(isolate, input_reg: bool) -> bool:
+    """``isolate`` as a bool; it needs the input register that holds the operands.
+
+    Raises
+    ------
+    ValueError
+        If ``isolate`` is true without ``input_reg``.
+    """
+    if isolate and not input_reg:
+        raise ValueError("Operand isolation needs the input register (input_reg) that holds "
+                         "the operands")
+    return bool(isolate)
 
 
 class WeightStationaryArray(wiring.Component):
@@ -80,11 +100,20 @@ class WeightStationaryArray(wiring.Component):
         The PEs' ``dsp_primitive`` (:class:`~npugen.hw.pe.WeightStationaryPE`; ``"ecp5"``
         needs ``input_reg``): each PE gets as ``a_next`` the input of the PE on its left, the
         first column the input of its last skew register.
+    isolate : bool
+        Operand isolation (default: False): the input register keeps the last row of A in a
+        cycle whose ``a_valid`` is 0 instead of loading the bubble's lanes, so the skew, the
+        PEs' activation, product and partial-sum registers and the multipliers see the same
+        operands again and do not switch (a bubble's row of C is then the last row's
+        products with the weights of the bubble's cycle, not 0: the caller ignores it either
+        way). Needs ``input_reg``; adds the member ``a_valid`` and no cycle.
 
     Members
     -------
     a : In(ArrayLayout(signed(8), rows))
         One row of A (``K`` lanes).
+    a_valid : In(1)
+        (with ``isolate``) :attr:`a` is a row of A, not a bubble.
     sel : In(1)
         Weight tile used by this cycle's row of A.
     sel_next : In(1)
@@ -103,7 +132,8 @@ class WeightStationaryArray(wiring.Component):
     report_block = "array"
 
     def __init__(self, *, rows: int, cols: int, product_reg: bool = True,
-                 weight_reg: bool = True, input_reg: bool = True, dsp_primitive: str = "none"):
+                 weight_reg: bool = True, input_reg: bool = True, isolate: bool = False,
+                 dsp_primitive: str = "none"):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
         self.product_reg, self.weight_reg = bool(product_reg), bool(weight_reg)
@@ -111,9 +141,11 @@ class WeightStationaryArray(wiring.Component):
         if dsp_primitive != "none" and not self.input_reg:
             raise ValueError("An array of DSP primitive PEs needs the input register")
         self.dsp_primitive = dsp_primitive
+        self.isolate = _check_isolate(isolate, self.input_reg)
         self.psum_width = (16384 * rows).bit_length() + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
+            **({"a_valid": In(1)} if self.isolate else {}),
             "sel": In(1),
             "sel_next": In(1),
             "w_en": In(1),
@@ -158,9 +190,19 @@ class WeightStationaryArray(wiring.Component):
             m.d.sync += tap.eq(sel_taps[-1])
             sel_taps.append(tap)
         psum_above = [0] * C
+        hold = ~self.a_valid if self.isolate else None
         for r in range(R):
-            taps = _delay_taps(m, self.a[r], r + i, f"skew_a{r}")
-            a, a_next = taps[-1], taps[-2] if len(taps) > 1 else None
+            taps = _delay_taps(m, self.a[r], r + i, f"skew_a{r}", hold)
+            a = taps[-1]
+            # a_next: what `a` will be next cycle (the DSP primitive's copy of the activation
+            # register loads it): the input of the last skew register, which for the first
+            # register is the held value on a bubble under operand isolation.
+            if len(taps) > 2 or (len(taps) == 2 and hold is None):
+                a_next = taps[-2]
+            elif len(taps) == 2:
+                a_next = Mux(hold, taps[-1], taps[0])
+            else:
+                a_next = None
             for c in range(C):
                 en_c, row_c, buf_c, data_c = load[c]
                 we = Signal(2, name=f"w_we_{r}_{c}")
@@ -209,6 +251,11 @@ class OutputStationaryArray(wiring.Component):
         Register every input (``a``, ``b``, ``valid``, ``last``) once before the skew, so that
         no logic of the caller's reaches a PE's multiplier in the same cycle (default: True;
         one cycle of :attr:`latency`, ``8 · (rows + cols) + 2`` flip-flops).
+    isolate : bool
+        Operand isolation (default: False): the input register keeps the last A and B lanes
+        in a cycle whose ``valid`` is 0, so the skew and the PEs' multipliers see the same
+        operands again and do not switch (a PE only accumulates on ``valid``). Needs
+        ``input_reg``; no cycle.
 
     Members
     -------
@@ -222,10 +269,12 @@ class OutputStationaryArray(wiring.Component):
     #: The area report's block (npugen.hw.blocks).
     report_block = "array"
 
-    def __init__(self, *, rows: int, cols: int, acc_width: int, input_reg: bool = True):
+    def __init__(self, *, rows: int, cols: int, acc_width: int, input_reg: bool = True,
+                 isolate: bool = False):
         check_dims(rows, cols)
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
         self.input_reg = bool(input_reg)
+        self.isolate = _check_isolate(isolate, self.input_reg)
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
             "b": In(data.ArrayLayout(signed(8), cols)),
@@ -245,10 +294,11 @@ class OutputStationaryArray(wiring.Component):
         R, C, W = self.rows, self.cols, self.acc_width
         i = int(self.input_reg)     # the input register: one cycle more on every input
         pes = [[None] * C for _ in range(R)]
-        b_above = [_delay(m, self.b[c], c + i, f"skew_b{c}") for c in range(C)]
+        hold = ~self.valid if self.isolate else None
+        b_above = [_delay(m, self.b[c], c + i, f"skew_b{c}", hold) for c in range(C)]
         for r in range(R):
             lane = R - 1 - r
-            a = _delay(m, self.a[lane], r + i, f"skew_a{r}")
+            a = _delay(m, self.a[lane], r + i, f"skew_a{r}", hold)
             valid = _delay(m, self.valid, r + i, f"skew_valid{r}")
             last = _delay(m, self.last, r + i, f"skew_last{r}")
             for c in range(C):

@@ -136,6 +136,8 @@ INVALID = [
     ("array_input_reg", 0, "true or false", "0"),
     ("dsp_primitive", "xilinx", '"none" or "ecp5"', '"xilinx"'),
     ("dsp_primitive", True, '"none" or "ecp5"', "true"),
+    ("operand_isolation", 1, "true or false", "1"),
+    ("operand_isolation", "on", "true or false", '"on"'),
     ("res_depth", 15, "an integer from 16 (at least rows) to 4096", "15"),
     ("res_depth", 4097, "an integer from 16 (at least rows) to 4096", "4097"),
     ("res_depth", True, "an integer from 16 (at least rows) to 4096", "true"),
@@ -179,6 +181,24 @@ def test_pe_registers_are_ws_only():
             GemmConfig(dataflow="os", **{key: False})
         assert str(info.value) == (f'{key}: false is not allowed (true for dataflow "os": its '
                                    f'PE has no such register)')
+
+
+def test_operand_isolation():
+    """Off by default; on in both dataflows, read from TOML and written back; it needs the
+    array's input register (the register that holds the operands)."""
+    assert GemmConfig().operand_isolation is False
+    for df in ("ws", "os"):
+        cfg = parse_toml(f'dataflow = "{df}"\noperand_isolation = true\n')
+        assert cfg.operand_isolation is True
+        assert "operand_isolation = true\n" in cfg.to_toml()
+        assert parse_toml(cfg.to_toml()) == cfg
+        assert cfg.digest() != GemmConfig(dataflow=df).digest()
+    with pytest.raises(ConfigError) as info:
+        GemmConfig(array_input_reg=False, operand_isolation=True)
+    assert str(info.value) == ("operand_isolation: true is not allowed (false without "
+                               "array_input_reg: the array's input register holds the operands)")
+    assert info.value.key == "operand_isolation"
+    assert GemmConfig(array_input_reg=False).operand_isolation is False
 
 
 def test_invalid_value_through_toml_names_the_file():
@@ -257,7 +277,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, acc_depth, res_depth, clock_mhz, softmax, "
+                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, operand_isolation, acc_depth, res_depth, clock_mhz, softmax, "
                                "attention)")
     assert info.value.key == "row"
 
@@ -437,8 +457,8 @@ def test_to_toml_is_deterministic_and_ordered():
     assert text == GemmConfig().to_toml()
     keys = [line.split(" = ")[0] for line in text.splitlines() if not line.startswith("#")]
     assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "pe_product_reg",
-                    "pe_weight_reg", "array_input_reg", "dsp_primitive", "acc_depth",
-                    "res_depth", "clock_mhz"]
+                    "pe_weight_reg", "array_input_reg", "dsp_primitive", "operand_isolation",
+                    "acc_depth", "res_depth", "clock_mhz"]
     assert "# acc_width = 32  (derived from k_max)" in text
     assert "# requant_lanes = 4  (derived from cols)" in text
     assert "acc_width = 48\n" in GemmConfig(acc_width=48).to_toml()

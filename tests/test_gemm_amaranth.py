@@ -137,12 +137,18 @@ CONFIGS = [
                array_input_reg=False),
     GemmConfig(rows=2, cols=5, dataflow="os", k_max=64, acc_depth=8, res_depth=4,
                requant_lanes=3, rounding="double", array_input_reg=False),
+    GemmConfig(rows=2, cols=3, dataflow="ws", k_max=64, acc_depth=16, res_depth=8,
+               operand_isolation=True),
+    GemmConfig(rows=3, cols=2, dataflow="os", k_max=64, acc_depth=16, res_depth=8,
+               operand_isolation=True),
 ]
+#: The operand-isolation configurations of CONFIGS (the first two with the key set).
+ISO_CONFIGS = CONFIGS[-2:]
 
 
 def _cfg_id(c):
     pe = (("" if c.pe_product_reg else "-noprod") + ("" if c.pe_weight_reg else "-nowcur")
-          + ("" if c.array_input_reg else "-noinreg"))
+          + ("" if c.array_input_reg else "-noinreg") + ("-iso" if c.operand_isolation else ""))
     return f"{c.rows}x{c.cols}{c.dataflow}{c.rounding}-L{c.rq_lanes}{pe}"
 
 
@@ -181,7 +187,7 @@ def test_engine_errors_then_job(cfg):
     np.testing.assert_array_equal(decode(cfg, job, beats), golden_of(job, cfg))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:2], ids=lambda c: c.dataflow)
+@pytest.mark.parametrize("cfg", CONFIGS[:2] + ISO_CONFIGS, ids=_cfg_id)
 def test_engine_accumulate_across_jobs(cfg):
     rng = np.random.default_rng(3)
     j1 = random_job(rng, 5, 6, cfg.cols, requant=False)
@@ -424,6 +430,95 @@ def test_ws_array_latency_and_weight_switch():
         want = [int(v) for v in a[t] @ w[t % 2]]
         assert got[t + dut.latency] == want
     assert dut.c[0].shape().width == (16384 * R).bit_length() + 1
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_ws_array_bubble_operands(isolate):
+    """A bubble (``a_valid`` 0, its lanes 0) after a row of A: without operand isolation the
+    array computes the bubble's zeros (its row of C is 0); with it the input register keeps
+    the last row, so the PEs see the same operands again and the bubble's row of C repeats
+    the last one (same weights). The rows themselves are exact either way."""
+    R, C = 3, 2
+    dut = WeightStationaryArray(rows=R, cols=C, isolate=isolate)
+    rng = np.random.default_rng(5)
+    w = rng.integers(-128, 128, (R, C))
+    a = rng.integers(-128, 128, (2, R))
+    rows = [a[0], None, None, a[1], None]       # None: a bubble
+    got = {}
+
+    async def tb(ctx):
+        for r in range(R):
+            ctx.set(dut.w_en, 1)
+            ctx.set(dut.w_row, r)
+            ctx.set(dut.w_buf, 0)
+            for c in range(C):
+                ctx.set(dut.w_data[c], int(w[r, c]))
+            await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        await ctx.tick()
+        for t in range(len(rows) + dut.latency):
+            row = rows[t] if t < len(rows) else None
+            for r in range(R):
+                ctx.set(dut.a[r], 0 if row is None else int(row[r]))
+            if isolate:
+                ctx.set(dut.a_valid, row is not None)
+            await ctx.tick()
+            got[t + 1] = [ctx.get(dut.c[c]) for c in range(C)]
+
+    _simulate(dut, tb)
+    out = [got[t + dut.latency] for t in range(len(rows))]
+    c0, c1 = ([int(v) for v in x @ w] for x in a)
+    assert out[0] == c0 and out[3] == c1
+    assert out[1] == out[2] == (c0 if isolate else [0] * C)
+    assert out[4] == (c1 if isolate else [0] * C)
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_os_array_holds_operands_on_invalid_steps(isolate):
+    """An output-stationary array with invalid K steps (``valid`` 0, lanes 0) between valid
+    ones: the sums are exact with operand isolation too, where the input register keeps the
+    last valid step's lanes through the invalid ones (a PE only accumulates on ``valid``, so
+    the held lanes are not seen at the ports)."""
+    R, C = 2, 2
+    dut = OutputStationaryArray(rows=R, cols=C, acc_width=32, isolate=isolate)
+    assert dut.isolate is isolate
+    rng = np.random.default_rng(6)
+    steps = [(rng.integers(-128, 128, R), rng.integers(-128, 128, C)), None, None,
+             (rng.integers(-128, 128, R), rng.integers(-128, 128, C)), None]
+    got = []
+
+    async def tb(ctx):
+        valid_steps = [x for x in steps if x is not None]
+        for t in range(len(steps) + dut.latency + R + 2):
+            step = steps[t] if t < len(steps) else None
+            for r in range(R):
+                ctx.set(dut.a[r], 0 if step is None else int(step[0][r]))
+            for c in range(C):
+                ctx.set(dut.b[c], 0 if step is None else int(step[1][c]))
+            ctx.set(dut.valid, step is not None)
+            ctx.set(dut.last, step is not None and step is valid_steps[-1])
+            await ctx.tick()
+            got.append([ctx.get(dut.c[c]) for c in range(C)])
+
+    _simulate(dut, tb)
+    a = np.array([x[0] for x in steps if x is not None])
+    b = np.array([x[1] for x in steps if x is not None])
+    want = a.T @ b            # C[i][n] = sum_k A[i][k] B[k][n], lane i of the column of A
+    # the last step entered at cycle len(steps) - 2; got[t] is sampled after cycle t
+    first = len(steps) - 2 + dut.latency - 1
+    for i in range(R):
+        assert got[first + i] == [int(v) for v in want[i]], i
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_operand_isolation_needs_the_input_register():
+    for make in (lambda: WeightStationaryArray(rows=2, cols=2, input_reg=False, isolate=True),
+                 lambda: OutputStationaryArray(rows=2, cols=2, acc_width=32, input_reg=False,
+                                               isolate=True)):
+        with pytest.raises(ValueError, match="Operand isolation needs the input register"):
+            make()
+    with pytest.raises(ValueError, match="Operand isolation needs the array's input register"):
+        GemmEngine(rows=2, cols=2, array_input_reg=False, operand_isolation=True)
 
 
 @pytest.mark.parametrize("R,C", [(1, 1), (3, 2), (4, 4)])

@@ -520,14 +520,15 @@ class _AccDut(wiring.Component):
                                    dict(requant=1, acc_in=1, acc_out=0),
                                    dict(requant=0, acc_in=1, acc_out=1)],
                          ids=["raw", "requant_acc_in", "acc_in_out"])
-def test_accumulator_against_a_memory_model(flags):
+@pytest.mark.parametrize("isolate", [False, True], ids=["", "iso"])
+def test_accumulator_against_a_memory_model(flags, isolate):
     """Random rows (accumulator row, first/last, slot, bubbles) back to back, the same row
     often coming round at once: every sum equals the model's
     ``c + (first ? bias + (acc_in ? acc : 0) : acc)`` modulo 2**acc_width, every write-back
     is seen by the next use of the row, and the flags come out beside it at s1,
     ``tag_lead + latency`` cycles after the tag."""
     R, C, W, D, CW = 2, 2, 32, 4, 17
-    top_ = _AccDut(rows=R, cols=C, acc_width=W, acc_depth=D, c_width=CW)
+    top_ = _AccDut(rows=R, cols=C, acc_width=W, acc_depth=D, c_width=CW, isolate=isolate)
     dut, slots = top_.acc, top_.slots
     rng = random.Random(sum(flags.values()) * 7 + flags["requant"])
     blocks = [([rng.randint(-2 ** 31, 2 ** 31 - 1) for _ in range(C)],
@@ -605,6 +606,47 @@ def test_accumulator_against_a_memory_model(flags):
         assert g["held"] == int(row["job_end"] and flags["acc_out"] == 1)
         # a requant job's slot is freed by the result queue's drain, not here
         assert g["free"] == (0 if flags["requant"] else row["ntile_end"] << row["pslot"])
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_accumulator_isolation_holds_the_read_address(isolate):
+    """With operand isolation the accumulator memory's read address stays on the last row
+    whose read was used, through a bubble and through a row that starts from the bias
+    (``first`` without ``acc_in``), so the memory's read multiplexers do not switch. Seen at
+    the ports: a bubble's (unused) sum at s1 is its ``c`` plus the word at the held address
+    (row 3), where without isolation it is the word at the bubble tag's address, row 0."""
+    R, C, W, D, CW = 2, 1, 32, 4, 17
+    top_ = _AccDut(rows=R, cols=C, acc_width=W, acc_depth=D, c_width=CW, isolate=isolate)
+    dut = top_.acc
+    layout = dut.tag.shape()
+    lead, lat = Accumulator.tag_lead, Accumulator.latency
+
+    def tag_word(m, first):
+        word = 1 | (m << layout["m"].offset) | (first << layout["first"].offset)
+        return word | (1 << layout["nc"].offset)
+
+    # row 0 := 100 and row 3 := 3000 (bias 0: the slots are zero), then row 3 is read
+    # (3000 + 7), then a first row of row 1 (its read unused), then bubbles; the last one
+    # comes after every write-back has reached the memory.
+    seq = [(tag_word(0, 1), 100), (tag_word(3, 1), 3000), (tag_word(3, 0), 7),
+           (tag_word(1, 1), 5), (0, 11), (0, 11), (0, 11), (0, 13)]
+    sums = {}
+
+    async def tb(ctx):
+        for name in ("requant", "acc_in", "acc_out"):
+            ctx.set(dut.job[name], 0)
+        ctx.set(dut.job.acc_out, 1)          # every row is written back
+        for t in range(len(seq) + lead + lat + 1):
+            ctx.set(Value.cast(dut.tag), seq[t][0] if t < len(seq) else 0)
+            row = seq[t - lead] if 0 <= t - lead < len(seq) else None
+            ctx.set(dut.c[0], row[1] if row else 0)
+            *_, s1_sum = await ctx.tick().sample(dut.o_sum[0])
+            sums[t - lead - lat] = s1_sum
+
+    _simulate(top_, tb)
+    assert [sums[t] for t in range(4)] == [100, 3000, 3007, 5]
+    # the last bubble: its c plus the word at the address the read port holds
+    assert sums[7] == (3007 if isolate else 100) + 13
 
 
 # -- result queue -----------------------------------------------------------------------------

@@ -62,6 +62,15 @@ CONFIGS = {
     # every PE's product in an instantiated ECP5 MULT18X18D, simulated with npugen's model
     "g4x4dsp": GemmConfig(name="g4x4dsp", rows=4, cols=4, dataflow="ws", k_max=128,
                           acc_depth=16, res_depth=16, dsp_primitive="ecp5"),
+    # both: the DSP blocks' activation copy follows the input register's hold on a bubble
+    "g2x3dspiso": GemmConfig(name="g2x3dspiso", rows=2, cols=3, dataflow="ws", k_max=64,
+                             acc_depth=16, res_depth=4, dsp_primitive="ecp5",
+                             operand_isolation=True),
+    # operand isolation (held operands on idle cycles), both dataflows: test_operand_isolation
+    "g4x4wsiso": GemmConfig(name="g4x4wsiso", rows=4, cols=4, dataflow="ws", k_max=128,
+                            acc_depth=16, res_depth=16, operand_isolation=True),
+    "g2x2osiso": GemmConfig(name="g2x2osiso", rows=2, cols=2, dataflow="os", k_max=64,
+                            acc_depth=16, res_depth=4, requant_lanes=2, operand_isolation=True),
 }
 
 #: The embedded default design (npu, 16x16 ws, k_max 4096).
@@ -73,7 +82,7 @@ TARGETED = ["test_small_shapes", "test_k_max_extremes", "test_accumulate_across_
             "test_parameter_bits", "test_rounding_ties_every_shift", "test_job_stream"]
 
 #: Which simulator runs the targeted tests of each configuration by default (one each).
-TARGETED_SIM = {"g1x1ws": "icarus", "g1x1os": "verilator", "g2x2ws": "verilator",
+TARGETED_SIM = {"g2x3dspiso": "icarus", "g1x1ws": "icarus", "g1x1os": "verilator", "g2x2ws": "verilator",
                 "g2x2os": "icarus", "g4x8ws": "verilator", "g4x8os": "verilator",
                 "g8x4ws": "verilator", "g8x4os": "icarus"}
 
@@ -110,6 +119,15 @@ def test_bench_dsp_primitive(sim):
 def test_targeted(name):
     """Targeted bench tests on each other configuration, on one simulator."""
     run = _run(CONFIGS[name], TARGETED_SIM[name], testcase=TARGETED, label="targeted")
+    assert run.tests >= len(TARGETED)
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("name", ["g4x4wsiso", "g2x2osiso"])
+def test_operand_isolation(name, sim):
+    """The targeted bench tests on the operand-isolation designs, both simulators: the held
+    operands change no result (jobs with stalls, accumulation across jobs, row chunks)."""
+    run = _run(CONFIGS[name], sim, testcase=TARGETED, label="iso")
     assert run.tests >= len(TARGETED)
 
 
