@@ -650,9 +650,11 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = rd.DEFAULT_SENTENCE, 
     with rd._progress(err, f"compiling {cfg.name} for {sim} (once per design)", 1) as advance:
         replay.build(cfg, sim, build_dir)
         advance()
+    t0 = time.monotonic()
     with rd._progress(err, f"all-MiniLM-L6-v2 on {cfg.name} ({sim})", 5 * LAYERS) as advance:
         e, rep = embed([sentence], config=cfg, sim=sim, build_dir=build_dir,
                        progress=lambda line: advance())
+    wall = time.monotonic() - t0
     put = lambda text: console.print(text, markup=False, highlight=False)   # noqa: E731
     put(f"sentence: {sentence}")
     put(f"tokens:   {len(tokens)}  ({' '.join(tokens)})")
@@ -682,7 +684,9 @@ def demo(cfg=None, sim: str = "verilator", sentence: str = rd.DEFAULT_SENTENCE, 
     put(f"serving:   {total:,} cycles for {len(tokens)} tokens = {total / mhz / 1e3:.3f} ms at "
         f"clock_mhz {mhz:g} ({len(tokens) * mhz * 1e6 / total:,.0f} tokens/s; clock_mhz is the "
         f"design's target clock: docs/area.md has the Fmax the asic flow estimates, unplaced)")
-    put(f"run time:  {rep['wall_s']:.1f} s for the 30 replays ({sim}) and the host steps")
+    put(f"run time:  {wall:.1f} s: {rep['wall_s']:.1f} s for the {5 * rep['layers']} replays "
+        f"({sim}) and the host steps between them, the rest for the quantized model, the golden "
+        f"pipeline's check and the float model")
     if not rep["bit_exact"]:
         put("error: RTL output differs from the golden pipeline")
         return 1

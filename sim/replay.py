@@ -32,6 +32,7 @@ what the cocotb runner returns, values and cycles (tests/test_replay.py).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -52,6 +53,8 @@ from npugen.sim.driver import (Beat, GemmJob, decode_results, decode_rows, decod
 
 __all__ = ["Port", "stream_ports", "harness", "build", "replay", "ReplayError", "gemm_jobs",
            "attention_jobs", "HARNESS_TOP"]
+
+_log = logging.getLogger("npugen.sim.runner")
 
 #: Module name of the generated harness.
 HARNESS_TOP = "npugen_replay"
@@ -311,6 +314,9 @@ def build(cfg, sim: str = "verilator", build_dir=None) -> tuple[Path, list[Port]
     with runner._locked(ddir / ".lock"):
         if (sdir / ".built").is_file() and (sdir / ".built").read_text() == digest:
             return sdir, ports
+        t0 = time.monotonic()
+        _log.info("compiling the replay harness of %s with %s (once per design)", top,
+                  runner.SIM_NAMES[sim])
         tmp = Path(tempfile.mkdtemp(prefix=f".replay-{sim}.tmp-", dir=ddir))
         try:
             (tmp / "harness.v").write_text(text)
@@ -341,6 +347,8 @@ def build(cfg, sim: str = "verilator", build_dir=None) -> tuple[Path, list[Port]
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        _log.info("built the replay harness of %s for %s in %.1f s", top, sim,
+                  time.monotonic() - t0)
     return sdir, ports
 
 

@@ -223,6 +223,8 @@ def test_embed_rejects_unknown_steps():
     ([], "no sentence: give --text or --file"),
     (["--text", "hi", "--layers", "0"], "--layers: must be 1 to 6, not 0"),
     (["--file", "no/such/file.txt"], "no/such/file.txt: no such file"),
+    (["--text", "Hi.", "--text", "  "], "--text: an empty sentence is not allowed (give some "
+                                         "words)"),
 ])
 def test_cli_embed_errors(argv, message, tmp_path, capsys):
     from npugen.sim.cli import main
