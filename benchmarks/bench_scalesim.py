@@ -110,7 +110,7 @@ def rtl_cycles(cfg, shapes) -> dict:
 def why(cfg, m: int, k: int, n: int, ours: int, theirs: int) -> str:
     """One sentence on where our cycles and SCALE-Sim's differ (numbers from docs/perf.md)."""
     R, C = cfg.rows, cfg.cols
-    rq = pm.DRAIN_LATENCY + pm.REQUANT_LATENCY[cfg.rounding]
+    rq = pm.DRAIN_LATENCY + pm.requant_latency(cfg)
     nt = ceil(n / C)
     tail = R + C + 3 + rq          # last row in -> status: array, s0/s1, requantizer, FIFO, status
     return Dataflow(cfg.dataflow).pick(ws=_why_ws, os=_why_os)(cfg, m, k, n, ours, theirs, nt, tail)

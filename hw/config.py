@@ -371,6 +371,12 @@ class GemmConfig:
         finished row of a requant job waits in the result FIFO and is drained through the
         lanes in ``ceil(nc / requant_lanes)`` cycles (``docs/architecture.md``). None derives
         it: ``ceil(cols / 4)`` (:attr:`rq_lanes`).
+    requant_pp_bits : int
+        Bits of the requantization multiplier ``M0`` per partial product of the requantizer's
+        ``acc * M0``: 8 (17 × 8-bit products summed in pairs a stage later: shorter
+        carry-save trees, the ASIC's Fmax, one cycle more per requant job) or 16 (17 × 16-bit
+        products, each fitting one 18 × 18 DSP multiplier: half the DSP blocks on an FPGA).
+        Same results (:class:`npugen.hw.requant.Requantizer`, docs/area.md).
     pe_product_reg : bool
         A weight-stationary PE registers its product (``prod <= a * w``, then the partial sum),
         which puts the multiplier and the adder in separate cycles (Fmax) for 16 flip-flops a
@@ -429,6 +435,7 @@ class GemmConfig:
     acc_width: int | None = None
     rounding: str = "single"
     requant_lanes: int | None = None
+    requant_pp_bits: int = 8
     pe_product_reg: bool = True
     pe_weight_reg: bool = True
     array_input_reg: bool = True
@@ -637,6 +644,16 @@ def _check_requant_lanes(cfg: GemmConfig, value: Any) -> int | None:
     return int(value)
 
 
+#: Values of ``requant_pp_bits`` (``npugen.hw.requant.PP_BITS``).
+REQUANT_PP_BITS = (8, 16)
+
+
+def _check_pp_bits(cfg: GemmConfig, value: Any) -> int:
+    if not _is_int(value) or value not in REQUANT_PP_BITS:
+        raise _bad("requant_pp_bits", value, " or ".join(map(str, REQUANT_PP_BITS)))
+    return int(value)
+
+
 def _pe_register(key: str):
     def check(cfg: GemmConfig, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -726,6 +743,7 @@ _CHECKS = {
     "acc_width": _check_acc_width,
     "rounding": _choice("rounding", ("single", "double")),
     "requant_lanes": _check_requant_lanes,
+    "requant_pp_bits": _check_pp_bits,
     "pe_product_reg": _pe_register("pe_product_reg"),
     "pe_weight_reg": _pe_register("pe_weight_reg"),
     "array_input_reg": _check_bool("array_input_reg"),

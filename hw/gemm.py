@@ -1110,6 +1110,9 @@ class ResultQueue(wiring.Component):
         Requantizer lanes, 1 to ``cols``.
     rounding : str
         The requantizer's rounding mode (:data:`~npugen.hw.requant.ROUNDING_MODES`).
+    pp_bits : int
+        Bits of ``M0`` per partial product of the requantizer
+        (:data:`~npugen.hw.requant.PP_BITS`).
 
     Members
     -------
@@ -1153,7 +1156,7 @@ class ResultQueue(wiring.Component):
     drain_latency = 1
 
     def __init__(self, *, rows: int, cols: int, acc_width: int, depth: int, lanes: int,
-                 rounding: str = "single"):
+                 rounding: str = "single", pp_bits: int = 16):
         check_dims(rows, cols)
         self.rows, self.cols = rows, cols
         self.acc_width = _check_int("Accumulator width", acc_width, 17, 64)
@@ -1161,7 +1164,7 @@ class ResultQueue(wiring.Component):
         self.lanes = _check_int("Requantizer lanes", lanes, 1, cols)
         self.lane_bits = L = 8 * ((acc_width + 7) // 8)
         self.requant = Requantizer(lanes=lanes, acc_width=acc_width, rounding=rounding,
-                                   input_reg=True)
+                                   input_reg=True, pp_bits=pp_bits)
         super().__init__({
             "i_valid": In(1),
             "i_sum": In(data.ArrayLayout(signed(acc_width), cols)),
@@ -1345,6 +1348,10 @@ class GemmEngine(wiring.Component):
         Requantizer lanes, 1 to ``cols`` (None: ``ceil(cols / 4)``, as ``requant_lanes`` of
         :class:`npugen.hw.config.GemmConfig`): a requant row is drained through them in
         ``ceil(nc / requant_lanes)`` cycles (:class:`ResultQueue`).
+    requant_pp_bits : int
+        Bits of ``M0`` per partial product of the requantizer (8 or 16, as ``requant_pp_bits``
+        of :class:`npugen.hw.config.GemmConfig`; ``pp_bits`` of
+        :class:`~npugen.hw.requant.Requantizer`): 8 adds a cycle to a requant row's latency.
     pe_product_reg, pe_weight_reg : bool
         A weight-stationary PE's product and weight registers
         (:class:`~npugen.hw.pe.WeightStationaryPE`; default: both). The output-stationary PE has
@@ -1386,7 +1393,7 @@ class GemmEngine(wiring.Component):
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64, requant_lanes: int | None = None,
-                 pe_product_reg: bool = True, pe_weight_reg: bool = True,
+                 requant_pp_bits: int = 8, pe_product_reg: bool = True, pe_weight_reg: bool = True,
                  array_input_reg: bool = True, dsp_primitive: str = "none",
                  operand_isolation: bool = False):
         check_dims(rows, cols)
@@ -1447,7 +1454,8 @@ class GemmEngine(wiring.Component):
                                         c_width=self._array.c.shape().elem_shape.width,
                                         isolate=iso)
         self._results = ResultQueue(rows=rows, cols=cols, acc_width=acc_width, depth=res_depth,
-                                    lanes=requant_lanes, rounding=rounding)
+                                    lanes=requant_lanes, rounding=rounding,
+                                    pp_bits=requant_pp_bits)
         super().__init__({
             "cmd": In(stream.Signature(unsigned(isa.CMD_WIDTH))),
             "status": Out(stream.Signature(unsigned(isa.STATUS_WIDTH))),
@@ -1463,6 +1471,7 @@ class GemmEngine(wiring.Component):
         return cls(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, k_max=cfg.k_max,
                    acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
                    res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None),
+                   requant_pp_bits=getattr(cfg, "requant_pp_bits", 8),
                    pe_product_reg=getattr(cfg, "pe_product_reg", True),
                    pe_weight_reg=getattr(cfg, "pe_weight_reg", True),
                    array_input_reg=getattr(cfg, "array_input_reg", True),

@@ -6,14 +6,20 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Requantizer", "ROUNDING_MODES", "LATENCY"]
+__all__ = ["Requantizer", "ROUNDING_MODES", "LATENCY", "PP_BITS"]
 
 #: Rounding modes: ``single`` (TFLite single rounding, the LiteRT reference kernels) and
 #: ``double`` (gemmlowp / classic TFLite and CMSIS-NN).
 ROUNDING_MODES = ("single", "double")
 
-#: Pipeline stages (:attr:`Requantizer.latency`) per rounding mode.
+#: Pipeline stages (:attr:`Requantizer.latency`) per rounding mode, with 16-bit partial
+#: products (``pp_bits`` 16; 8 adds a stage).
 LATENCY = {"single": 6, "double": 5}
+
+#: Bits of ``M0`` per partial product (:class:`Requantizer`'s ``pp_bits``): 16, a 17 x 16-bit
+#: product that fits one 18 x 18 DSP multiplier (FPGA), or 8, 17 x 8-bit products summed in
+#: pairs a stage later (an ASIC's carry-save trees half as deep, for one more stage).
+PP_BITS = (16, 8)
 
 #: Bits of the accumulator per partial product of ``acc * M0``: a 17-bit unsigned chunk times a
 #: 16-bit half of ``M0`` fits one 18 x 18 signed multiplier (ECP5 MULT18X18D, iCE40 SB_MAC16).
@@ -95,6 +101,13 @@ class Requantizer(wiring.Component):
         multiplexes the inputs (the result queue's drain) keeps its multiplexers out of the
         multipliers' cycle, and the register sits in this module, where a flow can pack it
         into the DSP blocks' input registers.
+    pp_bits : int
+        Bits of ``M0`` per partial product (:data:`PP_BITS`). 16: each partial product is a
+        17-bit chunk of the accumulator times a 16-bit half of ``M0``, one 18 x 18 DSP
+        multiplier on an FPGA. 8: 17-bit chunks times bytes of ``M0`` (twice as many
+        products, each with a carry-save tree of 8 rows instead of 16), summed in pairs in
+        one more stage (one more cycle of :attr:`latency`): on OSU 0.18 µm the 17 x 16-bit
+        stage reaches about 249 MHz alone, the 17 x 8-bit one about 300 (docs/area.md).
 
     Members
     -------
@@ -120,13 +133,16 @@ class Requantizer(wiring.Component):
     report_block = "requantizer"
 
     def __init__(self, *, lanes: int, acc_width: int, rounding: str = "single",
-                 input_reg: bool = False):
+                 input_reg: bool = False, pp_bits: int = 16):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"Lanes must be a positive integer, not {lanes!r}")
         if not isinstance(acc_width, int) or isinstance(acc_width, bool) or not 17 <= acc_width <= 64:
             raise ValueError(f"Accumulator width must be an integer from 17 to 64, not {acc_width!r}")
         if rounding not in ROUNDING_MODES:
             raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
+        if pp_bits not in PP_BITS or isinstance(pp_bits, bool):
+            raise ValueError(f"Partial-product bits must be one of {PP_BITS!r}, not {pp_bits!r}")
+        self.pp_bits = pp_bits
         self.lanes = lanes
         self.acc_width = acc_width
         self.rounding = rounding
@@ -146,50 +162,75 @@ class Requantizer(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an input beat to its output beat (``single`` 6, ``double`` 5; one more
-        with ``input_reg``).
+        with ``input_reg``, one more with ``pp_bits`` 8).
 
-        Both: partial products of ``acc * M0`` (one multiplier block each); their sum. Then
+        Both: partial products of ``acc * M0`` (one multiplier block each; with ``pp_bits`` 8,
+        the 17 x 8-bit products, then their pairs summed); their sum. Then
         ``single``: the shift by ``30 - sh`` in two stages, by ``8·q`` then by ``f``;
         ``(t + 1) >> 1``; zero point and clamp.
         ``double``: high half with nudge; rounding divide by a power of two; zero point and
         clamp."""
-        return LATENCY[self.rounding] + self.input_reg
+        return self.latency_for(self.rounding, self.pp_bits) + self.input_reg
 
     @staticmethod
-    def latency_for(rounding: str) -> int:
-        """:attr:`latency` of a requantizer with rounding mode ``rounding``, without building
+    def latency_for(rounding: str, pp_bits: int = 16) -> int:
+        """:attr:`latency` of a requantizer with rounding mode ``rounding`` and ``pp_bits``
+        bits of ``M0`` per partial product, without its input register and without building
         one (the cycle model, ``sim/perfmodel.py``, reads it here).
 
         Raises
         ------
         ValueError
-            For a rounding mode not in :data:`ROUNDING_MODES`.
+            For a rounding mode not in :data:`ROUNDING_MODES` or ``pp_bits`` not in
+            :data:`PP_BITS`.
         """
         if rounding not in ROUNDING_MODES:
             raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
-        return LATENCY[rounding]
+        if pp_bits not in PP_BITS or isinstance(pp_bits, bool):
+            raise ValueError(f"Partial-product bits must be one of {PP_BITS!r}, not {pp_bits!r}")
+        return LATENCY[rounding] + (pp_bits == 8)
 
     @staticmethod
-    def _product(m: Module, acc, mult, width: int, lane: int) -> Signal:
-        """``acc * mult`` (signed ``width`` x signed 32 bits, exact) in two registered stages:
-        the partial products of 17-bit chunks of ``acc`` (unsigned, the top one signed) and the
-        16-bit halves of ``mult`` (low unsigned, high signed), then their shifted sum. Each
-        partial product fits an 18 x 18 signed multiplier, so none needs an adder after its
-        DSP block in the same cycle (a 32 x 32 product split by Yosys' mul2dsp did: the
-        4 x 4 ECP5 critical path, docs/area.md)."""
-        m_lo = mult.as_unsigned()[:16]
-        m_hi = mult[16:].as_signed()
+    def product_stages(pp_bits: int) -> int:
+        """Registered stages of :meth:`_product`: 2 (``pp_bits`` 16) or 3 (8)."""
+        return 2 + (pp_bits == 8)
+
+    @staticmethod
+    def _product(m: Module, acc, mult, width: int, lane: int, pp_bits: int = 16) -> Signal:
+        """``acc * mult`` (signed ``width`` x signed 32 bits, exact) in registered stages
+        (:meth:`product_stages`): the partial products of 17-bit chunks of ``acc`` (unsigned,
+        the top one signed) and ``pp_bits``-bit pieces of ``mult`` (unsigned, the top one
+        signed), then their shifted sum. With ``pp_bits`` 16 each partial product fits an
+        18 x 18 signed multiplier, so none needs an adder after its DSP block in the same
+        cycle (a 32 x 32 product split by Yosys' mul2dsp did: the 4 x 4 ECP5 critical path,
+        docs/area.md). With ``pp_bits`` 8 the 17 x 8-bit products (``pp8_<lane>_<chunk>_<byte>``)
+        are registered, then summed in pairs into the 17 x 16-bit ones (``pp_<lane>_<chunk>_<half>``,
+        a 33-bit add), a stage before the same shifted sum."""
         n = -(-width // _CHUNK)
+        pieces = 32 // pp_bits
         terms = []
         for j in range(n):
             chunk = acc.as_unsigned()[_CHUNK * j:min(_CHUNK * (j + 1), width)]
             if j == n - 1:
                 chunk = chunk.as_signed()
-            for half, (mpart, offset) in enumerate(((m_lo, 0), (m_hi, 16))):
-                e = chunk * mpart
+            for half in range(2):
+                if pp_bits == 16:
+                    mpart = mult.as_unsigned()[:16] if half == 0 else mult[16:].as_signed()
+                    e = chunk * mpart
+                else:
+                    parts = []
+                    for b in range(2):
+                        q = 2 * half + b
+                        mpart = mult.as_unsigned()[8 * q:8 * q + 8]
+                        if q == pieces - 1:
+                            mpart = mpart.as_signed()
+                        p8 = Signal((chunk * mpart).shape(), name=f"pp8_{lane}_{j}_{q}")
+                        m.d.sync += p8.eq(chunk * mpart)
+                        parts.append(p8)
+                    e = parts[0] + (parts[1] << 8)
                 pp = Signal(e.shape(), name=f"pp_{lane}_{j}_{half}")
                 m.d.sync += pp.eq(e)
-                terms.append(pp << (_CHUNK * j + offset))
+                terms.append(pp << (_CHUNK * j + 16 * half))
         prod = Signal(signed(width + 32), name=f"prod_{lane}")
         m.d.sync += prod.eq(sum(terms[1:], terms[0]))
         return prod
@@ -209,7 +250,7 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W = self.acc_width
-        n_stages = LATENCY[self.rounding]
+        n_stages = self.latency_for(self.rounding, self.pp_bits)
         i_valid, i_acc, i_mult, i_shift, i_zp, i_lo, i_hi = self._inputs(m)
 
         # Valid and the per-beat clamp parameters travel alongside the lanes.
@@ -225,12 +266,18 @@ class Requantizer(wiring.Component):
 
         for i in range(self.lanes):
             acc, mult = i_acc[i], i_mult[i]
-            # Stages 1 and 2: the wide product acc * M0 (W + 32 bits, exact). The shift is
-            # delayed by one stage, so that below prod and sh are one stage apart as in a
-            # one-stage product.
-            prod = self._product(m, acc, mult, W, i)
-            sh = Signal(signed(8), name=f"shift_{i}_s0")
-            m.d.sync += sh.eq(i_shift[i])
+            # Stages 1 and 2 (to 3 with pp_bits 8): the wide product acc * M0 (W + 32 bits,
+            # exact). The shift is delayed by one stage less, so that below prod and sh are
+            # one stage apart as in a one-stage product.
+            prod = self._product(m, acc, mult, W, i, self.pp_bits)
+            sh = i_shift[i]
+            for k in range(self.product_stages(self.pp_bits) - 2):
+                sh_k = Signal(signed(8), name=f"shift_{i}_pp{k}")
+                m.d.sync += sh_k.eq(sh)
+                sh = sh_k
+            sh0 = Signal(signed(8), name=f"shift_{i}_s0")
+            m.d.sync += sh0.eq(sh)
+            sh = sh0
             if self.rounding == "single":
                 # y = (prod + 2^(30 - sh)) >> (31 - sh), 31 - sh in [1, 62], computed as
                 # t = prod >> (30 - sh) (stages 3 and 4), y = (t + 1) >> 1 (stage 5): with

@@ -41,14 +41,14 @@ from collections import deque
 from fractions import Fraction
 from math import ceil
 
-from npugen.hw.config import Dataflow
+from npugen.hw.config import Dataflow, GemmConfig
 from npugen.hw.errors import InputError, MissingSectionError
 from npugen.hw.gemm import ResultQueue
 from npugen.hw.requant import ROUNDING_MODES, Requantizer
 
 __all__ = ["gemm_cycles", "stream_rate", "stream_rates", "stream_sources", "stream_beats",
            "stream_bound", "StreamSource", "closed_form", "ideal_cycles", "utilization",
-           "latencies",
+           "latencies", "requant_latency",
            "scalesim_formula", "scalesim_config_text", "scalesim_topology_text", "write_scalesim",
            "REQUANT_LATENCY", "DRAIN_LATENCY", "PARAM_BEATS", "FIFO_LATENCY", "RESULT_LATENCY", "REJECT_CYCLES",
            "softmax_cycles", "softmax_closed_form", "softmax_row_cycles", "softmax_utilization",
@@ -58,9 +58,24 @@ __all__ = ["gemm_cycles", "stream_rate", "stream_rates", "stream_sources", "stre
            "attention_params", "ATTENTION_TILE_SLOTS", "ATTENTION_PARAM_BEATS",
            "ATTENTION_LUT_BEATS"]
 
-#: ``Requantizer.latency`` per rounding mode (5 stages in both), read from the hardware
-#: (``hw/requant.py``), where it is defined.
+#: ``Requantizer.latency`` per rounding mode with 16-bit partial products (the attention
+#: unit's score requantizer), read from the hardware (``hw/requant.py``), where it is defined;
+#: a GEMM engine's is :func:`requant_latency`.
 REQUANT_LATENCY = {r: Requantizer.latency_for(r) for r in ROUNDING_MODES}
+
+
+def requant_latency(cfg) -> int:
+    """Cycles of a GEMM engine's requantizer (without its input register, :data:`DRAIN_LATENCY`)
+    for ``cfg``'s ``rounding`` and ``requant_pp_bits`` (absent: the default's), read from the
+    hardware (``Requantizer.latency_for``).
+
+    Raises
+    ------
+    ValueError
+        For a rounding mode or partial-product width the requantizer does not have.
+    """
+    return Requantizer.latency_for(cfg.rounding,
+                                   getattr(cfg, "requant_pp_bits", GemmConfig.requant_pp_bits))
 #: ``ResultQueue.drain_latency``: the register between a slice's issue at the result FIFO's
 #: head and the requantizer (hw/gemm.py).
 DRAIN_LATENCY = ResultQueue.drain_latency
@@ -105,7 +120,7 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
         result beat on ``m_axis_res`` with a consumer that is always ready.
     """
     R, C = cfg.rows, cfg.cols
-    rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
+    rq = DRAIN_LATENCY + requant_latency(cfg) if requant else 0
     # ws: tag_pre = tags[latency - 1]; t0 <= tag_pre; t1 <= t0.
     # os: the tile tag expanded at tags[latency - 2]; tag_pre, t0, t1. The same count for both.
     # A ws PE without its product register (pe_product_reg false) is a cycle shorter.
@@ -403,7 +418,7 @@ def closed_form(cfg, m: int, k: int, n: int, *, requant: bool = True) -> int | N
     R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
     if requant and min(C, n) > _rq_lanes(cfg):
         return None         # rows drained in several slices: no closed form
-    rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
+    rq = DRAIN_LATENCY + requant_latency(cfg) if requant else 0
     kt, nt = ceil(k / R), ceil(n / C)
     closed = Dataflow(cfg.dataflow).pick(ws=_closed_ws, os=_closed_os)
     # a requant job's parameter slot is freed RESULT_LATENCY cycles after s1 (by the drain)
@@ -458,7 +473,7 @@ class _Results:
 
     def __init__(self, cfg, requant: bool):
         self.lanes = _rq_lanes(cfg) if requant else None
-        self.rq = DRAIN_LATENCY + REQUANT_LATENCY[cfg.rounding] if requant else 0
+        self.rq = DRAIN_LATENCY + requant_latency(cfg) if requant else 0
         self.reads: list[int] = []
         self._next = _NEG        # the cycle the head can take the next row
 

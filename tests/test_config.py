@@ -131,6 +131,10 @@ INVALID = [
     ("requant_lanes", 17, "an integer from 1 to cols (16)", "17"),
     ("requant_lanes", 2.0, "an integer from 1 to cols (16)", "2.0"),
     ("requant_lanes", True, "an integer from 1 to cols (16)", "true"),
+    ("requant_pp_bits", 12, "8 or 16", "12"),
+    ("requant_pp_bits", 16.0, "8 or 16", "16.0"),
+    ("requant_pp_bits", True, "8 or 16", "true"),
+    ("requant_pp_bits", "8", "8 or 16", '"8"'),
     ("pe_product_reg", 1, "true or false", "1"),
     ("pe_weight_reg", "yes", "true or false", '"yes"'),
     ("array_input_reg", 0, "true or false", "0"),
@@ -181,6 +185,17 @@ def test_pe_registers_are_ws_only():
             GemmConfig(dataflow="os", **{key: False})
         assert str(info.value) == (f'{key}: false is not allowed (true for dataflow "os": its '
                                    f'PE has no such register)')
+
+
+def test_requant_pp_bits():
+    """8 by default (the ASIC's Fmax); 16, read from TOML, is written back and changes the
+    digest (a different design)."""
+    assert GemmConfig().requant_pp_bits == 8
+    cfg = parse_toml("requant_pp_bits = 16\n")
+    assert cfg.requant_pp_bits == 16
+    assert "requant_pp_bits = 16\n" in cfg.to_toml()
+    assert parse_toml(cfg.to_toml()) == cfg
+    assert cfg.digest() != GemmConfig().digest()
 
 
 def test_operand_isolation():
@@ -277,7 +292,7 @@ def test_unknown_key():
     with pytest.raises(ConfigError) as info:
         parse_toml('name = "npu"\nrow = 4\n', source="c.toml")
     assert str(info.value) == ("c.toml: row: unknown key (allowed: name, rows, cols, dataflow, "
-                               "k_max, acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, operand_isolation, acc_depth, res_depth, clock_mhz, softmax, "
+                               "k_max, acc_width, rounding, requant_lanes, requant_pp_bits, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, operand_isolation, acc_depth, res_depth, clock_mhz, softmax, "
                                "attention)")
     assert info.value.key == "row"
 
@@ -456,7 +471,8 @@ def test_to_toml_is_deterministic_and_ordered():
     text = GemmConfig().to_toml()
     assert text == GemmConfig().to_toml()
     keys = [line.split(" = ")[0] for line in text.splitlines() if not line.startswith("#")]
-    assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "pe_product_reg",
+    assert keys == ["name", "rows", "cols", "dataflow", "k_max", "rounding", "requant_pp_bits",
+                    "pe_product_reg",
                     "pe_weight_reg", "array_input_reg", "dsp_primitive", "operand_isolation",
                     "acc_depth", "res_depth", "clock_mhz"]
     assert "# acc_width = 32  (derived from k_max)" in text

@@ -201,11 +201,13 @@ def test_engine_accumulate_across_jobs(cfg):
     np.testing.assert_array_equal(decode(cfg, j2, out[1][1]), want)
 
 
+@pytest.mark.parametrize("pp_bits", [16, 8])
 @pytest.mark.parametrize("W", [17, 32, 35, 48, 64])
-def test_requantizer_product_is_exact(W):
-    """The two-stage product (17-bit chunks of acc times 16-bit halves of M0) equals Python's
-    acc * M0 for every sign combination, the extremes and the chunk boundaries, two cycles
-    after its inputs."""
+def test_requantizer_product_is_exact(W, pp_bits):
+    """The registered product (17-bit chunks of acc times 16-bit halves of M0, or bytes of M0
+    summed in pairs a stage later) equals Python's acc * M0 for every sign combination, the
+    extremes and the chunk and byte boundaries, two cycles after its inputs (three with
+    ``pp_bits`` 8)."""
     from amaranth.hdl import Module, Signal, signed
 
     class Dut:
@@ -216,7 +218,7 @@ def test_requantizer_product_is_exact(W):
 
         def elaborate(self, platform):
             m = Module()
-            self.prod = Requantizer._product(m, self.acc, self.mult, W, 0)
+            self.prod = Requantizer._product(m, self.acc, self.mult, W, 0, pp_bits)
             return m
 
     dut = Dut()
@@ -226,25 +228,29 @@ def test_requantizer_product_is_exact(W):
     accs = [lo, hi, 0, -1, 1] + [v for b in (16, 17, 33, 34, 50, 51) if b < W - 1
                                   for v in ((1 << b) - 1, 1 << b, -(1 << b))]
     accs += [rng.randint(lo, hi) for _ in range(60)]
-    mults = [0, 1 << 30, (1 << 31) - 1, -(1 << 31), -1, 0xFFFF, 0x10000]
+    mults = [0, 1 << 30, (1 << 31) - 1, -(1 << 31), -1, 0xFFFF, 0x10000, 0xFF, 0x100,
+             0xFFFFFF, 0x1000000, -0x1000000, 0x7F80FF01]
     mults += [rng.randint(-(1 << 31), (1 << 31) - 1) for _ in range(20)]
     pairs = [(a, b) for a in accs for b in rng.sample(mults, 6)]
     got = []
 
+    stages = {16: 2, 8: 3}[pp_bits]     # hand-counted: partial products, (pairs,) sum
+    assert Requantizer.product_stages(pp_bits) == stages
+
     async def tb(ctx):
-        for i in range(len(pairs) + 2):
+        for i in range(len(pairs) + stages):
             if i < len(pairs):
                 ctx.set(dut.acc, pairs[i][0])
                 ctx.set(dut.mult, pairs[i][1])
             await ctx.tick()
-            if i >= 1:
+            if i >= stages - 1:
                 got.append(ctx.get(dut.prod))
 
     sim = Simulator(frag)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    # Pair i is set before tick i + 1 (partial products) and read after tick i + 2 (prod).
+    # Pair i is set before tick i + 1 (partial products) and read after tick i + stages (prod).
     assert got[:len(pairs)] == [a * b for a, b in pairs]
 
 
@@ -312,15 +318,16 @@ def test_requantizer_at_the_saturation_edge(rounding):
     _check_requantizer(dut, vectors)
 
 
+@pytest.mark.parametrize("pp_bits", [16, 8])
 @pytest.mark.parametrize("rounding", ["single", "double"])
-def test_requantizer_at_the_wide_saturation_edges(rounding):
+def test_requantizer_at_the_wide_saturation_edges(rounding, pp_bits):
     """64-bit accumulators where the registers narrowed before the last rounding step saturate
     (``npugen.hw.requant._T_BITS``, ``_H_BITS``): ``double``'s ``h`` (about ``acc · M0 /
     2^31``) at and around ``+-2^41`` with every right shift ``e`` that can bring it down
     (``sh`` from -31 to -20, and 0), and ``single``'s shifted product at ``+-2^9`` for the same
     shifts; both multipliers' extremes. Against the golden model, which is exact."""
     lanes = 4
-    dut = Requantizer(lanes=lanes, acc_width=64, rounding=rounding)
+    dut = Requantizer(lanes=lanes, acc_width=64, rounding=rounding, pp_bits=pp_bits)
     accs = []
     for b in (40, 41, 42, 43, 50, 62):
         for d in (-2, -1, 0, 1, 2):
@@ -368,13 +375,16 @@ def test_requantizer_single_coarse_shift_saturation_edges():
     _check_requantizer(dut, vectors)
 
 
+@pytest.mark.parametrize("pp_bits", [16, 8])
 @pytest.mark.parametrize("rounding", ["single", "double"])
 @pytest.mark.parametrize("W", [32, 35, 48, 64])
-def test_requantizer_matches_golden(rounding, W):
+def test_requantizer_matches_golden(rounding, W, pp_bits):
     """Widths that split ``acc`` into 2, 3 and 4 17-bit chunks for the partial products,
-    the chunk boundaries (bits 16/17, 33/34) and the extremes of each width."""
+    the chunk boundaries (bits 16/17, 33/34) and the extremes of each width, with both
+    partial-product widths (the latency each declares is the one ``_check_requantizer``
+    waits for)."""
     lanes = 4
-    dut = Requantizer(lanes=lanes, acc_width=W, rounding=rounding)
+    dut = Requantizer(lanes=lanes, acc_width=W, rounding=rounding, pp_bits=pp_bits)
     rng = random.Random(5 + W)
     lo_acc, hi_acc = -(1 << (W - 1)), (1 << (W - 1)) - 1
     edges = [v for b in (16, 17, 33, 34, 50, 51) if b < W - 1

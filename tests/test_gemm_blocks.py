@@ -833,6 +833,10 @@ def test_result_queue_first_beat_latency(requant, lanes, nc, want):
      "Requantizer lanes must be an integer from 1 to cols (2), not 0"),
     (lambda: Requantizer.latency_for("nearest"), ValueError,
      "Rounding must be one of ('single', 'double'), not 'nearest'"),
+    (lambda: Requantizer(lanes=1, acc_width=32, pp_bits=4), ValueError,
+     "Partial-product bits must be one of (16, 8), not 4"),
+    (lambda: GemmEngine(rows=2, cols=2, requant_pp_bits=32), ValueError,
+     "Partial-product bits must be one of (16, 8), not 32"),
 ])
 def test_init_wrong_parameters(make, exc, msg):
     with pytest.raises(exc, match=msg.replace("(", r"\(").replace(")", r"\)")):
@@ -843,10 +847,16 @@ def test_engine_latencies_from_its_blocks():
     """The manifest's latencies, hand-computed: the array R + C + 1 (its input register, the
     skew, the last PE's registers), R + C without the input register; the back end one cycle to s1
     (the FIFO write), the FIFO's two and its head register's one to the head, plus the drain's
-    slice register and the requantizer's six (single rounding)."""
+    slice register and the requantizer's seven (single rounding, 8-bit partial products: the
+    products, their pairs, their sum, two shift stages, the rounding, the clamp), six with
+    16-bit partial products."""
     for rows, cols, dataflow in ((2, 3, "ws"), (4, 2, "os")):
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64)
         Fragment.get(e, None)     # its sub-components were made in hw/gemm.py: use them
+        assert e.latencies == {"array": rows + cols + 1, "back_end_raw": 4,
+                               "back_end_requant": 12, "requant": 8}
+        e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64, requant_pp_bits=16)
+        Fragment.get(e, None)
         assert e.latencies == {"array": rows + cols + 1, "back_end_raw": 4,
                                "back_end_requant": 11, "requant": 7}
         e = GemmEngine(rows=rows, cols=cols, dataflow=dataflow, k_max=64, array_input_reg=False)
@@ -855,11 +865,20 @@ def test_engine_latencies_from_its_blocks():
 
 
 def test_requant_latency_defined_once():
-    """The cycle model's requantizer latency is the hardware's (hw/requant.py)."""
+    """The cycle model's requantizer latency is the hardware's (hw/requant.py), for both
+    partial-product widths (hand-counted stages)."""
+    from types import SimpleNamespace
     for r in ROUNDING_MODES:
         assert perfmodel.REQUANT_LATENCY[r] == Requantizer.latency_for(r) \
             == Requantizer(lanes=1, acc_width=32, rounding=r).latency \
             == {"single": 6, "double": 5}[r]
+        for bits, want in ((16, {"single": 6, "double": 5}), (8, {"single": 7, "double": 6})):
+            cfg = SimpleNamespace(rounding=r, requant_pp_bits=bits)
+            assert perfmodel.requant_latency(cfg) == Requantizer.latency_for(r, bits) \
+                == Requantizer(lanes=1, acc_width=32, rounding=r, pp_bits=bits).latency \
+                == want[r]
+    with pytest.raises(ValueError, match="Partial-product bits"):
+        Requantizer.latency_for("single", 12)
 
 
 def _components(module):

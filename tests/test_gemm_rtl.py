@@ -35,15 +35,16 @@ from rtl_helpers import BUILD, covering_params, need_sim, run_bench, seed_for
 pytestmark = pytest.mark.rtl
 
 
-#: Small configurations of the matrix. Rounding alternates so both modes meet both dataflows;
-#: k_max is small so the K = k_max test stays quick.
+#: Small configurations of the matrix. Rounding alternates so both modes meet both dataflows,
+#: and both meet both partial-product widths of the requantizer (requant_pp_bits 8, the
+#: default, and 16); k_max is small so the K = k_max test stays quick.
 CONFIGS = {
     "g1x1ws": GemmConfig(name="g1x1ws", rows=1, cols=1, dataflow="ws", k_max=64, acc_depth=16,
                          res_depth=4),
     "g1x1os": GemmConfig(name="g1x1os", rows=1, cols=1, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=4, rounding="double", array_input_reg=False),
     "g2x2ws": GemmConfig(name="g2x2ws", rows=2, cols=2, dataflow="ws", k_max=64, acc_depth=4,
-                         res_depth=4, rounding="double"),
+                         res_depth=4, rounding="double", requant_pp_bits=16),
     "g2x2os": GemmConfig(name="g2x2os", rows=2, cols=2, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=4, requant_lanes=2),
     "g4x4ws": GemmConfig(name="g4x4ws", rows=4, cols=4, dataflow="ws", k_max=128, acc_depth=16,
@@ -60,8 +61,10 @@ CONFIGS = {
     "g8x4os": GemmConfig(name="g8x4os", rows=8, cols=4, dataflow="os", k_max=64, acc_depth=16,
                          res_depth=8, rounding="double"),
     # every PE's product in an instantiated ECP5 MULT18X18D, simulated with npugen's model
+    # and the requantizer's 17 x 16-bit partial products, as the FPGA configurations
     "g4x4dsp": GemmConfig(name="g4x4dsp", rows=4, cols=4, dataflow="ws", k_max=128,
-                          acc_depth=16, res_depth=16, dsp_primitive="ecp5"),
+                          acc_depth=16, res_depth=16, dsp_primitive="ecp5",
+                          requant_pp_bits=16),
     # both: the DSP blocks' activation copy follows the input register's hold on a bubble
     "g2x3dspiso": GemmConfig(name="g2x3dspiso", rows=2, cols=3, dataflow="ws", k_max=64,
                              acc_depth=16, res_depth=4, dsp_primitive="ecp5",

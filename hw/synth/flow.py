@@ -493,8 +493,9 @@ def dsp_plan(target: str, cfg: GemmConfig, blocks: dict[str, str], budget: int |
     """Which modules' multipliers go to LUTs under a budget of ``budget`` DSP blocks.
 
     The requantizer comes first (all its ``requant_lanes`` lanes or none; its cost is estimated
-    from mul2dsp's splitting of signed operands), then the PE multipliers, one block each, in
-    row-major order.
+    from its partial products, ``requant_pp_bits``, and mul2dsp's splitting of signed
+    operands: 4 blocks a lane on ECP5 at 16 bits and W = 32, 8 at 8 bits), then the PE
+    multipliers, one block each, in row-major order.
     A requantizer lane's W x 32-bit product in LUTs costs about 4,700 ECP5 LUT4s and one long
     carry path (the Fmax limit at 4 x 4, docs/area.md), a PE's int8 x int8 product a few
     hundred: the blocks go where they save the most.
@@ -512,7 +513,8 @@ def dsp_plan(target: str, cfg: GemmConfig, blocks: dict[str, str], budget: int |
         return set(), 0
     _, a, b = DSP_CELLS[target]
     w = cfg.acc_bits
-    per_lane = math.ceil(w / (a - 1)) * math.ceil(32 / (b - 1))
+    # 17-bit chunks of the accumulator times requant_pp_bits-bit pieces of M0 (hw/requant.py)
+    per_lane = math.ceil(w / (a - 1)) * math.ceil(32 / min(cfg.requant_pp_bits, b - 1))
     rq_need = per_lane * cfg.rq_lanes * len(rq)
     need = len(pes) + rq_need
     if budget is None or budget >= need:
