@@ -824,8 +824,10 @@ def test_dedupe_keeps_one_module_per_kind():
 def test_dsp_plan_requantizer_before_pes():
     """The DSP budget goes to the requantizer's lanes first (all or none), then to the PEs in
     row-major order. Block counts worked by hand: ECP5 MULT18X18D takes 18 x 18 signed, so a
-    32 x 32 product is ceil(32/17) * ceil(32/17) = 4 blocks a lane; the 2 x 2 design has
-    ceil(2 / 4) = 1 lane (requant_lanes derived), 4 blocks, and 2 lanes take 8."""
+    32 x 32 product in 17 x 16-bit partial products (``requant_pp_bits`` 16) is
+    ceil(32/17) * ceil(32/16) = 4 blocks a lane, and in 17 x 8-bit ones (8, the default)
+    ceil(32/17) * 4 = 8; the 2 x 2 design has ceil(2 / 4) = 1 lane (requant_lanes derived),
+    and 2 lanes take twice the blocks."""
     import dataclasses
     from npugen.hw.synth.flow import dsp_plan
     pes = [f"qor2.engine.array.pe_{r}_{c}" for r in range(2) for c in range(2)]
@@ -833,18 +835,25 @@ def test_dsp_plan_requantizer_before_pes():
     rq = "qor2.engine.results.requant"
     mods = {"qor2": "control", "qor2.engine": "control", rq: "requantizer",
             "qor2.engine.array": "array", **{p: "array" for p in reversed(pes)}}
-    assert CFG.rq_lanes == 1
-    assert dsp_plan("ecp5", CFG, mods, None) == (set(), 8)
-    assert dsp_plan("ecp5", CFG, mods, 8) == (set(), 8)
+    c16 = dataclasses.replace(CFG, requant_pp_bits=16)
+    assert c16.rq_lanes == 1 and c16.acc_bits == 32
+    assert dsp_plan("ecp5", c16, mods, None) == (set(), 8)
+    assert dsp_plan("ecp5", c16, mods, 8) == (set(), 8)
     # 5 blocks: 4 for the requantizer, 1 for PE (0, 0).
-    assert dsp_plan("ecp5", CFG, mods, 5) == (set(pes[1:]), 8)
-    assert dsp_plan("ecp5", CFG, mods, 4) == (set(pes), 8)
+    assert dsp_plan("ecp5", c16, mods, 5) == (set(pes[1:]), 8)
+    assert dsp_plan("ecp5", c16, mods, 4) == (set(pes), 8)
     # 3 blocks do not hold the lane: the requantizer goes to LUTs, the PEs take 3.
-    assert dsp_plan("ecp5", CFG, mods, 3) == ({rq, pes[3]}, 8)
-    assert dsp_plan("ecp5", CFG, mods, 0) == ({rq, *pes}, 8)
-    two = dataclasses.replace(CFG, requant_lanes=2)
+    assert dsp_plan("ecp5", c16, mods, 3) == ({rq, pes[3]}, 8)
+    assert dsp_plan("ecp5", c16, mods, 0) == ({rq, *pes}, 8)
+    two = dataclasses.replace(c16, requant_lanes=2)
     assert dsp_plan("ecp5", two, mods, None) == (set(), 12)
     assert dsp_plan("ecp5", two, mods, 7) == ({rq}, 12)
+    # 8-bit partial products: 8 blocks a lane
+    assert CFG.requant_pp_bits == 8
+    assert dsp_plan("ecp5", CFG, mods, None) == (set(), 12)
+    assert dsp_plan("ecp5", CFG, mods, 9) == (set(pes[1:]), 12)
+    # 7 blocks do not hold the lane's 8: the requantizer goes to LUTs, the 4 PEs take 4.
+    assert dsp_plan("ecp5", CFG, mods, 7) == ({rq}, 12)
 
 
 def test_markdown_mentions_every_block(out):
