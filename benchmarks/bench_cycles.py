@@ -5,7 +5,7 @@ For a design (default: the embedded default, 16 x 16 ws) and its 4 x 4 and 8 x 8
 MiniLM's projections (20 tokens: Q/K/V/O 20 x 384 x 384, FFN1 20 x 384 x 1536, FFN2
 20 x 1536 x 384; one token: 1 x 384 x 384) for each value of a key (``--key``, ``--values``),
 and the difference to the first value: the table a change that trades cycles for clock or area
-quotes (docs/perf.md, "What the requantizer's 8-bit partial products cost"). The model
+quotes (docs/perf.md, "The requantizer's partial products"). The model
 (``npugen.sim.perfmodel``) equals the RTL's status cycles on every configuration of the
 regression (tests/test_perfmodel.py), so these are the RTL's cycles with streams that always
 have a beat and a consumer that is always ready.

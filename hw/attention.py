@@ -556,8 +556,9 @@ class AttentionScores(wiring.Component):
         # Stage S2: one adder tree per query (balanced, so the sum is exactly W_S bits).
         s2_side = Signal(vside)
         m.d.sync += s2_side.eq(s1_side)
+        # 17 x 16-bit partial products: latency_of counts LATENCY (hw/requant.py)
         m.submodules.requant = rq = Requantizer(lanes=P, acc_width=self.W_S,
-                                                rounding=self.rounding)
+                                                rounding=self.rounding, pp_bits=16)
         for p in range(P):
             terms = [t for t in s1_prod[p]]
             while len(terms) > 1:

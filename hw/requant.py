@@ -19,7 +19,7 @@ LATENCY = {"single": 6, "double": 5}
 #: Bits of ``M0`` per partial product (:class:`Requantizer`'s ``pp_bits``): 16, a 17 x 16-bit
 #: product that fits one 18 x 18 DSP multiplier (FPGA), or 8, 17 x 8-bit products summed in
 #: pairs a stage later (an ASIC's carry-save trees half as deep, for one more stage).
-PP_BITS = (16, 8)
+PP_BITS = (8, 16)
 
 #: Bits of the accumulator per partial product of ``acc * M0``: a 17-bit unsigned chunk times a
 #: 16-bit half of ``M0`` fits one 18 x 18 signed multiplier (ECP5 MULT18X18D, iCE40 SB_MAC16).
@@ -51,6 +51,12 @@ _X_BITS = _T_BITS + 7
 #: ``511`` or ``512``; for ``h < -2^41`` both give ``-512`` and ``y`` is ``-512`` or
 #: ``-511``; every such ``y`` clamps to ``act_max`` or ``act_min`` (see :data:`_T_BITS`).
 _H_BITS = _T_BITS + 32
+
+
+def _check_pp_bits(pp_bits) -> None:
+    """Raise ValueError unless ``pp_bits`` is one of :data:`PP_BITS` (an int, not a bool)."""
+    if type(pp_bits) is not int or pp_bits not in PP_BITS:
+        raise ValueError(f"Partial-product bits must be one of {PP_BITS!r}, not {pp_bits!r}")
 
 
 def _saturate(m: Module, v, name: str, bits: int = _T_BITS) -> Signal:
@@ -106,8 +112,9 @@ class Requantizer(wiring.Component):
         17-bit chunk of the accumulator times a 16-bit half of ``M0``, one 18 x 18 DSP
         multiplier on an FPGA. 8: 17-bit chunks times bytes of ``M0`` (twice as many
         products, each with a carry-save tree of 8 rows instead of 16), summed in pairs in
-        one more stage (one more cycle of :attr:`latency`): on OSU 0.18 µm the 17 x 16-bit
-        stage reaches about 249 MHz alone, the 17 x 8-bit one about 300 (docs/area.md).
+        one more stage (one more cycle of :attr:`latency`): on OSU 0.18 µm the 4 x 4 design
+        runs at 246.73 MHz register to register with 16, limited by this stage, and at 296.91
+        with 8 (docs/area.md, "ASIC timing closure").
 
     Members
     -------
@@ -140,8 +147,7 @@ class Requantizer(wiring.Component):
             raise ValueError(f"Accumulator width must be an integer from 17 to 64, not {acc_width!r}")
         if rounding not in ROUNDING_MODES:
             raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
-        if pp_bits not in PP_BITS or isinstance(pp_bits, bool):
-            raise ValueError(f"Partial-product bits must be one of {PP_BITS!r}, not {pp_bits!r}")
+        _check_pp_bits(pp_bits)
         self.pp_bits = pp_bits
         self.lanes = lanes
         self.acc_width = acc_width
@@ -186,13 +192,19 @@ class Requantizer(wiring.Component):
         """
         if rounding not in ROUNDING_MODES:
             raise ValueError(f"Rounding must be one of {ROUNDING_MODES!r}, not {rounding!r}")
-        if pp_bits not in PP_BITS or isinstance(pp_bits, bool):
-            raise ValueError(f"Partial-product bits must be one of {PP_BITS!r}, not {pp_bits!r}")
+        _check_pp_bits(pp_bits)
         return LATENCY[rounding] + (pp_bits == 8)
 
     @staticmethod
     def product_stages(pp_bits: int) -> int:
-        """Registered stages of :meth:`_product`: 2 (``pp_bits`` 16) or 3 (8)."""
+        """Registered stages of :meth:`_product`: 2 (``pp_bits`` 16) or 3 (8).
+
+        Raises
+        ------
+        ValueError
+            For ``pp_bits`` not in :data:`PP_BITS`.
+        """
+        _check_pp_bits(pp_bits)
         return 2 + (pp_bits == 8)
 
     @staticmethod
@@ -214,9 +226,9 @@ class Requantizer(wiring.Component):
             if j == n - 1:
                 chunk = chunk.as_signed()
             for half in range(2):
+                m_half = mult.as_unsigned()[:16] if half == 0 else mult[16:].as_signed()
                 if pp_bits == 16:
-                    mpart = mult.as_unsigned()[:16] if half == 0 else mult[16:].as_signed()
-                    e = chunk * mpart
+                    e = chunk * m_half
                 else:
                     parts = []
                     for b in range(2):
@@ -228,7 +240,9 @@ class Requantizer(wiring.Component):
                         m.d.sync += p8.eq(chunk * mpart)
                         parts.append(p8)
                     e = parts[0] + (parts[1] << 8)
-                pp = Signal(e.shape(), name=f"pp_{lane}_{j}_{half}")
+                # as wide as the 17 x 16-bit product it equals (the add's carry bit is a copy
+                # of the sign)
+                pp = Signal((chunk * m_half).shape(), name=f"pp_{lane}_{j}_{half}")
                 m.d.sync += pp.eq(e)
                 terms.append(pp << (_CHUNK * j + 16 * half))
         prod = Signal(signed(width + 32), name=f"prod_{lane}")
@@ -280,12 +294,12 @@ class Requantizer(wiring.Component):
             sh = sh0
             if self.rounding == "single":
                 # y = (prod + 2^(30 - sh)) >> (31 - sh), 31 - sh in [1, 62], computed as
-                # t = prod >> (30 - sh) (stages 3 and 4), y = (t + 1) >> 1 (stage 5): with
+                # t = prod >> (30 - sh) (two stages after prod), y = (t + 1) >> 1 (the next): with
                 # prod = t·2^u + r, 0 <= r < 2^u, both are floor((t + 1) / 2). The variable
                 # shift and the carry chain sit in separate stages (Fmax).
                 ushift = Signal(unsigned(6), name=f"ushift_{i}")
                 m.d.sync += ushift.eq((30 - sh)[:6])
-                # Stage 3: the coarse shift by 8·q (an 8-way multiplexer per bit), saturated to
+                # The stage after prod: the coarse shift by 8·q (an 8-way multiplexer per bit), saturated to
                 # _X_BITS bits before it is registered (exact: see _X_BITS). A 64-bit shift by
                 # 0 to 61 and the saturation test in one stage were the ECP5 critical path.
                 coarse = Signal(signed(W + 32), name=f"coarse_{i}")
@@ -294,7 +308,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += x.eq(_saturate(m, coarse, f"x_sat_{i}", _X_BITS))
                 fine = Signal(unsigned(3), name=f"fine_{i}")
                 m.d.sync += fine.eq(ushift[:3])
-                # Stage 4: the fine shift by f, t saturated to _T_BITS bits before it is
+                # The next stage: the fine shift by f, t saturated to _T_BITS bits before it is
                 # registered (exact: see _T_BITS), so the register, the increment, y, the
                 # zero-point add and the clamp are 10 to 11 bits wide, not W + 32 to W + 35.
                 t = Signal(signed(_T_BITS), name=f"t_{i}")
@@ -304,7 +318,7 @@ class Requantizer(wiring.Component):
             else:
                 sh1 = Signal(signed(8), name=f"shift_{i}_s1")
                 m.d.sync += sh1.eq(sh)
-                # Stage 3: h = SaturatingRoundingDoublingHighMul(acc << max(sh, 0), M0), exact:
+                # The stage after prod: h = SaturatingRoundingDoublingHighMul(acc << max(sh, 0), M0), exact:
                 # p = prod << lshift, h = trunc_toward_zero((p + nudge) / 2^31).
                 lshift = Signal(unsigned(5), name=f"lshift_{i}")
                 m.d.comb += lshift.eq(Mux(sh1 > 0, sh1, 0))
@@ -321,7 +335,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += h.eq(_saturate(m, h_full, f"h_sat_{i}", _H_BITS))
                 sh2 = Signal(signed(8), name=f"shift_{i}_s2")
                 m.d.sync += sh2.eq(sh1)
-                # Stage 4: RoundingDivideByPOT(h, max(-sh, 0)), ties away from zero.
+                # The next stage: RoundingDivideByPOT(h, max(-sh, 0)), ties away from zero.
                 e = Signal(unsigned(6), name=f"rshift_{i}")
                 m.d.comb += e.eq(Mux(sh2 < 0, -sh2, 0))
                 mask = Signal(unsigned(32), name=f"mask_{i}")

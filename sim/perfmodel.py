@@ -76,6 +76,8 @@ def requant_latency(cfg) -> int:
     """
     return Requantizer.latency_for(cfg.rounding,
                                    getattr(cfg, "requant_pp_bits", GemmConfig.requant_pp_bits))
+
+
 #: ``ResultQueue.drain_latency``: the register between a slice's issue at the result FIFO's
 #: head and the requantizer (hw/gemm.py).
 DRAIN_LATENCY = ResultQueue.drain_latency
@@ -111,7 +113,7 @@ def latencies(cfg, *, requant: bool = True) -> dict[str, int]:
         ``array`` (``WeightStationaryArray.latency = R + C + 1``: the input register, the
         skew and the PE's product and sum registers; one less without ``pe_product_reg``, one
         less without ``array_input_reg``; ``requant``: the drain's
-        slice register and the requantizer, :data:`DRAIN_LATENCY` + :data:`REQUANT_LATENCY`;
+        slice register and the requantizer, :data:`DRAIN_LATENCY` + :func:`requant_latency`;
         ``OutputStationaryArray.latency = R + C + 1``, ``R + C`` without
         ``array_input_reg``); ``t1``: a ws row
         injected at ``t`` (or an os tile's last K step) to its back-end stage s1 (``t1``, the

@@ -202,7 +202,7 @@ def test_engine_accumulate_across_jobs(cfg):
 
 
 @pytest.mark.parametrize("pp_bits", [16, 8])
-@pytest.mark.parametrize("W", [17, 32, 35, 48, 64])
+@pytest.mark.parametrize("W", [17, 18, 32, 34, 35, 48, 51, 52, 64])
 def test_requantizer_product_is_exact(W, pp_bits):
     """The registered product (17-bit chunks of acc times 16-bit halves of M0, or bytes of M0
     summed in pairs a stage later) equals Python's acc * M0 for every sign combination, the

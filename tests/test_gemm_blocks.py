@@ -834,9 +834,13 @@ def test_result_queue_first_beat_latency(requant, lanes, nc, want):
     (lambda: Requantizer.latency_for("nearest"), ValueError,
      "Rounding must be one of ('single', 'double'), not 'nearest'"),
     (lambda: Requantizer(lanes=1, acc_width=32, pp_bits=4), ValueError,
-     "Partial-product bits must be one of (16, 8), not 4"),
+     "Partial-product bits must be one of (8, 16), not 4"),
+    (lambda: Requantizer(lanes=1, acc_width=32, pp_bits=16.0), ValueError,
+     "Partial-product bits must be one of (8, 16), not 16.0"),
     (lambda: GemmEngine(rows=2, cols=2, requant_pp_bits=32), ValueError,
-     "Partial-product bits must be one of (16, 8), not 32"),
+     "Partial-product bits must be one of (8, 16), not 32"),
+    (lambda: Requantizer.product_stages(12), ValueError,
+     "Partial-product bits must be one of (8, 16), not 12"),
 ])
 def test_init_wrong_parameters(make, exc, msg):
     with pytest.raises(exc, match=msg.replace("(", r"\(").replace(")", r"\)")):

@@ -513,7 +513,8 @@ def dsp_plan(target: str, cfg: GemmConfig, blocks: dict[str, str], budget: int |
         return set(), 0
     _, a, b = DSP_CELLS[target]
     w = cfg.acc_bits
-    # 17-bit chunks of the accumulator times requant_pp_bits-bit pieces of M0 (hw/requant.py)
+    # chunks of the accumulator times requant_pp_bits-bit pieces of M0 (hw/requant.py: 17-bit
+    # chunks, which mul2dsp splits further where a block takes fewer than 18 signed bits)
     per_lane = math.ceil(w / (a - 1)) * math.ceil(32 / min(cfg.requant_pp_bits, b - 1))
     rq_need = per_lane * cfg.rq_lanes * len(rq)
     need = len(pes) + rq_need
