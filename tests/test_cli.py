@@ -116,7 +116,7 @@ def test_importing_the_cli_loads_no_simulator_or_hdl():
     ('dataflow = "is"\n', 'dataflow: "is" is not allowed ("ws" or "os")'),
     ("rows = 4.0\n", "rows: 4.0 is not allowed (an integer from 1 to 64)"),
     ("colums = 4\n", "colums: unknown key (allowed: name, rows, cols, dataflow, k_max, "
-                     "acc_width, rounding, requant_lanes, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, operand_isolation, acc_depth, res_depth, clock_mhz, softmax, attention)"),
+                     "acc_width, rounding, requant_lanes, requant_pp_bits, pe_product_reg, pe_weight_reg, array_input_reg, dsp_primitive, operand_isolation, acc_depth, res_depth, clock_mhz, softmax, attention)"),
     ("[softmax]\nF = 7\n", "softmax.F: 7 is not allowed (an integer from 8 to 30)"),
 ])
 @pytest.mark.parametrize("command", [["generate"], ["verify"], ["demo"]], ids=lambda c: c[0])
