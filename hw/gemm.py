@@ -459,7 +459,6 @@ class _Sequencer(wiring.Component):
             "act": In(stream.Signature(beat_layout(rows))),
             "wgt": In(stream.Signature(beat_layout(cols))),
             "start": In(1),
-            "new_job": In(JOB_LAYOUT),
             "job": In(JOB_LAYOUT),
             "param": Out(param_write_signature(cols)),
             "array": Out(wiring.Signature(array_members)),
@@ -475,6 +474,18 @@ class _Sequencer(wiring.Component):
         tile's last K step, for the tile's first row) to its tag on :attr:`tag`: the
         ``tag_delay`` parameter."""
         return self.tag_delay
+
+    def _started(self, m) -> Signal:
+        """The cycle after :attr:`start`, when ``job`` holds the new job's fields: the job
+        counters are loaded then, from those registers, not at ``start`` from the command port
+        (the port's path through the decoder's checks into the counters' subtractions was the
+        ASIC design's worst input path, and ``decoder.held_m`` into ``is_k_left_next`` an ECP5
+        one). No state reads a counter before the cycle after that: the loader spends ``start``'s
+        next cycle in ``PARAM_WAIT``, the issuer in ``WAIT``, the os sequencer in
+        ``PARAM_WAIT``."""
+        started = Signal(name="started")
+        m.d.sync += started.eq(self.start)
+        return started
 
     def _lanes(self, m):
         """The activation and weight lanes, a lane whose ``keep`` bit is 0 read as 0."""
@@ -522,7 +533,7 @@ class WeightStationarySequencer(_Sequencer):
     reserved, and raises ``reserve`` to 1 in its cycle. A ``tlast`` not on a parameter block's
     beat 8, a K tile's last weight beat or a chunk's last activation beat raises
     ``frame_err`` (the job runs on, counting beats by its shape). Both processes start at
-    ``start`` from ``new_job``'s shape and reload from ``job``'s.
+    ``start`` and load their counters from ``job``'s shape the cycle after (:meth:`_started`).
 
     Parameters
     ----------
@@ -543,8 +554,9 @@ class WeightStationarySequencer(_Sequencer):
     -------
     act : In(stream.Signature(beat_layout(rows)))
     wgt : In(stream.Signature(beat_layout(cols)))
-    start : In(1); new_job, job : In(JOB_LAYOUT)
-        From :class:`CommandDecoder`.
+    start : In(1); job : In(JOB_LAYOUT)
+        From :class:`CommandDecoder`: ``job`` holds the job's fields from the cycle after
+        ``start``.
     param : Out(param_write_signature(cols))
         To :class:`ParameterSlots`.
     array : Out(Signature(a, [a_valid,] sel, sel_next, w_en, w_row, w_buf, w_data))
@@ -590,19 +602,20 @@ class WeightStationarySequencer(_Sequencer):
         frame_ld = Signal()
         frame_is = Signal()
         m.d.comb += self.frame_err.eq(frame_ld | frame_is)
-        self._loader(m, wgt_lanes, wbuf_full, wbuf_set, frame_ld)
-        tag = self._issuer(m, act_lanes, wbuf_full, wbuf_clr, frame_is)
+        started = self._started(m)
+        self._loader(m, wgt_lanes, wbuf_full, wbuf_set, frame_ld, started)
+        tag = self._issuer(m, act_lanes, wbuf_full, wbuf_clr, frame_is, started)
         if self.isolate:
             m.d.comb += self.array.a_valid.eq(tag.valid)
         # The tag delay line: each row's tag, tag_delay cycles after the row.
         m.d.comb += self.tag.eq(_delay(m, tag, self.tag_delay, "tag"))
         return m
 
-    def _loader(self, m, wgt_lanes, wbuf_full, wbuf_set, frame):
+    def _loader(self, m, wgt_lanes, wbuf_full, wbuf_set, frame, started):
         """The loader: parameter blocks and weight tiles from the weight stream, each tile
         into the free weight set."""
         R, C, D = self.rows, self.cols, self.acc_depth
-        array, new, job = self.array, self.new_job, self.job
+        array, job = self.array, self.job
         l_n = _Countdown("ld_n_left", C)
         l_m = _Countdown("ld_m_left", D)
         l_k = _Countdown("ld_k_left", R)
@@ -611,12 +624,13 @@ class WeightStationarySequencer(_Sequencer):
         l_beat = Signal(range(max(R, isa.PARAM_BEATS) + 1), name="ld_beat")
         l_kc = l_k.clip
         m.d.comb += [self.param.slot.eq(l_slot), self.param.beat.eq(l_beat)]
+        with m.If(started):
+            l_n.load(m, job.n)
+            l_m.load(m, job.m)
+            l_k.load(m, job.k)
         with m.FSM(name="ws_loader"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    l_n.load(m, new.n)
-                    l_m.load(m, new.m)
-                    l_k.load(m, new.k)
                     m.d.sync += [l_buf.eq(0), l_slot.eq(0)]
                     m.next = "PARAM_WAIT"
             self._param_states(m, l_slot, l_beat, frame, then="BUF_WAIT")
@@ -654,11 +668,11 @@ class WeightStationarySequencer(_Sequencer):
                                 with m.Else():
                                     m.next = "IDLE"
 
-    def _issuer(self, m, act_lanes, wbuf_full, wbuf_clr, frame):
+    def _issuer(self, m, act_lanes, wbuf_full, wbuf_clr, frame, started):
         """The issuer: rows of A into the array, one per cycle, on the weight set loaded for
         them; returns the tag of the row injected this cycle."""
         R, C, D = self.rows, self.cols, self.acc_depth
-        array, new, job = self.array, self.new_job, self.job
+        array, job = self.array, self.job
         i_n = _Countdown("is_n_left", C)
         i_m = _Countdown("is_m_left", D)
         i_k = _Countdown("is_k_left", R, lanes=True)
@@ -686,12 +700,13 @@ class WeightStationarySequencer(_Sequencer):
             with m.Else():
                 m.next = "WAIT"
 
+        with m.If(started):
+            i_n.load(m, job.n)
+            i_m.load(m, job.m)
+            i_k.load(m, job.k)
         with m.FSM(name="ws_issuer"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    i_n.load(m, new.n)
-                    i_m.load(m, new.m)
-                    i_k.load(m, new.k)
                     m.d.comb += i_buf_clear.eq(1)
                     m.d.sync += [i_slot.eq(0), i_row.eq(0)]
                     m.next = "WAIT"
@@ -771,8 +786,9 @@ class OutputStationarySequencer(_Sequencer):
     -------
     act : In(stream.Signature(beat_layout(rows)))
     wgt : In(stream.Signature(beat_layout(cols)))
-    start : In(1); new_job, job : In(JOB_LAYOUT)
-        From :class:`CommandDecoder`.
+    start : In(1); job : In(JOB_LAYOUT)
+        From :class:`CommandDecoder`: ``job`` holds the job's fields from the cycle after
+        ``start``.
     param : Out(param_write_signature(cols))
         To :class:`ParameterSlots`.
     array : Out(Signature(a, b, valid, last))
@@ -802,7 +818,7 @@ class OutputStationarySequencer(_Sequencer):
     def elaborate(self, platform):
         m = Module()
         R, C, D = self.rows, self.cols, self.acc_depth
-        array, new, job = self.array, self.new_job, self.job
+        array, job = self.array, self.job
         act_lanes, wgt_lanes = self._lanes(m)
         o_n = _Countdown("os_n_left", C)
         o_m = _Countdown("os_m_left", R, lanes=True)
@@ -830,11 +846,12 @@ class OutputStationarySequencer(_Sequencer):
         frame_p = Signal()
         m.d.comb += self.frame_err.eq(frame_a | frame_w | frame_p)
         tile = Signal(self.tag.shape())     # the tag of the tile whose final step is now
+        with m.If(self._started(m)):
+            o_n.load(m, job.n)
+            o_m.load(m, job.m)
         with m.FSM(name="os_sequencer"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    o_n.load(m, new.n)
-                    o_m.load(m, new.m)
                     m.d.sync += [o_m0.eq(0), o_kb.eq(0), o_slot.eq(0), since.eq(R)]
                     m.next = "PARAM_WAIT"
             self._param_states(m, o_slot, o_beat, frame_p, then="TILE")
@@ -1509,7 +1526,7 @@ class GemmEngine(wiring.Component):
         # Commands in, status out; the job's start, fields and end.
         wiring.connect(m, wiring.flipped(self.cmd), dec.cmd)
         wiring.connect(m, dec.status, wiring.flipped(self.status))
-        m.d.comb += [seq.start.eq(dec.start), seq.new_job.eq(dec.new_job), seq.job.eq(dec.job),
+        m.d.comb += [seq.start.eq(dec.start), seq.job.eq(dec.job),
                      acc.job.eq(dec.job), dec.frame_err.eq(seq.frame_err),
                      dec.done.eq(res.o_job_end | acc.o_held)]
 

@@ -289,8 +289,6 @@ class _SeqBench:
 
     async def tb_ctrl(self, ctx):
         d = self.dut
-        for name, v in self.job.items():
-            ctx.set(d.new_job[name], v)
         await ctx.tick()
         ctx.set(d.start, 1)
         await ctx.tick()
