@@ -443,7 +443,7 @@ class GemmConfig:
     operand_isolation: bool = False
     acc_depth: int = 512
     res_depth: int = 256
-    clock_mhz: float = 250.0
+    clock_mhz: float = 280.0
     softmax: SoftmaxConfig | None = None
     attention: AttentionConfig | None = None
 

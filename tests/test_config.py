@@ -24,7 +24,7 @@ def test_defaults():
     assert (cfg.name, cfg.rows, cfg.cols, cfg.dataflow, cfg.k_max) == ("npu", 16, 16, "ws", 4096)
     assert cfg.acc_width is None and cfg.acc_bits == 32 and cfg.lane_bits == 32
     assert (cfg.rounding, cfg.acc_depth, cfg.res_depth, cfg.clock_mhz) == ("single", 512, 256,
-                                                                           250.0)
+                                                                           280.0)
     assert cfg.requant_lanes is None and cfg.rq_lanes == 4
 
 
@@ -365,7 +365,7 @@ def test_attention_with_softmax_section():
 def test_one_section_toml_is_unchanged():
     # Build caches are named by digest: a configuration with only [softmax] must keep its text.
     text = GemmConfig(softmax=SoftmaxConfig()).to_toml()
-    assert text.endswith("clock_mhz = 250.0\n\n[softmax]\nF = 24\nB = 16\nN_max = 32768\n"
+    assert text.endswith("clock_mhz = 280.0\n\n[softmax]\nF = 24\nB = 16\nN_max = 32768\n"
                          "G = 16\nlanes = 1\n")
 
 

@@ -303,8 +303,8 @@ def test_roofline_throttled_hand_computed():
     column tiles (q, k, v, o), 96 (f1), or 24 of 9 + 1536 beats (f2). The one row of A of the
     last pass (its source full by then) goes at F = L + 2 after the last weight beat L; its
     result is written at s1 = F + A + 1 = F + 34, at the result queue's head 3 later; a raw
-    beat is read there, a requant row's 4 slices take 3 more cycles and the requantizer 7 (its
-    input register and 6 stages, single rounding);
+    beat is read there, a requant row's 4 slices take 3 more cycles and the requantizer 8 (its
+    input register and 7 stages, single rounding, 8-bit partial products);
     the status 1 after the read.
     """
     from npugen.sim import minilm as M
@@ -315,13 +315,13 @@ def test_roofline_throttled_hand_computed():
     for job, beats, requant in (("q", 24 * 393, True), ("o", 24 * 393, False),
                                 ("f1", 96 * 393, False), ("f2", 24 * (9 + 1536), False)):
         F = 16 * beats + 2
-        want = F + 34 + 3 + (3 + 7 if requant else 0) + 1
+        want = F + 34 + 3 + (3 + 8 if requant else 0) + 1
         r = rows[job]
         assert r["wgt_bytes"] == 16 * beats and r["bw_bound"] == 16 * beats
         assert r["bw_cycles"] == want, (job, r["bw_cycles"], want)
         assert r["bound"] == "bandwidth"
         assert r["utilization"] == r["macs"] / (256 * want)
-    assert rows["q"]["bw_cycles"] == 150_962 and rows["o"]["bw_cycles"] == 150_952
+    assert rows["q"]["bw_cycles"] == 150_963 and rows["o"]["bw_cycles"] == 150_952
     # ws streams A once per column tile: at M = 20, 384 x 384, 20 rows x 24 K tiles x 24
     # column tiles of 16 bytes, more than the weights' 24 x 393 beats of 16
     (q20, *_) = M.roofline(cfg, 20, bandwidth=(8, 2))
@@ -344,8 +344,8 @@ def test_cli_perf_needs_shape_or_roofline(capsys):
     out = capsys.readouterr().out
     assert "1 bytes/cycle on each input stream" in out
     # M, job, shape, MACs/byte, as built, throttled (test_roofline_throttled_hand_computed),
-    # the bound bytes / B, utilization 1 x 384 x 384 / (256 x 150 962)
-    assert "1 q 1x384x384 0.98 10082 150962 150912 0.38% bandwidth".split() in \
+    # the bound bytes / B, utilization 1 x 384 x 384 / (256 x 150 963)
+    assert "1 q 1x384x384 0.98 10083 150963 150912 0.38% bandwidth".split() in \
         [line.split() for line in out.splitlines()]
     assert main(["perf", "--roofline", "--tokens", "8"]) == 0
     out = capsys.readouterr().out

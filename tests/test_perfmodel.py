@@ -612,13 +612,13 @@ def test_report_plot_has_points_in_every_panel_when_k_max_is_small():
 
 def test_report_parameters_read_like_the_generated_report(tmp_path):
     """`npugen report` and `npugen generate`'s report.md show the parameters the same way:
-    `250`, not `250.0`; `none (no [attention] section)` for both absent sections, never
+    `280`, not `280.0`; `none (no [attention] section)` for both absent sections, never
     `None`."""
     from npugen.hw import emit
     from npugen.sim.report import write_report
     cfg = GemmConfig(name="t", rows=2, cols=2, k_max=64, acc_depth=16, res_depth=4)
     md = write_report(cfg, tmp_path)[0].read_text()
-    assert "| `clock_mhz` | 250 |" in md and "250.0" not in md
+    assert "| `clock_mhz` | 280 |" in md and "280.0" not in md
     assert "| `softmax` | none (no [softmax] section) |" in md
     assert "| `attention` | none (no [attention] section) |" in md
     assert "None" not in md
