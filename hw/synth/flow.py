@@ -333,6 +333,13 @@ def _unsigned_declarations(netlist: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+#: Shortest ABC9 delay target (ps) of the ECP5 hierarchical estimate's PE modules: 5 ns (200
+#: MHz), above anything nextpnr gives these designs (docs/area.md: the bare registered MAC
+#: 150 MHz) and above a PE's path through its MULT18X18D (about 4 ns in the block), so that
+#: ABC9 recovers area on the PE's short paths as the flat run does.
+ECP5_ESTIMATE_MIN_PERIOD_PS = 5000
+
+
 def _synth_cmd(target: str, top: str, flat: bool, dsp: bool, clock_mhz: float = 200.0,
                between: list[str] | None = None, primitives: bool = False) -> list[str]:
     nf = "" if flat else " -noflatten"
@@ -894,7 +901,11 @@ def _hier_run(work: Path, cfg: GemmConfig, target: str, lut_modules: set[str], d
         # Not with the requantizer's soft multiplier in the flattened part: that is the flat
         # run's critical path, mapped for depth there, and for area under a target it cannot
         # meet (2 x 2, 4 DSPs: estimate -27 %).
-        script += [f"scratchpad -set abc9.D {int(round(1e6 / cfg.clock_mhz))}"]
+        # The period, but not under ECP5_ESTIMATE_MIN_PERIOD_PS: a clock_mhz meant for an ASIC
+        # (the default's 280 MHz) is shorter than a PE's path through its MULT18X18D, and
+        # ABC9 then maps every path for depth again (2 x 2 at 280 MHz: estimate +7.03 %).
+        period = max(int(round(1e6 / cfg.clock_mhz)), ECP5_ESTIMATE_MIN_PERIOD_PS)
+        script += [f"scratchpad -set abc9.D {period}"]
     synth = _synth_cmd(target, top, True, dsp_on, cfg.clock_mhz, _lutmul_cmds(set(reps_lut)),
                        primitives=_primitives(cfg))
     if target in ("generic", "asic"):
