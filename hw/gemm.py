@@ -33,7 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .config import Dataflow, derived_acc_width
+from .config import Dataflow, GemmConfig, derived_acc_width
 from .requant import ROUNDING_MODES, Requantizer
 from .systolic import OutputStationaryArray, WeightStationaryArray, check_dims
 
@@ -1410,7 +1410,8 @@ class GemmEngine(wiring.Component):
     def __init__(self, *, rows: int, cols: int, dataflow: str = "ws", k_max: int = 4096,
                  acc_width: int | None = None, rounding: str = "single", acc_depth: int = 512,
                  res_depth: int = 64, requant_lanes: int | None = None,
-                 requant_pp_bits: int = 8, pe_product_reg: bool = True, pe_weight_reg: bool = True,
+                 requant_pp_bits: int = GemmConfig.requant_pp_bits,
+                 pe_product_reg: bool = True, pe_weight_reg: bool = True,
                  array_input_reg: bool = True, dsp_primitive: str = "none",
                  operand_isolation: bool = False):
         check_dims(rows, cols)
@@ -1488,7 +1489,7 @@ class GemmEngine(wiring.Component):
         return cls(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, k_max=cfg.k_max,
                    acc_width=cfg.acc_bits, rounding=cfg.rounding, acc_depth=cfg.acc_depth,
                    res_depth=cfg.res_depth, requant_lanes=getattr(cfg, "requant_lanes", None),
-                   requant_pp_bits=getattr(cfg, "requant_pp_bits", 8),
+                   requant_pp_bits=getattr(cfg, "requant_pp_bits", GemmConfig.requant_pp_bits),
                    pe_product_reg=getattr(cfg, "pe_product_reg", True),
                    pe_weight_reg=getattr(cfg, "pe_weight_reg", True),
                    array_input_reg=getattr(cfg, "array_input_reg", True),
