@@ -930,7 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "job on the engine, every attention head on the attention "
                                    "unit, bit-exact against the golden pipeline), then print "
                                    "the cycles per layer and the embedding's cosine to the "
-                                   "float model (about 2 minutes from scratch on "
+                                   "float model (about 90 seconds from scratch on "
                                    "Verilator; Icarus runs this design at about 300 cycles "
                                    "a second, so --sim icarus takes about 50 minutes). "
                                    "With --layer0: layer 0's Q, K and V "
